@@ -1,0 +1,34 @@
+"""Configuration: TOML round trip, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from tfrs_pipeline.config import PipelineConfig, apply_overrides, load_toml, to_toml
+from tfrs_pipeline.errors import ConfigError
+
+
+def test_toml_round_trip_keeps_every_value(tmp_path):
+    config = apply_overrides(PipelineConfig(), {"retrieval.epochs": 3, "ranking.hidden_units": "16,8",
+                                                "split.kind": "temporal", "data.source": 'csv:"odd".csv'})
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(config))
+    assert load_toml(path) == config
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"retrieval.epochs": "many"}, "retrieval.epochs must be of type int, got 'many'"),
+    ({"retrieval.nope": 1}, "unknown configuration key 'retrieval.nope'"),
+    ({"split.kind": "sideways"}, "split.kind must be one of random, temporal, leave-last-out; got 'sideways'"),
+    ({"split.test_fraction": 1.5}, "split.test_fraction must be between 0 and 1"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        apply_overrides(PipelineConfig(), overrides).validate()
+
+
+def test_bad_toml_file_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[retrieval]\nepochs = 'x'\n")
+    with pytest.raises(ConfigError, match="bad.toml: retrieval.epochs"):
+        load_toml(path)

@@ -1,0 +1,262 @@
+"""Data sources, validation and the ``data describe`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import zip_folder
+
+from tfrs_pipeline.cli import main
+from tfrs_pipeline.config import DataConfig
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.data.synthetic import generate, parse_size
+from tfrs_pipeline.errors import DataError
+
+
+def _check_schema(data):
+    frame = data.interactions
+    assert list(frame.columns) == ["user_id", "movie_id", "rating", "timestamp"]
+    assert frame["rating"].dtype == np.float32 and frame["timestamp"].dtype == np.int64
+    assert isinstance(frame["user_id"].iloc[0], str) and isinstance(frame["movie_id"].iloc[0], str)
+    assert set(frame["movie_id"]) <= set(data.movies["movie_id"])
+    assert not frame.duplicated(["user_id", "movie_id"]).any()
+
+
+# --- synthetic ---------------------------------------------------------------------------------
+
+
+def test_synthetic_100k_has_movielens_100k_shape():
+    data = load_data("synthetic:100k")
+    _check_schema(data)
+    assert len(data.interactions) == 100_000
+    assert data.interactions["user_id"].nunique() == 943
+    assert len(data.movies) == 1_682
+    assert data.movies["title"].is_unique
+    assert data.movies["title"].str.match(r".+ \(\d{4}\)$").all()
+    assert set(data.interactions["rating"].unique()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    per_user = data.interactions.groupby("user_id", observed=True).size()
+    assert per_user.min() >= 20 and per_user.max() > 5 * per_user.median()  # long-tailed activity
+    per_movie = data.interactions.groupby("movie_id", observed=True).size().sort_values(ascending=False)
+    assert per_movie.iloc[:168].sum() > 0.3 * len(data.interactions)  # top 10% of movies: long-tailed popularity
+    assert set(data.users.columns) == {"user_id", "age", "gender", "occupation", "zip"}
+
+
+def test_synthetic_is_deterministic_by_seed_and_custom_sizes_are_exact():
+    a = generate(*parse_size("300x120x5000,seed=3"))
+    b = generate(*parse_size("300x120x5000,seed=3"))
+    c = generate(*parse_size("300x120x5000,seed=4"))
+    pd.testing.assert_frame_equal(a.interactions, b.interactions)
+    assert not a.interactions.equals(c.interactions)
+    assert len(a.interactions) == 5000 and a.interactions["user_id"].nunique() == 300
+
+
+@pytest.mark.parametrize("size", ["abc", "10x10x90", "0x5x5", "100k,seed=x"])
+def test_synthetic_rejects_bad_sizes(size):
+    with pytest.raises(DataError, match="synthetic"):
+        parse_size(size)
+
+
+# --- MovieLens layouts -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout,scale,has_users", [
+    ("100k", (1.0, 5.0), True), ("1m", (1.0, 5.0), True), ("10m", (0.5, 5.0), False), ("latest", (0.5, 5.0), False),
+])
+@pytest.mark.parametrize("zipped", [False, True])
+def test_movielens_layouts_load_with_their_counts(movielens_folder, tmp_path, layout, scale, has_users, zipped):
+    folder = movielens_folder(layout, users=12, movies=20, per_user=6)
+    path = zip_folder(folder, tmp_path / f"ml-{layout}.zip") if zipped else folder
+    data = load_data(f"movielens:{path}")
+    _check_schema(data)
+    assert len(data.interactions) == 72 and data.interactions["user_id"].nunique() == 12
+    assert len(data.movies) == 20
+    assert data.rating_scale == scale
+    assert (data.users is not None) == has_users
+    assert data.movies["year"].notna().all() and data.movies["genres"].map(len).min() >= 1
+    if layout == "latest":
+        assert data.movies["title"].iloc[0] == "Movie, The 1 (1981)"  # quoted comma survives
+    if layout == "100k":
+        assert "é" in data.movies["title"].iloc[0]  # u.item is latin-1
+
+
+def _corrupt(path, line_number, new_text):
+    lines = path.read_text(encoding="latin-1").splitlines()
+    lines[line_number - 1] = new_text
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+
+
+@pytest.mark.parametrize("layout,file,line,text,problem,value", [
+    ("latest", "ratings.csv", 5, "1,3,7.5,874965758", "rating outside the scale", "7.5"),
+    ("latest", "ratings.csv", 4, "1,abc,4.0,874965758", "non-numeric movieId", "abc"),
+    ("latest", "ratings.csv", 6, "1,3,4.0,874965758,extra", "malformed line", "1,3,4.0,874965758,extra"),
+    ("latest", "ratings.csv", 7, "1,999,4.0,874965758", "not in the movies file", "999"),
+    ("1m", "ratings.dat", 3, "1::2::5", "malformed line", "1::2::5"),
+    ("1m", "ratings.dat", 9, "2::3::0::874965758", "rating outside the scale", "0"),
+    ("100k", "u.data", 2, "x\t3\t4\t874965758", "non-numeric user_id", "x"),
+    ("100k", "u.data", 8, "1\t3\t\t874965758", "missing rating", ""),
+])
+def test_corrupted_files_name_file_line_and_value(movielens_folder, layout, file, line, text, problem, value):
+    folder = movielens_folder(layout)
+    _corrupt(folder / file, line, text)
+    with pytest.raises(DataError) as raised:
+        load_data(f"movielens:{folder}")
+    message = str(raised.value)
+    assert file in message and f"line {line}:" in message and problem in message and repr(value) in message
+
+
+def test_duplicate_pairs_are_errors_or_dropped_keeping_the_latest(movielens_folder):
+    folder = movielens_folder("latest")
+    ratings = folder / "ratings.csv"
+    first = ratings.read_text().splitlines()[1].split(",")
+    with ratings.open("a") as handle:
+        handle.write(f"{first[0]},{first[1]},0.5,{int(first[3]) + 1}\n")
+    with pytest.raises(DataError, match=r"line 74: duplicate rating \(first at line 2\) for 'user 1, movie \d+'"):
+        load_data(f"movielens:{folder}")
+    data = load_data(f"movielens:{folder}", DataConfig(on_bad_rows="skip"))
+    kept = data.interactions[(data.interactions.user_id == first[0]) & (data.interactions.movie_id == first[1])]
+    assert kept["rating"].tolist() == [0.5]
+    assert data.report.rows_dropped == 1 and "duplicate" in data.report.format()
+
+
+def test_skip_policy_counts_every_dropped_row_by_reason(movielens_folder):
+    folder = movielens_folder("latest")
+    _corrupt(folder / "ratings.csv", 3, "1,3,9.0,874965758")
+    _corrupt(folder / "ratings.csv", 4, "oops")
+    _corrupt(folder / "ratings.csv", 5, "1,4,abc,874965758")
+    data = load_data(f"movielens:{folder}", DataConfig(on_bad_rows="skip"))
+    assert len(data.interactions) == 72 - 3
+    assert data.report.rows_read == 72 and data.report.rows_dropped == 3
+    report = data.report.format()
+    for reason in ("rating outside the scale", "malformed line", "non-numeric rating"):
+        assert reason in report
+
+
+@pytest.mark.parametrize("remove,message", [
+    ("movies.csv", "missing movies.csv"),
+    ("ratings.csv", "no MovieLens ratings file"),
+])
+def test_missing_files_are_named(movielens_folder, remove, message):
+    folder = movielens_folder("latest")
+    (folder / remove).unlink()
+    with pytest.raises(DataError, match=message):
+        load_data(f"movielens:{folder}")
+
+
+def test_missing_column_names_the_header(movielens_folder):
+    folder = movielens_folder("latest")
+    text = (folder / "ratings.csv").read_text().replace("userId,movieId,rating", "userId,movieId,score", 1)
+    (folder / "ratings.csv").write_text(text)
+    with pytest.raises(DataError, match=r"ratings.csv, line 1: missing column 'rating'"):
+        load_data(f"movielens:{folder}")
+
+
+def test_all_rows_bad_is_an_empty_result_error(movielens_folder):
+    folder = movielens_folder("latest", users=1, movies=3, per_user=2)
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,9,1\n1,2,9,1\n")
+    with pytest.raises(DataError, match="no ratings left after validation"):
+        load_data(f"movielens:{folder}", DataConfig(on_bad_rows="skip"))
+
+
+@pytest.mark.real_data
+def test_real_latest_small_has_published_counts(real_small):
+    data = load_data(f"movielens:{real_small}")
+    assert len(data.interactions) == 100_836
+    assert data.interactions["user_id"].nunique() == 610
+    assert len(data.movies) == 9_742
+    assert data.interactions["movie_id"].nunique() == 9_724
+    assert data.report.rows_dropped == 0
+
+
+# --- csv and tfds ------------------------------------------------------------------------------
+
+
+def test_csv_source_with_named_columns_and_items_file(tmp_path):
+    (tmp_path / "events.csv").write_text("who,what,stars,when\nalice,m1,4,10\nbob,m1,5,11\nbob,m2,2,12\n")
+    (tmp_path / "items.csv").write_text("what,name\nm1,First (1999)\nm2,Second\n")
+    config = DataConfig(csv_user_column="who", csv_item_column="what", csv_rating_column="stars",
+                        csv_timestamp_column="when", csv_items_path=str(tmp_path / "items.csv"),
+                        csv_title_column="name", rating_scale=[1, 5])
+    data = load_data(f"csv:{tmp_path / 'events.csv'}", config)
+    _check_schema(data)
+    assert data.interactions["user_id"].tolist() == ["alice", "bob", "bob"]
+    assert data.movies.set_index("movie_id")["title"].to_dict() == {"m1": "First (1999)", "m2": "Second"}
+    assert data.movies["year"].iloc[0] == 1999
+
+
+def test_csv_source_rejects_unknown_items_and_missing_columns(tmp_path):
+    (tmp_path / "events.csv").write_text("user_id,item_id,rating\nu,m9,4\n")
+    (tmp_path / "items.csv").write_text("item_id,title\nm1,First\n")
+    with pytest.raises(DataError, match=r"events.csv, line 2: rating for a movie not in the movies file: 'm9'"):
+        load_data(f"csv:{tmp_path / 'events.csv'}", DataConfig(csv_items_path=str(tmp_path / "items.csv")))
+    with pytest.raises(DataError, match="missing column 'stars'"):
+        load_data(f"csv:{tmp_path / 'events.csv'}", DataConfig(csv_rating_column="stars"))
+
+
+def test_tfds_source_reads_movielens_ratings_through_tfds(monkeypatch):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    def as_dataset(self, *args, **kwargs):
+        n = 30
+        return tf.data.Dataset.from_tensor_slices({
+            "user_id": tf.constant([str(i % 5 + 1).encode() for i in range(n)]),
+            "movie_id": tf.constant([str(i + 1).encode() for i in range(n)]),
+            "movie_title": tf.constant([f"Movie {i + 1} (1995)".encode() for i in range(n)]),
+            "user_rating": tf.constant([float(i % 5 + 1) for i in range(n)]),
+            "timestamp": tf.constant([880_000_000 + i for i in range(n)], tf.int64),
+            "movie_genres": tf.ragged.constant([[i % 3, 7] for i in range(n)], dtype=tf.int64),
+            "user_gender": tf.constant([i % 2 == 0 for i in range(n)]),
+            "bucketized_user_age": tf.constant([25.0] * n),
+            "raw_user_age": tf.constant([27.0] * n),
+            "user_occupation_text": tf.constant([b"student"] * n),
+            "user_zip_code": tf.constant([b"12345"] * n),
+        })
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        data = load_data("tfds:movielens/100k-ratings")
+    _check_schema(data)
+    assert len(data.interactions) == 30 and data.interactions["user_id"].nunique() == 5
+    assert data.rating_scale == (1.0, 5.0)
+    assert data.movies.set_index("movie_id").loc["1", "year"] == 1995
+    assert "Drama" in data.movies["genres"].iloc[0] or len(data.movies["genres"].iloc[0]) == 2
+    assert data.users["occupation"].iloc[0] == "student"
+
+
+def test_tfds_source_offline_says_how_to_use_a_local_copy(tmp_path):
+    with pytest.raises(DataError, match="--tfds-data-dir"):
+        load_data("tfds:movielens/100k-ratings", DataConfig(tfds_data_dir=str(tmp_path)))
+
+
+def test_unknown_source_kind_is_a_clear_error():
+    with pytest.raises(DataError, match="unknown data source 'parquet:x'"):
+        load_data("parquet:x")
+
+
+# --- command line and the Keras guard ----------------------------------------------------------
+
+
+def test_data_describe_prints_counts_histogram_and_report(capsys):
+    assert main(["data", "describe", "--data", "synthetic:200x100x4000", "--top", "2", "--split", "random"]) == 0
+    out = capsys.readouterr().out
+    assert "ratings: 4,000   users: 200   movies listed: 100" in out
+    assert "rating histogram:" in out and "most-rated movies (top 2):" in out
+    assert "validation: 4,000 rating rows read, 0 dropped" in out
+    assert "cold start" in out
+
+
+def test_command_line_errors_are_one_line_with_nonzero_exit(capsys):
+    assert main(["data", "describe", "--data", "movielens:/does/not/exist"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "/does/not/exist" in err and "Traceback" not in err
+
+
+def test_importing_after_tensorflow_with_keras_3_fails_clearly():
+    code = "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\nimport tensorflow\nimport tfrs_pipeline"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0
+    assert "needs Keras 2" in result.stderr and "TF_USE_LEGACY_KERAS=1" in result.stderr

@@ -1,0 +1,318 @@
+"""Configuration: one dataclass tree, loaded from TOML or the command line, saved beside every model.
+
+Example:
+    >>> config = PipelineConfig()
+    >>> config = apply_overrides(config, {"retrieval.epochs": 3})
+    >>> print(to_toml(config))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from tfrs_pipeline.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where ratings come from and what to do with rows that fail validation.
+
+    Args:
+        source: ``synthetic[:SIZE]``, ``movielens:PATH``, ``tfds:NAME`` or ``csv:PATH``.
+        on_bad_rows: ``error`` stops at the first bad row; ``skip`` drops and counts them.
+        tfds_data_dir: folder holding prepared TFDS data (``tfds:`` sources only).
+        csv_user_column, csv_item_column, csv_rating_column, csv_timestamp_column: column
+            names of a ``csv:`` interactions file.
+        csv_items_path: optional items file for a ``csv:`` source, with ``csv_item_column``
+            and ``csv_title_column`` (and optionally ``genres``, ``|``-separated).
+        csv_title_column: title column of the items file.
+        rating_scale: lowest and highest allowed rating of a ``csv:`` source.
+    """
+
+    source: str = "synthetic:100k"
+    on_bad_rows: str = "error"
+    tfds_data_dir: str = ""
+    csv_user_column: str = "user_id"
+    csv_item_column: str = "item_id"
+    csv_rating_column: str = "rating"
+    csv_timestamp_column: str = "timestamp"
+    csv_items_path: str = ""
+    csv_title_column: str = "title"
+    rating_scale: list[float] = field(default_factory=lambda: [0.5, 5.0])
+
+
+@dataclass
+class SplitConfig:
+    """How ratings are split into training and test sides.
+
+    Args:
+        kind: ``random``, ``temporal`` (one global time cut-off) or ``leave-last-out``.
+        test_fraction: share of ratings in the test side (``random``, ``temporal``).
+        cutoff_timestamp: ``temporal`` only: ratings at or after it (seconds) are test;
+            0 means the cut-off that leaves ``test_fraction`` of ratings on the test side.
+        leave_last: ``leave-last-out`` only: the last N ratings of each user are test.
+        validation_fraction: share of training ratings held out for early stopping.
+        seed: random seed of the split.
+    """
+
+    kind: str = "random"
+    test_fraction: float = 0.2
+    cutoff_timestamp: int = 0
+    leave_last: int = 1
+    validation_fraction: float = 0.05
+    seed: int = 42
+
+
+@dataclass
+class RetrievalConfig:
+    """The two-tower retrieval model and how it is trained.
+
+    Args:
+        embedding_dim: size of the query and candidate embeddings.
+        user_features: add demographics (age, gender, occupation) to the query tower.
+        history_features: add the mean embedding of the user's training movies to the
+            query tower (the rated movie itself is left out while training on it).
+        movie_features: add genres, release year and title words to the candidate tower.
+        normalize: L2-normalise both embeddings (scores become cosine similarities).
+        temperature: softmax temperature of the retrieval loss.
+        logq_correction: subtract log sampling probability from in-batch logits.
+        remove_accidental_hits: mask in-batch negatives that are the positive movie.
+        optimizer: ``adagrad``, ``adam`` or ``sgd``.
+        learning_rate: optimizer step size.
+        batch_size: training examples per step.
+        epochs: most epochs to train.
+        patience: epochs without validation improvement before stopping early.
+        monitor_k: top-K accuracy on the validation split that early stopping watches.
+        index: ``brute-force`` or ``scann`` (approximate; for catalogs too big for brute force).
+    """
+
+    embedding_dim: int = 64
+    user_features: bool = True
+    history_features: bool = True
+    movie_features: bool = True
+    normalize: bool = True
+    temperature: float = 0.05
+    logq_correction: bool = True
+    remove_accidental_hits: bool = True
+    optimizer: str = "adam"
+    learning_rate: float = 0.003
+    batch_size: int = 2048
+    epochs: int = 20
+    patience: int = 2
+    monitor_k: int = 100
+    index: str = "brute-force"
+
+
+@dataclass
+class RankingConfig:
+    """The rating-prediction model of the second stage.
+
+    Args:
+        embedding_dim: size of the user and movie embeddings.
+        hidden_units: widths of the MLP layers.
+        cross_layer: put a ``tfrs.layers.dcn.Cross`` layer before the MLP.
+        history_features: add the user's mean history embedding (SVD++-style implicit feedback).
+        side_features: add genres, year and demographics.
+        l2: L2 penalty on embeddings and biases.
+        dropout: dropout rate in the MLP.
+        learning_rate: Adam step size.
+        batch_size: training examples per step.
+        epochs: most epochs to train.
+        patience: epochs without validation RMSE improvement before stopping early.
+    """
+
+    embedding_dim: int = 32
+    hidden_units: list[int] = field(default_factory=lambda: [64, 32])
+    cross_layer: bool = False
+    history_features: bool = True
+    side_features: bool = True
+    l2: float = 1e-4
+    dropout: float = 0.1
+    learning_rate: float = 0.002
+    batch_size: int = 1024
+    epochs: int = 30
+    patience: int = 3
+
+
+@dataclass
+class ServingConfig:
+    """How the two stages are put together.
+
+    Args:
+        num_candidates: movies the retrieval stage hands to the ranking stage.
+        k: length of the final list when a caller gives none.
+    """
+
+    num_candidates: int = 100
+    k: int = 10
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how training runs.
+
+    Args:
+        strategy: ``default`` (one device; the GPU when present) or ``mirrored``.
+        mixed_precision: compute in float16 (GPU) or bfloat16 (CPU), keep weights in float32.
+        seed: seed of model initialisation and shuffling.
+        verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent; -1 auto).
+    """
+
+    strategy: str = "default"
+    mixed_precision: bool = False
+    seed: int = 7
+    verbose: int = -1
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a training run needs, printed at its start and saved beside the model."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> PipelineConfig:
+        """Checks values a dataclass cannot; returns self so calls can be chained."""
+        _choice("data.on_bad_rows", self.data.on_bad_rows, ("error", "skip"))
+        _choice("split.kind", self.split.kind, ("random", "temporal", "leave-last-out"))
+        _choice("retrieval.optimizer", self.retrieval.optimizer, ("adagrad", "adam", "sgd"))
+        _choice("retrieval.index", self.retrieval.index, ("brute-force", "scann"))
+        _choice("runtime.strategy", self.runtime.strategy, ("default", "mirrored"))
+        _fraction("split.test_fraction", self.split.test_fraction)
+        if not 0.0 <= self.split.validation_fraction < 0.5:
+            raise ConfigError(
+                f"split.validation_fraction must be in [0, 0.5), got {self.split.validation_fraction}"
+            )
+        for name, value in [
+            ("retrieval.embedding_dim", self.retrieval.embedding_dim),
+            ("retrieval.batch_size", self.retrieval.batch_size),
+            ("retrieval.epochs", self.retrieval.epochs),
+            ("ranking.embedding_dim", self.ranking.embedding_dim),
+            ("ranking.batch_size", self.ranking.batch_size),
+            ("ranking.epochs", self.ranking.epochs),
+            ("serving.num_candidates", self.serving.num_candidates),
+            ("serving.k", self.serving.k),
+            ("split.leave_last", self.split.leave_last),
+        ]:
+            if int(value) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value}")
+        if self.retrieval.temperature <= 0:
+            raise ConfigError(f"retrieval.temperature must be > 0, got {self.retrieval.temperature}")
+        if len(self.data.rating_scale) != 2 or self.data.rating_scale[0] > self.data.rating_scale[1]:
+            raise ConfigError(f"data.rating_scale must be [low, high], got {self.data.rating_scale}")
+        return self
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _fraction(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Converts ``value`` to the type of ``default`` or raises a ConfigError naming ``name``."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            item_type = type(default[0]) if default else str
+            return [item_type(item) for item in items if str(item).strip() != ""]
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name} must be of type {type(default).__name__}, got {value!r}"
+        ) from None
+
+
+def apply_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    """Returns a copy of ``config`` with dotted keys (``"retrieval.epochs"``) replaced."""
+    config = dataclasses.replace(
+        config, **{f.name: dataclasses.replace(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    )
+    for dotted, value in overrides.items():
+        section_name, _, key = dotted.partition(".")
+        section = getattr(config, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise ConfigError(f"unknown configuration section {section_name!r} in {dotted!r}")
+        if key not in {f.name for f in dataclasses.fields(section)}:
+            known = ", ".join(f.name for f in dataclasses.fields(section))
+            raise ConfigError(f"unknown configuration key {dotted!r}; {section_name} has: {known}")
+        setattr(section, key, _coerce(dotted, value, getattr(section, key)))
+    return config
+
+
+def from_dict(values: dict[str, Any], base: PipelineConfig | None = None) -> PipelineConfig:
+    """Builds a configuration from nested dicts (a parsed TOML file), rejecting unknown keys."""
+    overrides = {}
+    for section, entries in values.items():
+        if not isinstance(entries, dict):
+            raise ConfigError(f"configuration section {section!r} must be a table, got {entries!r}")
+        for key, value in entries.items():
+            overrides[f"{section}.{key}"] = value
+    return apply_overrides(base or PipelineConfig(), overrides)
+
+
+def load_toml(path: str | Path, base: PipelineConfig | None = None) -> PipelineConfig:
+    """Reads a TOML configuration file; a bad file or key raises a ConfigError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    try:
+        return from_dict(values, base)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def to_dict(config: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """The configuration as nested plain dicts (JSON- and TOML-ready)."""
+    return dataclasses.asdict(config)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def to_toml(config: PipelineConfig) -> str:
+    """The configuration as TOML text that :func:`load_toml` reads back unchanged."""
+    lines = []
+    for section, entries in to_dict(config).items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in entries.items())
+        lines.append("")
+    return "\n".join(lines)

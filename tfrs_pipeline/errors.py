@@ -1,0 +1,19 @@
+"""Errors a user can cause, each with a message that names the offending input."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class of every error the command line reports as one line, without a traceback."""
+
+
+class DataError(PipelineError, ValueError):
+    """Input data is missing, malformed or inconsistent; the message names file, line and value."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A configuration value or command-line option is not allowed."""
+
+
+class ModelError(PipelineError):
+    """An exported model is missing, incomplete or asked for something it does not know."""

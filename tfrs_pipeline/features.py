@@ -1,0 +1,245 @@
+"""Where ratings become tensors: vocabularies, per-movie and per-user feature tables, tf.data.
+
+Vocabularies come from the training side only. Side features live in tables inside the
+models (keyed by id), so serving needs ids alone, and the input pipeline carries only
+what changes per example.
+
+Example:
+    >>> vocab = Vocabularies.from_training(split.train, data)  # doctest: +SKIP
+    >>> dataset = make_dataset(split.train, batch_size=4096, shuffle=True, seed=7)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData
+
+#: Feature names of every example a dataset yields.
+CORE_FEATURES = ("user_id", "movie_id", "user_rating", "timestamp")
+SIDE_FEATURES = ("movie_title", "movie_genres", "movie_year", "user_age", "user_gender", "user_occupation")
+
+MAX_TITLE_TOKENS = 8
+MAX_GENRES = 6
+YEAR_BUCKETS = np.arange(1920, 2031, 5)
+
+
+def _tokenize(title: str) -> list[str]:
+    title = re.sub(r"\(\d{4}\)\s*$", "", title.lower())
+    return re.findall(r"[a-z0-9']+", title)
+
+
+@dataclass
+class Vocabularies:
+    """Id, title-word, genre and demographic vocabularies, from training data only.
+
+    Index 0 of every lookup built from them is the out-of-vocabulary bucket.
+    """
+
+    user_ids: list[str]
+    movie_ids: list[str]
+    title_words: list[str]
+    genres: list[str]
+    occupations: list[str]
+    genders: list[str]
+
+    @classmethod
+    def from_training(cls, train: pd.DataFrame, data: RatingsData, min_word_count: int = 2) -> Vocabularies:
+        movie_ids = sorted(set(train["movie_id"].astype(str)))
+        user_ids = sorted(set(train["user_id"].astype(str)))
+        trained_movies = data.movies[data.movies["movie_id"].isin(movie_ids)]
+        counts: dict[str, int] = {}
+        for title in trained_movies["title"]:
+            for word in set(_tokenize(title)):
+                counts[word] = counts.get(word, 0) + 1
+        words = sorted(word for word, count in counts.items() if count >= min_word_count)
+        genres = sorted({g for genres in data.movies["genres"] for g in genres} | set(MOVIELENS_GENRES))
+        users = data.users if data.users is not None else pd.DataFrame(columns=["occupation", "gender"])
+        trained_users = users[users["user_id"].isin(user_ids)] if len(users) else users
+        occupations = sorted(set(trained_users.get("occupation", pd.Series(dtype=str)).astype(str)))
+        genders = sorted(set(trained_users.get("gender", pd.Series(dtype=str)).astype(str)))
+        return cls(user_ids, movie_ids, words, genres, occupations, genders)
+
+    def save(self, folder: str | Path) -> None:
+        """Writes one text file per vocabulary (one entry a line) under ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, values in vars(self).items():
+            (folder / f"{name}.txt").write_text("".join(f"{v}\n" for v in values), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Vocabularies:
+        folder = Path(folder)
+        return cls(**{
+            name: (folder / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+            for name in cls.__dataclass_fields__
+        })
+
+
+@dataclass
+class MovieTable:
+    """Per-movie arrays over the whole catalog (training movies and cold ones), row 0 unknown.
+
+    Args:
+        movie_ids: catalog ids; row i + 1 of every table belongs to ``movie_ids[i]``.
+        titles: display titles, "" in row 0.
+        genres: multi-hot genre matrix, float32 [rows, genres].
+        year_bucket: bucketized release year, 0 when missing.
+        title_tokens: title word ids, 0-padded, int32 [rows, MAX_TITLE_TOKENS].
+        train_count: training ratings per movie.
+        mean_rating: training mean rating per movie, shrunk towards the global mean.
+    """
+
+    movie_ids: np.ndarray
+    titles: np.ndarray
+    genres: np.ndarray
+    year_bucket: np.ndarray
+    title_tokens: np.ndarray
+    train_count: np.ndarray
+    mean_rating: np.ndarray
+
+    @classmethod
+    def build(cls, data: RatingsData, train: pd.DataFrame, vocab: Vocabularies, shrinkage: float = 10.0) -> MovieTable:
+        movies = data.movies.drop_duplicates("movie_id")
+        extra = sorted(set(data.interactions["movie_id"].astype(str)) - set(movies["movie_id"].astype(str)))
+        ids = np.concatenate([movies["movie_id"].astype(str).to_numpy(), np.asarray(extra, dtype=object)]).astype(object)
+        titles = np.concatenate([movies["title"].astype(str).to_numpy(), np.asarray(extra, dtype=object)])
+        genre_lists = list(movies["genres"]) + [()] * len(extra)
+        years = np.concatenate([movies["year"].astype("float64").fillna(np.nan).to_numpy(), np.full(len(extra), np.nan)])
+        rows = len(ids) + 1
+
+        genre_index = {g: i for i, g in enumerate(vocab.genres)}
+        genres = np.zeros((rows, len(vocab.genres)), dtype=np.float32)
+        for row, movie_genres in enumerate(genre_lists, start=1):
+            for g in movie_genres:
+                if g in genre_index:
+                    genres[row, genre_index[g]] = 1.0
+        year_bucket = np.zeros(rows, dtype=np.int32)
+        known = ~np.isnan(years)
+        year_bucket[1:][known] = np.digitize(years[known], YEAR_BUCKETS) + 1
+        word_index = {w: i + 1 for i, w in enumerate(vocab.title_words)}
+        title_tokens = np.zeros((rows, MAX_TITLE_TOKENS), dtype=np.int32)
+        for row, title in enumerate(titles, start=1):
+            tokens = [word_index[w] for w in _tokenize(title) if w in word_index][:MAX_TITLE_TOKENS]
+            title_tokens[row, : len(tokens)] = tokens
+
+        stats = train.groupby(train["movie_id"].astype(str), observed=True)["rating"].agg(["count", "sum"])
+        stats = stats.reindex(ids).fillna(0.0)
+        global_mean = float(train["rating"].mean())
+        count = np.concatenate([[0.0], stats["count"].to_numpy()])
+        total = np.concatenate([[0.0], stats["sum"].to_numpy()])
+        mean_rating = ((total + shrinkage * global_mean) / (count + shrinkage)).astype(np.float32)
+        return cls(ids, np.concatenate([[""], titles]).astype(object), genres, year_bucket, title_tokens,
+                   count.astype(np.float32), mean_rating)
+
+    @property
+    def num_year_buckets(self) -> int:
+        return len(YEAR_BUCKETS) + 2
+
+
+@dataclass
+class UserTable:
+    """Per-user arrays over the training users (``Vocabularies.user_ids``), row 0 unknown.
+
+    Args:
+        age_bucket, gender, occupation: demographic ids, 0 when unknown.
+        history_splits, history_values: each user's training movies as ragged rows of
+            movie-vocabulary ids (``row_splits`` and ``values`` of a RaggedTensor).
+    """
+
+    age_bucket: np.ndarray
+    gender: np.ndarray
+    occupation: np.ndarray
+    history_splits: np.ndarray
+    history_values: np.ndarray
+
+    @classmethod
+    def build(cls, data: RatingsData, train: pd.DataFrame, vocab: Vocabularies) -> UserTable:
+        rows = len(vocab.user_ids) + 1
+        age_bucket = np.zeros(rows, dtype=np.int32)
+        gender = np.zeros(rows, dtype=np.int32)
+        occupation = np.zeros(rows, dtype=np.int32)
+        if data.users is not None and len(data.users):
+            users = data.users.drop_duplicates("user_id").set_index(data.users["user_id"].astype(str).drop_duplicates())
+            users = users.reindex(vocab.user_ids)
+            known = users["age"].notna().to_numpy()
+            ages = users["age"].astype("float64").to_numpy()
+            age_bucket[1:][known] = np.digitize(ages[known], [18, 25, 35, 45, 50, 56]) + 1
+            gender[1:] = _index_of(users["gender"], vocab.genders)
+            occupation[1:] = _index_of(users["occupation"], vocab.occupations)
+        user_index = pd.Index(vocab.user_ids)
+        movie_index = pd.Index(vocab.movie_ids)
+        user_rows = user_index.get_indexer(train["user_id"].astype(str)) + 1
+        movie_rows = movie_index.get_indexer(train["movie_id"].astype(str)) + 1
+        order = np.lexsort((movie_rows, user_rows))
+        counts = np.bincount(user_rows, minlength=rows)
+        splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(age_bucket, gender, occupation, splits, movie_rows[order].astype(np.int64))
+
+    def history(self) -> tf.RaggedTensor:
+        return tf.RaggedTensor.from_row_splits(self.history_values, self.history_splits)
+
+
+def _index_of(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    index = pd.Index(vocabulary)
+    return (index.get_indexer(values.astype(str).fillna("")) + 1).astype(np.int32)
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    movies: MovieTable | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``{"user_id", "movie_id", "user_rating", "timestamp"}``, prefetched.
+
+    With ``movies`` the batches also carry ``movie_title`` and ``movie_genres`` (genre
+    vocabulary ids + 1, 0-padded to ``MAX_GENRES``), looked up per batch rather than
+    stored per rating. Shuffling draws a new
+    order every epoch (deterministic by ``seed``).
+    """
+    columns = {
+        "user_id": tf.constant(frame["user_id"].astype(str).to_numpy(dtype=object)),
+        "movie_id": tf.constant(frame["movie_id"].astype(str).to_numpy(dtype=object)),
+        "user_rating": tf.constant(frame["rating"].to_numpy(dtype=np.float32)),
+        "timestamp": tf.constant(frame["timestamp"].to_numpy(dtype=np.int64)),
+    }
+    n = len(frame)
+    order = tf.data.Dataset.range(n)
+    if shuffle:
+        # Shuffling row numbers (not examples) keeps the buffer small; a new order every epoch.
+        order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    dataset = order.batch(batch_size).map(
+        lambda rows: {name: tf.gather(column, rows) for name, column in columns.items()},
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if movies is not None:
+        dataset = dataset.map(_movie_side_features(movies), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _movie_side_features(movies: MovieTable):
+    lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
+    titles = tf.constant(movies.titles.astype(str))
+    genre_rows = tf.constant(
+        [[i + 1 for i in np.flatnonzero(row)][:MAX_GENRES] + [0] * (MAX_GENRES - min(MAX_GENRES, int(row.sum())))
+         for row in movies.genres], dtype=tf.int64,
+    )
+
+    def add(batch):
+        rows = lookup(batch["movie_id"])
+        batch = dict(batch)
+        batch["movie_title"] = tf.gather(titles, rows)
+        batch["movie_genres"] = tf.gather(genre_rows, rows)
+        return batch
+
+    return add
