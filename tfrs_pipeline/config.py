@@ -80,6 +80,9 @@ class RetrievalConfig:
         movie_features: add genres, release year and title words to the candidate tower.
         normalize: L2-normalise both embeddings (scores become cosine similarities).
         temperature: softmax temperature of the retrieval loss.
+        negatives: ``in-batch`` (other examples' movies, with logQ correction) or ``catalog``
+            (every movie of the catalog each step: the exact softmax, for catalogs small
+            enough to score per batch).
         logq_correction: subtract log sampling probability from in-batch logits.
         remove_accidental_hits: mask in-batch negatives that are the positive movie.
         optimizer: ``adagrad``, ``adam`` or ``sgd``.
@@ -87,7 +90,7 @@ class RetrievalConfig:
         batch_size: training examples per step.
         epochs: most epochs to train.
         patience: epochs without validation improvement before stopping early.
-        monitor_k: top-K accuracy on the validation split that early stopping watches.
+        monitor_k: early stopping watches validation recall@K (seen movies excluded).
         index: ``brute-force`` or ``scann`` (approximate; for catalogs too big for brute force).
     """
 
@@ -97,6 +100,7 @@ class RetrievalConfig:
     movie_features: bool = True
     normalize: bool = True
     temperature: float = 0.05
+    negatives: str = "in-batch"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
     optimizer: str = "adam"
@@ -186,6 +190,7 @@ class PipelineConfig:
         _choice("split.kind", self.split.kind, ("random", "temporal", "leave-last-out"))
         _choice("retrieval.optimizer", self.retrieval.optimizer, ("adagrad", "adam", "sgd"))
         _choice("retrieval.index", self.retrieval.index, ("brute-force", "scann"))
+        _choice("retrieval.negatives", self.retrieval.negatives, ("in-batch", "catalog"))
         _choice("runtime.strategy", self.runtime.strategy, ("default", "mirrored"))
         _fraction("split.test_fraction", self.split.test_fraction)
         if not 0.0 <= self.split.validation_fraction < 0.5:

@@ -243,3 +243,30 @@ def _movie_side_features(movies: MovieTable):
         return batch
 
     return add
+
+
+@dataclass
+class Prepared:
+    """What every model is built from: the training side (less a validation hold-out) and its tables.
+
+    Vocabularies and tables come from the whole training side; the validation hold-out
+    only decides when to stop.
+    """
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    vocab: Vocabularies
+    movies: MovieTable
+    users: UserTable
+    rating_scale: tuple[float, float]
+    global_mean: float
+
+
+def prepare(data: RatingsData, train: pd.DataFrame, validation_fraction: float, seed: int) -> Prepared:
+    """Builds vocabularies and tables from ``train`` and holds out a validation share of it."""
+    from tfrs_pipeline.split import hold_out
+
+    vocab = Vocabularies.from_training(train, data)
+    fit_part, validation = hold_out(train, validation_fraction, seed)
+    return Prepared(fit_part, validation, vocab, MovieTable.build(data, train, vocab), UserTable.build(data, train, vocab),
+                    tuple(data.rating_scale), float(train["rating"].mean()))

@@ -1,0 +1,127 @@
+"""The ranking stage: predicts a user's rating of a movie, trained with ``tfrs.tasks.Ranking``.
+
+prediction = global mean + user bias + movie bias
+             + (user embedding + mean history embedding) . movie embedding
+             + MLP([user, movie, user * movie, history, genres/year/title, demographics])
+
+The biases and the factorized term are the classic biased matrix factorization (with
+SVD++'s implicit-feedback history); the MLP learns what they miss. Outside training,
+predictions are clipped to the rating scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_pipeline.config import RankingConfig
+from tfrs_pipeline.features import Prepared, make_dataset
+from tfrs_pipeline.retrieval import TrainingResult, fit
+from tfrs_pipeline.towers import HistoryPooling, MovieFeatures
+
+
+class RankingModel(tfrs.Model):
+    """Rating prediction for (user id, movie id) pairs.
+
+    Args:
+        prepared: vocabularies, feature tables, rating scale and global mean.
+        config: dimensions, features, regularisation.
+    """
+
+    def __init__(self, prepared: Prepared, config: RankingConfig) -> None:
+        super().__init__()
+        self.config = config
+        vocab, dim = prepared.vocab, config.embedding_dim
+        l2 = tf.keras.regularizers.l2(config.l2) if config.l2 else None
+        self.low, self.high = (float(v) for v in prepared.rating_scale)
+        self.global_mean = tf.constant(prepared.global_mean, tf.float32)
+        self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1, name="user_lookup")
+        self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
+        self.user_embedding = tf.keras.layers.Embedding(len(vocab.user_ids) + 1, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
+                                                        embeddings_regularizer=l2, name="user_embedding")
+        self.movie_embedding = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
+                                                         embeddings_regularizer=l2, name="movie_embedding")
+        self.user_bias = tf.keras.layers.Embedding(len(vocab.user_ids) + 1, 1, embeddings_initializer="zeros",
+                                                   embeddings_regularizer=l2, name="user_bias")
+        self.movie_bias = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, 1, embeddings_initializer="zeros",
+                                                    embeddings_regularizer=l2, name="movie_bias")
+        self.history_pooling = (HistoryPooling(prepared.users, len(vocab.movie_ids) + 1, dim, l2=config.l2, name="history")
+                        if config.history_features else None)
+        self.movie_features = MovieFeatures(vocab, prepared.movies, dim, name="movie_features") if config.side_features else None
+        if config.side_features:
+            self.age = tf.Variable(prepared.users.age_bucket, trainable=False, name="age_bucket")
+            self.gender = tf.Variable(prepared.users.gender, trainable=False, name="gender")
+            self.occupation = tf.Variable(prepared.users.occupation, trainable=False, name="occupation")
+            self.age_embedding = tf.keras.layers.Embedding(8, 4, name="age_embedding")
+            self.gender_embedding = tf.keras.layers.Embedding(len(vocab.genders) + 1, 2, name="gender_embedding")
+            self.occupation_embedding = tf.keras.layers.Embedding(len(vocab.occupations) + 1, 4, name="occupation_embedding")
+        self.cross = tfrs.layers.dcn.Cross(name="cross") if config.cross_layer else None
+        layers = []
+        for units in config.hidden_units:
+            layers += [tf.keras.layers.Dense(units, activation="relu", kernel_regularizer=l2),
+                       tf.keras.layers.Dropout(config.dropout)]
+        layers.append(tf.keras.layers.Dense(1, kernel_initializer="zeros", dtype="float32"))
+        self.mlp = tf.keras.Sequential(layers, name="mlp")
+        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+                                       metrics=[tf.keras.metrics.RootMeanSquaredError()])
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]``."""
+        user_rows = self.user_lookup(inputs["user_id"])
+        movie_rows = self.movie_lookup(inputs["movie_id"])
+        user = self.user_embedding(user_rows)
+        movie = self.movie_embedding(movie_rows)
+        taste = user
+        parts = [user, movie, user * movie]
+        if self.history_pooling is not None:
+            # Leave the rated movie out of its own history (a no-op for pairs not in training).
+            history = self.history_pooling(user_rows, movie_rows)
+            taste = user + history
+            parts.append(history)
+        if self.movie_features is not None:
+            parts.append(self.movie_features(inputs["movie_id"]))
+            parts += [self.age_embedding(tf.gather(self.age, user_rows)),
+                      self.gender_embedding(tf.gather(self.gender, user_rows)),
+                      self.occupation_embedding(tf.gather(self.occupation, user_rows))]
+        features = tf.concat([tf.cast(p, tf.float32) for p in parts], axis=1)
+        if self.cross is not None:
+            features = self.cross(features)
+        prediction = (
+            self.global_mean
+            + tf.squeeze(self.user_bias(user_rows) + self.movie_bias(movie_rows), axis=1)
+            + tf.reduce_sum(taste * movie, axis=1)
+            + tf.squeeze(self.mlp(features, training=training), axis=1)
+        )
+        prediction = tf.cast(prediction, tf.float32)
+        return prediction if training else tf.clip_by_value(prediction, self.low, self.high)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.task(labels=features["user_rating"], predictions=self(features, training=training))
+
+
+def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, log_dir: str | Path | None = None,
+                  verbose: int = -1, strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
+    """Trains the ranking model; early-stops on validation RMSE (best weights kept)."""
+    tf.keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = RankingModel(prepared, config)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
+    validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
+    return fit(model, train, validation, epochs=config.epochs, monitor="val_root_mean_squared_error", mode="min",
+               patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose)
+
+
+def predict_ratings(model: RankingModel, user_ids, movie_ids, batch_size: int = 16384):
+    """Clipped predicted ratings for parallel arrays of user and movie ids (numpy, float32)."""
+    import numpy as np
+
+    user_ids = np.asarray(user_ids).astype(str)
+    movie_ids = np.asarray(movie_ids).astype(str)
+    return np.concatenate([
+        model({"user_id": tf.constant(user_ids[i : i + batch_size]), "movie_id": tf.constant(movie_ids[i : i + batch_size])}).numpy()
+        for i in range(0, len(user_ids), batch_size)
+    ]) if len(user_ids) else np.zeros(0, np.float32)
