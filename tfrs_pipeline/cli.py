@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import tfrs_pipeline  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tfrs_pipeline.config import DataConfig, PipelineConfig, apply_overrides, load_toml
-from tfrs_pipeline.errors import PipelineError
+from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError
 
 
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -75,8 +75,222 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--split", choices=("random", "temporal", "leave-last-out"),
                           help="also report a split's sizes and cold-start counts")
     describe.set_defaults(handler=_cmd_data_describe)
-
+    _register_model_commands(commands)
     return parser
+
+
+# --- model commands ----------------------------------------------------------------------------
+
+
+def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides = _data_overrides(args)
+    pairs = {
+        "split.kind": args.split, "split.test_fraction": args.test_fraction, "split.seed": args.split_seed,
+        "retrieval.epochs": args.retrieval_epochs or args.epochs, "ranking.epochs": args.ranking_epochs or args.epochs,
+        "runtime.strategy": args.strategy, "runtime.seed": args.seed,
+        "runtime.mixed_precision": True if args.mixed_precision else None,
+        "runtime.verbose": args.verbose,
+    }
+    overrides.update({key: value for key, value in pairs.items() if value is not None})
+    for assignment in args.set or []:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE (such as retrieval.embedding_dim=64), got {assignment!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tfrs_pipeline.train import format_metrics, run_training
+
+    config = load_config(args.config, _training_overrides(args))
+    result = run_training(config, args.out)
+    print(format_metrics(result.metrics))
+    print(f"exported: {result.path}")
+    return 0
+
+
+def _load_model_data(model_dir, data_source: str | None):
+    """The data and split recorded with a model (or another source with the same recorded split)."""
+    from tfrs_pipeline.data import load_data
+    from tfrs_pipeline.split import SplitRecord, reproduce_split
+
+    config = load_toml(model_dir / "config.toml")
+    if data_source:
+        config = apply_overrides(config, {"data.source": data_source})
+    data = load_data(config.data.source, config.data)
+    return data, reproduce_split(data, SplitRecord.load(model_dir / "split.json"))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from tfrs_pipeline.evaluation import evaluate_export
+    from tfrs_pipeline.export import resolve_model
+    from tfrs_pipeline.train import format_metrics
+
+    model_dir = resolve_model(args.model)
+    data, split = _load_model_data(model_dir, args.data)
+    log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
+    metrics = evaluate_export(model_dir, split.train, split.test, data.rating_scale, log=log)
+    if args.report:
+        from tfrs_pipeline.report import write_report
+
+        written = write_report(model_dir, split, metrics, args.report)
+        log(f"report: {', '.join(str(p) for p in written)}")
+    print(json.dumps(metrics, indent=2) if args.format == "json" else format_metrics(metrics))
+    return 0
+
+
+def _load_pipeline(model: str):
+    import tensorflow as tf
+
+    from tfrs_pipeline.export import resolve_model
+
+    model_dir = resolve_model(model)
+    return model_dir, tf.saved_model.load(str(model_dir))
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    _, pipeline = _load_pipeline(args.model)
+    signature = "serving_default" if args.exclude_seen else "recommend_including_seen"
+    out = pipeline.signatures[signature](user_id=tf.constant([args.user]), k=tf.constant(args.k))
+    if not bool(out["known_user"][0]):
+        if not args.allow_unknown:
+            raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
+                             "what the model serves such users (well-rated popular movies)")
+        print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
+    print(f"top {args.k} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
+    print(f"  {'#':>3}  {'predicted':>9}  {'retrieval':>9}  {'movie id':>9}  title")
+    for rank, (movie, title, rating, score) in enumerate(zip(out["movie_ids"][0].numpy(), out["titles"][0].numpy(),
+                                                             out["predicted_ratings"][0].numpy(),
+                                                             out["retrieval_scores"][0].numpy()), 1):
+        print(f"  {rank:>3}  {rating:>9.2f}  {score:>9.3f}  {_text(movie):>9}  {_text(title)}")
+    return 0
+
+
+def _find_movie(pipeline, text: str) -> str:
+    """A movie id from an id or a (part of a) title; ambiguous or unknown titles are errors."""
+    ids = [_text(v) for v in pipeline.catalog_ids.numpy()]
+    if text in ids:
+        return text
+    titles = [_text(v) for v in pipeline.titles.numpy()]
+    exact = [i for i, title in enumerate(titles) if title.lower() == text.lower()]
+    matches = exact or [i for i, title in enumerate(titles) if text.lower() in title.lower()]
+    if len(matches) == 1:
+        return ids[matches[0]]
+    if not matches:
+        raise ModelError(f"no movie with id or title {text!r} in the model's catalog ({len(ids):,} movies)")
+    shown = "; ".join(f"{ids[i]}: {titles[i]}" for i in matches[:5])
+    raise ModelError(f"{len(matches)} movies match {text!r} ({shown}{'; ...' if len(matches) > 5 else ''}); give the id")
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    _, pipeline = _load_pipeline(args.model)
+    movie_id = _find_movie(pipeline, args.movie)
+    out = pipeline.signatures["similar_movies"](movie_id=tf.constant([movie_id]), k=tf.constant(args.k))
+    title = _text(pipeline.titles.numpy()[[_text(v) for v in pipeline.catalog_ids.numpy()].index(movie_id)])
+    print(f"movies similar to {title} (id {movie_id}):")
+    for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0].numpy(), out["titles"][0].numpy(),
+                                                    out["scores"][0].numpy()), 1):
+        print(f"  {rank:>3}  {score:>6.3f}  {_text(movie):>9}  {_text(name)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tfrs_pipeline.demo import run_demo
+
+    run_demo(args.out, data=args.data or "synthetic:100k", quick=args.quick)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tfrs_pipeline.serve import make_server
+
+    server = make_server(args.model, args.host, args.port)
+    host, port = server.server_address[:2]
+    model = server.model
+    print(f"serving {model.path} on http://{host}:{port}  (GET /recommend?user_id=ID&k=10, "
+          f"GET /similar?movie_id=ID, POST /v1/models/{model.name}:predict); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _register_model_commands(commands) -> None:
+    train = commands.add_parser("train", help="train both stages, export, evaluate")
+    _add_data_options(train)
+    train.add_argument("--out", required=True, help="saved_models/NAME (a new integer version is written in it)")
+    train.add_argument("--config", help="TOML configuration file")
+    train.add_argument("--split", choices=("random", "temporal", "leave-last-out"))
+    train.add_argument("--test-fraction", type=float)
+    train.add_argument("--split-seed", type=int)
+    train.add_argument("--epochs", type=int, help="most epochs for both stages (early stopping may stop sooner)")
+    train.add_argument("--retrieval-epochs", type=int)
+    train.add_argument("--ranking-epochs", type=int)
+    train.add_argument("--strategy", choices=("default", "mirrored"), help="mirrored: tf.distribute.MirroredStrategy")
+    train.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), help="0 silent, 1 progress bar, 2 one line per epoch")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any configuration key, repeatable")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of an exported model on its recorded test split")
+    evaluate.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
+    evaluate.add_argument("--data", help="data source (default: the one recorded at training)")
+    evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    evaluate.add_argument("--report", metavar="DIR", help="also write metrics.json and PNG plots to DIR")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    recommend = commands.add_parser("recommend", help="top movies for a user, with predicted ratings")
+    recommend.add_argument("--model", required=True)
+    recommend.add_argument("--user", required=True)
+    recommend.add_argument("--k", type=_positive, default=10)
+    recommend.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=True,
+                           help="leave out movies the user rated in training (default) or --include-seen")
+    recommend.add_argument("--include-seen", dest="exclude_seen", action="store_false", help=argparse.SUPPRESS)
+    recommend.add_argument("--allow-unknown", action="store_true", help="show the popular fallback for unknown users")
+    recommend.set_defaults(handler=_cmd_recommend)
+
+    similar = commands.add_parser("similar", help="movies closest to a movie in the retrieval embedding space")
+    similar.add_argument("--model", required=True)
+    similar.add_argument("--movie", required=True, help="movie id, or a title or part of one")
+    similar.add_argument("--k", type=_positive, default=10)
+    similar.set_defaults(handler=_cmd_similar)
+
+    demo = commands.add_parser("demo", help="train on the embedded data, export, show metrics and recommendations")
+    demo.add_argument("--out", default="saved_models/demo")
+    demo.add_argument("--data", help="data source (default synthetic:100k)")
+    demo.add_argument("--quick", action="store_true", help="a few epochs on small data (seconds; for tests)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    serve = commands.add_parser("serve", help="serve an exported model over HTTP")
+    serve.add_argument("--model", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.set_defaults(handler=_cmd_serve)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def load_config(config_path: str | None, overrides: dict[str, object]) -> PipelineConfig:

@@ -5,6 +5,7 @@ Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works 
 * ``serving_default(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``predicted_ratings``,
   ``retrieval_scores`` [batch, k], ``known_user`` [batch]. Retrieves ``num_candidates``
   movies the user has not rated, ranks them by predicted rating, keeps the top ``k``.
+* ``recommend_including_seen(user_id, k)``: as ``serving_default``, seen movies allowed.
 * ``retrieve(user_id, k)`` -> ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``.
 * ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
   ``known_user``, ``known_movie`` [batch, n].
@@ -33,6 +34,52 @@ def well_rated_popular(movies: MovieTable) -> np.ndarray:
     return np.argsort(-quality, kind="stable")
 
 
+def retrieval_logit_scale(retrieval: RetrievalModel) -> float:
+    """What turns retrieval scores into the logits the retrieval loss was trained on."""
+    config = retrieval.config
+    return 1.0 / config.temperature if config.normalize else 1.0
+
+
+def choose_rating_weight(retrieval: RetrievalModel, ranking: RankingModel, prepared, num_candidates: int,
+                         k: int = 10, weights=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e4)) -> tuple[float, dict]:
+    """The rating weight with the best validation recall@k (ties: the larger weight, more rating-led).
+
+    Candidates come from the retrieval model with each user's fitting-part movies
+    excluded; the validation hold-out supplies the relevant movies. Weight 0 keeps
+    retrieval's own order, so the chosen weight is never worse than retrieval alone on
+    validation; 1e4 is a pure sort by predicted rating.
+
+    Returns:
+        The weight, and validation recall@k for every weight tried.
+    """
+    from tfrs_pipeline.evaluation import hit_ranks
+    from tfrs_pipeline.index import SeenMovies
+
+    validation = prepared.validation
+    if len(validation) == 0:
+        return 1.0, {}
+    users = np.asarray(sorted(set(validation["user_id"].astype(str))), dtype=object)
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
+    recall = {}
+    logits, ids, ratings = [], [], []
+    for start in range(0, len(users), 1024):
+        batch = tf.constant(users[start : start + 1024].astype(str))
+        scores, movie_ids = retrieval.index.query_excluding(retrieval.query_tower.serve(batch), seen(batch),
+                                                            min(num_candidates, retrieval.index.num_candidates))
+        width = tf.shape(movie_ids)[1]
+        predicted = ranking({"user_id": tf.reshape(tf.repeat(batch[:, None], width, axis=1), [-1]),
+                             "movie_id": tf.reshape(movie_ids, [-1])})
+        logits.append(scores.numpy() * retrieval_logit_scale(retrieval))
+        ids.append(movie_ids.numpy())
+        ratings.append(tf.reshape(predicted, tf.shape(movie_ids)).numpy())
+    logits, ids, ratings = np.concatenate(logits), np.concatenate(ids), np.concatenate(ratings)
+    for weight in weights:
+        order = np.argsort(-(logits + weight * ratings), axis=1, kind="stable")[:, :k]
+        recall[weight] = float(np.mean(hit_ranks(users, np.take_along_axis(ids, order, axis=1), validation) < k))
+    best = max(recall.values())
+    return max(w for w, r in recall.items() if r >= best), recall
+
+
 class TwoStagePipeline(tf.Module):
     """Retrieval model + ranking model + catalog, exported together.
 
@@ -42,16 +89,21 @@ class TwoStagePipeline(tf.Module):
         movies: the catalog, in the index's row order.
         seen: each training user's rated movies (excluded from recommendations).
         num_candidates: movies retrieved per user before ranking.
+        rating_weight: which ``k`` of the candidates are kept: the highest
+            ``retrieval logit + rating_weight * predicted rating`` (see
+            :func:`choose_rating_weight`); the kept ``k`` are then sorted by predicted rating.
     """
 
     def __init__(self, retrieval: RetrievalModel, ranking: RankingModel, movies: MovieTable, seen: SeenMovies,
-                 num_candidates: int) -> None:
+                 num_candidates: int, rating_weight: float = 1.0) -> None:
         super().__init__(name="two_stage_pipeline")
         self.query_tower = retrieval.query_tower
         self.index = retrieval.index
         self.ranking = ranking
         self.seen = seen
         self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)
+        self.rating_weight = tf.Variable(float(rating_weight), trainable=False, name="rating_weight")
+        self.logit_scale = tf.Variable(retrieval_logit_scale(retrieval), trainable=False, name="logit_scale")
         self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
         self.catalog_ids = tf.Variable(movies.movie_ids.astype(str), trainable=False, name="catalog_ids")
         self.titles = tf.Variable(movies.titles[1:].astype(str), trainable=False, name="titles")
@@ -66,10 +118,14 @@ class TwoStagePipeline(tf.Module):
         positions = self.catalog_lookup(movie_ids) - 1
         return tf.where(positions >= 0, tf.gather(self.titles, tf.maximum(positions, 0)), "")
 
-    def _retrieve(self, user_id: tf.Tensor, k: tf.Tensor):
-        """Top ``k`` unseen movies per user; unknown users get the well-rated popular list."""
+    def _retrieve(self, user_id: tf.Tensor, k: tf.Tensor, exclude_seen: bool = True):
+        """Top ``k`` movies per user (unseen ones unless ``exclude_seen`` is False); unknown users get the well-rated popular list."""
         known = self.query_tower.known(user_id)
-        scores, movie_ids = self.index.query_excluding(self.query_tower.serve(user_id), self.seen(user_id), k)
+        queries = self.query_tower.serve(user_id)
+        if exclude_seen:
+            scores, movie_ids = self.index.query_excluding(queries, self.seen(user_id), k)
+        else:
+            scores, movie_ids = self.index(queries, k)
         width = tf.shape(movie_ids)[1]
         fallback = tf.gather(self.catalog_ids, self.fallback_positions[:width])
         fallback_ids = tf.tile(fallback[None, :], [tf.shape(user_id)[0], 1])
@@ -88,13 +144,18 @@ class TwoStagePipeline(tf.Module):
 
     # -- signatures ----------------------------------------------------------------------------
 
-    @tf.function(input_signature=[USER_IDS, K])
-    def serve(self, user_id, k):
-        movie_ids, retrieval_scores, known = self._retrieve(user_id, self.num_candidates)
+    def _two_stage(self, user_id, k, exclude_seen: bool):
+        movie_ids, retrieval_scores, known = self._retrieve(user_id, self.num_candidates, exclude_seen)
         predicted = self._rank(user_id, movie_ids)
-        # Movies past the unseen ones (score -inf) must stay last.
-        predicted = tf.where(tf.math.is_inf(retrieval_scores), tf.fill(tf.shape(predicted), -np.inf), predicted)
-        top_ratings, order = tf.math.top_k(predicted, k=tf.minimum(k, tf.shape(predicted)[1]))
+        # Keep the k best by retrieval logit + weight * rating (-inf scores, past the unseen movies, stay last) ...
+        blended = retrieval_scores * self.logit_scale + self.rating_weight * predicted
+        _, kept = tf.math.top_k(blended, k=tf.minimum(k, tf.shape(predicted)[1]))
+        kept_ratings = tf.gather(predicted, kept, batch_dims=1)
+        kept_ratings = tf.where(tf.math.is_inf(tf.gather(retrieval_scores, kept, batch_dims=1)), -np.inf, kept_ratings)
+        # ... and show them sorted by predicted rating.
+        top_ratings, order = tf.math.top_k(kept_ratings, k=tf.shape(kept)[1])
+        order = tf.gather(kept, order, batch_dims=1)
+        top_ratings = tf.gather(predicted, order, batch_dims=1)
         top_ids = tf.gather(movie_ids, order, batch_dims=1)
         return {
             "movie_ids": top_ids,
@@ -103,6 +164,14 @@ class TwoStagePipeline(tf.Module):
             "retrieval_scores": tf.gather(retrieval_scores, order, batch_dims=1),
             "known_user": known,
         }
+
+    @tf.function(input_signature=[USER_IDS, K])
+    def serve(self, user_id, k):
+        return self._two_stage(user_id, k, exclude_seen=True)
+
+    @tf.function(input_signature=[USER_IDS, K])
+    def serve_including_seen(self, user_id, k):
+        return self._two_stage(user_id, k, exclude_seen=False)
 
     @tf.function(input_signature=[USER_IDS, K])
     def retrieve(self, user_id, k):
@@ -138,5 +207,5 @@ class TwoStagePipeline(tf.Module):
         return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "scores": top_scores, "known_movie": known}
 
     def signatures(self) -> dict:
-        return {"serving_default": self.serve, "retrieve": self.retrieve, "rank": self.rank,
-                "similar_movies": self.similar_movies}
+        return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
+                "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies}

@@ -20,7 +20,7 @@ from tfrs_pipeline.evaluation import evaluate_export
 from tfrs_pipeline.export import RankingExport, export_retrieval_stages, next_version, save
 from tfrs_pipeline.features import prepare
 from tfrs_pipeline.index import SeenMovies
-from tfrs_pipeline.pipeline import TwoStagePipeline
+from tfrs_pipeline.pipeline import TwoStagePipeline, choose_rating_weight
 from tfrs_pipeline.ranking import train_ranking
 from tfrs_pipeline.retrieval import train_retrieval
 from tfrs_pipeline.split import split_ratings
@@ -84,8 +84,13 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         f"best epoch {ranking.best_epoch}")
 
     log(f"[5/6] export to {final}")
+    weight, weight_recall = choose_rating_weight(retrieval.model, ranking.model, prepared, config.serving.num_candidates,
+                                                 k=config.serving.k)
+    log(f"two-stage: rating weight {weight:g} (validation recall@{config.serving.k} by weight: "
+        + ", ".join(f"{w:g}: {r:.4f}" for w, r in weight_recall.items()) + ")")
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
-    pipeline = TwoStagePipeline(retrieval.model, ranking.model, prepared.movies, seen, config.serving.num_candidates)
+    pipeline = TwoStagePipeline(retrieval.model, ranking.model, prepared.movies, seen, config.serving.num_candidates,
+                                rating_weight=weight)
     tf.saved_model.save(pipeline, str(staging), signatures=pipeline.signatures())
     export_retrieval_stages(retrieval.model, seen, staging / "stages")
     save(RankingExport(ranking.model), staging / "stages" / "ranking")
@@ -93,11 +98,13 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
     split.record.save(staging / "split.json")
     prepared.vocab.save(staging / "vocabularies")
     history = {"retrieval": retrieval.history, "ranking": ranking.history,
+               "rating_weight": weight, "validation_recall_by_rating_weight": {str(w): r for w, r in weight_recall.items()},
                "retrieval_best_epoch": retrieval.best_epoch, "ranking_best_epoch": ranking.best_epoch}
     (staging / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
 
     log("[6/6] evaluation of the exported model on the test split")
     metrics = evaluate_export(staging, split.train, split.test, data.rating_scale, log=log)
+    metrics["pipeline"]["rating_weight"] = weight
     metrics["training"] = {
         "retrieval_seconds": retrieval.seconds, "retrieval_examples_per_second": retrieval.examples_per_second,
         "ranking_seconds": ranking.seconds, "ranking_examples_per_second": ranking.examples_per_second,
@@ -123,6 +130,8 @@ def format_metrics(metrics: dict) -> str:
     for k, v in metrics["excluding_seen"].items():
         rows.append((f"{k} (seen excluded)", f"{v:.4f}", f"{popular['excluding_seen'][k]:.4f}"))
     for k, v in metrics["pipeline"].items():
+        if k == "rating_weight":
+            continue
         rows.append((f"two-stage {k}", f"{v:.4f}", f"{popular['pipeline'][k]:.4f}"))
     rows.append(("ranking RMSE", f"{metrics['ranking']['rmse']:.4f}",
                  f"{popular['ranking']['rmse']:.4f} (movie mean); MF {mf:.4f}"))
