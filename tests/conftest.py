@@ -82,3 +82,39 @@ def real_small() -> Path:
     if not (SHARED_SMALL / "ratings.csv").is_file():
         pytest.skip(f"real data absent: {SHARED_SMALL} (only in the project's development checkout)")
     return SHARED_SMALL
+
+
+TINY = {
+    "data.source": "synthetic:300x200x8000",
+    "retrieval.epochs": 2, "retrieval.batch_size": 512,
+    "ranking.epochs": 2, "ranking.batch_size": 512,
+    "runtime.verbose": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One tiny two-stage model trained and exported through ``run_training`` (shared by tests)."""
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.train import run_training
+
+    config = apply_overrides(PipelineConfig(), TINY)
+    return run_training(config, tmp_path_factory.mktemp("models") / "tiny", log=lambda *_: None)
+
+
+def run_tensorflow_only(code: str, timeout: int = 300) -> str:
+    """Runs ``code`` in a fresh Python that imports TensorFlow and nothing of ours; returns stdout.
+
+    The script fails if tfrs_pipeline or tensorflow_recommenders got imported.
+    """
+    import subprocess
+    import sys
+
+    guard = ("\nimport sys\nassert 'tfrs_pipeline' not in sys.modules, 'imported our code'\n"
+             "assert 'tensorflow_recommenders' not in sys.modules, 'imported TFRS'\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    result = subprocess.run([sys.executable, "-c", "import tensorflow as tf\n" + code + guard], capture_output=True,
+                            text=True, timeout=timeout, env=env, cwd="/")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

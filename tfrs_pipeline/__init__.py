@@ -20,7 +20,6 @@ class KerasVersionError(ImportError):
 def _select_keras_2() -> None:
     if "tensorflow" not in sys.modules:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         return
     import tensorflow as tf
 

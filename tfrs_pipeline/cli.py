@@ -7,12 +7,16 @@ shows its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-import tfrs_pipeline  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tfrs_pipeline.config import DataConfig, PipelineConfig, apply_overrides, load_toml
-from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError
+# On machines without a GPU TensorFlow's C++ side logs a CUDA error at start; a command line
+# should not (set TF_CPP_MIN_LOG_LEVEL yourself to see it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tfrs_pipeline  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+from tfrs_pipeline.config import DataConfig, PipelineConfig, apply_overrides, load_toml  # noqa: E402
+from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError  # noqa: E402
 
 
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -60,15 +64,22 @@ def _cmd_data_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tfrs-pipeline",
         description="Two-stage movie recommender on TensorFlow Recommenders: data, training, export, serving.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     data = commands.add_parser("data", help="inspect a data source")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND", parser_class=_Parser)
     describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
     _add_data_options(describe)
     describe.add_argument("--top", type=int, default=10, help="most-rated movies to list")
@@ -302,6 +313,10 @@ def load_config(config_path: str | None, overrides: dict[str, object]) -> Pipeli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "data":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # Keras' notes on subclassed models are not for users
     try:
         return int(args.handler(args) or 0)
     except PipelineError as error:

@@ -170,7 +170,8 @@ def evaluate_export(model_dir, train: pd.DataFrame, test: pd.DataFrame, rating_s
     metrics["excluding_seen"]["ndcg_at_10"] = ndcg(test, ranks, 10)
     served = call_batched(pipeline.signatures["serving_default"], 1024, {"user_id": users}, k=10)
     pipeline_ranks = hit_ranks(users, served["movie_ids"], test)
-    metrics["pipeline"] = {"recall_at_10": float(np.mean(pipeline_ranks < 10)), "ndcg_at_10": ndcg(test, pipeline_ranks, 10)}
+    metrics["pipeline"] = {"recall_at_10": float(np.mean(pipeline_ranks < 10)), "ndcg_at_10": ndcg(test, pipeline_ranks, 10),
+                           "rating_weight": float(pipeline.rating_weight.numpy())}
     metrics["retrieval_only"] = {"recall_at_10": metrics["excluding_seen"]["recall_at_10"],
                                  "ndcg_at_10": metrics["excluding_seen"]["ndcg_at_10"]}
 

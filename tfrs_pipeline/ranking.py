@@ -18,8 +18,8 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import Prepared, make_dataset
-from tfrs_pipeline.retrieval import TrainingResult, fit
 from tfrs_pipeline.towers import HistoryPooling, MovieFeatures
+from tfrs_pipeline.training_loop import TrainingResult, fit
 
 
 class RankingModel(tfrs.Model):
@@ -112,7 +112,8 @@ def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, l
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
     return fit(model, train, validation, epochs=config.epochs, monitor="val_root_mean_squared_error", mode="min",
-               patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose)
+               patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
+               stage="ranking", shown=("root_mean_squared_error", "val_root_mean_squared_error"))
 
 
 def predict_ratings(model: RankingModel, user_ids, movie_ids, batch_size: int = 16384):

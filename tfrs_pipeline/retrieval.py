@@ -10,8 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from tfrs_pipeline.config import RetrievalConfig
 from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce
 from tfrs_pipeline.towers import CandidateTower, QueryTower
+from tfrs_pipeline.training_loop import TrainingResult, fit, make_optimizer
 
 TOP_KS = (1, 5, 10, 50, 100)
 
@@ -130,74 +129,6 @@ class ValidationRecall(tf.keras.callbacks.Callback):
             logs[f"val_recall_at_{self.k}"] = float(np.mean(hit_ranks(users, lists, self.validation) < self.k))
 
 
-class EpochTimer(tf.keras.callbacks.Callback):
-    """Records seconds per epoch and training examples per second into the logs."""
-
-    def __init__(self, examples_per_epoch: int) -> None:
-        super().__init__()
-        self.examples_per_epoch = examples_per_epoch
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        if logs is not None:
-            logs["epoch_seconds"] = self.seconds[-1]
-
-
-def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
-    return {
-        "adagrad": tf.keras.optimizers.Adagrad,
-        "adam": tf.keras.optimizers.Adam,
-        "sgd": tf.keras.optimizers.SGD,
-    }[name](learning_rate=learning_rate)
-
-
-@dataclass
-class TrainingResult:
-    """A trained model and what happened while training it."""
-
-    model: tf.keras.Model
-    history: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    examples_per_second: float = 0.0
-    best_epoch: int = 0
-
-
-def default_verbose(verbose: int) -> int:
-    """-1 means a progress bar on a terminal and one line per epoch elsewhere (logs, CI)."""
-    import sys
-
-    return (1 if sys.stdout.isatty() else 2) if verbose < 0 else verbose
-
-
-def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *, epochs: int,
-        monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
-        extra_callbacks: list | None = None) -> TrainingResult:
-    """``model.fit`` with early stopping on ``monitor`` (best weights kept), timing, TensorBoard."""
-    timer = EpochTimer(examples)
-    callbacks = [timer] + list(extra_callbacks or [])
-    if validation is not None:
-        callbacks.append(tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
-                                                          restore_best_weights=True))
-    if log_dir:
-        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
-        callbacks.append(tf.keras.callbacks.ModelCheckpoint(str(Path(log_dir) / "checkpoint"), save_weights_only=True,
-                                                            monitor=monitor if validation is not None else "loss",
-                                                            mode=mode if validation is not None else "min",
-                                                            save_best_only=True))
-    start = time.perf_counter()
-    history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
-                        verbose=default_verbose(verbose))
-    seconds = time.perf_counter() - start
-    logs = {key: [float(v) for v in values] for key, values in history.history.items()}
-    best = int(np.argmax(logs[monitor]) if mode == "max" else np.argmin(logs[monitor])) if monitor in logs else len(timer.seconds) - 1
-    train_seconds = float(np.sum(timer.seconds))
-    return TrainingResult(model, logs, seconds, examples * len(timer.seconds) / max(train_seconds, 1e-9), best + 1)
-
-
 def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 7, log_dir: str | Path | None = None,
                     verbose: int = -1, strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
     """Trains the two-tower model; early-stops on validation recall@``monitor_k`` (seen movies excluded).
@@ -216,7 +147,8 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     monitor = f"val_recall_at_{config.monitor_k}"
     callbacks = [_RefreshIndex()] + ([ValidationRecall(prepared, config.monitor_k)] if validation is not None else [])
     result = fit(model, train, validation, epochs=config.epochs, monitor=monitor, mode="max", patience=config.patience,
-                 examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks)
+                 examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,
+                 stage="retrieval", shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"))
     model.refresh_index()
     model.query_tower.set_fallback()
     return result

@@ -104,7 +104,6 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
 
     log("[6/6] evaluation of the exported model on the test split")
     metrics = evaluate_export(staging, split.train, split.test, data.rating_scale, log=log)
-    metrics["pipeline"]["rating_weight"] = weight
     metrics["training"] = {
         "retrieval_seconds": retrieval.seconds, "retrieval_examples_per_second": retrieval.examples_per_second,
         "ranking_seconds": ranking.seconds, "ranking_examples_per_second": ranking.examples_per_second,

@@ -1,0 +1,78 @@
+"""The tfrs-pipeline command line: every command a user types, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfrs_pipeline.cli import main
+
+
+def test_train_prints_configuration_then_metrics_and_exports_a_new_version(tmp_path, capsys):
+    out = tmp_path / "models" / "cli"
+    args = ["train", "--data", "synthetic:200x120x4000", "--out", str(out), "--epochs", "1", "--verbose", "2",
+            "--set", "retrieval.batch_size=512", "--set", "ranking.batch_size=512"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("[retrieval]") < printed.index("retrieval epoch 1/1: loss") < printed.index("ranking RMSE")
+    assert "ranking epoch 1/1: root_mean_squared_error" in printed and "examples/s" in printed
+    assert "batch_size = 512" in printed and "most-popular" in printed
+    assert (out / "1" / "saved_model.pb").is_file() and (out / "1" / "logs" / "retrieval").is_dir()
+    assert main(args) == 0  # a second run is version 2; version 1 stays
+    assert (out / "2" / "saved_model.pb").is_file() and (out / "1" / "saved_model.pb").is_file()
+
+
+def test_evaluate_json_reuses_the_recorded_split(trained, capsys):
+    assert main(["evaluate", "--model", str(trained.path.parent), "--format", "json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    recorded = json.loads((trained.path / "metrics.json").read_text())
+    for key in ("factorized_top_k", "excluding_seen", "pipeline"):
+        for name, value in recorded[key].items():
+            assert metrics[key][name] == pytest.approx(value, abs=1e-6), (key, name)
+    assert metrics["ranking"]["rmse"] == pytest.approx(recorded["ranking"]["rmse"], abs=1e-6)
+
+
+def test_recommend_prints_titles_and_predicted_ratings(trained, capsys):
+    assert main(["recommend", "--model", str(trained.path.parent), "--user", "5", "--k", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("top 4 for user 5 (seen movies excluded)") and len(lines) == 2 + 4
+    assert main(["recommend", "--model", str(trained.path), "--user", "5", "--include-seen"]) == 0
+    assert "seen movies included" in capsys.readouterr().out
+
+
+def test_similar_finds_a_movie_by_title(trained, capsys):
+    from tfrs_pipeline.data import load_data
+
+    title = load_data("synthetic:300x200x8000").movies.set_index("movie_id").loc["7", "title"]
+    assert main(["similar", "--model", str(trained.path.parent), "--movie", title, "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"movies similar to {title} (id 7):") and len(out.strip().splitlines()) == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["recommend", "--model", "MODEL", "--user", "no-such-user"], "not in the model's training data"),
+    (["similar", "--model", "MODEL", "--movie", "zzz-no-such-title"], "no movie with id or title"),
+    (["recommend", "--model", "/no/such/model", "--user", "1"], "no exported model"),
+    (["train", "--data", "synthetic:100k", "--out", "x", "--set", "retrieval.epochs=lots"], "retrieval.epochs must be"),
+    (["evaluate", "--model", "MODEL", "--format", "yaml"], "invalid choice: 'yaml'"),
+    (["recommend", "--model", "MODEL", "--user", "1", "--k", "0"], "expected a positive integer"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(trained, args, message):
+    args = [str(trained.path.parent) if a == "MODEL" else a for a in args]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as in a user's shell
+    result = subprocess.run([sys.executable, "-m", "tfrs_pipeline.cli", *args], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+
+
+def test_demo_quick_trains_exports_and_shows_recommendations(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "beside most-popular" in out and "rated highest | recommended" in out and "movies similar to" in out
+    assert (tmp_path / "demo" / "1" / "saved_model.pb").is_file()

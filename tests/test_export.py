@@ -1,0 +1,64 @@
+"""Exported SavedModels: named signatures, any k after loading, same answers in a TensorFlow-only process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tensorflow as tf
+from conftest import run_tensorflow_only
+
+
+def test_model_folder_has_tf_serving_layout_and_its_records(trained):
+    path = trained.path
+    assert path.name == "1" and (path / "saved_model.pb").is_file()
+    for name in ("config.toml", "split.json", "metrics.json", "history.json", "README.md",
+                 "vocabularies/user_ids.txt", "vocabularies/movie_ids.txt"):
+        assert (path / name).is_file(), name
+    for stage in ("query_tower", "candidate_tower", "index", "ranking"):
+        assert (path / "stages" / stage / "saved_model.pb").is_file(), stage
+    card = (path / "README.md").read_text()
+    assert "tf.saved_model.load" in card and "recall_at_10" in card
+
+
+def test_metrics_json_has_the_documented_shape(trained):
+    metrics = json.loads((trained.path / "metrics.json").read_text())
+    assert set(metrics["factorized_top_k"]) == {"top_1", "top_5", "top_10", "top_50", "top_100"}
+    assert set(metrics["excluding_seen"]) == {"recall_at_10", "recall_at_50", "recall_at_100", "ndcg_at_10"}
+    assert set(metrics["pipeline"]) >= {"recall_at_10", "ndcg_at_10"} and "rmse" in metrics["ranking"]
+    popular = metrics["baselines"]["most_popular"]
+    assert set(popular["factorized_top_k"]) == set(metrics["factorized_top_k"]) and "rmse" in popular["ranking"]
+    assert "rmse" in metrics["baselines"]["matrix_factorization"]["ranking"]
+    values = [v for section in ("factorized_top_k", "excluding_seen", "pipeline") for v in metrics[section].values()]
+    assert all(0.0 <= v <= 1e4 for v in values)
+
+
+def test_stage_signatures_have_named_inputs_and_outputs(trained):
+    index = tf.saved_model.load(str(trained.path / "stages" / "index")).signatures["serving_default"]
+    assert set(index.structured_input_signature[1]) == {"user_id", "k"}
+    assert set(index.structured_outputs) == {"movie_ids", "scores", "known_user"}
+    ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking")).signatures["serving_default"]
+    assert set(ranking.structured_outputs) == {"predicted_rating", "known_user", "known_movie"}
+
+
+def test_stages_give_the_same_answers_in_a_tensorflow_only_process_for_any_k(trained):
+    stages = trained.path / "stages"
+    code = f"""
+import json
+out = {{}}
+index = tf.saved_model.load({str(stages / 'index')!r}).signatures["serving_default"]
+for k in (3, 17):
+    r = index(user_id=tf.constant(["1", "2", "nobody"]), k=tf.constant(k))
+    out[k] = [r["movie_ids"].numpy().astype(str).tolist(), r["scores"].numpy().round(5).tolist(), r["known_user"].numpy().tolist()]
+q = tf.saved_model.load({str(stages / 'query_tower')!r}).signatures["serving_default"]
+out["query"] = q(user_id=tf.constant(["1"]))["embeddings"].numpy().round(5).tolist()
+print(json.dumps(out))
+"""
+    loaded = json.loads(run_tensorflow_only(code).strip().splitlines()[-1])
+    index = tf.saved_model.load(str(stages / "index"))
+    for k in (3, 17):
+        r = index.signatures["serving_default"](user_id=tf.constant(["1", "2", "nobody"]), k=tf.constant(k))
+        assert loaded[str(k)][0] == r["movie_ids"].numpy().astype(str).tolist()
+        np.testing.assert_allclose(loaded[str(k)][1], r["scores"].numpy(), atol=1e-4)
+        assert loaded[str(k)][2] == [True, True, False]
+        assert len(loaded[str(k)][0][0]) == k

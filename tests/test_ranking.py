@@ -1,0 +1,48 @@
+"""The ranking model and the matrix-factorization baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
+from tfrs_pipeline.config import RankingConfig, SplitConfig
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.evaluation import rmse
+from tfrs_pipeline.features import prepare
+from tfrs_pipeline.ranking import predict_ratings, train_ranking
+from tfrs_pipeline.split import split_ratings
+
+
+@pytest.fixture(scope="module")
+def data_split():
+    data = load_data("synthetic:500x300x25000")
+    return data, split_ratings(data, SplitConfig(seed=3))
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_ranking_beats_the_global_mean_and_stays_on_the_scale(data_split, cross):
+    data, split = data_split
+    prepared = prepare(data, split.train, 0.05, 3)
+    result = train_ranking(prepared, RankingConfig(epochs=8, cross_layer=cross, batch_size=512), verbose=0)
+    predicted = predict_ratings(result.model, split.test["user_id"], split.test["movie_id"])
+    assert predicted.min() >= 1.0 and predicted.max() <= 5.0
+    global_mean = rmse(np.full(len(split.test), split.train["rating"].mean()), split.test["rating"])
+    assert rmse(predicted, split.test["rating"]) < global_mean - 0.05
+    assert "val_root_mean_squared_error" in result.history
+
+
+def test_unknown_users_and_movies_get_a_prediction_not_an_error(data_split):
+    data, split = data_split
+    prepared = prepare(data, split.train, 0.05, 3)
+    model = train_ranking(prepared, RankingConfig(epochs=1), verbose=0).model
+    predicted = predict_ratings(model, ["nobody", "1"], ["1", "no-such-movie"])
+    assert np.isfinite(predicted).all() and ((predicted >= 1) & (predicted <= 5)).all()
+
+
+def test_matrix_factorization_beats_movie_means(data_split):
+    _, split = data_split
+    mf = BiasedMatrixFactorization(factors=8, regularization=10.0, rating_scale=(1, 5)).fit(split.train)
+    mf_rmse = rmse(mf.predict(split.test["user_id"], split.test["movie_id"]), split.test["rating"])
+    assert mf_rmse < rmse(movie_mean(split.train, split.test["movie_id"]), split.test["rating"])
+    assert np.isfinite(mf.predict(["nobody"], ["no-such-movie"])).all()

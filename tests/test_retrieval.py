@@ -1,0 +1,82 @@
+"""The two-tower retrieval model: learns, leaves the target out of its history, handles unknown users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrs_pipeline.config import RetrievalConfig, SplitConfig
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.evaluation import index_recommender, most_popular_recommender, ranking_report
+from tfrs_pipeline.features import make_dataset, prepare
+from tfrs_pipeline.index import SeenMovies
+from tfrs_pipeline.retrieval import train_retrieval
+from tfrs_pipeline.towers import HistoryPooling
+
+
+@pytest.fixture(scope="module")
+def learned():
+    data = load_data("synthetic:600x300x30000")
+    from tfrs_pipeline.split import split_ratings
+
+    split = split_ratings(data, SplitConfig(seed=1))
+    prepared = prepare(data, split.train, 0.05, 1)
+    result = train_retrieval(prepared, RetrievalConfig(epochs=6, batch_size=1024, patience=2), verbose=0)
+    return data, split, prepared, result
+
+
+def test_retrieval_beats_most_popular_on_data_with_taste_signal(learned):
+    data, split, prepared, result = learned
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
+    model = ranking_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
+    popular = ranking_report(most_popular_recommender(prepared.movies.movie_ids, prepared.movies.train_count[1:], seen),
+                             split.test)
+    assert model["excluding_seen"]["recall_at_50"] > popular["excluding_seen"]["recall_at_50"]
+    assert model["excluding_seen"]["ndcg_at_10"] > popular["excluding_seen"]["ndcg_at_10"]
+
+
+def test_factorized_metrics_are_computed_in_evaluation_only(learned):
+    _, split, _, result = learned
+    history = result.history
+    assert "val_factorized_top_k/top_100_categorical_accuracy" in history
+    assert history["factorized_top_k/top_100_categorical_accuracy"][-1] == 0.0  # not computed while training
+    metrics = result.model.evaluate(make_dataset(split.test, 4096), return_dict=True, verbose=0)
+    assert 0.0 < metrics["factorized_top_k/top_100_categorical_accuracy"] <= 1.0
+    assert result.examples_per_second > 0 and "val_recall_at_100" in history
+
+
+def test_our_top_k_accuracy_matches_tfrs_factorized_top_k(learned):
+    _, split, prepared, result = learned
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
+    ours = ranking_report(index_recommender(result.model.query_tower, result.model.index, seen), split.test)
+    tfrs_metrics = result.model.evaluate(make_dataset(split.test, 4096), return_dict=True, verbose=0)
+    for k in (10, 50, 100):
+        assert ours["factorized_top_k"][f"top_{k}"] == pytest.approx(
+            tfrs_metrics[f"factorized_top_k/top_{k}_categorical_accuracy"], abs=2e-3)
+
+
+def test_unknown_users_get_the_mean_user_query_and_are_flagged(learned):
+    _, _, _, result = learned
+    tower = result.model.query_tower
+    ids = tf.constant(["1", "no-such-user"])
+    assert tower.known(ids).numpy().tolist() == [True, False]
+    served = tower.serve(ids).numpy()
+    np.testing.assert_allclose(served[1], tower.fallback.numpy(), atol=1e-6)
+    assert np.linalg.norm(served[1]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_history_pooling_leaves_the_target_out_only_when_it_is_in_the_history():
+    from tfrs_pipeline.features import UserTable
+
+    users = UserTable(np.zeros(2, np.int32), np.zeros(2, np.int32), np.zeros(2, np.int32),
+                      history_splits=np.array([0, 0, 3]), history_values=np.array([1, 2, 3]))
+    pooling = HistoryPooling(users, num_movies=5, dim=4)
+    table = pooling.embedding(tf.range(5)).numpy()
+    full = pooling(tf.constant([1]))[0].numpy()
+    np.testing.assert_allclose(full, table[[1, 2, 3]].mean(axis=0), atol=1e-6)
+    left_out = pooling(tf.constant([1]), tf.constant([2]))[0].numpy()
+    np.testing.assert_allclose(left_out, table[[1, 3]].mean(axis=0), atol=1e-6)
+    not_member = pooling(tf.constant([1]), tf.constant([4]))[0].numpy()
+    np.testing.assert_allclose(not_member, full, atol=1e-6)
+    np.testing.assert_allclose(pooling(tf.constant([0]))[0].numpy(), np.zeros(4), atol=1e-6)  # no history

@@ -1,0 +1,128 @@
+"""The training loop both stages share: ``model.fit`` with early stopping, progress, timing, TensorBoard."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class TrainingResult:
+    """A trained model and what happened while training it.
+
+    Args:
+        model: the model, with the best epoch's weights restored.
+        history: per-epoch logs (``model.fit``'s history plus ``epoch_seconds``).
+        seconds: wall time of ``fit``, validation included.
+        examples_per_second: training examples per second of training epochs.
+        best_epoch: the epoch (1-based) whose weights were kept.
+    """
+
+    model: tf.keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+    best_epoch: int = 0
+
+
+class Progress(tf.keras.callbacks.Callback):
+    """Shows training as it goes: a live batch counter on a terminal, and one line per epoch.
+
+    The line names only what matters for the stage (``shown``), with seconds and
+    training examples per second.
+    """
+
+    def __init__(self, stage: str, examples_per_epoch: int, shown: tuple[str, ...], live: bool) -> None:
+        super().__init__()
+        self.stage, self.examples, self.shown, self.live = stage, examples_per_epoch, shown, live
+        self.seconds: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self.epochs = self.params.get("epochs", 0)
+        self.steps = self.params.get("steps")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.live and (batch % 10 == 0 or batch + 1 == self.steps):
+            elapsed = time.perf_counter() - self._start
+            sys.stdout.write(f"\r{self.stage} epoch {self._epoch + 1}/{self.epochs}: batch {batch + 1}/{self.steps or '?'}"
+                             f"  {elapsed:.0f} s")
+            sys.stdout.flush()
+
+    def on_test_begin(self, logs=None):
+        # Training ends where evaluation begins: time the epoch's training alone.
+        if not hasattr(self, "_trained") or self._trained != self._epoch:
+            self._train_seconds = time.perf_counter() - self._start
+            self._trained = self._epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        train_seconds = self._train_seconds if getattr(self, "_trained", None) == epoch else time.perf_counter() - self._start
+        self.seconds.append(train_seconds)
+        logs["epoch_seconds"] = train_seconds
+        values = "  ".join(f"{name} {logs[name]:.4f}" for name in self.shown if name in logs)
+        line = (f"{self.stage} epoch {epoch + 1}/{self.epochs}: {values}  "
+                f"{time.perf_counter() - self._start:.1f} s ({self.examples / max(train_seconds, 1e-9):,.0f} examples/s)")
+        sys.stdout.write(("\r" if self.live else "") + line + "\n")
+        sys.stdout.flush()
+
+
+class _Silent(Progress):
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        train_seconds = self._train_seconds if getattr(self, "_trained", None) == epoch else time.perf_counter() - self._start
+        self.seconds.append(train_seconds)
+        if logs is not None:
+            logs["epoch_seconds"] = train_seconds
+
+
+def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
+    return {
+        "adagrad": tf.keras.optimizers.Adagrad,
+        "adam": tf.keras.optimizers.Adam,
+        "sgd": tf.keras.optimizers.SGD,
+    }[name](learning_rate=learning_rate)
+
+
+def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *, epochs: int,
+        monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
+        stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None) -> TrainingResult:
+    """``model.fit`` with early stopping on ``monitor`` (best weights kept), progress and TensorBoard.
+
+    Args:
+        verbose: 0 silent; 1 live batch counter and a line per epoch; 2 a line per epoch;
+            -1 chooses 1 on a terminal and 2 elsewhere (logs, CI).
+    """
+    if verbose < 0:
+        verbose = 1 if sys.stdout.isatty() else 2
+    progress = (_Silent if verbose == 0 else Progress)(stage, examples, shown, live=verbose == 1)
+    # Extra callbacks first: they add validation numbers to the logs that early stopping reads.
+    callbacks = list(extra_callbacks or []) + [progress]
+    if validation is not None:
+        callbacks.append(tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                                          restore_best_weights=True))
+    if log_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
+        callbacks.append(tf.keras.callbacks.ModelCheckpoint(
+            str(Path(log_dir) / "checkpoint"), save_weights_only=True, save_best_only=True,
+            monitor=monitor if validation is not None else "loss", mode=mode if validation is not None else "min"))
+    start = time.perf_counter()
+    history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0)
+    seconds = time.perf_counter() - start
+    logs = {key: [float(v) for v in values] for key, values in history.history.items()}
+    if monitor in logs:
+        best = int(np.argmax(logs[monitor]) if mode == "max" else np.argmin(logs[monitor]))
+    else:
+        best = len(progress.seconds) - 1
+    train_seconds = float(np.sum(progress.seconds))
+    return TrainingResult(model, logs, seconds, examples * len(progress.seconds) / max(train_seconds, 1e-9), best + 1)
