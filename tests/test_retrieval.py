@@ -80,3 +80,22 @@ def test_history_pooling_leaves_the_target_out_only_when_it_is_in_the_history():
     not_member = pooling(tf.constant([1]), tf.constant([4]))[0].numpy()
     np.testing.assert_allclose(not_member, full, atol=1e-6)
     np.testing.assert_allclose(pooling(tf.constant([0]))[0].numpy(), np.zeros(4), atol=1e-6)  # no history
+
+
+def test_history_dropout_never_brings_the_left_out_movie_back():
+    import itertools
+
+    from tfrs_pipeline.features import UserTable
+
+    users = UserTable(np.zeros(2, np.int32), np.zeros(2, np.int32), np.zeros(2, np.int32),
+                      history_splits=np.array([0, 0, 4]), history_values=np.array([1, 2, 3, 4]))
+    pooling = HistoryPooling(users, num_movies=6, dim=3, dropout=0.5)
+    table = pooling.embedding(tf.range(6)).numpy()
+    others = [1, 3, 4]
+    means = [np.zeros(3)] + [table[list(c)].mean(axis=0) for r in (1, 2, 3) for c in itertools.combinations(others, r)]
+    tf.random.set_seed(0)
+    for _ in range(20):
+        got = pooling(tf.constant([1, 1]), tf.constant([2, 2]), training=True).numpy()
+        for row in got:
+            assert any(np.allclose(row, m, atol=1e-5) for m in means)
+    np.testing.assert_allclose(pooling(tf.constant([1]), tf.constant([2]))[0].numpy(), table[others].mean(axis=0), atol=1e-6)

@@ -121,33 +121,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model_data(model_dir, data_source: str | None):
-    """The data and split recorded with a model (or another source with the same recorded split)."""
-    from tfrs_pipeline.data import load_data
-    from tfrs_pipeline.split import SplitRecord, reproduce_split
-
-    config = load_toml(model_dir / "config.toml")
-    if data_source:
-        config = apply_overrides(config, {"data.source": data_source})
-    data = load_data(config.data.source, config.data)
-    return data, reproduce_split(data, SplitRecord.load(model_dir / "split.json"))
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from tfrs_pipeline.evaluation import evaluate_export
     from tfrs_pipeline.export import resolve_model
+    from tfrs_pipeline.split import load_recorded_split
     from tfrs_pipeline.train import format_metrics
 
     model_dir = resolve_model(args.model)
-    data, split = _load_model_data(model_dir, args.data)
+    data, split = load_recorded_split(model_dir, args.data)
     log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
     metrics = evaluate_export(model_dir, split.train, split.test, data.rating_scale, log=log)
     if args.report:
         from tfrs_pipeline.report import write_report
 
-        written = write_report(model_dir, split, metrics, args.report)
+        written = write_report(model_dir, split, metrics, args.report, data.rating_scale)
         log(f"report: {', '.join(str(p) for p in written)}")
     print(json.dumps(metrics, indent=2) if args.format == "json" else format_metrics(metrics))
     return 0
@@ -240,6 +229,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from tfrs_pipeline import benchmarks
+
+    config = load_config(args.config, _training_overrides(args))
+    if args.benchmark == "retrieval":
+        benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
+    else:
+        benchmarks.benchmark_serving(args.model, requests=args.requests, out=args.out)
+    return 0
+
+
 def _register_model_commands(commands) -> None:
     train = commands.add_parser("train", help="train both stages, export, evaluate")
     _add_data_options(train)
@@ -286,6 +286,21 @@ def _register_model_commands(commands) -> None:
     demo.add_argument("--data", help="data source (default synthetic:100k)")
     demo.add_argument("--quick", action="store_true", help="a few epochs on small data (seconds; for tests)")
     demo.set_defaults(handler=_cmd_demo)
+
+    benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
+    benchmark.add_argument("benchmark", choices=("retrieval", "serving"),
+                           help="retrieval: the TFRS tutorial configuration vs ours; serving: milliseconds per request")
+    _add_data_options(benchmark)
+    benchmark.add_argument("--config", help="TOML configuration file (our model's settings)")
+    benchmark.add_argument("--set", action="append", metavar="KEY=VALUE")
+    benchmark.add_argument("--with-ease", action="store_true", help="retrieval: add the closed-form EASE baseline")
+    benchmark.add_argument("--model", help="serving: saved_models/NAME")
+    benchmark.add_argument("--requests", type=_positive, default=200, help="serving: requests per measurement")
+    benchmark.add_argument("--out", help="also write the figures as JSON here")
+    for name in ("split", "test_fraction", "split_seed", "epochs", "retrieval_epochs", "ranking_epochs", "strategy",
+                 "seed", "verbose"):
+        benchmark.set_defaults(**{name: None})
+    benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
 
     serve = commands.add_parser("serve", help="serve an exported model over HTTP")
     serve.add_argument("--model", required=True)

@@ -79,6 +79,11 @@ class RetrievalConfig:
             query tower (the rated movie itself is left out while training on it).
         movie_features: add genres, release year and title words to the candidate tower.
         normalize: L2-normalise both embeddings (scores become cosine similarities).
+        history_dropout: share of each user's history dropped at random per training step
+            (denoising: the tower learns to predict movies from partial histories).
+        query_hidden_units: ReLU layers of the query tower before its output layer.
+        movie_bias: a learned per-movie score bias (popularity), beside the cosine.
+        l2: L2 penalty on the id and history embeddings.
         temperature: softmax temperature of the retrieval loss.
         negatives: ``in-batch`` (other examples' movies, with logQ correction) or ``catalog``
             (every movie of the catalog each step: the exact softmax, for catalogs small
@@ -99,6 +104,10 @@ class RetrievalConfig:
     history_features: bool = True
     movie_features: bool = True
     normalize: bool = True
+    history_dropout: float = 0.0
+    query_hidden_units: list[int] = field(default_factory=list)
+    movie_bias: bool = False
+    l2: float = 0.0
     temperature: float = 0.05
     negatives: str = "in-batch"
     logq_correction: bool = True
@@ -245,7 +254,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return float(value)
         if isinstance(default, list):
             items = value.split(",") if isinstance(value, str) else list(value)
-            item_type = type(default[0]) if default else str
+            item_type = type(default[0]) if default else int
             return [item_type(item) for item in items if str(item).strip() != ""]
         return str(value)
     except (TypeError, ValueError):

@@ -31,17 +31,14 @@ def _cut(text: str, width: int) -> str:
 
 def run_demo(out: str | Path = "saved_models/demo", data: str = "synthetic:100k", quick: bool = False) -> Path:
     """Trains, exports and shows what the model does; returns the exported version folder."""
-    from tfrs_pipeline.data import load_data
-    from tfrs_pipeline.split import SplitRecord, reproduce_split
+    from tfrs_pipeline.split import load_recorded_split
 
     result = run_training(demo_config(data, quick), out)
     print("\ntest metrics (seen movies excluded unless noted), beside most-popular:")
     print(format_metrics(result.metrics))
 
     # One user with a typical number of ratings: their favourites beside their recommendations.
-    config = demo_config(data, quick)
-    ratings = load_data(config.data.source, config.data)
-    split = reproduce_split(ratings, SplitRecord.load(result.path / "split.json"))
+    ratings, split = load_recorded_split(result.path)
     counts = split.train.groupby("user_id", observed=True).size().sort_values()
     user = str(counts.index[len(counts) // 2])
     titles = ratings.movies.set_index(ratings.movies["movie_id"].astype(str))["title"]

@@ -99,6 +99,15 @@ def most_popular_recommender(movie_ids: np.ndarray, train_counts: np.ndarray, se
     return index_recommender(lambda users: tf.ones([tf.shape(users)[0], 1]), index, seen)
 
 
+def most_popular_from_training(train: pd.DataFrame, catalog_ids: np.ndarray) -> Recommender:
+    """The most-popular recommender of a training split, over ``catalog_ids``, seen movies excludable."""
+    from tfrs_pipeline.features import Vocabularies
+
+    counts = train["movie_id"].astype(str).value_counts().reindex(catalog_ids).fillna(0).to_numpy(np.float32)
+    vocab = Vocabularies(sorted(set(train["user_id"].astype(str))), [], [], [], [], [])
+    return most_popular_recommender(catalog_ids, counts, SeenMovies(vocab, catalog_ids, train))
+
+
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - np.asarray(actual, np.float64)) ** 2)))
 
@@ -151,7 +160,6 @@ def evaluate_export(model_dir, train: pd.DataFrame, test: pd.DataFrame, rating_s
     from pathlib import Path
 
     from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
-    from tfrs_pipeline.features import Vocabularies
 
     model_dir = Path(model_dir)
     pipeline = tf.saved_model.load(str(model_dir))
@@ -180,9 +188,7 @@ def evaluate_export(model_dir, train: pd.DataFrame, test: pd.DataFrame, rating_s
     metrics["ranking"] = {"rmse": rmse(predicted["predicted_ratings"][:, 0], test["rating"])}
 
     log("evaluating: baselines (most-popular, movie mean rating, biased matrix factorization)")
-    counts = train["movie_id"].astype(str).value_counts().reindex(catalog_ids).fillna(0).to_numpy(np.float32)
-    vocab = Vocabularies(sorted(set(train["user_id"].astype(str))), [], [], [], [], [])
-    popular = ranking_report(most_popular_recommender(catalog_ids, counts, SeenMovies(vocab, catalog_ids, train)), test)
+    popular = ranking_report(most_popular_from_training(train, catalog_ids), test)
     popular["ranking"] = {"rmse": rmse(movie_mean(train, test_movies), test["rating"])}
     popular["pipeline"] = {"recall_at_10": popular["excluding_seen"]["recall_at_10"],
                            "ndcg_at_10": popular["excluding_seen"]["ndcg_at_10"]}

@@ -107,7 +107,8 @@ class TwoStagePipeline(tf.Module):
         self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
         self.catalog_ids = tf.Variable(movies.movie_ids.astype(str), trainable=False, name="catalog_ids")
         self.titles = tf.Variable(movies.titles[1:].astype(str), trainable=False, name="titles")
-        embeddings = tf.math.l2_normalize(retrieval.candidate_embeddings(), axis=1)
+        # Similarity by direction alone: the bias column (if any) is popularity, not taste.
+        embeddings = tf.math.l2_normalize(retrieval.candidate_embeddings()[:, : retrieval.config.embedding_dim], axis=1)
         self.movie_embeddings = tf.Variable(embeddings, trainable=False, name="normalized_movie_embeddings")
         fallback = well_rated_popular(movies)
         self.fallback_positions = tf.Variable(fallback.astype(np.int64), trainable=False, name="fallback_positions")

@@ -38,10 +38,12 @@ class RetrievalModel(tfrs.Model):
         self.config = config
         self.query_tower = QueryTower(prepared.vocab, prepared.users, config.embedding_dim,
                                       user_features=config.user_features, history_features=config.history_features,
-                                      normalize=config.normalize, name="query_tower")
+                                      normalize=config.normalize, hidden_units=tuple(config.query_hidden_units),
+                                      bias_column=config.movie_bias, l2=config.l2,
+                                      history_dropout=config.history_dropout, name="query_tower")
         self.candidate_tower = CandidateTower(prepared.vocab, prepared.movies, config.embedding_dim,
                                               movie_features=config.movie_features, normalize=config.normalize,
-                                              name="candidate_tower")
+                                              movie_bias=config.movie_bias, l2=config.l2, name="candidate_tower")
         self.catalog_ids = tf.constant(prepared.movies.movie_ids.astype(str))
         self.index = SeenAwareBruteForce(k=max(TOP_KS), name="index")
         counts = prepared.train["movie_id"].astype(str).value_counts()
@@ -60,7 +62,7 @@ class RetrievalModel(tfrs.Model):
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         movie_id = features["movie_id"]
-        query = self.query_tower(features["user_id"], leave_out_movie_id=movie_id)
+        query = self.query_tower(features["user_id"], leave_out_movie_id=movie_id, training=training)
         candidate = self.candidate_tower(movie_id)
         if training and self.config.negatives == "catalog":
             return self._full_softmax_loss(query, candidate, movie_id)

@@ -29,34 +29,45 @@ class HistoryPooling(tf.keras.layers.Layer):
         dim: embedding size.
     """
 
-    def __init__(self, users: UserTable, num_movies: int, dim: int, l2: float = 0.0, **kwargs) -> None:
+    def __init__(self, users: UserTable, num_movies: int, dim: int, l2: float = 0.0, dropout: float = 0.0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_movies = num_movies
+        self.dropout = dropout
         self.splits = tf.Variable(users.history_splits, trainable=False, name="history_splits")
         self.values = tf.Variable(users.history_values, trainable=False, name="history_values")
+        # Sorted (user, movie) keys; users' values are sorted the same way, so a key's position is the value's.
         user_rows = np.repeat(np.arange(len(users.history_splits) - 1), np.diff(users.history_splits))
-        self.keys = tf.Variable(np.sort(user_rows * num_movies + users.history_values), trainable=False,
-                                name="history_keys")
+        self.keys = tf.Variable(user_rows * num_movies + users.history_values, trainable=False, name="history_keys")
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.embedding = tf.keras.layers.Embedding(num_movies, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05),
                                                    embeddings_regularizer=regularizer, name="history_embedding")
 
-    def call(self, user_rows: tf.Tensor, leave_out_rows: tf.Tensor | None = None) -> tf.Tensor:
-        unique_users, position = tf.unique(tf.cast(user_rows, tf.int64))
+    def call(self, user_rows: tf.Tensor, leave_out_rows: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
+        user_rows = tf.cast(user_rows, tf.int64)
+        unique_users, position = tf.unique(user_rows)
         starts = tf.gather(self.splits, unique_users)
         lengths = tf.gather(self.splits, unique_users + 1) - starts
-        item_positions = tf.ragged.range(starts, starts + lengths)
-        items = tf.gather(self.values, item_positions.flat_values)
-        vectors = self.embedding(items)
-        sums = tf.math.unsorted_segment_sum(vectors, item_positions.value_rowids(), tf.size(unique_users))
-        sums = tf.gather(sums, position)
-        counts = tf.cast(tf.gather(lengths, position), sums.dtype)
+        item_positions = tf.ragged.range(starts, starts + lengths)  # positions in ``values``, one row per user
+        vectors = self.embedding(tf.gather(self.values, item_positions.flat_values))
+        keep = tf.ones(tf.shape(item_positions.flat_values), vectors.dtype)
+        if training and self.dropout > 0:
+            # Denoising: each user's history loses a random share of its movies this step.
+            keep = tf.cast(tf.random.uniform(tf.shape(keep)) >= self.dropout, vectors.dtype)
+        rows = item_positions.value_rowids()
+        sums = tf.math.unsorted_segment_sum(vectors * keep[:, None], rows, tf.size(unique_users))
+        counts = tf.math.unsorted_segment_sum(keep, rows, tf.size(unique_users))
+        sums, counts = tf.gather(sums, position), tf.gather(counts, position)
         if leave_out_rows is not None:
-            key = tf.cast(user_rows, tf.int64) * self.num_movies + tf.cast(leave_out_rows, tf.int64)
-            index = tf.minimum(tf.searchsorted(self.keys, key, out_type=tf.int64), tf.size(self.keys, out_type=tf.int64) - 1)
-            member = tf.cast(tf.equal(tf.gather(self.keys, index), key), sums.dtype)
-            sums -= member[:, None] * self.embedding(leave_out_rows)
-            counts -= member
+            key = user_rows * self.num_movies + tf.cast(leave_out_rows, tf.int64)
+            found = tf.minimum(tf.searchsorted(self.keys, key, out_type=tf.int64), tf.size(self.keys, out_type=tf.int64) - 1)
+            member = tf.equal(tf.gather(self.keys, found), key)
+            # Where the left-out movie sits among the gathered (possibly dropped) items.
+            flat = tf.gather(item_positions.row_splits, position) + found - tf.gather(starts, position)
+            flat = tf.clip_by_value(flat, 0, tf.maximum(tf.size(keep, out_type=tf.int64) - 1, 0))
+            kept = tf.cast(member, vectors.dtype) * tf.gather(keep, flat)
+            sums -= kept[:, None] * self.embedding(leave_out_rows)
+            counts -= kept
         return sums / tf.maximum(counts, 1.0)[:, None]
 
 
@@ -70,10 +81,15 @@ class QueryTower(tf.keras.Model):
         user_features: add demographics.
         history_features: add the mean embedding of the user's training movies.
         normalize: L2-normalise the output.
+        hidden_units: ReLU layers between the features and the output (none: one linear layer).
+        bias_column: append a constant 1, which meets the candidate tower's movie bias.
+        history_dropout: share of the history dropped at random in each training step.
+        l2: L2 penalty on the id and history embeddings.
     """
 
     def __init__(self, vocab: Vocabularies, users: UserTable, dim: int, *, user_features: bool = True,
-                 history_features: bool = True, normalize: bool = True, l2: float = 0.0, **kwargs) -> None:
+                 history_features: bool = True, normalize: bool = True, hidden_units: tuple[int, ...] = (),
+                 bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1, name="user_lookup")
@@ -91,10 +107,16 @@ class QueryTower(tf.keras.Model):
             self.gender_embedding = tf.keras.layers.Embedding(len(vocab.genders) + 1, 4, name="gender_embedding")
             self.occupation_embedding = tf.keras.layers.Embedding(len(vocab.occupations) + 1, 8, name="occupation_embedding")
         if history_features:
-            self.history_pooling = HistoryPooling(users, len(vocab.movie_ids) + 1, dim, l2=l2, name="history")
-        self.project = tf.keras.layers.Dense(dim, name="project") if (user_features or history_features) else None
+            self.history_pooling = HistoryPooling(users, len(vocab.movie_ids) + 1, dim, l2=l2, dropout=history_dropout,
+                                                  name="history")
+        self.project = None
+        if user_features or history_features:
+            layers = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
+            self.project = tf.keras.Sequential(layers + [tf.keras.layers.Dense(dim)], name="project")
+        self.dim = dim
+        self.bias_column = bias_column
         # The query an unknown user gets: the mean training user's (set by ``set_fallback``).
-        self.fallback = tf.Variable(tf.zeros([dim]), trainable=False, name="fallback_query")
+        self.fallback = tf.Variable(tf.zeros([dim + int(bias_column)]), trainable=False, name="fallback_query")
 
     def set_fallback(self, batch_size: int = 8192) -> None:
         """Sets the unknown-user query to the (normalised) mean query of every training user."""
@@ -103,14 +125,15 @@ class QueryTower(tf.keras.Model):
         for start in range(0, len(users), batch_size):
             total += tf.reduce_sum(self(tf.constant(users[start : start + batch_size])), axis=0)
         mean = total / max(1, len(users))
-        self.fallback.assign(tf.math.l2_normalize(mean) if self.normalize else mean)
+        head = tf.math.l2_normalize(mean[: self.dim]) if self.normalize else mean[: self.dim]
+        self.fallback.assign(tf.concat([head, mean[self.dim :]], axis=0))
 
     def serve(self, user_id: tf.Tensor) -> tf.Tensor:
         """Query embeddings for serving: unknown users get the fallback query."""
         known = self.known(user_id)
         return tf.where(known[:, None], self(user_id), self.fallback[None, :])
 
-    def call(self, user_id: tf.Tensor, leave_out_movie_id: tf.Tensor | None = None) -> tf.Tensor:
+    def call(self, user_id: tf.Tensor, leave_out_movie_id: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
         rows = self.user_lookup(user_id)
         parts = [self.user_embedding(rows)]
         if self.user_features:
@@ -118,10 +141,13 @@ class QueryTower(tf.keras.Model):
                       self.occupation_embedding(tf.gather(self.occupation, rows))]
         if self.history_features:
             leave_out = None if leave_out_movie_id is None else self.movie_lookup(leave_out_movie_id)
-            parts.append(self.history_pooling(rows, leave_out))
+            parts.append(self.history_pooling(rows, leave_out, training=training))
         output = self.project(tf.concat(parts, axis=1)) if self.project is not None else parts[0]
         output = tf.cast(output, tf.float32)
-        return tf.math.l2_normalize(output, axis=1) if self.normalize else output
+        output = tf.math.l2_normalize(output, axis=1) if self.normalize else output
+        if self.bias_column:
+            output = tf.concat([output, tf.ones_like(output[:, :1])], axis=1)
+        return output
 
     def known(self, user_id: tf.Tensor) -> tf.Tensor:
         """True where the user had training ratings."""
@@ -163,10 +189,13 @@ class CandidateTower(tf.keras.Model):
         dim: output embedding size.
         movie_features: add genres, year and title words.
         normalize: L2-normalise the output.
+        movie_bias: append a learned per-movie bias (a popularity term that the
+            normalised embedding cannot carry in its length).
+        l2: L2 penalty on the id embedding.
     """
 
     def __init__(self, vocab: Vocabularies, movies: MovieTable, dim: int, *, movie_features: bool = True,
-                 normalize: bool = True, l2: float = 0.0, **kwargs) -> None:
+                 normalize: bool = True, movie_bias: bool = False, l2: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
@@ -175,13 +204,20 @@ class CandidateTower(tf.keras.Model):
         self.normalize = normalize
         self.features = MovieFeatures(vocab, movies, dim, name="movie_features") if movie_features else None
         self.project = tf.keras.layers.Dense(dim, name="project") if movie_features else None
+        self.dim = dim
+        self.bias = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, 1, embeddings_initializer="zeros",
+                                              name="movie_bias") if movie_bias else None
 
     def call(self, movie_id: tf.Tensor) -> tf.Tensor:
-        output = self.movie_embedding(self.movie_lookup(movie_id))
+        rows = self.movie_lookup(movie_id)
+        output = self.movie_embedding(rows)
         if self.features is not None:
             output = self.project(tf.concat([tf.cast(output, tf.float32), self.features(movie_id)], axis=1))
         output = tf.cast(output, tf.float32)
-        return tf.math.l2_normalize(output, axis=1) if self.normalize else output
+        output = tf.math.l2_normalize(output, axis=1) if self.normalize else output
+        if self.bias is not None:
+            output = tf.concat([output, tf.cast(self.bias(rows), tf.float32)], axis=1)
+        return output
 
     def known(self, movie_id: tf.Tensor) -> tf.Tensor:
         """True where the movie had training ratings."""

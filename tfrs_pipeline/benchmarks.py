@@ -1,0 +1,246 @@
+"""Benchmarks that print figures (never timed assertions in tests).
+
+``retrieval``: the TFRS basic-retrieval tutorial configuration (id embeddings of 32,
+Adagrad 0.1, batch 8192, 3 epochs, factorized metrics computed on every training batch)
+and this project's retrieval model, trained on the same split in one process; prints
+both throughputs (training examples per second) and both metric sets beside
+most-popular (and, with ``--with-ease``, the closed-form EASE item-item model).
+
+    tfrs-pipeline benchmark retrieval --data movielens:../shared/datasets/ml-latest-small
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_pipeline.config import PipelineConfig
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.evaluation import index_recommender, most_popular_recommender, ranking_report
+from tfrs_pipeline.features import make_dataset, prepare
+from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
+from tfrs_pipeline.retrieval import train_retrieval
+from tfrs_pipeline.split import split_ratings
+
+
+class TutorialModel(tfrs.Model):
+    """The model of the TFRS basic-retrieval tutorial, on movie ids."""
+
+    def __init__(self, user_ids: list[str], movie_ids: list[str], catalog: tf.data.Dataset, dim: int = 32) -> None:
+        super().__init__()
+        self.user_model = tf.keras.Sequential([tf.keras.layers.StringLookup(vocabulary=user_ids, mask_token=None),
+                                               tf.keras.layers.Embedding(len(user_ids) + 1, dim)])
+        self.movie_model = tf.keras.Sequential([tf.keras.layers.StringLookup(vocabulary=movie_ids, mask_token=None),
+                                                tf.keras.layers.Embedding(len(movie_ids) + 1, dim)])
+        self.task = tfrs.tasks.Retrieval(metrics=tfrs.metrics.FactorizedTopK(candidates=catalog.batch(128).map(self.movie_model)))
+
+    def compute_loss(self, features, training=False):
+        # As in the tutorial: metrics on every batch, training included.
+        return self.task(self.user_model(features["user_id"]), self.movie_model(features["movie_id"]))
+
+
+def _timed_fit(model, dataset, epochs: int) -> float:
+    start = time.perf_counter()
+    model.fit(dataset, epochs=epochs, verbose=0)
+    return time.perf_counter() - start
+
+
+def ease_recommender(train, catalog_ids: np.ndarray, seen: SeenMovies, regularization: float = 200.0):
+    """Closed-form EASE (Steck 2019): B = I - P / diag(P), P = (X'X + lambda I)^-1; scores = X B."""
+    import pandas as pd
+
+    users = pd.Index(sorted(set(train["user_id"].astype(str))))
+    items = pd.Index(catalog_ids)
+    x = np.zeros((len(users), len(items)), np.float32)
+    x[users.get_indexer(train["user_id"].astype(str)), items.get_indexer(train["movie_id"].astype(str))] = 1.0
+    gram = x.T @ x + regularization * np.eye(len(items), dtype=np.float32)
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    scores = tf.constant(x @ b)
+    index = SeenAwareBruteForce(k=100).reindex(tf.eye(len(items)), tf.constant(items.to_numpy().astype(str)))
+    lookup = tf.keras.layers.StringLookup(vocabulary=list(users), num_oov_indices=1)
+
+    def query(user_ids):
+        rows = lookup(user_ids) - 1
+        return tf.where((rows >= 0)[:, None], tf.gather(scores, tf.maximum(rows, 0)), tf.zeros([1, len(items)]))
+
+    return index_recommender(query, index, seen)
+
+
+def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, with_ease: bool = False,
+                        tutorial_epochs: int = 3, out: str | Path | None = None) -> dict:
+    """Trains the tutorial configuration and ours on one split; prints and returns both."""
+    config = config or PipelineConfig()
+    data = load_data(source, config.data)
+    split = split_ratings(data, config.split)
+    print(split.describe())
+    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
+    catalog_ids = prepared.movies.movie_ids.astype(str)
+    results: dict = {"data": source, "split": vars(split.record), "train_ratings": len(split.train)}
+
+    print(f"tutorial configuration: {tutorial_epochs} epochs, batch 8192, Adagrad 0.1, metrics on every batch")
+    tf.keras.utils.set_random_seed(config.runtime.seed)
+    tutorial = TutorialModel(prepared.vocab.user_ids, prepared.vocab.movie_ids,
+                             tf.data.Dataset.from_tensor_slices(catalog_ids))
+    tutorial.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+    tutorial_data = make_dataset(split.train, 8192, shuffle=True, seed=config.runtime.seed)
+    seconds = _timed_fit(tutorial, tutorial_data, tutorial_epochs)
+    tutorial_index = SeenAwareBruteForce(k=100).reindex(tutorial.movie_model(tf.constant(catalog_ids)), tf.constant(catalog_ids))
+    results["tutorial"] = {"seconds": seconds, "examples_per_second": tutorial_epochs * len(split.train) / seconds,
+                           **ranking_report(index_recommender(tutorial.user_model, tutorial_index, seen), split.test)}
+
+    print("this project's retrieval model (configuration as given; early stopping on validation recall)")
+    ours = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose)
+    results["ours"] = {"seconds": ours.seconds, "examples_per_second": ours.examples_per_second,
+                       "epochs": len(ours.history.get("loss", [])), "best_epoch": ours.best_epoch,
+                       **ranking_report(index_recommender(ours.model.query_tower.serve, ours.model.index, seen), split.test)}
+    results["most_popular"] = ranking_report(
+        most_popular_recommender(prepared.movies.movie_ids, prepared.movies.train_count[1:], seen), split.test)
+    if with_ease:
+        print("EASE (closed form, lambda 200)")
+        results["ease"] = ranking_report(ease_recommender(split.train, catalog_ids, seen), split.test)
+
+    print(format_retrieval_benchmark(results))
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"written: {out}")
+    return results
+
+
+def format_retrieval_benchmark(results: dict) -> str:
+    columns = [name for name in ("tutorial", "ours", "most_popular", "ease") if name in results]
+    lines = ["", f"{'':34}" + "".join(f"{name:>14}" for name in columns)]
+    for section, keys in (("factorized_top_k", ("top_1", "top_5", "top_10", "top_50", "top_100")),
+                          ("excluding_seen", ("recall_at_10", "recall_at_50", "recall_at_100", "ndcg_at_10"))):
+        for key in keys:
+            label = f"{key} ({'seen kept' if section == 'factorized_top_k' else 'seen excluded'})"
+            lines.append(f"{label:34}" + "".join(f"{results[c][section][key]:>14.4f}" for c in columns))
+    lines.append(f"{'training examples/s':34}" + "".join(
+        f"{results[c]['examples_per_second']:>14,.0f}" if "examples_per_second" in results[c] else f"{'':>14}"
+        for c in columns))
+    lines.append(f"{'training seconds':34}" + "".join(
+        f"{results[c]['seconds']:>14.1f}" if "seconds" in results[c] else f"{'':>14}" for c in columns))
+    ratio = results["ours"]["examples_per_second"] / results["tutorial"]["examples_per_second"]
+    lines.append(f"throughput, ours / tutorial: {ratio:.1f}x (same process, same data)")
+    return "\n".join(lines)
+
+
+def _latencies(call, requests: int) -> np.ndarray:
+    call()  # warm-up: the first call traces and allocates
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return np.asarray(times)
+
+
+def benchmark_serving(model: str | Path, *, requests: int = 200, k: int = 10, out: str | Path | None = None) -> dict:
+    """Milliseconds per request of the pipeline's ``serving_default``: in-process and over HTTP on loopback."""
+    import threading
+    import urllib.request
+
+    from tfrs_pipeline.serve import make_server
+
+    server = make_server(model, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    signature = server.model.signatures["serving_default"]
+    users = (server.model.path / "vocabularies" / "user_ids.txt").read_text(encoding="utf-8").splitlines()
+    rng = np.random.default_rng(0)
+    results = {"model": str(server.model.path), "requests": requests, "k": k}
+    try:
+        for name, batch in (("in_process_batch_1", 1), ("in_process_batch_64", 64)):
+            def call(b=batch):
+                return signature(user_id=tf.constant([str(u) for u in rng.choice(users, b)]), k=tf.constant(k))
+
+            times = _latencies(call, requests)
+            results[name] = {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+                             "users_per_second": batch * 1000.0 / float(np.mean(times))}
+
+        def http_call():
+            body = json.dumps({"inputs": {"user_id": [str(rng.choice(users))], "k": k}}).encode()
+            request = urllib.request.Request(f"{base}/v1/models/{server.model.name}:predict", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+
+        times = _latencies(http_call, requests)
+        results["http_batch_1"] = {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+                                   "users_per_second": 1000.0 / float(np.mean(times))}
+    finally:
+        server.shutdown()
+        server.server_close()
+    overhead = results["http_batch_1"]["p50_ms"] / results["in_process_batch_1"]["p50_ms"]
+    print(f"serving {results['model']} (k={k}, {requests} requests each):")
+    for name in ("in_process_batch_1", "in_process_batch_64", "http_batch_1"):
+        r = results[name]
+        print(f"  {name:22} p50 {r['p50_ms']:7.2f} ms   p95 {r['p95_ms']:7.2f} ms   {r['users_per_second']:8,.0f} users/s")
+    print(f"  HTTP / in-process latency (p50): {overhead:.2f}x")
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def compare_retrieval_variants(source: str, variants: dict[str, dict], *, epochs: int = 20,
+                               config: PipelineConfig | None = None):
+    """Trains each retrieval variant (configuration overrides) on one split; a table beside most-popular."""
+    import pandas as pd
+
+    from tfrs_pipeline.config import apply_overrides
+
+    config = config or PipelineConfig()
+    data = load_data(source, config.data)
+    split = split_ratings(data, config.split)
+    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
+    rows = {}
+    for name, overrides in variants.items():
+        variant = apply_overrides(config, {"retrieval.epochs": epochs, **overrides})
+        result = train_retrieval(prepared, variant.retrieval, seed=config.runtime.seed, verbose=0)
+        report = ranking_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
+        rows[name] = {**_flatten(report), "training examples/s": result.examples_per_second,
+                      "best epoch": result.best_epoch}
+        print(f"{name}: recall@100 {rows[name]['recall_at_100']:.4f}, best epoch {result.best_epoch}")
+    rows["most popular"] = _flatten(ranking_report(
+        most_popular_recommender(prepared.movies.movie_ids, prepared.movies.train_count[1:], seen), split.test))
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _flatten(report: dict) -> dict:
+    flat = {f"factorized {k}": v for k, v in report["factorized_top_k"].items()}
+    flat.update(report["excluding_seen"])
+    return flat
+
+
+def compare_ranking(source: str, *, epochs: int = 30, config: PipelineConfig | None = None):
+    """Test RMSE of the ranking model beside global mean, movie mean and biased matrix factorization."""
+    import pandas as pd
+
+    from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
+    from tfrs_pipeline.config import apply_overrides
+    from tfrs_pipeline.evaluation import rmse
+    from tfrs_pipeline.ranking import predict_ratings, train_ranking
+
+    config = apply_overrides(config or PipelineConfig(), {"ranking.epochs": epochs})
+    data = load_data(source, config.data)
+    split = split_ratings(data, config.split)
+    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    test = split.test
+    model = train_ranking(prepared, config.ranking, seed=config.runtime.seed, verbose=0).model
+    mf = BiasedMatrixFactorization(factors=32, regularization=15.0, rating_scale=data.rating_scale).fit(split.train)
+    predictions = {
+        "global mean": np.full(len(test), split.train["rating"].mean()),
+        "movie mean": movie_mean(split.train, test["movie_id"]),
+        "biased matrix factorization (ALS, 32 factors)": mf.predict(test["user_id"], test["movie_id"]),
+        "ranking model": predict_ratings(model, test["user_id"], test["movie_id"]),
+    }
+    return pd.DataFrame({"rmse": {name: rmse(p, test["rating"]) for name, p in predictions.items()}})
