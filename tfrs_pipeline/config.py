@@ -104,11 +104,11 @@ class RetrievalConfig:
     history_features: bool = True
     movie_features: bool = True
     normalize: bool = True
-    history_dropout: float = 0.0
+    history_dropout: float = 0.5
     query_hidden_units: list[int] = field(default_factory=list)
-    movie_bias: bool = False
+    movie_bias: bool = True
     l2: float = 0.0
-    temperature: float = 0.05
+    temperature: float = 0.2
     negatives: str = "in-batch"
     logq_correction: bool = True
     remove_accidental_hits: bool = True

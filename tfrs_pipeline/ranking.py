@@ -34,7 +34,9 @@ class RankingModel(tfrs.Model):
         super().__init__()
         self.config = config
         vocab, dim = prepared.vocab, config.embedding_dim
-        l2 = tf.keras.regularizers.l2(config.l2) if config.l2 else None
+        # Under a distribution strategy every replica adds the penalty and gradients are summed.
+        self.replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        l2 = tf.keras.regularizers.l2(config.l2 / self.replicas) if config.l2 else None
         self.low, self.high = (float(v) for v in prepared.rating_scale)
         self.global_mean = tf.constant(prepared.global_mean, tf.float32)
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1, name="user_lookup")
@@ -47,7 +49,8 @@ class RankingModel(tfrs.Model):
                                                    embeddings_regularizer=l2, name="user_bias")
         self.movie_bias = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, 1, embeddings_initializer="zeros",
                                                     embeddings_regularizer=l2, name="movie_bias")
-        self.history_pooling = (HistoryPooling(prepared.users, len(vocab.movie_ids) + 1, dim, l2=config.l2, name="history")
+        self.history_pooling = (HistoryPooling(prepared.users, len(vocab.movie_ids) + 1, dim, l2=config.l2 / self.replicas,
+                                               name="history")
                         if config.history_features else None)
         self.movie_features = MovieFeatures(vocab, prepared.movies, dim, name="movie_features") if config.side_features else None
         if config.side_features:
@@ -64,7 +67,9 @@ class RankingModel(tfrs.Model):
                        tf.keras.layers.Dropout(config.dropout)]
         layers.append(tf.keras.layers.Dense(1, kernel_initializer="zeros", dtype="float32"))
         self.mlp = tf.keras.Sequential(layers, name="mlp")
-        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+        # Summed here and divided by the global batch in compute_loss: the mean on one device,
+        # and what tf.distribute needs (it sums the replicas' gradients).
+        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
                                        metrics=[tf.keras.metrics.RootMeanSquaredError()])
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -98,7 +103,9 @@ class RankingModel(tfrs.Model):
         return prediction if training else tf.clip_by_value(prediction, self.low, self.high)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        return self.task(labels=features["user_rating"], predictions=self(features, training=training))
+        labels = features["user_rating"]
+        total = self.task(labels=labels, predictions=self(features, training=training))
+        return total / tf.cast(tf.shape(labels)[0] * self.replicas, total.dtype)
 
 
 def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, log_dir: str | Path | None = None,

@@ -143,6 +143,7 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = RetrievalModel(prepared, config)
+        model.refresh_index()  # the index's variables must be created under the strategy's scope
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None

@@ -91,6 +91,7 @@ class QueryTower(tf.keras.Model):
                  history_features: bool = True, normalize: bool = True, hidden_units: tuple[int, ...] = (),
                  bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1, name="user_lookup")
         self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
@@ -197,6 +198,7 @@ class CandidateTower(tf.keras.Model):
     def __init__(self, vocab: Vocabularies, movies: MovieTable, dim: int, *, movie_features: bool = True,
                  normalize: bool = True, movie_bias: bool = False, l2: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
         self.movie_embedding = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, dim, embeddings_regularizer=regularizer,
