@@ -143,12 +143,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _load_pipeline(model: str):
-    import tensorflow as tf
-
-    from tfrs_pipeline.export import resolve_model
+    from tfrs_pipeline.export import load_saved_model, resolve_model
 
     model_dir = resolve_model(model)
-    return model_dir, tf.saved_model.load(str(model_dir))
+    return model_dir, load_saved_model(str(model_dir))
 
 
 def _text(value) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
+from tfrs_pipeline.export import load_saved_model
 from tfrs_pipeline.train import format_metrics, run_training
 
 
@@ -43,7 +44,7 @@ def run_demo(out: str | Path = "saved_models/demo", data: str = "synthetic:100k"
     user = str(counts.index[len(counts) // 2])
     titles = ratings.movies.set_index(ratings.movies["movie_id"].astype(str))["title"]
     favourites = split.train[split.train["user_id"] == user].sort_values(["rating", "timestamp"], ascending=False).head(10)
-    pipeline = tf.saved_model.load(str(result.path))
+    pipeline = load_saved_model(str(result.path))
     out_ = pipeline.signatures["serving_default"](user_id=tf.constant([user]), k=tf.constant(10))
     recommended = [(t.decode(), float(r)) for t, r in zip(out_["titles"][0].numpy(), out_["predicted_ratings"][0].numpy())]
     print(f"\nuser {user} ({counts[user]} training ratings): rated highest | recommended (predicted rating)")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_pipeline.export import load_saved_model
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
 
 #: A recommender for evaluation: (user ids, k, exclude_seen) -> movie ids [users, k].
@@ -132,8 +133,8 @@ def factorized_top_k_of_export(model_dir, test: pd.DataFrame, catalog_ids: np.nd
     """TFRS ``FactorizedTopK`` on the test split, computed from the exported towers (seen movies kept)."""
     import tensorflow_recommenders as tfrs
 
-    query_tower = tf.saved_model.load(str(model_dir / "stages" / "query_tower")).signatures["serving_default"]
-    candidate_tower = tf.saved_model.load(str(model_dir / "stages" / "candidate_tower")).signatures["serving_default"]
+    query_tower = load_saved_model(str(model_dir / "stages" / "query_tower")).signatures["serving_default"]
+    candidate_tower = load_saved_model(str(model_dir / "stages" / "candidate_tower")).signatures["serving_default"]
     catalog = tf.constant(catalog_ids.astype(str))
     embeddings = tf.concat([candidate_tower(movie_id=catalog[i : i + batch])["embeddings"]
                             for i in range(0, len(catalog_ids), batch)], axis=0)
@@ -162,7 +163,7 @@ def evaluate_export(model_dir, train: pd.DataFrame, test: pd.DataFrame, rating_s
     from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
 
     model_dir = Path(model_dir)
-    pipeline = tf.saved_model.load(str(model_dir))
+    pipeline = load_saved_model(str(model_dir))
     catalog_ids = as_str(pipeline.catalog_ids.numpy())
     users = np.asarray(sorted(set(test["user_id"].astype(str))), dtype=object)
     test_users = test["user_id"].astype(str).to_numpy()

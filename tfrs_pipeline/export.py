@@ -58,6 +58,7 @@ class IndexExport(tf.Module):
     """
 
     def __init__(self, query_tower: QueryTower, index: SeenAwareBruteForce, seen: SeenMovies) -> None:
+        # ``index`` may also be a ScannIndex: same interface.
         super().__init__(name="index")
         self.query_tower = query_tower
         self.index = index
@@ -83,10 +84,10 @@ def save(module: tf.Module, path: str | Path, **extra_signatures) -> Path:
     return path
 
 
-def export_retrieval_stages(model, seen: SeenMovies, folder: str | Path) -> dict[str, Path]:
-    """Exports query tower, candidate tower and index under ``folder``; returns their paths."""
+def export_retrieval_stages(model, seen: SeenMovies, folder: str | Path, index=None) -> dict[str, Path]:
+    """Exports query tower, candidate tower and index (``model.index`` unless given) under ``folder``."""
     folder = Path(folder)
-    index = IndexExport(model.query_tower, model.index, seen)
+    index = IndexExport(model.query_tower, index if index is not None else model.index, seen)
     return {
         "query_tower": save(QueryTowerExport(model.query_tower), folder / "query_tower"),
         "candidate_tower": save(CandidateTowerExport(model.candidate_tower), folder / "candidate_tower"),
@@ -135,3 +136,20 @@ def resolve_model(path: str | Path) -> Path:
                 return path / str(version)
     raise ModelError(f"{path}: no exported model (expected saved_models/NAME or saved_models/NAME/VERSION "
                      "holding saved_model.pb; train one with `tfrs-pipeline train`)")
+
+
+def load_saved_model(path: str | Path):
+    """``tf.saved_model.load``, registering ScaNN's ops first when the model was exported with them."""
+    try:
+        return tf.saved_model.load(str(path))
+    except (RuntimeError, tf.errors.NotFoundError) as error:
+        if "Scann" not in str(error):
+            raise
+        try:
+            import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
+        except ImportError:
+            from tfrs_pipeline.errors import ModelError
+
+            raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
+                             "to load it") from None
+        return tf.saved_model.load(str(path))

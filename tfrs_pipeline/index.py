@@ -87,19 +87,70 @@ class SeenMovies(tf.Module):
         return tf.RaggedTensor.from_row_splits(tf.gather(self.values, positions.flat_values), positions.row_splits)
 
 
-def build_scann(queries_dim: int, candidates: tf.Tensor, identifiers: tf.Tensor, k: int = 100):
-    """A ``tfrs.layers.factorized_top_k.ScaNN`` index for catalogs too big for brute force.
+class ScannIndex(tf.Module):
+    """Approximate top-k with ``tfrs.layers.factorized_top_k.ScaNN``, for catalogs too big for brute force.
 
-    Needs the ``scann`` extra (TensorFlow 2.20 ops). Leaves are sized for the catalog.
+    Same interface as :class:`SeenAwareBruteForce` (``__call__``, ``query_excluding``,
+    ``num_candidates``). Exclusion fetches ``k`` plus the longest exclusion list of the
+    batch and drops excluded movies by a sorted-key membership test. A SavedModel holding
+    it needs ``import scann`` before ``tf.saved_model.load`` (its ops are ScaNN's).
+
+    Args:
+        candidates: candidate embeddings [movies, dim].
+        identifiers: movie ids [movies].
+        leaves: partitions of the tree (default: about sqrt(movies)).
+        leaves_to_search: partitions searched per query (default: a quarter of them).
+        reorder: candidates re-scored exactly before the top k (default 1000).
     """
-    try:
-        index = tfrs.layers.factorized_top_k.ScaNN(
-            k=k, num_leaves=max(2, int(np.sqrt(candidates.shape[0]))), num_leaves_to_search=max(1, int(np.sqrt(candidates.shape[0]) // 10)),
-            num_reordering_candidates=max(k * 4, 200), distance_measure="dot_product",
-        )
-    except ImportError as error:  # pragma: no cover - depends on the installed extra
-        from tfrs_pipeline.errors import ConfigError
 
-        raise ConfigError("retrieval.index = 'scann' needs the scann extra: pip install -e '.[scann]'") from error
-    del queries_dim
-    return index.index(candidates, identifiers)
+    def __init__(self, candidates: tf.Tensor, identifiers: tf.Tensor, *, leaves: int | None = None,
+                 leaves_to_search: int | None = None, reorder: int = 1000) -> None:
+        super().__init__(name="scann_index")
+        try:
+            import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
+        except ImportError as error:
+            from tfrs_pipeline.errors import ConfigError
+
+            raise ConfigError("retrieval.index = 'scann' needs ScaNN: pip install -e '.[scann]' "
+                              "(TensorFlow 2.20 ops)") from error
+        count = int(candidates.shape[0])
+        leaves = leaves or max(2, int(np.sqrt(count)))
+        self.layer = tfrs.layers.factorized_top_k.ScaNN(
+            k=100, num_leaves=leaves, num_leaves_to_search=leaves_to_search or max(1, leaves // 4),
+            num_reordering_candidates=min(reorder, count), distance_measure="dot_product")
+        self.layer.index(candidates, tf.range(count, dtype=tf.int64))
+        self.identifiers = tf.Variable(identifiers, trainable=False, name="identifiers")
+        self.count = tf.constant(count, tf.int32)
+        self.num_candidates = count
+
+    def _search(self, queries: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        scores, positions = self.layer(queries, k=tf.minimum(tf.cast(k, tf.int32), self.count))
+        # ScaNN pads with NaN scores when a search finds fewer than k: those sort last.
+        missing = tf.math.is_nan(scores) | (positions < 0)
+        return tf.where(missing, tf.constant(-np.inf, scores.dtype), scores), tf.maximum(positions, 0)
+
+    def __call__(self, queries: tf.Tensor, k: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        scores, positions = self._search(queries, k)
+        return scores, tf.gather(self.identifiers, positions)
+
+    def query_excluding(self, queries: tf.Tensor, exclude: tf.RaggedTensor, k: int | tf.Tensor):
+        width = tf.cast(tf.reduce_max(tf.concat([exclude.row_lengths(), [0]], axis=0)), tf.int32)
+        scores, positions = self._search(queries, tf.cast(k, tf.int32) + width)
+        count = tf.cast(self.count, tf.int64)
+        # Each row's excluded positions are sorted, so row * count + position is sorted overall.
+        excluded_keys = exclude.value_rowids() * count + tf.cast(exclude.flat_values, tf.int64)
+        rows = tf.range(tf.shape(positions, out_type=tf.int64)[0])[:, None]
+        keys = tf.reshape(rows * count + positions, [-1])
+        if_found = tf.minimum(tf.searchsorted(excluded_keys, keys, out_type=tf.int64),
+                              tf.maximum(tf.size(excluded_keys, out_type=tf.int64) - 1, 0))
+        hit = tf.reshape(tf.equal(tf.gather(tf.concat([excluded_keys, [-1]], 0), if_found), keys), tf.shape(positions))
+        scores = tf.where(hit, tf.constant(-np.inf, scores.dtype), scores)
+        top, order = tf.math.top_k(scores, k=tf.minimum(tf.cast(k, tf.int32), tf.shape(scores)[1]))
+        return top, tf.gather(self.identifiers, tf.gather(positions, order, batch_dims=1))
+
+
+def serving_index(model, kind: str):
+    """The index a model is served with: its brute-force index, or ScaNN built from the same embeddings."""
+    if kind == "scann":
+        return ScannIndex(model.candidate_embeddings(), model.catalog_ids)
+    return model.index

@@ -92,13 +92,15 @@ class TwoStagePipeline(tf.Module):
         rating_weight: which ``k`` of the candidates are kept: the highest
             ``retrieval logit + rating_weight * predicted rating`` (see
             :func:`choose_rating_weight`); the kept ``k`` are then sorted by predicted rating.
+        index: the index to serve with (default: the retrieval model's brute-force index;
+            see :func:`tfrs_pipeline.index.serving_index` for ScaNN).
     """
 
     def __init__(self, retrieval: RetrievalModel, ranking: RankingModel, movies: MovieTable, seen: SeenMovies,
-                 num_candidates: int, rating_weight: float = 1.0) -> None:
+                 num_candidates: int, rating_weight: float = 1.0, index=None) -> None:
         super().__init__(name="two_stage_pipeline")
         self.query_tower = retrieval.query_tower
-        self.index = retrieval.index
+        self.index = index if index is not None else retrieval.index
         self.ranking = ranking
         self.seen = seen
         self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)

@@ -13,9 +13,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from tfrs_pipeline.evaluation import as_str, call_batched, most_popular_from_training, rmse
+from tfrs_pipeline.export import load_saved_model
 
 ACTIVITY_BUCKETS = (0, 20, 50, 100, 200, 500, np.inf)
 ACTIVITY_LABELS = ("0-20", "21-50", "51-100", "101-200", "201-500", "over 500")
@@ -66,7 +66,7 @@ def rmse_by_activity(model_dir: Path, train: pd.DataFrame, test: pd.DataFrame, r
     """Test RMSE of the ranking model, biased MF and movie means, by the user's number of training ratings."""
     from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
 
-    pipeline = tf.saved_model.load(str(model_dir))
+    pipeline = load_saved_model(str(model_dir))
     users = test["user_id"].astype(str).to_numpy()
     movies = test["movie_id"].astype(str).to_numpy()
     predicted = call_batched(pipeline.signatures["rank"], 16384, {"user_id": users, "movie_ids": movies[:, None]})
@@ -104,7 +104,7 @@ def plot_rmse_by_activity(table: pd.DataFrame) -> plt.Figure:
 
 def coverage_and_popularity(model_dir: Path, train: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict:
     """Catalog coverage of every test user's top-k, and the popularity of what is recommended."""
-    pipeline = tf.saved_model.load(str(model_dir))
+    pipeline = load_saved_model(str(model_dir))
     catalog = as_str(pipeline.catalog_ids.numpy())
     counts = train["movie_id"].astype(str).value_counts().reindex(catalog).fillna(0)
     users = np.asarray(sorted(set(test["user_id"].astype(str))), dtype=object)

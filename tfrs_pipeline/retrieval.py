@@ -70,8 +70,11 @@ class RetrievalModel(tfrs.Model):
         if self.config.logq_correction:
             extra["candidate_sampling_probability"] = tf.gather(
                 self.sampling_probability, self.candidate_tower.movie_lookup(movie_id))
-        if self.remove_accidental_hits or not training:
-            extra["candidate_ids"] = movie_id
+        if not training:
+            extra["candidate_ids"] = movie_id  # id-based factorized metrics match these against the index
+        elif self.remove_accidental_hits:
+            # Integer ids: the same hits as string ids, and B*B string comparisons a step cheaper.
+            extra["candidate_ids"] = self.candidate_tower.movie_lookup(movie_id)
         return self.task(query, candidate, compute_metrics=not training, **extra)
 
     def _full_softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, movie_id: tf.Tensor) -> tf.Tensor:

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import tensorflow as tf
 
-from tfrs_pipeline.export import resolve_model
+from tfrs_pipeline.export import load_saved_model, resolve_model
 
 
 def _jsonable(value: np.ndarray):
@@ -44,7 +44,7 @@ class ModelServer:
         self.path = resolve_model(model_path)
         self.name = self.path.parent.name
         self.version = self.path.name
-        self.model = tf.saved_model.load(str(self.path))
+        self.model = load_saved_model(str(self.path))
         self.signatures = dict(self.model.signatures)
         self._lock = threading.Lock()
 

@@ -19,7 +19,7 @@ from tfrs_pipeline.data import load_data
 from tfrs_pipeline.evaluation import evaluate_export
 from tfrs_pipeline.export import RankingExport, export_retrieval_stages, next_version, save
 from tfrs_pipeline.features import prepare
-from tfrs_pipeline.index import SeenMovies
+from tfrs_pipeline.index import SeenMovies, serving_index
 from tfrs_pipeline.pipeline import TwoStagePipeline, choose_rating_weight
 from tfrs_pipeline.ranking import train_ranking
 from tfrs_pipeline.retrieval import train_retrieval
@@ -89,10 +89,11 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
     log(f"two-stage: rating weight {weight:g} (validation recall@{config.serving.k} by weight: "
         + ", ".join(f"{w:g}: {r:.4f}" for w, r in weight_recall.items()) + ")")
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
+    index = serving_index(retrieval.model, config.retrieval.index)
     pipeline = TwoStagePipeline(retrieval.model, ranking.model, prepared.movies, seen, config.serving.num_candidates,
-                                rating_weight=weight)
+                                rating_weight=weight, index=index)
     tf.saved_model.save(pipeline, str(staging), signatures=pipeline.signatures())
-    export_retrieval_stages(retrieval.model, seen, staging / "stages")
+    export_retrieval_stages(retrieval.model, seen, staging / "stages", index=index)
     save(RankingExport(ranking.model), staging / "stages" / "ranking")
     (staging / "config.toml").write_text(to_toml(config), encoding="utf-8")
     split.record.save(staging / "split.json")

@@ -1,0 +1,60 @@
+"""The ScaNN index option: close to brute force, exact exclusion, exported and loaded with ``import scann``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY, run_tensorflow_only
+
+pytest.importorskip("scann", reason="ScaNN is an optional extra (pip install -e '.[scann]')")
+
+from tfrs_pipeline.index import ScannIndex, SeenAwareBruteForce  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def indexes():
+    rng = np.random.default_rng(0)
+    # Clustered, like trained movie embeddings (uniform noise is the worst case for a partition tree).
+    centers = rng.normal(size=(40, 16))
+    candidates = tf.constant((centers[rng.integers(0, 40, 2000)] + 0.3 * rng.normal(size=(2000, 16))).astype(np.float32))
+    ids = tf.constant([f"m{i}" for i in range(2000)])
+    return rng, ScannIndex(candidates, ids), SeenAwareBruteForce(k=10).reindex(candidates, ids)
+
+
+def test_scann_finds_most_of_the_exact_top_k(indexes):
+    rng, scann_index, exact = indexes
+    queries = tf.constant(rng.normal(size=(20, 16)).astype(np.float32))
+    _, approximate = scann_index(queries, 10)
+    _, truth = exact(queries, 10)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approximate.numpy(), truth.numpy())])
+    assert overlap >= 0.8
+
+
+def test_scann_exclusion_never_returns_excluded_movies(indexes):
+    rng, scann_index, exact = indexes
+    queries = tf.constant(rng.normal(size=(3, 16)).astype(np.float32))
+    _, best = exact(queries, 30)
+    positions = [sorted(int(m.decode()[1:]) for m in row[:20]) for row in best.numpy()]
+    _, ids = scann_index.query_excluding(queries, tf.ragged.constant(positions, dtype=tf.int64), 10)
+    for row, excluded in zip(ids.numpy(), positions):
+        assert len(row) == 10 and not {int(m.decode()[1:]) for m in row} & set(excluded)
+
+
+def test_pipeline_exported_with_scann_loads_with_import_scann(tmp_path):
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.train import run_training
+
+    config = apply_overrides(PipelineConfig(), {**TINY, "retrieval.index": "scann", "ranking.epochs": 1})
+    trained = run_training(config, tmp_path / "scann", log=lambda *_: None)
+    assert trained.metrics["excluding_seen"]["recall_at_100"] > 0
+    code = f"""
+import json, scann
+m = tf.saved_model.load({str(trained.path)!r})
+out = m.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(4))
+print(json.dumps(out["movie_ids"].numpy().astype(str).tolist()))
+"""
+    ids = json.loads(run_tensorflow_only(code).strip().splitlines()[-1])
+    assert len(ids[0]) == 4
