@@ -46,3 +46,19 @@ def test_matrix_factorization_beats_movie_means(data_split):
     mf_rmse = rmse(mf.predict(split.test["user_id"], split.test["movie_id"]), split.test["rating"])
     assert mf_rmse < rmse(movie_mean(split.train, split.test["movie_id"]), split.test["rating"])
     assert np.isfinite(mf.predict(["nobody"], ["no-such-movie"])).all()
+
+
+def test_ranking_loss_is_the_mean_squared_error_of_its_predictions(data_split):
+    import tensorflow as tf
+
+    from tfrs_pipeline.features import make_dataset
+    from tfrs_pipeline.ranking import RankingModel
+
+    data, split = data_split
+    prepared = prepare(data, split.train, 0.05, 3)
+    model = RankingModel(prepared, RankingConfig(dropout=0.0))
+    batch = next(iter(make_dataset(split.test, 256)))
+    predictions = model(batch, training=True).numpy()
+    expected = np.mean((predictions - batch["user_rating"].numpy()) ** 2)
+    assert float(model.compute_loss(batch, training=True)) == pytest.approx(expected, rel=1e-4)
+    assert tf.shape(predictions)[0] == 256

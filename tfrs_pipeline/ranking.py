@@ -104,7 +104,8 @@ class RankingModel(tfrs.Model):
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         labels = features["user_rating"]
-        total = self.task(labels=labels, predictions=self(features, training=training))
+        # [batch, 1]: Keras' MSE averages over the last axis, which must be the rating, not the batch.
+        total = self.task(labels=labels[:, None], predictions=self(features, training=training)[:, None])
         return total / tf.cast(tf.shape(labels)[0] * self.replicas, total.dtype)
 
 
