@@ -37,3 +37,19 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_one_device(tmp_path):
     assert results["mirrored"]["replicas"] == 2
     assert results["mirrored"]["recall_at_50"] == pytest.approx(results["default"]["recall_at_50"], abs=0.06)
     assert results["mirrored"]["rmse"] == pytest.approx(results["default"]["rmse"], abs=0.05)
+
+
+def test_mixed_precision_trains_exports_and_restores_the_policy(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+    from conftest import TINY
+
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.train import run_training
+
+    config = apply_overrides(PipelineConfig(), {**TINY, "runtime.mixed_precision": True, "ranking.epochs": 1})
+    trained = run_training(config, tmp_path / "mixed", log=lambda *_: None)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    out = tf.saved_model.load(str(trained.path)).signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(3))
+    assert out["predicted_ratings"].dtype == tf.float32 and np.isfinite(out["predicted_ratings"].numpy()).all()
+    assert trained.metrics["ranking"]["rmse"] < 2.0

@@ -19,7 +19,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.towers import HistoryPooling, MovieFeatures
-from tfrs_pipeline.training_loop import TrainingResult, fit
+from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32
 
 
 class RankingModel(tfrs.Model):
@@ -69,20 +69,21 @@ class RankingModel(tfrs.Model):
         self.mlp = tf.keras.Sequential(layers, name="mlp")
         # Summed here and divided by the global batch in compute_loss: the mean on one device,
         # and what tf.distribute needs (it sums the replicas' gradients).
-        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
-                                       metrics=[tf.keras.metrics.RootMeanSquaredError()])
+        self.task = in_float32(lambda: tfrs.tasks.Ranking(
+            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
+            metrics=[tf.keras.metrics.RootMeanSquaredError()]))
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]``."""
         user_rows = self.user_lookup(inputs["user_id"])
         movie_rows = self.movie_lookup(inputs["movie_id"])
-        user = self.user_embedding(user_rows)
-        movie = self.movie_embedding(movie_rows)
+        user = tf.cast(self.user_embedding(user_rows), tf.float32)
+        movie = tf.cast(self.movie_embedding(movie_rows), tf.float32)
         taste = user
         parts = [user, movie, user * movie]
         if self.history_pooling is not None:
             # Leave the rated movie out of its own history (a no-op for pairs not in training).
-            history = self.history_pooling(user_rows, movie_rows)
+            history = tf.cast(self.history_pooling(user_rows, movie_rows), tf.float32)
             taste = user + history
             parts.append(history)
         if self.movie_features is not None:
@@ -95,9 +96,9 @@ class RankingModel(tfrs.Model):
             features = self.cross(features)
         prediction = (
             self.global_mean
-            + tf.squeeze(self.user_bias(user_rows) + self.movie_bias(movie_rows), axis=1)
+            + tf.squeeze(tf.cast(self.user_bias(user_rows), tf.float32) + tf.cast(self.movie_bias(movie_rows), tf.float32), axis=1)
             + tf.reduce_sum(taste * movie, axis=1)
-            + tf.squeeze(self.mlp(features, training=training), axis=1)
+            + tf.squeeze(tf.cast(self.mlp(features, training=training), tf.float32), axis=1)
         )
         prediction = tf.cast(prediction, tf.float32)
         return prediction if training else tf.clip_by_value(prediction, self.low, self.high)
@@ -105,7 +106,8 @@ class RankingModel(tfrs.Model):
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         labels = features["user_rating"]
         # [batch, 1]: Keras' MSE averages over the last axis, which must be the rating, not the batch.
-        total = self.task(labels=labels[:, None], predictions=self(features, training=training)[:, None])
+        predictions = self(features, training=training)[:, None]
+        total = in_float32(lambda: self.task(labels=labels[:, None], predictions=predictions))
         return total / tf.cast(tf.shape(labels)[0] * self.replicas, total.dtype)
 
 

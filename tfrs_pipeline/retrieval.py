@@ -20,7 +20,7 @@ from tfrs_pipeline.config import RetrievalConfig
 from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce
 from tfrs_pipeline.towers import CandidateTower, QueryTower
-from tfrs_pipeline.training_loop import TrainingResult, fit, make_optimizer
+from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32, make_optimizer
 
 TOP_KS = (1, 5, 10, 50, 100)
 
@@ -45,7 +45,7 @@ class RetrievalModel(tfrs.Model):
                                               movie_features=config.movie_features, normalize=config.normalize,
                                               movie_bias=config.movie_bias, l2=config.l2, name="candidate_tower")
         self.catalog_ids = tf.constant(prepared.movies.movie_ids.astype(str))
-        self.index = SeenAwareBruteForce(k=max(TOP_KS), name="index")
+        self.index = in_float32(lambda: SeenAwareBruteForce(k=max(TOP_KS), name="index"))
         counts = prepared.train["movie_id"].astype(str).value_counts()
         probability = counts.reindex(prepared.vocab.movie_ids).fillna(0).to_numpy() / len(prepared.train)
         # Row 0 (unknown movie) gets the smallest probability seen, never 0 (log 0).
@@ -53,12 +53,12 @@ class RetrievalModel(tfrs.Model):
             np.concatenate([[probability[probability > 0].min()], probability]).astype(np.float32)
         )
         self.remove_accidental_hits = config.remove_accidental_hits or config.negatives == "catalog"
-        self.task = tfrs.tasks.Retrieval(
+        self.task = in_float32(lambda: tfrs.tasks.Retrieval(
             metrics=tfrs.metrics.FactorizedTopK(candidates=self.index, ks=TOP_KS),
             temperature=config.temperature if config.normalize else None,
             # Catalog negatives repeat the positive movie; accidental-hit removal masks that copy.
             remove_accidental_hits=self.remove_accidental_hits,
-        )
+        ))
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         movie_id = features["movie_id"]
@@ -75,7 +75,8 @@ class RetrievalModel(tfrs.Model):
         elif self.remove_accidental_hits:
             # Integer ids: the same hits as string ids, and B*B string comparisons a step cheaper.
             extra["candidate_ids"] = self.candidate_tower.movie_lookup(movie_id)
-        return self.task(query, candidate, compute_metrics=not training, **extra)
+        # TFRS builds its loss-correction layers inside the call: keep them in float32 too.
+        return in_float32(lambda: self.task(query, candidate, compute_metrics=not training, **extra))
 
     def _full_softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, movie_id: tf.Tensor) -> tf.Tensor:
         """Softmax over the whole catalog: each query's positive against every movie, no sampling bias.
@@ -86,9 +87,9 @@ class RetrievalModel(tfrs.Model):
         catalog = self.candidate_tower(self.catalog_ids)
         batch = tf.shape(query)[0]
         mask = tf.concat([tf.cast(tf.eye(batch), tf.bool), tf.ones([batch, tf.shape(catalog)[0]], tf.bool)], axis=1)
-        return self.task(query, tf.concat([candidate, catalog], axis=0),
-                         candidate_ids=tf.concat([movie_id, self.catalog_ids], axis=0),
-                         score_mask=mask, compute_metrics=False)
+        return in_float32(lambda: self.task(query, tf.concat([candidate, catalog], axis=0),
+                                            candidate_ids=tf.concat([movie_id, self.catalog_ids], axis=0),
+                                            score_mask=mask, compute_metrics=False))
 
     def candidate_embeddings(self, batch_size: int = 8192) -> tf.Tensor:
         """Embeddings of every catalog movie, in catalog order."""

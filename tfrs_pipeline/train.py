@@ -52,6 +52,14 @@ def describe_devices() -> str:
 
 def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedModel:
     """Trains both stages on ``config.data`` and exports ``out/VERSION``; returns path and metrics."""
+    policy = tf.keras.mixed_precision.global_policy()
+    try:
+        return _run_training(config, out, log)
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)  # --mixed-precision must not outlive the run
+
+
+def _run_training(config: PipelineConfig, out: str | Path, log) -> TrainedModel:
     start = time.perf_counter()
     config.validate()
     log("configuration:\n" + to_toml(config))

@@ -86,6 +86,20 @@ class _Silent(Progress):
             logs["epoch_seconds"] = train_seconds
 
 
+def in_float32(build):
+    """Builds a layer with the float32 policy, whatever the global (mixed) precision policy is.
+
+    Losses, metrics and indexes stay in float32 under mixed precision: Keras would
+    otherwise cast their first input to the compute dtype (bfloat16 or float16).
+    """
+    policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    try:
+        return build()
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)
+
+
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
     return {
         "adagrad": tf.keras.optimizers.Adagrad,
