@@ -137,6 +137,7 @@ class RankingConfig:
         batch_size: training examples per step.
         epochs: most epochs to train.
         patience: epochs without validation RMSE improvement before stopping early.
+        reduce_lr_on_plateau: divide the learning rate by 3 after an epoch without improvement.
     """
 
     embedding_dim: int = 32
@@ -150,6 +151,7 @@ class RankingConfig:
     batch_size: int = 1024
     epochs: int = 30
     patience: int = 3
+    reduce_lr_on_plateau: bool = True
 
 
 @dataclass

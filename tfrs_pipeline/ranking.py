@@ -123,7 +123,8 @@ def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, l
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
     return fit(model, train, validation, epochs=config.epochs, monitor="val_root_mean_squared_error", mode="min",
                patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
-               stage="ranking", shown=("root_mean_squared_error", "val_root_mean_squared_error"))
+               stage="ranking", shown=("root_mean_squared_error", "val_root_mean_squared_error"),
+               reduce_lr_on_plateau=config.reduce_lr_on_plateau)
 
 
 def predict_ratings(model: RankingModel, user_ids, movie_ids, batch_size: int = 16384):

@@ -110,7 +110,8 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
 
 def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *, epochs: int,
         monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
-        stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None) -> TrainingResult:
+        stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None,
+        reduce_lr_on_plateau: bool = False) -> TrainingResult:
     """``model.fit`` with early stopping on ``monitor`` (best weights kept), progress and TensorBoard.
 
     Args:
@@ -123,6 +124,10 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
     # Extra callbacks first: they add validation numbers to the logs that early stopping reads.
     callbacks = list(extra_callbacks or []) + [progress]
     if validation is not None:
+        if reduce_lr_on_plateau:
+            # A smaller step once validation stalls, before early stopping gives up.
+            callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.3, patience=1,
+                                                                  min_delta=0.0, verbose=0))
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                                           restore_best_weights=True))
     if log_dir:
