@@ -7,7 +7,7 @@ import pytest
 
 from tfrs_pipeline.config import SplitConfig
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.features import MovieTable, UserTable, Vocabularies, make_dataset
+from tfrs_pipeline.features import CORE_FEATURES, SIDE_FEATURES, MovieTable, UserTable, Vocabularies, make_dataset
 from tfrs_pipeline.split import split_ratings
 
 
@@ -51,8 +51,12 @@ def test_user_history_lists_each_users_training_movies(prepared):
 def test_dataset_batches_have_fixed_feature_names_and_cover_every_rating(prepared):
     data, split, vocab = prepared
     movies = MovieTable.build(data, split.train, vocab)
-    batches = list(make_dataset(split.train, 512, shuffle=True, seed=1, movies=movies))
-    assert set(batches[0]) == {"user_id", "movie_id", "user_rating", "timestamp", "movie_title", "movie_genres"}
+    users = UserTable.build(data, split.train, vocab)
+    batches = list(make_dataset(split.train, 512, shuffle=True, seed=1, movies=movies, users=users, vocab=vocab))
+    assert set(batches[0]) == set(CORE_FEATURES) | set(SIDE_FEATURES)
+    occupations = dict(zip(data.users.user_id, data.users.occupation))
+    first_user = batches[0]["user_id"].numpy()[0].decode()
+    assert vocab.occupations[int(batches[0]["user_occupation"].numpy()[0]) - 1] == occupations[first_user]
     seen = {(u, m) for b in batches for u, m in zip(b["user_id"].numpy(), b["movie_id"].numpy())}
     assert len(seen) == len(split.train)
     titles = dict(zip(data.movies["movie_id"], data.movies["title"]))

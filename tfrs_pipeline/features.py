@@ -23,7 +23,7 @@ from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData
 
 #: Feature names of every example a dataset yields.
 CORE_FEATURES = ("user_id", "movie_id", "user_rating", "timestamp")
-SIDE_FEATURES = ("movie_title", "movie_genres", "movie_year", "user_age", "user_gender", "user_occupation")
+SIDE_FEATURES = ("movie_title", "movie_genres", "movie_year_bucket", "user_age_bucket", "user_gender", "user_occupation")
 
 MAX_TITLE_TOKENS = 8
 MAX_GENRES = 6
@@ -198,11 +198,15 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     movies: MovieTable | None = None,
+    users: UserTable | None = None,
+    vocab: Vocabularies | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``{"user_id", "movie_id", "user_rating", "timestamp"}``, prefetched.
 
     With ``movies`` the batches also carry ``movie_title`` and ``movie_genres`` (genre
-    vocabulary ids + 1, 0-padded to ``MAX_GENRES``), looked up per batch rather than
+    vocabulary ids + 1, 0-padded to ``MAX_GENRES``) and ``movie_year_bucket``; with
+    ``users`` and ``vocab``, ``user_age_bucket``, ``user_gender`` and ``user_occupation``
+    (vocabulary ids + 1, 0 unknown). Side features are looked up per batch rather than
     stored per rating. Shuffling draws a new
     order every epoch (deterministic by ``seed``).
     """
@@ -224,12 +228,27 @@ def make_dataset(
     )
     if movies is not None:
         dataset = dataset.map(_movie_side_features(movies), num_parallel_calls=tf.data.AUTOTUNE)
+    if users is not None and vocab is not None:
+        dataset = dataset.map(_user_side_features(users, vocab), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _user_side_features(users: UserTable, vocab: Vocabularies):
+    lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), num_oov_indices=1)
+    tables = {"user_age_bucket": users.age_bucket, "user_gender": users.gender, "user_occupation": users.occupation}
+    tables = {name: tf.constant(values) for name, values in tables.items()}
+
+    def add(batch):
+        rows = lookup(batch["user_id"])
+        return {**batch, **{name: tf.gather(table, rows) for name, table in tables.items()}}
+
+    return add
 
 
 def _movie_side_features(movies: MovieTable):
     lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
     titles = tf.constant(movies.titles.astype(str))
+    years = tf.constant(movies.year_bucket)
     genre_rows = tf.constant(
         [[i + 1 for i in np.flatnonzero(row)][:MAX_GENRES] + [0] * (MAX_GENRES - min(MAX_GENRES, int(row.sum())))
          for row in movies.genres], dtype=tf.int64,
@@ -240,6 +259,7 @@ def _movie_side_features(movies: MovieTable):
         batch = dict(batch)
         batch["movie_title"] = tf.gather(titles, rows)
         batch["movie_genres"] = tf.gather(genre_rows, rows)
+        batch["movie_year_bucket"] = tf.gather(years, rows)
         return batch
 
     return add
