@@ -101,3 +101,16 @@ def test_history_dropout_never_brings_the_left_out_movie_back():
         for row in got:
             assert any(np.allclose(row, m, atol=1e-5) for m in means)
     np.testing.assert_allclose(pooling(tf.constant([1]), tf.constant([2]))[0].numpy(), table[others].mean(axis=0), atol=1e-6)
+
+
+def test_history_pooling_of_users_without_history_is_zero_even_with_a_left_out_movie():
+    from tfrs_pipeline.features import UserTable
+
+    users = UserTable(np.zeros(3, np.int32), np.zeros(3, np.int32), np.zeros(3, np.int32),
+                      history_splits=np.array([0, 0, 2, 2]), history_values=np.array([1, 2]))
+    pooling = HistoryPooling(users, num_movies=4, dim=3, dropout=0.5)
+    for training in (False, True):
+        only_empty = pooling(tf.constant([0, 2]), tf.constant([1, 3]), training=training).numpy()
+        np.testing.assert_allclose(only_empty, np.zeros((2, 3)), atol=1e-7)
+        mixed = pooling(tf.constant([0, 1]), tf.constant([1, 1]), training=training).numpy()
+        assert np.isfinite(mixed).all()

@@ -64,8 +64,10 @@ class HistoryPooling(tf.keras.layers.Layer):
             member = tf.equal(tf.gather(self.keys, found), key)
             # Where the left-out movie sits among the gathered (possibly dropped) items.
             flat = tf.gather(item_positions.row_splits, position) + found - tf.gather(starts, position)
-            flat = tf.clip_by_value(flat, 0, tf.maximum(tf.size(keep, out_type=tf.int64) - 1, 0))
-            kept = tf.cast(member, vectors.dtype) * tf.gather(keep, flat)
+            # One zero past the end: users without history (unknown ones) gather it, never out of range.
+            padded = tf.concat([keep, tf.zeros([1], keep.dtype)], axis=0)
+            flat = tf.where(member, tf.clip_by_value(flat, 0, tf.size(keep, out_type=tf.int64)), tf.size(keep, out_type=tf.int64))
+            kept = tf.cast(member, vectors.dtype) * tf.gather(padded, flat)
             sums -= kept[:, None] * self.embedding(leave_out_rows)
             counts -= kept
         return sums / tf.maximum(counts, 1.0)[:, None]
