@@ -31,15 +31,15 @@ class TrainingResult:
 
 
 class Progress(tf.keras.callbacks.Callback):
-    """Shows training as it goes: a live batch counter on a terminal, and one line per epoch.
+    """Times each epoch's training and shows it: a live batch counter on a terminal, one line per epoch.
 
     The line names only what matters for the stage (``shown``), with seconds and
-    training examples per second.
+    training examples per second. ``verbose`` 0 only times; 1 adds the live counter.
     """
 
-    def __init__(self, stage: str, examples_per_epoch: int, shown: tuple[str, ...], live: bool) -> None:
+    def __init__(self, stage: str, examples_per_epoch: int, shown: tuple[str, ...], verbose: int) -> None:
         super().__init__()
-        self.stage, self.examples, self.shown, self.live = stage, examples_per_epoch, shown, live
+        self.stage, self.examples, self.shown, self.verbose = stage, examples_per_epoch, shown, verbose
         self.seconds: list[float] = []
 
     def on_train_begin(self, logs=None):
@@ -48,42 +48,30 @@ class Progress(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
-        self._epoch = epoch
+        self._train_seconds = None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.live and (batch % 10 == 0 or batch + 1 == self.steps):
-            elapsed = time.perf_counter() - self._start
-            sys.stdout.write(f"\r{self.stage} epoch {self._epoch + 1}/{self.epochs}: batch {batch + 1}/{self.steps or '?'}"
-                             f"  {elapsed:.0f} s")
+        if self.verbose == 1 and (batch % 10 == 0 or batch + 1 == self.steps):
+            sys.stdout.write(f"\r{self.stage} epoch {len(self.seconds) + 1}/{self.epochs}: "
+                             f"batch {batch + 1}/{self.steps or '?'}  {time.perf_counter() - self._start:.0f} s")
             sys.stdout.flush()
 
     def on_test_begin(self, logs=None):
-        # Training ends where evaluation begins: time the epoch's training alone.
-        if not hasattr(self, "_trained") or self._trained != self._epoch:
+        # Training ends where the epoch's validation begins: time the training alone.
+        if self._train_seconds is None:
             self._train_seconds = time.perf_counter() - self._start
-            self._trained = self._epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        train_seconds = self._train_seconds if getattr(self, "_trained", None) == epoch else time.perf_counter() - self._start
-        self.seconds.append(train_seconds)
-        logs["epoch_seconds"] = train_seconds
-        values = "  ".join(f"{name} {logs[name]:.4f}" for name in self.shown if name in logs)
-        line = (f"{self.stage} epoch {epoch + 1}/{self.epochs}: {values}  "
-                f"{time.perf_counter() - self._start:.1f} s ({self.examples / max(train_seconds, 1e-9):,.0f} examples/s)")
-        sys.stdout.write(("\r" if self.live else "") + line + "\n")
-        sys.stdout.flush()
-
-
-class _Silent(Progress):
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-    def on_epoch_end(self, epoch, logs=None):
-        train_seconds = self._train_seconds if getattr(self, "_trained", None) == epoch else time.perf_counter() - self._start
+        train_seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._start
         self.seconds.append(train_seconds)
         if logs is not None:
             logs["epoch_seconds"] = train_seconds
+        if self.verbose:
+            values = "  ".join(f"{name} {logs[name]:.4f}" for name in self.shown if logs and name in logs)
+            line = (f"{self.stage} epoch {epoch + 1}/{self.epochs}: {values}  "
+                    f"{time.perf_counter() - self._start:.1f} s ({self.examples / max(train_seconds, 1e-9):,.0f} examples/s)")
+            sys.stdout.write(("\r" if self.verbose == 1 else "") + line + "\n")
+            sys.stdout.flush()
 
 
 def in_float32(build):
@@ -120,7 +108,7 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
     """
     if verbose < 0:
         verbose = 1 if sys.stdout.isatty() else 2
-    progress = (_Silent if verbose == 0 else Progress)(stage, examples, shown, live=verbose == 1)
+    progress = Progress(stage, examples, shown, verbose)
     # Extra callbacks first: they add validation numbers to the logs that early stopping reads.
     callbacks = list(extra_callbacks or []) + [progress]
     if validation is not None:
