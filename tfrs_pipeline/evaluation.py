@@ -45,6 +45,19 @@ def hit_ranks(users: np.ndarray, recommended: np.ndarray, test: pd.DataFrame) ->
     return merged["rank"].fillna(np.inf).to_numpy()
 
 
+def users_of(frame: pd.DataFrame) -> np.ndarray:
+    """The distinct users of a split side, sorted (the order every ranked-list evaluation uses)."""
+    return np.asarray(sorted(set(frame["user_id"].astype(str))), dtype=object)
+
+
+def recall_and_ndcg(users: np.ndarray, lists: np.ndarray, test: pd.DataFrame, ks=(10, 50, 100)) -> dict[str, float]:
+    """``recall_at_K`` for each K and ``ndcg_at_10`` of ranked ``lists`` [users, K] against ``test``."""
+    ranks = hit_ranks(users, lists, test)
+    result = {f"recall_at_{k}": float(np.mean(ranks < k)) for k in ks}
+    result["ndcg_at_10"] = ndcg(test, ranks, 10)
+    return result
+
+
 def ndcg(test: pd.DataFrame, ranks: np.ndarray, k: int = 10) -> float:
     """Binary-relevance NDCG@k averaged over test users."""
     frame = pd.DataFrame({"user_id": test["user_id"].astype(str).to_numpy(), "rank": ranks})
@@ -57,18 +70,14 @@ def ndcg(test: pd.DataFrame, ranks: np.ndarray, k: int = 10) -> float:
 
 def ranking_report(recommend: Recommender, test: pd.DataFrame, *, batch_users: int = 1024) -> dict[str, dict[str, float]]:
     """``factorized_top_k`` (seen kept) and ``excluding_seen`` numbers for one recommender."""
-    users = np.asarray(sorted(set(test["user_id"].astype(str))), dtype=object)
-    result = {}
-    for exclude, ks, key in ((False, (1, 5, 10, 50, 100), "factorized_top_k"), (True, (10, 50, 100), "excluding_seen")):
-        lists = np.concatenate([recommend(users[i : i + batch_users], max(ks), exclude)
-                                for i in range(0, len(users), batch_users)])
-        ranks = hit_ranks(users, lists, test)
-        if exclude:
-            result[key] = {f"recall_at_{k}": float(np.mean(ranks < k)) for k in ks}
-            result[key]["ndcg_at_10"] = ndcg(test, ranks, 10)
-        else:
-            result[key] = {f"top_{k}": float(np.mean(ranks < k)) for k in ks}
-    return result
+    users = users_of(test)
+
+    def lists(k: int, exclude: bool) -> np.ndarray:
+        return np.concatenate([recommend(users[i : i + batch_users], k, exclude) for i in range(0, len(users), batch_users)])
+
+    ranks = hit_ranks(users, lists(100, False), test)
+    return {"factorized_top_k": {f"top_{k}": float(np.mean(ranks < k)) for k in (1, 5, 10, 50, 100)},
+            "excluding_seen": recall_and_ndcg(users, lists(100, True), test)}
 
 
 def index_recommender(query_fn: Callable[[tf.Tensor], tf.Tensor], index: SeenAwareBruteForce,
@@ -105,7 +114,7 @@ def most_popular_from_training(train: pd.DataFrame, catalog_ids: np.ndarray) -> 
     from tfrs_pipeline.features import Vocabularies
 
     counts = train["movie_id"].astype(str).value_counts().reindex(catalog_ids).fillna(0).to_numpy(np.float32)
-    vocab = Vocabularies(sorted(set(train["user_id"].astype(str))), [], [], [], [], [])
+    vocab = Vocabularies(list(users_of(train)), [], [], [], [], [])
     return most_popular_recommender(catalog_ids, counts, SeenMovies(vocab, catalog_ids, train))
 
 
@@ -165,7 +174,7 @@ def evaluate_export(model_dir, train: pd.DataFrame, test: pd.DataFrame, rating_s
     model_dir = Path(model_dir)
     pipeline = load_saved_model(str(model_dir))
     catalog_ids = as_str(pipeline.catalog_ids.numpy())
-    users = np.asarray(sorted(set(test["user_id"].astype(str))), dtype=object)
+    users = users_of(test)
     test_users = test["user_id"].astype(str).to_numpy()
     test_movies = test["movie_id"].astype(str).to_numpy()
 
@@ -174,12 +183,9 @@ def evaluate_export(model_dir, train: pd.DataFrame, test: pd.DataFrame, rating_s
 
     log("evaluating: recall and NDCG with seen movies excluded, retrieval only and two-stage")
     retrieved = call_batched(pipeline.signatures["retrieve"], 1024, {"user_id": users}, k=100)
-    ranks = hit_ranks(users, retrieved["movie_ids"], test)
-    metrics["excluding_seen"] = {f"recall_at_{k}": float(np.mean(ranks < k)) for k in (10, 50, 100)}
-    metrics["excluding_seen"]["ndcg_at_10"] = ndcg(test, ranks, 10)
+    metrics["excluding_seen"] = recall_and_ndcg(users, retrieved["movie_ids"], test)
     served = call_batched(pipeline.signatures["serving_default"], 1024, {"user_id": users}, k=10)
-    pipeline_ranks = hit_ranks(users, served["movie_ids"], test)
-    metrics["pipeline"] = {"recall_at_10": float(np.mean(pipeline_ranks < 10)), "ndcg_at_10": ndcg(test, pipeline_ranks, 10),
+    metrics["pipeline"] = {**recall_and_ndcg(users, served["movie_ids"], test, ks=(10,)),
                            "rating_weight": float(pipeline.rating_weight.numpy())}
     metrics["retrieval_only"] = {"recall_at_10": metrics["excluding_seen"]["recall_at_10"],
                                  "ndcg_at_10": metrics["excluding_seen"]["ndcg_at_10"]}

@@ -52,13 +52,13 @@ def choose_rating_weight(retrieval: RetrievalModel, ranking: RankingModel, prepa
     Returns:
         The weight, and validation recall@k for every weight tried.
     """
-    from tfrs_pipeline.evaluation import hit_ranks
+    from tfrs_pipeline.evaluation import recall_and_ndcg, users_of
     from tfrs_pipeline.index import SeenMovies
 
     validation = prepared.validation
     if len(validation) == 0:
         return 1.0, {}
-    users = np.asarray(sorted(set(validation["user_id"].astype(str))), dtype=object)
+    users = users_of(validation)
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
     recall = {}
     logits, ids, ratings = [], [], []
@@ -75,7 +75,7 @@ def choose_rating_weight(retrieval: RetrievalModel, ranking: RankingModel, prepa
     logits, ids, ratings = np.concatenate(logits), np.concatenate(ids), np.concatenate(ratings)
     for weight in weights:
         order = np.argsort(-(logits + weight * ratings), axis=1, kind="stable")[:, :k]
-        recall[weight] = float(np.mean(hit_ranks(users, np.take_along_axis(ids, order, axis=1), validation) < k))
+        recall[weight] = recall_and_ndcg(users, np.take_along_axis(ids, order, axis=1), validation, ks=(k,))[f"recall_at_{k}"]
     best = max(recall.values())
     return max(w for w, r in recall.items() if r >= best), recall
 

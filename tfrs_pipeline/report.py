@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from tfrs_pipeline.evaluation import as_str, call_batched, most_popular_from_training, rmse
+from tfrs_pipeline.evaluation import as_str, call_batched, most_popular_from_training, rmse, users_of
 from tfrs_pipeline.export import load_saved_model
 
 ACTIVITY_BUCKETS = (0, 20, 50, 100, 200, 500, np.inf)
@@ -107,7 +107,7 @@ def coverage_and_popularity(model_dir: Path, train: pd.DataFrame, test: pd.DataF
     pipeline = load_saved_model(str(model_dir))
     catalog = as_str(pipeline.catalog_ids.numpy())
     counts = train["movie_id"].astype(str).value_counts().reindex(catalog).fillna(0)
-    users = np.asarray(sorted(set(test["user_id"].astype(str))), dtype=object)
+    users = users_of(test)
     served = call_batched(pipeline.signatures["serving_default"], 1024, {"user_id": users}, k=k)
     recommended = as_str(served["movie_ids"]).ravel()
     popular = as_str(most_popular_from_training(train, catalog)(users, k, True)).ravel()
