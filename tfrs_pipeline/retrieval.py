@@ -125,14 +125,14 @@ class ValidationRecall(tf.keras.callbacks.Callback):
         self.seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
 
     def on_epoch_end(self, epoch, logs=None):
-        from tfrs_pipeline.evaluation import hit_ranks, index_recommender
+        from tfrs_pipeline.evaluation import index_recommender, recall_and_ndcg, users_of
 
-        self.model.refresh_index()
+        # The index already holds this epoch's embeddings: _RefreshIndex re-embedded them for validation.
         recommend = index_recommender(self.model.query_tower, self.model.index, self.seen)
-        users = np.asarray(sorted(set(self.validation["user_id"].astype(str))), dtype=object)
+        users = users_of(self.validation)
         lists = np.concatenate([recommend(users[i : i + 2048], self.k, True) for i in range(0, len(users), 2048)])
         if logs is not None:
-            logs[f"val_recall_at_{self.k}"] = float(np.mean(hit_ranks(users, lists, self.validation) < self.k))
+            logs[f"val_recall_at_{self.k}"] = recall_and_ndcg(users, lists, self.validation, ks=(self.k,))[f"recall_at_{self.k}"]
 
 
 def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 7, log_dir: str | Path | None = None,
