@@ -173,17 +173,25 @@ class UserTable:
             age_bucket[1:][known] = np.digitize(ages[known], [18, 25, 35, 45, 50, 56]) + 1
             gender[1:] = _index_of(users["gender"], vocab.genders)
             occupation[1:] = _index_of(users["occupation"], vocab.occupations)
-        user_index = pd.Index(vocab.user_ids)
-        movie_index = pd.Index(vocab.movie_ids)
-        user_rows = user_index.get_indexer(train["user_id"].astype(str)) + 1
-        movie_rows = movie_index.get_indexer(train["movie_id"].astype(str)) + 1
-        order = np.lexsort((movie_rows, user_rows))
-        counts = np.bincount(user_rows, minlength=rows)
-        splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(age_bucket, gender, occupation, splits, movie_rows[order].astype(np.int64))
+        movie_rows = pd.Index(vocab.movie_ids).get_indexer(train["movie_id"].astype(str)) + 1
+        splits, values = group_by_user(train, vocab, movie_rows)
+        return cls(age_bucket, gender, occupation, splits, values)
 
     def history(self) -> tf.RaggedTensor:
         return tf.RaggedTensor.from_row_splits(self.history_values, self.history_splits)
+
+
+def group_by_user(train: pd.DataFrame, vocab: Vocabularies, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (one per training rating) grouped by user vocabulary row, sorted within each user.
+
+    Returns:
+        ``(row_splits, values)`` of a ragged tensor with one row per vocabulary row (row 0,
+        the unknown user, empty); sorted rows let callers test membership with a binary search.
+    """
+    user_rows = pd.Index(vocab.user_ids).get_indexer(train["user_id"].astype(str)) + 1
+    order = np.lexsort((values, user_rows))
+    counts = np.bincount(user_rows, minlength=len(vocab.user_ids) + 1)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.asarray(values)[order].astype(np.int64)
 
 
 def _index_of(values: pd.Series, vocabulary: list[str]) -> np.ndarray:

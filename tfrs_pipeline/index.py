@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_pipeline.features import Vocabularies
+from tfrs_pipeline.features import Vocabularies, group_by_user
 
 
 class SeenAwareBruteForce(tfrs.layers.factorized_top_k.BruteForce):
@@ -72,12 +72,9 @@ class SeenMovies(tf.Module):
     def __init__(self, vocab: Vocabularies, catalog_ids: np.ndarray, train: pd.DataFrame) -> None:
         super().__init__(name="seen_movies")
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1)
-        user_rows = pd.Index(vocab.user_ids).get_indexer(train["user_id"].astype(str)) + 1
-        positions = pd.Index(catalog_ids).get_indexer(train["movie_id"].astype(str))
-        order = np.lexsort((positions, user_rows))
-        counts = np.bincount(user_rows, minlength=len(vocab.user_ids) + 1)
-        self.splits = tf.Variable(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), trainable=False)
-        self.values = tf.Variable(positions[order].astype(np.int64), trainable=False)
+        splits, values = group_by_user(train, vocab, pd.Index(catalog_ids).get_indexer(train["movie_id"].astype(str)))
+        self.splits = tf.Variable(splits, trainable=False)
+        self.values = tf.Variable(values, trainable=False)
 
     def __call__(self, user_id: tf.Tensor) -> tf.RaggedTensor:
         rows = tf.cast(self.user_lookup(user_id), tf.int64)
