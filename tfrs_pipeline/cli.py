@@ -149,12 +149,10 @@ def _load_pipeline(model: str):
     return model_dir, load_saved_model(str(model_dir))
 
 
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def _cmd_recommend(args: argparse.Namespace) -> int:
     import tensorflow as tf
+
+    from tfrs_pipeline.evaluation import as_str
 
     _, pipeline = _load_pipeline(args.model)
     signature = "serving_default" if args.exclude_seen else "recommend_including_seen"
@@ -166,19 +164,21 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
     print(f"top {args.k} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
     print(f"  {'#':>3}  {'predicted':>9}  {'retrieval':>9}  {'movie id':>9}  title")
-    for rank, (movie, title, rating, score) in enumerate(zip(out["movie_ids"][0].numpy(), out["titles"][0].numpy(),
+    for rank, (movie, title, rating, score) in enumerate(zip(as_str(out["movie_ids"][0].numpy()), as_str(out["titles"][0].numpy()),
                                                              out["predicted_ratings"][0].numpy(),
                                                              out["retrieval_scores"][0].numpy()), 1):
-        print(f"  {rank:>3}  {rating:>9.2f}  {score:>9.3f}  {_text(movie):>9}  {_text(title)}")
+        print(f"  {rank:>3}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
     return 0
 
 
 def _find_movie(pipeline, text: str) -> str:
     """A movie id from an id or a (part of a) title; ambiguous or unknown titles are errors."""
-    ids = [_text(v) for v in pipeline.catalog_ids.numpy()]
+    from tfrs_pipeline.evaluation import as_str
+
+    ids = list(as_str(pipeline.catalog_ids.numpy()))
     if text in ids:
         return text
-    titles = [_text(v) for v in pipeline.titles.numpy()]
+    titles = list(as_str(pipeline.titles.numpy()))
     exact = [i for i, title in enumerate(titles) if title.lower() == text.lower()]
     matches = exact or [i for i, title in enumerate(titles) if text.lower() in title.lower()]
     if len(matches) == 1:
@@ -192,14 +192,16 @@ def _find_movie(pipeline, text: str) -> str:
 def _cmd_similar(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
+    from tfrs_pipeline.evaluation import as_str
+
     _, pipeline = _load_pipeline(args.model)
     movie_id = _find_movie(pipeline, args.movie)
     out = pipeline.signatures["similar_movies"](movie_id=tf.constant([movie_id]), k=tf.constant(args.k))
-    title = _text(pipeline.titles.numpy()[[_text(v) for v in pipeline.catalog_ids.numpy()].index(movie_id)])
+    title = as_str(pipeline.titles.numpy())[list(as_str(pipeline.catalog_ids.numpy())).index(movie_id)]
     print(f"movies similar to {title} (id {movie_id}):")
-    for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0].numpy(), out["titles"][0].numpy(),
+    for rank, (movie, name, score) in enumerate(zip(as_str(out["movie_ids"][0].numpy()), as_str(out["titles"][0].numpy()),
                                                     out["scores"][0].numpy()), 1):
-        print(f"  {rank:>3}  {score:>6.3f}  {_text(movie):>9}  {_text(name)}")
+        print(f"  {rank:>3}  {score:>6.3f}  {movie:>9}  {name}")
     return 0
 
 

@@ -25,13 +25,13 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import tensorflow as tf
 
+from tfrs_pipeline.evaluation import as_str
 from tfrs_pipeline.export import load_saved_model, resolve_model
 
 
 def _jsonable(value: np.ndarray):
     if value.dtype.kind in "OS":
-        return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(value).tolist() \
-            if value.size else value.tolist()
+        return as_str(value).tolist()
     if value.dtype.kind == "f":
         return np.where(np.isfinite(value), value, None).tolist()
     return value.tolist()
