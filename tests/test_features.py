@@ -8,6 +8,7 @@ import pytest
 from tfrs_pipeline.config import SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.features import CORE_FEATURES, SIDE_FEATURES, MovieTable, UserTable, Vocabularies, make_dataset
+from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.split import split_ratings
 
 
@@ -24,8 +25,9 @@ def test_vocabularies_come_from_training_data_only(prepared, tmp_path):
     assert set(vocab.user_ids) == set(split.train["user_id"])
     assert set(vocab.movie_ids) == set(split.train["movie_id"])
     assert "Drama" in vocab.genres
-    vocab.save(tmp_path / "vocab")
-    assert Vocabularies.load(tmp_path / "vocab") == vocab
+    model_dir = ModelDir.create(tmp_path)
+    model_dir.write_vocabularies(vars(vocab))
+    assert Vocabularies(**{name: model_dir.read_vocabulary(name) for name in vars(vocab)}) == vocab
 
 
 def test_movie_table_covers_cold_movies_with_features(prepared):

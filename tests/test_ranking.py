@@ -8,8 +8,8 @@ import pytest
 from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
 from tfrs_pipeline.config import RankingConfig, SplitConfig
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.evaluation import rmse
 from tfrs_pipeline.features import prepare
+from tfrs_pipeline.metrics import rmse
 from tfrs_pipeline.ranking import predict_ratings, train_ranking
 from tfrs_pipeline.split import split_ratings
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfrs_pipeline.baselines import index_recommender, most_popular_recommender
 from tfrs_pipeline.config import RetrievalConfig, SplitConfig
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.evaluation import index_recommender, most_popular_recommender, ranking_report
 from tfrs_pipeline.features import make_dataset, prepare
 from tfrs_pipeline.index import SeenMovies
+from tfrs_pipeline.layers import HistoryPooling
+from tfrs_pipeline.metrics import ranking_report
 from tfrs_pipeline.retrieval import train_retrieval
-from tfrs_pipeline.towers import HistoryPooling
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,13 @@
 """tfrs-pipeline: a two-stage movie recommender on TensorFlow Recommenders.
 
+The public API (each name is imported on first use, so ``import tfrs_pipeline`` stays cheap)::
+
+    from tfrs_pipeline import PipelineConfig, run_training, Recommender
+
+    trained = run_training(PipelineConfig(), "saved_models/demo")   # train, export, evaluate
+    model = Recommender.load("saved_models/demo")                    # TensorFlow only, no TFRS
+    model.recommend(["42"], k=10)["titles"]
+
 TFRS 0.7 is written for Keras 2, so this package makes TensorFlow use the
 ``tf-keras`` package (``TF_USE_LEGACY_KERAS=1``) before TensorFlow is first
 imported, and refuses to run if TensorFlow was already imported with Keras 3.
@@ -32,3 +40,38 @@ def _select_keras_2() -> None:
         )
 
 _select_keras_2()
+
+#: Public names and the module each comes from.
+_EXPORTS = {
+    "PipelineConfig": "tfrs_pipeline.config",
+    "apply_overrides": "tfrs_pipeline.config",
+    "load_toml": "tfrs_pipeline.config",
+    "load_data": "tfrs_pipeline.data",
+    "RatingsData": "tfrs_pipeline.data",
+    "split_ratings": "tfrs_pipeline.split",
+    "run_training": "tfrs_pipeline.train",
+    "TrainedModel": "tfrs_pipeline.train",
+    "evaluate_export": "tfrs_pipeline.evaluation",
+    "ModelDir": "tfrs_pipeline.model_dir",
+    "Recommender": "tfrs_pipeline.client",
+    "PipelineError": "tfrs_pipeline.errors",
+    "DataError": "tfrs_pipeline.errors",
+    "ConfigError": "tfrs_pipeline.errors",
+    "ModelError": "tfrs_pipeline.errors",
+}
+
+__all__ = ["KerasVersionError", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfrs_pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

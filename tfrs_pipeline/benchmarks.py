@@ -19,11 +19,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_pipeline.config import PipelineConfig
+from tfrs_pipeline.baselines import ease_recommender, index_recommender, most_popular_recommender
+from tfrs_pipeline.config import PipelineConfig, apply_overrides
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.evaluation import index_recommender, most_popular_recommender, ranking_report
 from tfrs_pipeline.features import make_dataset, prepare
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
+from tfrs_pipeline.metrics import ranking_report, rmse
 from tfrs_pipeline.retrieval import train_retrieval
 from tfrs_pipeline.split import split_ratings
 
@@ -50,33 +51,10 @@ def _timed_fit(model, dataset, epochs: int) -> float:
     return time.perf_counter() - start
 
 
-def ease_recommender(train, catalog_ids: np.ndarray, seen: SeenMovies, regularization: float = 200.0):
-    """Closed-form EASE (Steck 2019): B = I - P / diag(P), P = (X'X + lambda I)^-1; scores = X B."""
-    import pandas as pd
-
-    users = pd.Index(sorted(set(train["user_id"].astype(str))))
-    items = pd.Index(catalog_ids)
-    x = np.zeros((len(users), len(items)), np.float32)
-    x[users.get_indexer(train["user_id"].astype(str)), items.get_indexer(train["movie_id"].astype(str))] = 1.0
-    gram = x.T @ x + regularization * np.eye(len(items), dtype=np.float32)
-    p = np.linalg.inv(gram)
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    scores = tf.constant(x @ b)
-    index = SeenAwareBruteForce(k=100).reindex(tf.eye(len(items)), tf.constant(items.to_numpy().astype(str)))
-    lookup = tf.keras.layers.StringLookup(vocabulary=list(users), num_oov_indices=1)
-
-    def query(user_ids):
-        rows = lookup(user_ids) - 1
-        return tf.where((rows >= 0)[:, None], tf.gather(scores, tf.maximum(rows, 0)), tf.zeros([1, len(items)]))
-
-    return index_recommender(query, index, seen)
-
-
 def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, with_ease: bool = False,
                         tutorial_epochs: int = 3, out: str | Path | None = None) -> dict:
     """Trains the tutorial configuration and ours on one split; prints and returns both."""
-    config = config or PipelineConfig()
+    config = (config or PipelineConfig()).validate()
     data = load_data(source, config.data)
     split = split_ratings(data, config.split)
     print(split.describe())
@@ -154,7 +132,7 @@ def benchmark_serving(model: str | Path, *, requests: int = 200, k: int = 10, ou
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     signature = server.model.signatures["serving_default"]
-    users = (server.model.path / "vocabularies" / "user_ids.txt").read_text(encoding="utf-8").splitlines()
+    users = server.model.recommender.known_users()
     rng = np.random.default_rng(0)
     results = {"model": str(server.model.path), "requests": requests, "k": k}
     try:
@@ -195,16 +173,14 @@ def compare_retrieval_variants(source: str, variants: dict[str, dict], *, epochs
     """Trains each retrieval variant (configuration overrides) on one split; a table beside most-popular."""
     import pandas as pd
 
-    from tfrs_pipeline.config import apply_overrides
-
-    config = config or PipelineConfig()
+    config = (config or PipelineConfig()).validate()
     data = load_data(source, config.data)
     split = split_ratings(data, config.split)
     prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
     rows = {}
     for name, overrides in variants.items():
-        variant = apply_overrides(config, {"retrieval.epochs": epochs, **overrides})
+        variant = apply_overrides(config, {"retrieval.epochs": epochs, **overrides}).validate()
         result = train_retrieval(prepared, variant.retrieval, seed=config.runtime.seed, verbose=0)
         report = ranking_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
         rows[name] = {**_flatten(report), "training examples/s": result.examples_per_second,
@@ -226,11 +202,9 @@ def compare_ranking(source: str, *, epochs: int = 30, config: PipelineConfig | N
     import pandas as pd
 
     from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
-    from tfrs_pipeline.config import apply_overrides
-    from tfrs_pipeline.evaluation import rmse
     from tfrs_pipeline.ranking import predict_ratings, train_ranking
 
-    config = apply_overrides(config or PipelineConfig(), {"ranking.epochs": epochs})
+    config = apply_overrides(config or PipelineConfig(), {"ranking.epochs": epochs}).validate()
     data = load_data(source, config.data)
     split = split_ratings(data, config.split)
     prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 # should not (set TF_CPP_MIN_LOG_LEVEL yourself to see it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tfrs_pipeline  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from tfrs_pipeline.config import DataConfig, PipelineConfig, apply_overrides, load_toml  # noqa: E402
+from tfrs_pipeline.config import CHOICES, DataConfig, PipelineConfig, apply_overrides, load_toml  # noqa: E402
 from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError  # noqa: E402
 
 
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", required=required, help="synthetic[:SIZE], movielens:PATH, tfds:NAME or csv:PATH")
-    group.add_argument("--on-bad-rows", choices=("error", "skip"), help="stop at the first bad row, or drop and count")
+    group.add_argument("--on-bad-rows", choices=CHOICES["data.on_bad_rows"], help="stop at the first bad row, or drop and count")
     group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data")
     group.add_argument("--user-col", dest="csv_user_column", help="csv: user id column (default user_id)")
     group.add_argument("--item-col", dest="csv_item_column", help="csv: item id column (default item_id)")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
     _add_data_options(describe)
     describe.add_argument("--top", type=int, default=10, help="most-rated movies to list")
-    describe.add_argument("--split", choices=("random", "temporal", "leave-last-out"),
+    describe.add_argument("--split", choices=CHOICES["split.kind"],
                           help="also report a split's sizes and cold-start counts")
     describe.set_defaults(handler=_cmd_data_describe)
     _register_model_commands(commands)
@@ -125,12 +125,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from tfrs_pipeline.evaluation import evaluate_export
-    from tfrs_pipeline.export import resolve_model
-    from tfrs_pipeline.split import load_recorded_split
+    from tfrs_pipeline.model_dir import ModelDir
     from tfrs_pipeline.train import format_metrics
 
-    model_dir = resolve_model(args.model)
-    data, split = load_recorded_split(model_dir, args.data)
+    model_dir = ModelDir.resolve(args.model)
+    data, split = model_dir.recorded_split(args.data)
     log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
     metrics = evaluate_export(model_dir, split.train, split.test, data.rating_scale, log=log)
     if args.report:
@@ -142,21 +141,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_pipeline(model: str):
-    from tfrs_pipeline.export import load_saved_model, resolve_model
-
-    model_dir = resolve_model(model)
-    return model_dir, load_saved_model(str(model_dir))
-
-
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    import tensorflow as tf
+    from tfrs_pipeline.client import Recommender
 
-    from tfrs_pipeline.evaluation import as_str
-
-    _, pipeline = _load_pipeline(args.model)
-    signature = "serving_default" if args.exclude_seen else "recommend_including_seen"
-    out = pipeline.signatures[signature](user_id=tf.constant([args.user]), k=tf.constant(args.k))
+    out = Recommender.load(args.model).recommend([args.user], k=args.k, exclude_seen=args.exclude_seen)
     if not bool(out["known_user"][0]):
         if not args.allow_unknown:
             raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
@@ -164,43 +152,20 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
     print(f"top {args.k} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
     print(f"  {'#':>3}  {'predicted':>9}  {'retrieval':>9}  {'movie id':>9}  title")
-    for rank, (movie, title, rating, score) in enumerate(zip(as_str(out["movie_ids"][0].numpy()), as_str(out["titles"][0].numpy()),
-                                                             out["predicted_ratings"][0].numpy(),
-                                                             out["retrieval_scores"][0].numpy()), 1):
+    for rank, (movie, title, rating, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0],
+                                                             out["predicted_ratings"][0], out["retrieval_scores"][0]), 1):
         print(f"  {rank:>3}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
     return 0
 
 
-def _find_movie(pipeline, text: str) -> str:
-    """A movie id from an id or a (part of a) title; ambiguous or unknown titles are errors."""
-    from tfrs_pipeline.evaluation import as_str
-
-    ids = list(as_str(pipeline.catalog_ids.numpy()))
-    if text in ids:
-        return text
-    titles = list(as_str(pipeline.titles.numpy()))
-    exact = [i for i, title in enumerate(titles) if title.lower() == text.lower()]
-    matches = exact or [i for i, title in enumerate(titles) if text.lower() in title.lower()]
-    if len(matches) == 1:
-        return ids[matches[0]]
-    if not matches:
-        raise ModelError(f"no movie with id or title {text!r} in the model's catalog ({len(ids):,} movies)")
-    shown = "; ".join(f"{ids[i]}: {titles[i]}" for i in matches[:5])
-    raise ModelError(f"{len(matches)} movies match {text!r} ({shown}{'; ...' if len(matches) > 5 else ''}); give the id")
-
-
 def _cmd_similar(args: argparse.Namespace) -> int:
-    import tensorflow as tf
+    from tfrs_pipeline.client import Recommender
 
-    from tfrs_pipeline.evaluation import as_str
-
-    _, pipeline = _load_pipeline(args.model)
-    movie_id = _find_movie(pipeline, args.movie)
-    out = pipeline.signatures["similar_movies"](movie_id=tf.constant([movie_id]), k=tf.constant(args.k))
-    title = as_str(pipeline.titles.numpy())[list(as_str(pipeline.catalog_ids.numpy())).index(movie_id)]
-    print(f"movies similar to {title} (id {movie_id}):")
-    for rank, (movie, name, score) in enumerate(zip(as_str(out["movie_ids"][0].numpy()), as_str(out["titles"][0].numpy()),
-                                                    out["scores"][0].numpy()), 1):
+    model = Recommender.load(args.model)
+    movie_id = model.find_movie(args.movie)
+    out = model.similar_items([movie_id], k=args.k)
+    print(f"movies similar to {model.title_of(movie_id)} (id {movie_id}):")
+    for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0], out["scores"][0]), 1):
         print(f"  {rank:>3}  {score:>6.3f}  {movie:>9}  {name}")
     return 0
 
@@ -245,16 +210,17 @@ def _register_model_commands(commands) -> None:
     _add_data_options(train)
     train.add_argument("--out", required=True, help="saved_models/NAME (a new integer version is written in it)")
     train.add_argument("--config", help="TOML configuration file")
-    train.add_argument("--split", choices=("random", "temporal", "leave-last-out"))
+    train.add_argument("--split", choices=CHOICES["split.kind"])
     train.add_argument("--test-fraction", type=float)
     train.add_argument("--split-seed", type=int)
     train.add_argument("--epochs", type=int, help="most epochs for both stages (early stopping may stop sooner)")
     train.add_argument("--retrieval-epochs", type=int)
     train.add_argument("--ranking-epochs", type=int)
-    train.add_argument("--strategy", choices=("default", "mirrored"), help="mirrored: tf.distribute.MirroredStrategy")
+    train.add_argument("--strategy", choices=CHOICES["runtime.strategy"], help="mirrored: tf.distribute.MirroredStrategy")
     train.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
     train.add_argument("--seed", type=int)
-    train.add_argument("--verbose", type=int, choices=(0, 1, 2), help="0 silent, 1 progress bar, 2 one line per epoch")
+    train.add_argument("--verbose", type=int, choices=CHOICES["runtime.verbose"],
+                       help="0 silent, 1 progress bar, 2 one line per epoch, -1 chosen by the terminal")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any configuration key, repeatable")
     train.set_defaults(handler=_cmd_train)
 

@@ -17,6 +17,18 @@ import tomllib
 
 from tfrs_pipeline.errors import ConfigError
 
+#: Every setting with a fixed set of allowed values, defined once: ``validate()`` and the
+#: command line's ``choices`` both read it.
+CHOICES: dict[str, tuple] = {
+    "data.on_bad_rows": ("error", "skip"),
+    "split.kind": ("random", "temporal", "leave-last-out"),
+    "retrieval.optimizer": ("adagrad", "adam", "sgd"),
+    "retrieval.index": ("brute-force", "scann"),
+    "retrieval.negatives": ("in-batch", "catalog"),
+    "runtime.strategy": ("default", "mirrored"),
+    "runtime.verbose": (-1, 0, 1, 2),
+}
+
 
 @dataclass
 class DataConfig:
@@ -197,12 +209,11 @@ class PipelineConfig:
 
     def validate(self) -> PipelineConfig:
         """Checks values a dataclass cannot; returns self so calls can be chained."""
-        _choice("data.on_bad_rows", self.data.on_bad_rows, ("error", "skip"))
-        _choice("split.kind", self.split.kind, ("random", "temporal", "leave-last-out"))
-        _choice("retrieval.optimizer", self.retrieval.optimizer, ("adagrad", "adam", "sgd"))
-        _choice("retrieval.index", self.retrieval.index, ("brute-force", "scann"))
-        _choice("retrieval.negatives", self.retrieval.negatives, ("in-batch", "catalog"))
-        _choice("runtime.strategy", self.runtime.strategy, ("default", "mirrored"))
+        for dotted, allowed in CHOICES.items():
+            section, _, key = dotted.partition(".")
+            value = getattr(getattr(self, section), key)
+            if value not in allowed:
+                raise ConfigError(f"{dotted} must be one of {', '.join(map(str, allowed))}; got {value!r}")
         _fraction("split.test_fraction", self.split.test_fraction)
         if not 0.0 <= self.split.validation_fraction < 0.5:
             raise ConfigError(
@@ -226,11 +237,6 @@ class PipelineConfig:
         if len(self.data.rating_scale) != 2 or self.data.rating_scale[0] > self.data.rating_scale[1]:
             raise ConfigError(f"data.rating_scale must be [low, high], got {self.data.rating_scale}")
         return self
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _fraction(name: str, value: float) -> None:

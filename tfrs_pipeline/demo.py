@@ -10,10 +10,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import tensorflow as tf
-
+from tfrs_pipeline.client import Recommender
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
-from tfrs_pipeline.export import load_saved_model
 from tfrs_pipeline.train import format_metrics, run_training
 
 
@@ -32,30 +30,28 @@ def _cut(text: str, width: int) -> str:
 
 def run_demo(out: str | Path = "saved_models/demo", data: str = "synthetic:100k", quick: bool = False) -> Path:
     """Trains, exports and shows what the model does; returns the exported version folder."""
-    from tfrs_pipeline.split import load_recorded_split
-
     result = run_training(demo_config(data, quick), out)
     print("\ntest metrics (seen movies excluded unless noted), beside most-popular:")
     print(format_metrics(result.metrics))
 
     # One user with a typical number of ratings: their favourites beside their recommendations.
-    ratings, split = load_recorded_split(result.path)
+    ratings, split = result.data, result.split
     counts = split.train.groupby("user_id", observed=True).size().sort_values()
     user = str(counts.index[len(counts) // 2])
     titles = ratings.movies.set_index(ratings.movies["movie_id"].astype(str))["title"]
     favourites = split.train[split.train["user_id"] == user].sort_values(["rating", "timestamp"], ascending=False).head(10)
-    pipeline = load_saved_model(str(result.path))
-    out_ = pipeline.signatures["serving_default"](user_id=tf.constant([user]), k=tf.constant(10))
-    recommended = [(t.decode(), float(r)) for t, r in zip(out_["titles"][0].numpy(), out_["predicted_ratings"][0].numpy())]
+    model = Recommender.load(result.model_dir)
+    served = model.recommend([user], k=10)
+    recommended = [(title, float(rating)) for title, rating in zip(served["titles"][0], served["predicted_ratings"][0])]
     print(f"\nuser {user} ({counts[user]} training ratings): rated highest | recommended (predicted rating)")
     for (_, row), (title, rating) in zip(favourites.iterrows(), recommended):
         left = f"{row['rating']:.1f}  {_cut(titles.get(str(row['movie_id']), str(row['movie_id'])), 34)}"
         print(f"  {left:<40} | {rating:.2f}  {_cut(title, 40)}")
     first = str(favourites.iloc[0]["movie_id"])
-    similar = pipeline.signatures["similar_movies"](movie_id=tf.constant([first]), k=tf.constant(5))
+    similar = model.similar_items([first], k=5)
     print(f"\nmovies similar to {titles.get(first, first)}:")
-    for title in similar["titles"][0].numpy():
-        print(f"  {title.decode()}")
+    for title in similar["titles"][0]:
+        print(f"  {title}")
     print(textwrap.dedent(f"""
         next:
           tfrs-pipeline recommend --model {out} --user {user}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,21 +64,6 @@ class Vocabularies:
         occupations = sorted(set(trained_users.get("occupation", pd.Series(dtype=str)).astype(str)))
         genders = sorted(set(trained_users.get("gender", pd.Series(dtype=str)).astype(str)))
         return cls(user_ids, movie_ids, words, genres, occupations, genders)
-
-    def save(self, folder: str | Path) -> None:
-        """Writes one text file per vocabulary (one entry a line) under ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, values in vars(self).items():
-            (folder / f"{name}.txt").write_text("".join(f"{v}\n" for v in values), encoding="utf-8")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Vocabularies:
-        folder = Path(folder)
-        return cls(**{
-            name: (folder / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-            for name in cls.__dataclass_fields__
-        })
 
 
 @dataclass

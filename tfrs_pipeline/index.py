@@ -146,8 +146,14 @@ class ScannIndex(tf.Module):
         return top, tf.gather(self.identifiers, tf.gather(positions, order, batch_dims=1))
 
 
-def serving_index(model, kind: str):
-    """The index a model is served with: its brute-force index, or ScaNN built from the same embeddings."""
+def serving_index(model, kind: str, embeddings: tf.Tensor | None = None):
+    """The index a model is served with: its brute-force index, or ScaNN built from the same embeddings.
+
+    Args:
+        model: the trained retrieval model.
+        kind: ``brute-force`` or ``scann``.
+        embeddings: the catalog's candidate embeddings, if already computed.
+    """
     if kind == "scann":
-        return ScannIndex(model.candidate_embeddings(), model.catalog_ids)
+        return ScannIndex(model.candidate_embeddings() if embeddings is None else embeddings, model.catalog_ids)
     return model.index

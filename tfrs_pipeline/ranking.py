@@ -18,7 +18,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import Prepared, make_dataset
-from tfrs_pipeline.towers import HistoryPooling, MovieFeatures
+from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
 from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32
 
 
@@ -39,12 +39,11 @@ class RankingModel(tfrs.Model):
         l2 = tf.keras.regularizers.l2(config.l2 / self.replicas) if config.l2 else None
         self.low, self.high = (float(v) for v in prepared.rating_scale)
         self.global_mean = tf.constant(prepared.global_mean, tf.float32)
-        self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1, name="user_lookup")
-        self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
-        self.user_embedding = tf.keras.layers.Embedding(len(vocab.user_ids) + 1, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
-                                                        embeddings_regularizer=l2, name="user_embedding")
-        self.movie_embedding = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
-                                                         embeddings_regularizer=l2, name="movie_embedding")
+        # One initializer instance per table: an unseeded instance repeats its values when reused.
+        self.user = IdEmbedding(vocab.user_ids, dim, initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
+                                regularizer=l2, name="user")
+        self.movie = IdEmbedding(vocab.movie_ids, dim, initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
+                                 regularizer=l2, name="movie")
         self.user_bias = tf.keras.layers.Embedding(len(vocab.user_ids) + 1, 1, embeddings_initializer="zeros",
                                                    embeddings_regularizer=l2, name="user_bias")
         self.movie_bias = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, 1, embeddings_initializer="zeros",
@@ -53,13 +52,9 @@ class RankingModel(tfrs.Model):
                                                name="history")
                         if config.history_features else None)
         self.movie_features = MovieFeatures(vocab, prepared.movies, dim, name="movie_features") if config.side_features else None
-        if config.side_features:
-            self.age = tf.Variable(prepared.users.age_bucket, trainable=False, name="age_bucket")
-            self.gender = tf.Variable(prepared.users.gender, trainable=False, name="gender")
-            self.occupation = tf.Variable(prepared.users.occupation, trainable=False, name="occupation")
-            self.age_embedding = tf.keras.layers.Embedding(8, 4, name="age_embedding")
-            self.gender_embedding = tf.keras.layers.Embedding(len(vocab.genders) + 1, 2, name="gender_embedding")
-            self.occupation_embedding = tf.keras.layers.Embedding(len(vocab.occupations) + 1, 4, name="occupation_embedding")
+        # Narrower demographic embeddings than the query tower's (8, 4, 8): here they join a wider MLP input.
+        self.demographics = (UserFeatures(vocab, prepared.users, dims=(4, 2, 4), name="demographics")
+                             if config.side_features else None)
         self.cross = tfrs.layers.dcn.Cross(name="cross") if config.cross_layer else None
         layers = []
         for units in config.hidden_units:
@@ -75,10 +70,10 @@ class RankingModel(tfrs.Model):
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]``."""
-        user_rows = self.user_lookup(inputs["user_id"])
-        movie_rows = self.movie_lookup(inputs["movie_id"])
-        user = tf.cast(self.user_embedding(user_rows), tf.float32)
-        movie = tf.cast(self.movie_embedding(movie_rows), tf.float32)
+        user_rows = self.user.rows(inputs["user_id"])
+        movie_rows = self.movie.rows(inputs["movie_id"])
+        user = tf.cast(self.user.embed_rows(user_rows), tf.float32)
+        movie = tf.cast(self.movie.embed_rows(movie_rows), tf.float32)
         taste = user
         parts = [user, movie, user * movie]
         if self.history_pooling is not None:
@@ -88,9 +83,7 @@ class RankingModel(tfrs.Model):
             parts.append(history)
         if self.movie_features is not None:
             parts.append(self.movie_features(inputs["movie_id"]))
-            parts += [self.age_embedding(tf.gather(self.age, user_rows)),
-                      self.gender_embedding(tf.gather(self.gender, user_rows)),
-                      self.occupation_embedding(tf.gather(self.occupation, user_rows))]
+            parts += self.demographics(user_rows)
         features = tf.concat([tf.cast(p, tf.float32) for p in parts], axis=1)
         if self.cross is not None:
             features = self.cross(features)

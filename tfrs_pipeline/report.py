@@ -14,8 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from tfrs_pipeline.evaluation import as_str, call_batched, most_popular_from_training, rmse, users_of
-from tfrs_pipeline.export import load_saved_model
+from tfrs_pipeline.baselines import BiasedMatrixFactorization, most_popular_from_training, movie_mean
+from tfrs_pipeline.client import Recommender
+from tfrs_pipeline.metrics import as_str, rmse, users_of
+from tfrs_pipeline.model_dir import METRICS, ModelDir
 
 ACTIVITY_BUCKETS = (0, 20, 50, 100, 200, 500, np.inf)
 ACTIVITY_LABELS = ("0-20", "21-50", "51-100", "101-200", "201-500", "over 500")
@@ -62,14 +64,11 @@ def plot_training_curves(history: dict) -> plt.Figure:
     return figure
 
 
-def rmse_by_activity(model_dir: Path, train: pd.DataFrame, test: pd.DataFrame, rating_scale) -> pd.DataFrame:
+def rmse_by_activity(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, rating_scale) -> pd.DataFrame:
     """Test RMSE of the ranking model, biased MF and movie means, by the user's number of training ratings."""
-    from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
-
-    pipeline = load_saved_model(str(model_dir))
     users = test["user_id"].astype(str).to_numpy()
     movies = test["movie_id"].astype(str).to_numpy()
-    predicted = call_batched(pipeline.signatures["rank"], 16384, {"user_id": users, "movie_ids": movies[:, None]})
+    predicted = model.call("rank", 16384, user_id=users, movie_ids=movies[:, None])
     mf = BiasedMatrixFactorization(factors=32, regularization=15.0, rating_scale=tuple(rating_scale)).fit(train)
     activity = train.groupby(train["user_id"].astype(str), observed=True).size().reindex(users).fillna(0).to_numpy()
     frame = pd.DataFrame({
@@ -102,13 +101,12 @@ def plot_rmse_by_activity(table: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def coverage_and_popularity(model_dir: Path, train: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict:
+def coverage_and_popularity(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict:
     """Catalog coverage of every test user's top-k, and the popularity of what is recommended."""
-    pipeline = load_saved_model(str(model_dir))
-    catalog = as_str(pipeline.catalog_ids.numpy())
+    catalog = model.catalog["movie_id"].to_numpy()
     counts = train["movie_id"].astype(str).value_counts().reindex(catalog).fillna(0)
     users = users_of(test)
-    served = call_batched(pipeline.signatures["serving_default"], 1024, {"user_id": users}, k=k)
+    served = model.call("serving_default", 1024, user_id=users, k=k)
     recommended = as_str(served["movie_ids"]).ravel()
     popular = as_str(most_popular_from_training(train, catalog)(users, k, True)).ravel()
     return {
@@ -139,23 +137,23 @@ def plot_coverage_and_popularity(stats: dict) -> plt.Figure:
     return figure
 
 
-def write_report(model_dir: str | Path, split, metrics: dict, out_dir: str | Path,
+def write_report(model: Recommender | ModelDir | str, split, metrics: dict, out_dir: str | Path,
                  rating_scale: tuple[float, float]) -> list[Path]:
     """Writes ``metrics.json`` and the PNG plots to ``out_dir``; returns the files written."""
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model = model if isinstance(model, Recommender) else Recommender.load(model)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / "metrics.json"]
+    written = [out_dir / METRICS]
     written[0].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     figures = {
         "top_k_accuracy.png": plot_top_k(metrics),
-        "rmse_by_user_activity.png": plot_rmse_by_activity(
-            rmse_by_activity(model_dir, split.train, split.test, rating_scale)),
-        "coverage_and_popularity.png": plot_coverage_and_popularity(coverage_and_popularity(model_dir, split.train, split.test)),
+        "rmse_by_user_activity.png": plot_rmse_by_activity(rmse_by_activity(model, split.train, split.test, rating_scale)),
+        "coverage_and_popularity.png": plot_coverage_and_popularity(coverage_and_popularity(model, split.train, split.test)),
     }
-    history_path = model_dir / "history.json"
+    history_path = model.model_dir.history_path
     if history_path.is_file():
-        figures["training_curves.png"] = plot_training_curves(json.loads(history_path.read_text(encoding="utf-8")))
-        shutil.copy(history_path, out_dir / "history.json")
+        figures["training_curves.png"] = plot_training_curves(model.model_dir.read_history())
+        shutil.copy(history_path, out_dir / history_path.name)
     for name, figure in figures.items():
         figure.savefig(out_dir / name, dpi=110)
         plt.close(figure)

@@ -18,11 +18,10 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RetrievalConfig
 from tfrs_pipeline.features import Prepared, make_dataset
-from tfrs_pipeline.index import SeenAwareBruteForce
+from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
+from tfrs_pipeline.metrics import TOP_KS, recall_and_ndcg, users_of
 from tfrs_pipeline.towers import CandidateTower, QueryTower
 from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32, make_optimizer
-
-TOP_KS = (1, 5, 10, 50, 100)
 
 
 class RetrievalModel(tfrs.Model):
@@ -69,12 +68,12 @@ class RetrievalModel(tfrs.Model):
         extra = {}
         if self.config.logq_correction:
             extra["candidate_sampling_probability"] = tf.gather(
-                self.sampling_probability, self.candidate_tower.movie_lookup(movie_id))
+                self.sampling_probability, self.candidate_tower.rows(movie_id))
         if not training:
             extra["candidate_ids"] = movie_id  # id-based factorized metrics match these against the index
         elif self.remove_accidental_hits:
             # Integer ids: the same hits as string ids, and B*B string comparisons a step cheaper.
-            extra["candidate_ids"] = self.candidate_tower.movie_lookup(movie_id)
+            extra["candidate_ids"] = self.candidate_tower.rows(movie_id)
         # TFRS builds its loss-correction layers inside the call: keep them in float32 too.
         return in_float32(lambda: self.task(query, candidate, compute_metrics=not training, **extra))
 
@@ -118,19 +117,18 @@ class ValidationRecall(tf.keras.callbacks.Callback):
 
     def __init__(self, prepared: Prepared, k: int) -> None:
         super().__init__()
-        from tfrs_pipeline.index import SeenMovies
-
         self.k = k
         self.validation = prepared.validation
         self.seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
 
     def on_epoch_end(self, epoch, logs=None):
-        from tfrs_pipeline.evaluation import index_recommender, recall_and_ndcg, users_of
-
         # The index already holds this epoch's embeddings: _RefreshIndex re-embedded them for validation.
-        recommend = index_recommender(self.model.query_tower, self.model.index, self.seen)
         users = users_of(self.validation)
-        lists = np.concatenate([recommend(users[i : i + 2048], self.k, True) for i in range(0, len(users), 2048)])
+        lists = []
+        for start in range(0, len(users), 2048):
+            batch = tf.constant(users[start : start + 2048].astype(str))
+            lists.append(self.model.index.query_excluding(self.model.query_tower(batch), self.seen(batch), self.k)[1].numpy())
+        lists = np.concatenate(lists)
         if logs is not None:
             logs[f"val_recall_at_{self.k}"] = recall_and_ndcg(users, lists, self.validation, ks=(self.k,))[f"recall_at_{self.k}"]
 

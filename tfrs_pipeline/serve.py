@@ -1,4 +1,6 @@
-"""Serving over HTTP: loads the pipeline SavedModel with ``tf.saved_model.load`` and answers JSON.
+"""Serving over HTTP: loads the pipeline SavedModel (:class:`~tfrs_pipeline.client.Recommender`) and answers JSON.
+
+The server process imports TensorFlow and the client alone: no TFRS, no training code.
 
 The REST surface follows TensorFlow Serving's, so clients can move between the two:
 
@@ -25,8 +27,8 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import tensorflow as tf
 
-from tfrs_pipeline.evaluation import as_str
-from tfrs_pipeline.export import load_saved_model, resolve_model
+from tfrs_pipeline.client import Recommender
+from tfrs_pipeline.metrics import as_str
 
 
 def _jsonable(value: np.ndarray):
@@ -41,11 +43,11 @@ class ModelServer:
     """One loaded pipeline SavedModel and the signature calls the HTTP handler makes."""
 
     def __init__(self, model_path: str | Path) -> None:
-        self.path = resolve_model(model_path)
-        self.name = self.path.parent.name
-        self.version = self.path.name
-        self.model = load_saved_model(str(self.path))
-        self.signatures = dict(self.model.signatures)
+        self.recommender = Recommender.load(model_path)
+        self.path = self.recommender.path
+        self.name = self.recommender.name
+        self.version = str(self.recommender.version)
+        self.signatures = self.recommender.signatures
         self._lock = threading.Lock()
 
     def predict(self, signature_name: str, inputs: dict) -> dict[str, np.ndarray]:

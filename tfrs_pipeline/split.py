@@ -168,22 +168,3 @@ def hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFr
     held = np.zeros(len(frame), dtype=bool)
     held[rng.permutation(len(frame))[: max(1, int(len(frame) * fraction))]] = True
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
-
-
-def load_recorded_split(model_dir: str | Path, data_source: str | None = None):
-    """The data and exact split an exported model was trained on: ``(data, split)``.
-
-    Args:
-        model_dir: a version folder (``saved_models/NAME/VERSION``).
-        data_source: read the data from here instead of the recorded source (it must be
-            the same data: the fingerprints are checked).
-    """
-    from tfrs_pipeline.config import apply_overrides, load_toml
-    from tfrs_pipeline.data import load_data
-
-    model_dir = Path(model_dir)
-    config = load_toml(model_dir / "config.toml")
-    if data_source:
-        config = apply_overrides(config, {"data.source": data_source})
-    data = load_data(config.data.source, config.data)
-    return data, reproduce_split(data, SplitRecord.load(model_dir / "split.json"))

@@ -14,63 +14,10 @@ looked up from tables the tower holds, so both take bare ids at serving time.
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from tfrs_pipeline.features import MovieTable, UserTable, Vocabularies
-
-
-class HistoryPooling(tf.keras.layers.Layer):
-    """Mean embedding of each user's training movies, optionally leaving one movie out.
-
-    Args:
-        users: per-user training history (movie-vocabulary ids, ragged).
-        num_movies: rows of the history embedding (movie vocabulary + 1).
-        dim: embedding size.
-    """
-
-    def __init__(self, users: UserTable, num_movies: int, dim: int, l2: float = 0.0, dropout: float = 0.0,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.num_movies = num_movies
-        self.dropout = dropout
-        self.splits = tf.Variable(users.history_splits, trainable=False, name="history_splits")
-        self.values = tf.Variable(users.history_values, trainable=False, name="history_values")
-        # Sorted (user, movie) keys; users' values are sorted the same way, so a key's position is the value's.
-        user_rows = np.repeat(np.arange(len(users.history_splits) - 1), np.diff(users.history_splits))
-        self.keys = tf.Variable(user_rows * num_movies + users.history_values, trainable=False, name="history_keys")
-        regularizer = tf.keras.regularizers.l2(l2) if l2 else None
-        self.embedding = tf.keras.layers.Embedding(num_movies, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05),
-                                                   embeddings_regularizer=regularizer, name="history_embedding")
-
-    def call(self, user_rows: tf.Tensor, leave_out_rows: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
-        user_rows = tf.cast(user_rows, tf.int64)
-        unique_users, position = tf.unique(user_rows)
-        starts = tf.gather(self.splits, unique_users)
-        lengths = tf.gather(self.splits, unique_users + 1) - starts
-        item_positions = tf.ragged.range(starts, starts + lengths)  # positions in ``values``, one row per user
-        vectors = self.embedding(tf.gather(self.values, item_positions.flat_values))
-        keep = tf.ones(tf.shape(item_positions.flat_values), vectors.dtype)
-        if training and self.dropout > 0:
-            # Denoising: each user's history loses a random share of its movies this step.
-            keep = tf.cast(tf.random.uniform(tf.shape(keep)) >= self.dropout, vectors.dtype)
-        rows = item_positions.value_rowids()
-        sums = tf.math.unsorted_segment_sum(vectors * keep[:, None], rows, tf.size(unique_users))
-        counts = tf.math.unsorted_segment_sum(keep, rows, tf.size(unique_users))
-        sums, counts = tf.gather(sums, position), tf.gather(counts, position)
-        if leave_out_rows is not None:
-            key = user_rows * self.num_movies + tf.cast(leave_out_rows, tf.int64)
-            found = tf.minimum(tf.searchsorted(self.keys, key, out_type=tf.int64), tf.size(self.keys, out_type=tf.int64) - 1)
-            member = tf.equal(tf.gather(self.keys, found), key)
-            # Where the left-out movie sits among the gathered (possibly dropped) items.
-            flat = tf.gather(item_positions.row_splits, position) + found - tf.gather(starts, position)
-            # One zero past the end: users without history (unknown ones) gather it, never out of range.
-            padded = tf.concat([keep, tf.zeros([1], keep.dtype)], axis=0)
-            flat = tf.where(member, tf.clip_by_value(flat, 0, tf.size(keep, out_type=tf.int64)), tf.size(keep, out_type=tf.int64))
-            kept = tf.cast(member, vectors.dtype) * tf.gather(padded, flat)
-            sums -= kept[:, None] * self.embedding(leave_out_rows)
-            counts -= kept
-        return sums / tf.maximum(counts, 1.0)[:, None]
+from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
 
 
 class QueryTower(tf.keras.Model):
@@ -95,20 +42,13 @@ class QueryTower(tf.keras.Model):
         super().__init__(**kwargs)
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
-        self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1, name="user_lookup")
+        self.user = IdEmbedding(vocab.user_ids, dim, regularizer=regularizer, name="user")
         self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
-        self.user_embedding = tf.keras.layers.Embedding(len(vocab.user_ids) + 1, dim, embeddings_regularizer=regularizer,
-                                                        name="user_embedding")
         self.user_features = user_features
         self.history_features = history_features
         self.normalize = normalize
         if user_features:
-            self.age = tf.Variable(users.age_bucket, trainable=False, name="age_bucket")
-            self.gender = tf.Variable(users.gender, trainable=False, name="gender")
-            self.occupation = tf.Variable(users.occupation, trainable=False, name="occupation")
-            self.age_embedding = tf.keras.layers.Embedding(8, 8, name="age_embedding")
-            self.gender_embedding = tf.keras.layers.Embedding(len(vocab.genders) + 1, 4, name="gender_embedding")
-            self.occupation_embedding = tf.keras.layers.Embedding(len(vocab.occupations) + 1, 8, name="occupation_embedding")
+            self.demographics = UserFeatures(vocab, users, dims=(8, 4, 8), name="demographics")
         if history_features:
             self.history_pooling = HistoryPooling(users, len(vocab.movie_ids) + 1, dim, l2=l2, dropout=history_dropout,
                                                   name="history")
@@ -123,7 +63,7 @@ class QueryTower(tf.keras.Model):
 
     def set_fallback(self, batch_size: int = 8192) -> None:
         """Sets the unknown-user query to the (normalised) mean query of every training user."""
-        users = self.user_lookup.get_vocabulary()[1:]
+        users = self.user.lookup.get_vocabulary()[1:]
         total = tf.zeros([self.fallback.shape[0]])
         for start in range(0, len(users), batch_size):
             total += tf.reduce_sum(self(tf.constant(users[start : start + batch_size])), axis=0)
@@ -137,11 +77,10 @@ class QueryTower(tf.keras.Model):
         return tf.where(known[:, None], self(user_id), self.fallback[None, :])
 
     def call(self, user_id: tf.Tensor, leave_out_movie_id: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
-        rows = self.user_lookup(user_id)
-        parts = [self.user_embedding(rows)]
+        rows = self.user.rows(user_id)
+        parts = [self.user.embed_rows(rows)]
         if self.user_features:
-            parts += [self.age_embedding(tf.gather(self.age, rows)), self.gender_embedding(tf.gather(self.gender, rows)),
-                      self.occupation_embedding(tf.gather(self.occupation, rows))]
+            parts += self.demographics(rows)
         if self.history_features:
             leave_out = None if leave_out_movie_id is None else self.movie_lookup(leave_out_movie_id)
             parts.append(self.history_pooling(rows, leave_out, training=training))
@@ -154,33 +93,7 @@ class QueryTower(tf.keras.Model):
 
     def known(self, user_id: tf.Tensor) -> tf.Tensor:
         """True where the user had training ratings."""
-        return self.user_lookup(user_id) > 0
-
-
-class MovieFeatures(tf.keras.layers.Layer):
-    """Genres, year bucket and title words of a movie, as one vector (cold movies included)."""
-
-    def __init__(self, vocab: Vocabularies, movies: MovieTable, dim: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1,
-                                                           name="catalog_lookup")
-        self.genres = tf.Variable(movies.genres, trainable=False, name="genres")
-        self.year = tf.Variable(movies.year_bucket, trainable=False, name="year_bucket")
-        self.title_tokens = tf.Variable(movies.title_tokens, trainable=False, name="title_tokens")
-        self.genre_projection = tf.keras.layers.Dense(dim, use_bias=False, name="genre_projection")
-        self.year_embedding = tf.keras.layers.Embedding(movies.num_year_buckets, dim // 4 or 1, name="year_embedding")
-        self.word_embedding = tf.keras.layers.Embedding(len(vocab.title_words) + 1, dim, mask_zero=True,
-                                                        name="title_word_embedding")
-
-    def call(self, movie_id: tf.Tensor) -> tf.Tensor:
-        rows = self.catalog_lookup(movie_id)
-        genres = self.genre_projection(tf.gather(self.genres, rows))
-        year = self.year_embedding(tf.gather(self.year, rows))
-        tokens = tf.gather(self.title_tokens, rows)
-        mask = tf.cast(tokens > 0, tf.float32)[:, :, None]
-        words = tf.cast(self.word_embedding(tokens), tf.float32) * mask
-        title = tf.reduce_sum(words, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-        return tf.concat([tf.cast(genres, tf.float32), tf.cast(year, tf.float32), title], axis=1)
+        return self.user.known(user_id)
 
 
 class CandidateTower(tf.keras.Model):
@@ -202,9 +115,7 @@ class CandidateTower(tf.keras.Model):
         super().__init__(**kwargs)
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
-        self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
-        self.movie_embedding = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, dim, embeddings_regularizer=regularizer,
-                                                         name="movie_embedding")
+        self.movie = IdEmbedding(vocab.movie_ids, dim, regularizer=regularizer, name="movie")
         self.normalize = normalize
         self.features = MovieFeatures(vocab, movies, dim, name="movie_features") if movie_features else None
         self.project = tf.keras.layers.Dense(dim, name="project") if movie_features else None
@@ -213,8 +124,8 @@ class CandidateTower(tf.keras.Model):
                                               name="movie_bias") if movie_bias else None
 
     def call(self, movie_id: tf.Tensor) -> tf.Tensor:
-        rows = self.movie_lookup(movie_id)
-        output = self.movie_embedding(rows)
+        rows = self.movie.rows(movie_id)
+        output = self.movie.embed_rows(rows)
         if self.features is not None:
             output = self.project(tf.concat([tf.cast(output, tf.float32), self.features(movie_id)], axis=1))
         output = tf.cast(output, tf.float32)
@@ -225,4 +136,8 @@ class CandidateTower(tf.keras.Model):
 
     def known(self, movie_id: tf.Tensor) -> tf.Tensor:
         """True where the movie had training ratings."""
-        return self.movie_lookup(movie_id) > 0
+        return self.movie.known(movie_id)
+
+    def rows(self, movie_id: tf.Tensor) -> tf.Tensor:
+        """Movie-vocabulary rows (0 for movies without training ratings)."""
+        return self.movie.rows(movie_id)

@@ -1,13 +1,20 @@
-"""``tfrs-pipeline train``: data -> split -> both stages -> export -> evaluation, in named steps.
+"""``tfrs-pipeline train``: data -> split -> both stages -> export -> evaluation, as named phases.
 
-The version folder is written under a temporary name and renamed when complete, so
-``saved_models/NAME``'s newest version is never a half-written model.
+:func:`run_training` runs the phases in order; each one is a function of its own that
+takes what the phase before it produced:
+
+1. :func:`load_and_prepare`: read and validate the data, split it, build vocabularies and tables.
+2. :func:`fit_stages`: train retrieval, then ranking; choose the two-stage rating weight on validation.
+3. :func:`export`: write the pipeline, every stage and the records into the staging version folder.
+4. :func:`evaluate`: measure the exported model on the test split; write ``metrics.json`` and the model card.
+
+The version folder is claimed and written under a staging name and renamed when
+complete (:class:`~tfrs_pipeline.model_dir.ModelDir`), so ``saved_models/NAME``'s newest
+version is never a half-written model.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,24 +22,53 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfrs_pipeline.config import PipelineConfig, RuntimeConfig, to_toml
-from tfrs_pipeline.data import load_data
+from tfrs_pipeline.data import RatingsData, load_data
 from tfrs_pipeline.evaluation import evaluate_export
-from tfrs_pipeline.export import RankingExport, export_retrieval_stages, next_version, save
-from tfrs_pipeline.features import prepare
-from tfrs_pipeline.index import SeenMovies, serving_index
-from tfrs_pipeline.pipeline import TwoStagePipeline, choose_rating_weight
+from tfrs_pipeline.export import export_model
+from tfrs_pipeline.features import Prepared, prepare
+from tfrs_pipeline.index import SeenMovies
+from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking import train_ranking
 from tfrs_pipeline.retrieval import train_retrieval
-from tfrs_pipeline.split import split_ratings
+from tfrs_pipeline.serving.blend import choose_rating_weight, logit_scale
+from tfrs_pipeline.serving.candidates import CandidateRetriever
+from tfrs_pipeline.split import Split, split_ratings
+from tfrs_pipeline.training_loop import TrainingResult
+
+
+@dataclass
+class PreparedRun:
+    """What :func:`load_and_prepare` hands on: the configuration, data, split and model inputs."""
+
+    config: PipelineConfig
+    data: RatingsData
+    split: Split
+    prepared: Prepared
+
+
+@dataclass
+class FittedStages:
+    """What :func:`fit_stages` hands on: both trained stages and the chosen rating weight."""
+
+    retrieval: TrainingResult
+    ranking: TrainingResult
+    rating_weight: float
+    validation_recall_by_weight: dict[float, float]
 
 
 @dataclass
 class TrainedModel:
-    """Where a training run exported its model, and what it measured."""
+    """Where a training run exported its model, what it measured, and the data and split it used."""
 
-    path: Path
+    model_dir: ModelDir
     metrics: dict
     seconds: float
+    data: RatingsData
+    split: Split
+
+    @property
+    def path(self) -> Path:
+        return self.model_dir.path
 
 
 def make_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
@@ -50,27 +86,8 @@ def describe_devices() -> str:
     return f"devices: {len(gpus)} GPU(s) {[g.name for g in gpus]}" if gpus else "devices: CPU only (no GPU found)"
 
 
-def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedModel:
-    """Trains both stages on ``config.data`` and exports ``out/VERSION``; returns path and metrics."""
-    policy = tf.keras.mixed_precision.global_policy()
-    try:
-        return _run_training(config, out, log)
-    finally:
-        tf.keras.mixed_precision.set_global_policy(policy)  # --mixed-precision must not outlive the run
-
-
-def _run_training(config: PipelineConfig, out: str | Path, log) -> TrainedModel:
-    start = time.perf_counter()
-    config.validate()
-    log("configuration:\n" + to_toml(config))
-    log(describe_devices())
-    out = Path(out)
-    version = next_version(out)
-    final = out / str(version)
-    staging = out / f".{version}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-
+def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
+    """Phase 1: reads and validates ``config.data``, splits it, and builds the models' inputs."""
     log(f"[1/6] data: {config.data.source}")
     data = load_data(config.data.source, config.data)
     log(data.report.format())
@@ -78,54 +95,94 @@ def _run_training(config: PipelineConfig, out: str | Path, log) -> TrainedModel:
     split = split_ratings(data, config.split)
     log(split.describe())
     prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
-    strategy = make_strategy(config.runtime)
+    return PreparedRun(config, data, split, prepared)
 
+
+def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print) -> FittedStages:
+    """Phase 2: trains retrieval and ranking (TensorBoard logs in ``model_dir``), then picks the rating weight."""
+    config, prepared = run.config, run.prepared
+    strategy = make_strategy(config.runtime)
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
-    retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, log_dir=staging / "logs" / "retrieval",
-                                verbose=config.runtime.verbose, strategy=strategy)
+    retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
+                                log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy)
     log(f"retrieval: {retrieval.seconds:.1f} s, {retrieval.examples_per_second:,.0f} training examples/s, "
         f"best epoch {retrieval.best_epoch}")
     log("[4/6] ranking")
-    ranking = train_ranking(prepared, config.ranking, seed=config.runtime.seed, log_dir=staging / "logs" / "ranking",
-                            verbose=config.runtime.verbose, strategy=strategy)
+    ranking = train_ranking(prepared, config.ranking, seed=config.runtime.seed, verbose=config.runtime.verbose,
+                            log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy)
     log(f"ranking: {ranking.seconds:.1f} s, {ranking.examples_per_second:,.0f} training examples/s, "
         f"best epoch {ranking.best_epoch}")
+    model = retrieval.model
+    # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
+    retriever = CandidateRetriever(model.query_tower, model.index,
+                                   SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train))
+    weight, recall = choose_rating_weight(retriever, ranking.model, prepared.validation, config.serving.num_candidates,
+                                          logit_scale(config.retrieval.normalize, config.retrieval.temperature),
+                                          k=config.serving.k)
+    return FittedStages(retrieval, ranking, weight, recall)
 
-    log(f"[5/6] export to {final}")
-    weight, weight_recall = choose_rating_weight(retrieval.model, ranking.model, prepared, config.serving.num_candidates,
-                                                 k=config.serving.k)
-    log(f"two-stage: rating weight {weight:g} (validation recall@{config.serving.k} by weight: "
-        + ", ".join(f"{w:g}: {r:.4f}" for w, r in weight_recall.items()) + ")")
-    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
-    index = serving_index(retrieval.model, config.retrieval.index)
-    pipeline = TwoStagePipeline(retrieval.model, ranking.model, prepared.movies, seen, config.serving.num_candidates,
-                                rating_weight=weight, index=index)
-    tf.saved_model.save(pipeline, str(staging), signatures=pipeline.signatures())
-    export_retrieval_stages(retrieval.model, seen, staging / "stages", index=index)
-    save(RankingExport(ranking.model), staging / "stages" / "ranking")
-    (staging / "config.toml").write_text(to_toml(config), encoding="utf-8")
-    split.record.save(staging / "split.json")
-    prepared.vocab.save(staging / "vocabularies")
-    history = {"retrieval": retrieval.history, "ranking": ranking.history,
-               "rating_weight": weight, "validation_recall_by_rating_weight": {str(w): r for w, r in weight_recall.items()},
-               "retrieval_best_epoch": retrieval.best_epoch, "ranking_best_epoch": ranking.best_epoch}
-    (staging / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
 
+def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
+    """Phase 3: the pipeline and stage SavedModels, configuration, split record, vocabularies and history."""
+    config, prepared = run.config, run.prepared
+    log(f"[5/6] export to {model_dir.published_path}")
+    log(f"two-stage: rating weight {stages.rating_weight:g} (validation recall@{config.serving.k} by weight: "
+        + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_recall_by_weight.items()) + ")")
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, run.split.train)
+    export_model(model_dir, stages.retrieval.model, stages.ranking.model, prepared.movies, seen,
+                 index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
+                 rating_weight=stages.rating_weight)
+    model_dir.write_config(config)
+    model_dir.write_split(run.split.record)
+    model_dir.write_vocabularies(vars(prepared.vocab))
+    model_dir.write_history({
+        "retrieval": stages.retrieval.history, "ranking": stages.ranking.history,
+        "rating_weight": stages.rating_weight,
+        "validation_recall_by_rating_weight": {str(w): r for w, r in stages.validation_recall_by_weight.items()},
+        "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.ranking.best_epoch,
+    })
+
+
+def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> dict:
+    """Phase 4: metrics of the exported model on the test split, beside baselines; writes them and the model card."""
     log("[6/6] evaluation of the exported model on the test split")
-    metrics = evaluate_export(staging, split.train, split.test, data.rating_scale, log=log)
+    metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale, log=log)
     metrics["training"] = {
-        "retrieval_seconds": retrieval.seconds, "retrieval_examples_per_second": retrieval.examples_per_second,
-        "ranking_seconds": ranking.seconds, "ranking_examples_per_second": ranking.examples_per_second,
+        "retrieval_seconds": stages.retrieval.seconds,
+        "retrieval_examples_per_second": stages.retrieval.examples_per_second,
+        "ranking_seconds": stages.ranking.seconds, "ranking_examples_per_second": stages.ranking.examples_per_second,
         "devices": describe_devices(),
     }
-    metrics["data"] = {"source": data.source, "ratings": int(len(data.interactions)), "validation": data.report.to_dict()}
-    metrics["split"] = vars(split.record)
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (staging / "README.md").write_text(model_card(config, metrics, final), encoding="utf-8")
-    staging.rename(final)
+    metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
+                       "validation": run.data.report.to_dict()}
+    metrics["split"] = vars(run.split.record)
+    model_dir.write_metrics(metrics)
+    model_dir.write_card(model_card(run.config, metrics, model_dir.published_path))
+    return metrics
+
+
+def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedModel:
+    """Trains both stages on ``config.data`` and publishes ``out/VERSION``; returns where, and what it measured."""
+    start = time.perf_counter()
+    config.validate()
+    log("configuration:\n" + to_toml(config))
+    log(describe_devices())
+    policy = tf.keras.mixed_precision.global_policy()
+    staging = ModelDir.create(out)
+    try:
+        run = load_and_prepare(config, log)
+        stages = fit_stages(run, staging, log)
+        export(run, stages, staging, log)
+        metrics = evaluate(run, stages, staging, log)
+        published = staging.publish()
+    except BaseException:
+        staging.discard()
+        raise
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)  # --mixed-precision must not outlive the run
     seconds = time.perf_counter() - start
-    log(f"done in {seconds:.0f} s: {final}")
-    return TrainedModel(final, metrics, seconds)
+    log(f"done in {seconds:.0f} s: {published.path}")
+    return TrainedModel(published, metrics, seconds, run.data, run.split)
 
 
 def format_metrics(metrics: dict) -> str:

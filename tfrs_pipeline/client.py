@@ -1,0 +1,183 @@
+"""Using an exported model from Python: :class:`Recommender`, over a loaded SavedModel.
+
+It imports TensorFlow and nothing of TFRS or of the training code, so a server or a
+notebook that only serves loads no training machinery. The surface follows ``implicit``'s:
+``recommend``, ``similar_items``, ``rank``, ``retrieve``, ``find_movie``, ``catalog``.
+
+Example:
+    >>> from tfrs_pipeline import Recommender
+    >>> model = Recommender.load("saved_models/demo")  # doctest: +SKIP
+    >>> out = model.recommend(["42"], k=10)  # doctest: +SKIP
+    >>> out["titles"][0], out["predicted_ratings"][0]  # doctest: +SKIP
+    >>> model.similar_items([model.find_movie("Toy Story (1995)")], k=5)["titles"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_pipeline.errors import ModelError
+from tfrs_pipeline.metrics import as_str
+from tfrs_pipeline.model_dir import ModelDir
+
+
+def load_saved_model(path: str | Path):
+    """``tf.saved_model.load``, registering ScaNN's ops first when the model was exported with them."""
+    try:
+        return tf.saved_model.load(str(path))
+    except (RuntimeError, tf.errors.NotFoundError) as error:
+        if "Scann" not in str(error):
+            raise
+        try:
+            import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
+        except ImportError:
+            raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
+                             "to load it") from None
+        return tf.saved_model.load(str(path))
+
+
+def _decoded(array: np.ndarray) -> np.ndarray:
+    """String tensors' bytes as Python strings (object arrays); other arrays unchanged."""
+    if array.dtype.kind in "OS":
+        return as_str(array)
+    return array
+
+
+class Recommender:
+    """An exported two-stage model, called through its signatures.
+
+    Every method takes plain Python or NumPy values, batches large inputs, and returns a
+    dict of NumPy arrays named as the signature's outputs (strings decoded).
+
+    Args:
+        model: the loaded pipeline SavedModel.
+        model_dir: its version folder.
+    """
+
+    def __init__(self, model, model_dir: ModelDir) -> None:
+        self.model = model
+        self.model_dir = model_dir
+        self.signatures = dict(model.signatures)
+        self._catalog: pd.DataFrame | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | ModelDir) -> Recommender:
+        """Loads ``saved_models/NAME`` (its newest version) or ``saved_models/NAME/VERSION``.
+
+        Raises:
+            ModelError: no exported model there, or ScaNN needed and missing.
+        """
+        model_dir = path if isinstance(path, ModelDir) else ModelDir.resolve(path)
+        return cls(load_saved_model(model_dir.path), model_dir)
+
+    @property
+    def path(self) -> Path:
+        return self.model_dir.path
+
+    @property
+    def name(self) -> str:
+        return self.model_dir.name
+
+    @property
+    def version(self) -> int | None:
+        return self.model_dir.version
+
+    # -- calling signatures -----------------------------------------------------------------------
+
+    def call(self, signature_name: str, batch_size: int = 4096, **inputs) -> dict[str, np.ndarray]:
+        """Calls a signature; inputs with a batch axis are sent ``batch_size`` rows at a time.
+
+        Raises:
+            ModelError: the model has no such signature, or an input is missing or unexpected.
+        """
+        function = self._signature(signature_name)
+        specs = function.structured_input_signature[1]
+        missing, extra = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
+        if missing or extra:
+            raise ModelError(f"signature {signature_name!r} takes inputs {sorted(specs)}; missing {missing}, "
+                             f"unexpected {extra}")
+        scalars = {name: tf.constant(inputs[name], spec.dtype) for name, spec in specs.items() if spec.shape.rank == 0}
+        batched = {name: np.asarray(inputs[name]) for name, spec in specs.items() if spec.shape.rank != 0}
+        rows = len(next(iter(batched.values()))) if batched else 0
+        outputs: dict[str, list[np.ndarray]] = {}
+        for start in range(0, max(rows, 1), batch_size):
+            sliced = {name: tf.constant(_as_input(value[start : start + batch_size], specs[name].dtype))
+                      for name, value in batched.items()}
+            for name, tensor in function(**sliced, **scalars).items():
+                outputs.setdefault(name, []).append(tensor.numpy())
+        return {name: _decoded(np.concatenate(parts)) for name, parts in outputs.items()}
+
+    def _signature(self, name: str):
+        if name not in self.signatures:
+            raise ModelError(f"{self.path}: no signature {name!r}; this model has {', '.join(sorted(self.signatures))}")
+        return self.signatures[name]
+
+    def recommend(self, user_ids, k: int = 10, exclude_seen: bool = True) -> dict[str, np.ndarray]:
+        """The two-stage top ``k`` for each user: ``movie_ids``, ``titles``, ``predicted_ratings``,
+        ``retrieval_scores`` [users, k] and ``known_user`` [users]."""
+        signature = "serving_default" if exclude_seen else "recommend_including_seen"
+        return self.call(signature, user_id=_strings(user_ids), k=int(k))
+
+    def retrieve(self, user_ids, k: int = 100) -> dict[str, np.ndarray]:
+        """Retrieval alone (seen movies excluded): ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``."""
+        return self.call("retrieve", user_id=_strings(user_ids), k=int(k))
+
+    def rank(self, user_ids, movie_ids) -> dict[str, np.ndarray]:
+        """Predicted ratings [users, n] of each user's ``movie_ids`` [users, n]."""
+        return self.call("rank", user_id=_strings(user_ids), movie_ids=_strings(movie_ids))
+
+    def similar_items(self, movie_ids, k: int = 10) -> dict[str, np.ndarray]:
+        """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself."""
+        return self.call("similar_movies", movie_id=_strings(movie_ids), k=int(k))
+
+    # -- the catalog --------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> pd.DataFrame:
+        """Every movie the model can recommend: ``movie_id`` and ``title``, in catalog order."""
+        if self._catalog is None:
+            self._catalog = pd.DataFrame({"movie_id": as_str(self.model.catalog_ids.numpy()),
+                                          "title": as_str(self.model.titles.numpy())})
+        return self._catalog
+
+    def title_of(self, movie_id: str) -> str:
+        """The title of a catalog movie ("" when unknown)."""
+        match = self.catalog.loc[self.catalog["movie_id"] == str(movie_id), "title"]
+        return str(match.iloc[0]) if len(match) else ""
+
+    def find_movie(self, text: str) -> str:
+        """A movie id from an id, an exact title, or a unique part of a title (case-insensitive).
+
+        Raises:
+            ModelError: no movie matches, or several do (the message lists the first few with their ids).
+        """
+        ids, titles = self.catalog["movie_id"], self.catalog["title"]
+        if (ids == text).any():
+            return text
+        lowered = titles.str.lower()
+        matches = np.flatnonzero(lowered == text.lower())
+        if not len(matches):
+            matches = np.flatnonzero(lowered.str.contains(text.lower(), regex=False))
+        if len(matches) == 1:
+            return str(ids.iloc[matches[0]])
+        if not len(matches):
+            raise ModelError(f"no movie with id or title {text!r} in the model's catalog ({len(ids):,} movies)")
+        shown = "; ".join(f"{ids.iloc[i]}: {titles.iloc[i]}" for i in matches[:5])
+        raise ModelError(f"{len(matches)} movies match {text!r} ({shown}{'; ...' if len(matches) > 5 else ''}); "
+                         "give the id")
+
+    def known_users(self) -> list[str]:
+        """The users the model was trained on (its user vocabulary)."""
+        return self.model_dir.read_vocabulary("user_ids")
+
+
+def _strings(values) -> np.ndarray:
+    return np.asarray(values).astype(str)
+
+
+def _as_input(values: np.ndarray, dtype: tf.DType) -> np.ndarray:
+    return values.astype(str) if dtype == tf.string else values

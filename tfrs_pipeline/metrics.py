@@ -1,0 +1,115 @@
+"""Metrics of ranked lists and predicted ratings: pure functions of NumPy arrays and DataFrames.
+
+Nothing here imports a model, an index or an exported SavedModel, so every stage, the
+training loop and the evaluation of an exported model share one definition of each number.
+
+Definitions (``test`` is a frame of held-out ``user_id``, ``movie_id`` rows):
+
+* ``hit_ranks``: the 0-based rank of each test rating's movie in its user's list, ``inf``
+  where the list misses it.
+* ``hit_rate_at_k``: the share of test *ratings* whose movie is in the user's top K
+  (micro-averaged; TFRS's factorized top-K accuracy when seen movies are kept, and the
+  recall of ``../shared/README.md`` when they are excluded).
+* ``ndcg``: binary-relevance NDCG@K, averaged over test users.
+* ``rmse``: root mean squared error of predicted ratings.
+
+Example:
+    >>> import pandas as pd
+    >>> test = pd.DataFrame({"user_id": ["u", "u"], "movie_id": ["a", "c"]})
+    >>> ranks = hit_ranks(np.array(["u"]), np.array([["a", "b", "c"]]), test)
+    >>> ranks.tolist()
+    [0.0, 2.0]
+    >>> hit_rate_at_k(ranks, 2)
+    0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+#: A recommender as evaluation sees it: (user ids, k, exclude_seen) -> movie ids [users, k].
+RecommendFn = Callable[[np.ndarray, int, bool], np.ndarray]
+
+#: The K of every factorized top-K accuracy we report (TFRS's tutorial uses the same).
+TOP_KS = (1, 5, 10, 50, 100)
+
+
+def as_str(values) -> np.ndarray:
+    """Ids and titles as Python strings (TensorFlow returns ``bytes``), same shape."""
+    values = np.asarray(values)
+    return np.asarray([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.ravel(values)],
+                      dtype=object).reshape(np.shape(values))
+
+
+def users_of(frame: pd.DataFrame) -> np.ndarray:
+    """The distinct users of a split side, sorted (the order every ranked-list evaluation uses)."""
+    return np.asarray(sorted(set(frame["user_id"].astype(str))), dtype=object)
+
+
+def hit_ranks(users: np.ndarray, recommended: np.ndarray, test: pd.DataFrame) -> np.ndarray:
+    """Rank (0-based) of each ``test`` rating's movie in its user's row of ``recommended``; ``inf`` where absent.
+
+    Args:
+        users: user ids, one per row of ``recommended``.
+        recommended: movie ids [users, K], best first (``bytes`` or ``str``).
+        test: held-out ratings with ``user_id`` and ``movie_id``.
+
+    Returns:
+        float array, one entry per row of ``test`` in its order.
+    """
+    k = recommended.shape[1]
+    lists = pd.DataFrame({
+        "user_id": np.repeat(np.asarray(users).astype(str), k),
+        "movie_id": as_str(recommended.ravel()),
+        "rank": np.tile(np.arange(k), len(users)),
+    }).drop_duplicates(["user_id", "movie_id"])
+    pairs = pd.DataFrame({"user_id": test["user_id"].astype(str).to_numpy(), "movie_id": test["movie_id"].astype(str).to_numpy()})
+    merged = pairs.merge(lists, on=["user_id", "movie_id"], how="left")
+    return merged["rank"].fillna(np.inf).to_numpy()
+
+
+def hit_rate_at_k(ranks: np.ndarray, k: int) -> float:
+    """Share of test ratings ranked in the top ``k`` (micro-average over ratings)."""
+    return float(np.mean(np.asarray(ranks) < k)) if len(ranks) else 0.0
+
+
+def ndcg(test: pd.DataFrame, ranks: np.ndarray, k: int = 10) -> float:
+    """Binary-relevance NDCG@k averaged over test users.
+
+    Each user's DCG sums ``1 / log2(rank + 2)`` over their test movies ranked in the top
+    ``k``; the ideal DCG puts ``min(k, relevant)`` of them at the top.
+    """
+    frame = pd.DataFrame({"user_id": test["user_id"].astype(str).to_numpy(), "rank": ranks})
+    frame["gain"] = np.where(frame["rank"] < k, 1.0 / np.log2(np.minimum(frame["rank"], k) + 2.0), 0.0)
+    per_user = frame.groupby("user_id").agg(dcg=("gain", "sum"), relevant=("gain", "size"))
+    discounts = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))
+    ideal = discounts[np.minimum(per_user["relevant"].to_numpy(), k) - 1]
+    return float(np.mean(per_user["dcg"].to_numpy() / ideal))
+
+
+def recall_and_ndcg(users: np.ndarray, lists: np.ndarray, test: pd.DataFrame, ks=(10, 50, 100)) -> dict[str, float]:
+    """``recall_at_K`` (per-rating hit rate) for each K and ``ndcg_at_10`` of ranked ``lists`` [users, K]."""
+    ranks = hit_ranks(users, lists, test)
+    result = {f"recall_at_{k}": hit_rate_at_k(ranks, k) for k in ks}
+    result["ndcg_at_10"] = ndcg(test, ranks, 10)
+    return result
+
+
+def ranking_report(recommend: RecommendFn, test: pd.DataFrame, *, batch_users: int = 1024) -> dict[str, dict[str, float]]:
+    """``factorized_top_k`` (seen kept) and ``excluding_seen`` numbers of one recommender on ``test``."""
+    users = users_of(test)
+
+    def lists(k: int, exclude: bool) -> np.ndarray:
+        return np.concatenate([recommend(users[i : i + batch_users], k, exclude) for i in range(0, len(users), batch_users)])
+
+    ranks = hit_ranks(users, lists(max(TOP_KS), False), test)
+    return {"factorized_top_k": {f"top_{k}": hit_rate_at_k(ranks, k) for k in TOP_KS},
+            "excluding_seen": recall_and_ndcg(users, lists(100, True), test)}
+
+
+def rmse(predicted, actual) -> float:
+    """Root mean squared error (float64 arithmetic)."""
+    return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - np.asarray(actual, np.float64)) ** 2)))

@@ -1,0 +1,119 @@
+"""The two stages as one servable module: retrieve candidates, rank them, return the top k with titles.
+
+Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works after loading):
+
+* ``serving_default(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``predicted_ratings``,
+  ``retrieval_scores`` [batch, k], ``known_user`` [batch]. Retrieves ``num_candidates``
+  movies the user has not rated, keeps ``k`` by the two-stage blend
+  (:mod:`~tfrs_pipeline.serving.blend`), shows them by predicted rating.
+* ``recommend_including_seen(user_id, k)``: as ``serving_default``, seen movies allowed.
+* ``retrieve(user_id, k)`` -> ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``.
+* ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
+  ``known_user``, ``known_movie`` [batch, n].
+* ``similar_movies(movie_id[batch], k)`` -> ``movie_ids``, ``titles``, ``scores``, ``known_movie``.
+
+A user unknown to the model gets well-rated popular movies (ranked for an average
+user) and ``known_user = False``; a movie id not in the catalog gets popular movies in
+``similar_movies`` and ``known_movie = False``. Nothing crashes on unknown ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_pipeline.features import MovieTable
+from tfrs_pipeline.serving.blend import blend_top_k, rank_candidates
+from tfrs_pipeline.serving.candidates import CandidateRetriever
+from tfrs_pipeline.serving.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
+
+
+class TwoStagePipeline(tf.Module):
+    """Candidate retrieval + ranking model + catalog, exported together.
+
+    Args:
+        retriever: the candidate retriever (with the popular fallback for unknown users).
+        ranking: the trained ranking model.
+        movies: the catalog, in the index's row order.
+        movie_embeddings: candidate-tower embeddings of the catalog [movies, dim] (for ``similar_movies``).
+        num_candidates: movies retrieved per user before ranking.
+        logit_scale: retrieval score -> logit factor of the blend.
+        rating_weight: ``w`` of the blend (chosen on validation at training).
+    """
+
+    def __init__(self, retriever: CandidateRetriever, ranking, movies: MovieTable, movie_embeddings: tf.Tensor,
+                 num_candidates: int, logit_scale: float, rating_weight: float = 1.0) -> None:
+        super().__init__(name="two_stage_pipeline")
+        self.retriever = retriever
+        self.ranking = ranking
+        self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)
+        self.rating_weight = tf.Variable(float(rating_weight), trainable=False, name="rating_weight")
+        self.logit_scale = tf.Variable(float(logit_scale), trainable=False, name="logit_scale")
+        self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
+        self.catalog_ids = retriever.catalog_ids
+        self.titles = tf.Variable(movies.titles[1:].astype(str), trainable=False, name="titles")
+        # Similarity by direction alone: the bias column (if any) is popularity, not taste.
+        self.movie_embeddings = tf.Variable(tf.math.l2_normalize(movie_embeddings, axis=1), trainable=False,
+                                            name="normalized_movie_embeddings")
+
+    def _titles(self, movie_ids: tf.Tensor) -> tf.Tensor:
+        positions = self.catalog_lookup(movie_ids) - 1
+        return tf.where(positions >= 0, tf.gather(self.titles, tf.maximum(positions, 0)), "")
+
+    def _two_stage(self, user_id, k, exclude_seen: bool):
+        movie_ids, retrieval_scores, known = self.retriever(user_id, self.num_candidates, exclude_seen)
+        predicted = rank_candidates(self.ranking, user_id, movie_ids)
+        order = blend_top_k(retrieval_scores, predicted, self.logit_scale, self.rating_weight, k)
+        top_ids = tf.gather(movie_ids, order, batch_dims=1)
+        return {
+            "movie_ids": top_ids,
+            "titles": self._titles(top_ids),
+            "predicted_ratings": tf.gather(predicted, order, batch_dims=1),
+            "retrieval_scores": tf.gather(retrieval_scores, order, batch_dims=1),
+            "known_user": known,
+        }
+
+    @tf.function(input_signature=[USER_IDS, K])
+    def serve(self, user_id, k):
+        return self._two_stage(user_id, k, exclude_seen=True)
+
+    @tf.function(input_signature=[USER_IDS, K])
+    def serve_including_seen(self, user_id, k):
+        return self._two_stage(user_id, k, exclude_seen=False)
+
+    @tf.function(input_signature=[USER_IDS, K])
+    def retrieve(self, user_id, k):
+        movie_ids, scores, known = self.retriever(user_id, k)
+        return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "retrieval_scores": scores,
+                "known_user": known}
+
+    @tf.function(input_signature=[USER_IDS, MOVIE_ID_LISTS])
+    def rank(self, user_id, movie_ids):
+        return {
+            "predicted_ratings": rank_candidates(self.ranking, user_id, movie_ids),
+            "known_user": self.retriever.query_tower.known(user_id),
+            "known_movie": self.catalog_lookup(movie_ids) > 0,
+        }
+
+    @tf.function(input_signature=[MOVIE_IDS, K])
+    def similar_movies(self, movie_id, k):
+        positions = self.catalog_lookup(movie_id) - 1
+        known = positions >= 0
+        query = tf.gather(self.movie_embeddings, tf.maximum(positions, 0))
+        scores = tf.matmul(query, self.movie_embeddings, transpose_b=True)
+        count = tf.shape(scores)[1]
+        # Never the movie itself.
+        scores = tf.where(tf.one_hot(tf.maximum(positions, 0), count, on_value=True, off_value=False),
+                          tf.constant(-np.inf, tf.float32), scores)
+        # Unknown movies: the well-rated popular list, in its order.
+        popular = tf.scatter_nd(self.retriever.fallback_positions[:, None],
+                                1.0 - tf.cast(tf.range(count), tf.float32) / tf.cast(count, tf.float32),
+                                [tf.cast(count, tf.int64)])
+        scores = tf.where(known[:, None], scores, popular[None, :] - 1.0)
+        top_scores, order = tf.math.top_k(scores, k=tf.minimum(k, count - 1))
+        movie_ids = tf.gather(self.catalog_ids, order)
+        return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "scores": top_scores, "known_movie": known}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
+                "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies}

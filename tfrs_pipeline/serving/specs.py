@@ -1,0 +1,19 @@
+"""Tensor specs of the exported signatures' inputs: every input has a real name (never ``input_1``).
+
+``k`` is a scalar tensor input, so a loaded model answers any ``k`` (TFRS's own index,
+traced with a Python ``k``, fails with "Could not find matching concrete function" when
+a caller changes it).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+#: A batch of user ids.
+USER_IDS = tf.TensorSpec([None], tf.string, name="user_id")
+#: A batch of movie ids, one per row.
+MOVIE_IDS = tf.TensorSpec([None], tf.string, name="movie_id")
+#: A list of movie ids per row [batch, n].
+MOVIE_ID_LISTS = tf.TensorSpec([None, None], tf.string, name="movie_ids")
+#: The length of each returned list.
+K = tf.TensorSpec([], tf.int32, name="k")
