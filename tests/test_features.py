@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tfrs_pipeline.config import SplitConfig
@@ -74,3 +75,26 @@ def test_shuffling_changes_order_between_epochs_but_not_between_runs(prepared):
     again = next(iter(make_dataset(split.train, 256, shuffle=True, seed=3)))["movie_id"].numpy()
     assert not np.array_equal(epoch_1, epoch_2) or len(split.train) <= 256
     assert np.array_equal(epoch_1, again)
+
+
+def test_histories_seen_in_training_and_validation_never_hold_a_validation_movie():
+    from tfrs_pipeline.features import prepare
+
+    data = load_data("synthetic:200x120x4000")
+    split = split_ratings(data, SplitConfig(seed=5))
+    prepared = prepare(data, split.train, 0.2, 5)
+    users, movies = pd.Index(prepared.vocab.user_ids), pd.Index(prepared.vocab.movie_ids)
+
+    def history(table, user):
+        row = users.get_loc(user) + 1
+        return set(table.history_values[table.history_splits[row] : table.history_splits[row + 1]])
+
+    assert len(prepared.validation) > 0
+    for user, movie in prepared.validation[["user_id", "movie_id"]].itertuples(index=False):
+        row = movies.get_loc(movie) + 1
+        assert row not in history(prepared.users, user)  # what training and validation see
+        assert row in history(prepared.full_users, user)  # what the exported model serves with
+    counts = prepared.validation["movie_id"].value_counts()
+    movie = counts.index[0]
+    row = list(prepared.movies.movie_ids).index(movie) + 1
+    assert prepared.full_movies.train_count[row] - prepared.movies.train_count[row] == counts.iloc[0]

@@ -259,10 +259,14 @@ def _movie_side_features(movies: MovieTable):
 
 @dataclass
 class Prepared:
-    """What every model is built from: the training side (less a validation hold-out) and its tables.
+    """What every model is built from: the fitting part of the training side, its hold-out, and their tables.
 
-    Vocabularies and tables come from the whole training side; the validation hold-out
-    only decides when to stop.
+    Nothing the models see while training or validating is built from the validation
+    hold-out: each user's history (``users``) and each movie's rating counts and means
+    (``movies``) come from the fitting part ``train`` alone, so a validation movie is never
+    in its own user's history input. The exported model serves with the tables of the
+    whole training side (``full_users``, ``full_movies``), as a user's every rating is
+    history by then. Vocabularies come from the whole training side.
     """
 
     train: pd.DataFrame
@@ -270,6 +274,8 @@ class Prepared:
     vocab: Vocabularies
     movies: MovieTable
     users: UserTable
+    full_movies: MovieTable
+    full_users: UserTable
     rating_scale: tuple[float, float]
     global_mean: float
 
@@ -280,5 +286,7 @@ def prepare(data: RatingsData, train: pd.DataFrame, validation_fraction: float, 
 
     vocab = Vocabularies.from_training(train, data)
     fit_part, validation = hold_out(train, validation_fraction, seed)
-    return Prepared(fit_part, validation, vocab, MovieTable.build(data, train, vocab), UserTable.build(data, train, vocab),
-                    tuple(data.rating_scale), float(train["rating"].mean()))
+    return Prepared(fit_part, validation, vocab,
+                    MovieTable.build(data, fit_part, vocab), UserTable.build(data, fit_part, vocab),
+                    MovieTable.build(data, train, vocab), UserTable.build(data, train, vocab),
+                    tuple(data.rating_scale), float(fit_part["rating"].mean()))

@@ -131,14 +131,32 @@ class HistoryPooling(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_movies = num_movies
         self.dropout = dropout
-        self.splits = tf.Variable(users.history_splits, trainable=False, name="history_splits")
-        self.values = tf.Variable(users.history_values, trainable=False, name="history_values")
-        # Sorted (user, movie) keys; users' values are sorted the same way, so a key's position is the value's.
-        user_rows = np.repeat(np.arange(len(users.history_splits) - 1), np.diff(users.history_splits))
-        self.keys = tf.Variable(user_rows * num_movies + users.history_values, trainable=False, name="history_keys")
+        # Unknown lengths: set_history swaps in another history (the whole training side's, at export).
+        self.splits = tf.Variable(users.history_splits, trainable=False, shape=[None], name="history_splits")
+        self.values = tf.Variable(users.history_values, trainable=False, shape=[None], name="history_values")
+        self.keys = tf.Variable(self._keys(users), trainable=False, shape=[None], name="history_keys")
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.embedding = tf.keras.layers.Embedding(num_movies, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05),
                                                    embeddings_regularizer=regularizer, name="history_embedding")
+
+    def _keys(self, users: UserTable) -> np.ndarray:
+        # Sorted (user, movie) keys; users' values are sorted the same way, so a key's position is the value's.
+        user_rows = np.repeat(np.arange(len(users.history_splits) - 1), np.diff(users.history_splits))
+        return user_rows * self.num_movies + users.history_values
+
+    def set_history(self, users: UserTable) -> None:
+        """Replaces every user's history (same user and movie vocabularies)."""
+        if len(users.history_splits) != int(tf.size(self.splits)):
+            raise ValueError(f"history for {len(users.history_splits) - 1} users; this layer has "
+                             f"{int(tf.size(self.splits)) - 1}")
+        self.splits.assign(users.history_splits)
+        self.values.assign(users.history_values)
+        self.keys.assign(self._keys(users))
+
+    def lengths(self, user_rows: tf.Tensor) -> tf.Tensor:
+        """How many movies each user's history holds (float32)."""
+        user_rows = tf.cast(user_rows, tf.int64)
+        return tf.cast(tf.gather(self.splits, user_rows + 1) - tf.gather(self.splits, user_rows), tf.float32)
 
     def call(self, user_rows: tf.Tensor, leave_out_rows: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
         user_rows = tf.cast(user_rows, tf.int64)

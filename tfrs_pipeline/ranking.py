@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RankingConfig
-from tfrs_pipeline.features import Prepared, make_dataset
+from tfrs_pipeline.features import Prepared, UserTable, make_dataset
 from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
 from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32
 
@@ -67,6 +67,11 @@ class RankingModel(tfrs.Model):
         self.task = in_float32(lambda: tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
             metrics=[tf.keras.metrics.RootMeanSquaredError()]))
+
+    def use_history(self, users: UserTable) -> None:
+        """Predicts with another history table (the whole training side's, at export)."""
+        if self.history_pooling is not None:
+            self.history_pooling.set_history(users)
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]``."""

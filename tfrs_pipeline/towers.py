@@ -71,6 +71,12 @@ class QueryTower(tf.keras.Model):
         head = tf.math.l2_normalize(mean[: self.dim]) if self.normalize else mean[: self.dim]
         self.fallback.assign(tf.concat([head, mean[self.dim :]], axis=0))
 
+    def use_history(self, users: UserTable) -> None:
+        """Serves with another history table (the whole training side's, at export) and re-derives the fallback query."""
+        if self.history_features:
+            self.history_pooling.set_history(users)
+            self.set_fallback()
+
     def serve(self, user_id: tf.Tensor) -> tf.Tensor:
         """Query embeddings for serving: unknown users get the fallback query."""
         known = self.known(user_id)
