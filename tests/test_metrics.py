@@ -58,9 +58,16 @@ def test_a_perfect_list_has_ndcg_one():
 
 
 def test_recall_and_ndcg_names_each_number():
-    result = recall_and_ndcg(USERS, LISTS, TEST, ks=(1, 3))
-    assert set(result) == {"recall_at_1", "recall_at_3", "ndcg_at_10"}
-    assert result["recall_at_3"] == pytest.approx(3 / 5)
+    result = recall_and_ndcg(USERS, LISTS, TEST, ks=(2, 3))
+    assert set(result) == {f"{name}_at_{k}" for name in ("hit_rate", "recall", "capped_recall") for k in (2, 3)} | {
+        "ndcg_at_10"}
+    assert result["hit_rate_at_3"] == pytest.approx(3 / 5)  # per rating
+    # Per user: u1 finds b of {b, d}; u2 finds d and a of {d, a, z}.
+    assert result["recall_at_3"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert result["capped_recall_at_3"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    # At 2: u2 finds only a; capping divides by min(2, 3) = 2 instead of 3.
+    assert result["recall_at_2"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert result["capped_recall_at_2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
 
 
 def test_ranking_report_asks_the_recommender_for_both_lists():
@@ -74,7 +81,8 @@ def test_ranking_report_asks_the_recommender_for_both_lists():
     assert calls == [(("u1", "u2"), 100, False), (("u1", "u2"), 100, True)]
     assert report["factorized_top_k"]["top_1"] == pytest.approx(1 / 5)  # u1-b
     assert report["factorized_top_k"]["top_5"] == pytest.approx(4 / 5)  # all but u2-z
-    assert report["excluding_seen"]["recall_at_10"] == pytest.approx(4 / 5)
+    assert report["excluding_seen"]["hit_rate_at_10"] == pytest.approx(4 / 5)
+    assert report["excluding_seen"]["recall_at_10"] == pytest.approx((2 / 2 + 2 / 3) / 2)
 
 
 def test_rmse_and_string_helpers():

@@ -9,7 +9,9 @@ Definitions (``test`` is a frame of held-out ``user_id``, ``movie_id`` rows):
   where the list misses it.
 * ``hit_rate_at_k``: the share of test *ratings* whose movie is in the user's top K
   (micro-averaged; TFRS's factorized top-K accuracy when seen movies are kept, and the
-  recall of ``../shared/README.md`` when they are excluded).
+  "recall" of ``../shared/README.md`` when they are excluded).
+* ``user_recall``: per-user recall@K, hits / the user's test movies, averaged over users
+  (the recall of RecBole, ranx and trec_eval); optionally capped at K.
 * ``ndcg``: binary-relevance NDCG@K, averaged over test users.
 * ``rmse``: root mean squared error of predicted ratings.
 
@@ -90,12 +92,48 @@ def ndcg(test: pd.DataFrame, ranks: np.ndarray, k: int = 10) -> float:
     return float(np.mean(per_user["dcg"].to_numpy() / ideal))
 
 
+def user_recall(test: pd.DataFrame, ranks: np.ndarray, k: int, *, capped: bool = False) -> float:
+    """Per-user recall@k: the mean over test users of hits in the top ``k`` / relevant movies.
+
+    The denominator is the user's number of test movies (RecBole, ranx, trec_eval and
+    Microsoft Recommenders' ``recall_at_k``); with ``capped`` it is ``min(k, relevant)``, so
+    a user with more relevant movies than slots can still reach 1.
+    """
+    frame = pd.DataFrame({"user_id": test["user_id"].astype(str).to_numpy(), "hit": np.asarray(ranks) < k})
+    per_user = frame.groupby("user_id")["hit"].agg(["sum", "size"])
+    relevant = np.minimum(per_user["size"].to_numpy(), k) if capped else per_user["size"].to_numpy()
+    return float(np.mean(per_user["sum"].to_numpy() / relevant)) if len(per_user) else 0.0
+
+
 def recall_and_ndcg(users: np.ndarray, lists: np.ndarray, test: pd.DataFrame, ks=(10, 50, 100)) -> dict[str, float]:
-    """``recall_at_K`` (per-rating hit rate) for each K and ``ndcg_at_10`` of ranked ``lists`` [users, K]."""
+    """Named numbers of ranked ``lists`` [users, K] against ``test``, for each K in ``ks``.
+
+    * ``hit_rate_at_K``: share of test *ratings* found in their user's top K (per rating);
+    * ``recall_at_K``: per-user recall (hits / the user's test movies), averaged over users;
+    * ``capped_recall_at_K``: per-user hits / min(K, the user's test movies);
+    * ``ndcg_at_10``: binary-relevance NDCG@10, averaged over users.
+    """
     ranks = hit_ranks(users, lists, test)
-    result = {f"recall_at_{k}": hit_rate_at_k(ranks, k) for k in ks}
+    result = {}
+    for k in ks:
+        result[f"hit_rate_at_{k}"] = hit_rate_at_k(ranks, k)
+        result[f"recall_at_{k}"] = user_recall(test, ranks, k)
+        result[f"capped_recall_at_{k}"] = user_recall(test, ranks, k, capped=True)
     result["ndcg_at_10"] = ndcg(test, ranks, 10)
     return result
+
+
+def ndcg_of_lists(hits: np.ndarray, relevant: np.ndarray) -> float:
+    """Binary NDCG of ranked lists given as hit flags [lists, K]; ``relevant``: each list's relevant count [lists]."""
+    k = hits.shape[1]
+    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
+    ideal = np.cumsum(discounts)[np.clip(np.asarray(relevant), 1, k) - 1]
+    return float(np.mean((np.asarray(hits, np.float64) * discounts).sum(axis=1) / ideal)) if len(hits) else 0.0
+
+
+def recall_of_lists(hits: np.ndarray, relevant: np.ndarray) -> float:
+    """Per-list recall: hits [lists, K] summed over K, / each list's relevant count, averaged."""
+    return float(np.mean(np.asarray(hits).sum(axis=1) / np.maximum(np.asarray(relevant), 1))) if len(hits) else 0.0
 
 
 def ranking_report(recommend: RecommendFn, test: pd.DataFrame, *, batch_users: int = 1024) -> dict[str, dict[str, float]]:

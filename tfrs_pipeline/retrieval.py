@@ -19,7 +19,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_pipeline.config import RetrievalConfig
 from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
-from tfrs_pipeline.metrics import TOP_KS, recall_and_ndcg, users_of
+from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, users_of
 from tfrs_pipeline.towers import CandidateTower, QueryTower
 from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32, make_optimizer
 
@@ -108,7 +108,8 @@ class _RefreshIndex(tf.keras.callbacks.Callback):
 
 
 class ValidationRecall(tf.keras.callbacks.Callback):
-    """Logs ``val_recall_at_K``: validation recall@K with each user's other training movies excluded.
+    """Logs ``val_hit_rate_at_K``: the share of validation ratings in their user's top K, the user's
+    fitting-part movies excluded.
 
     This is what recommendations are judged by; top-K accuracy with seen movies kept
     falls as the model learns each user's training movies, so early stopping on it
@@ -130,12 +131,12 @@ class ValidationRecall(tf.keras.callbacks.Callback):
             lists.append(self.model.index.query_excluding(self.model.query_tower(batch), self.seen(batch), self.k)[1].numpy())
         lists = np.concatenate(lists)
         if logs is not None:
-            logs[f"val_recall_at_{self.k}"] = recall_and_ndcg(users, lists, self.validation, ks=(self.k,))[f"recall_at_{self.k}"]
+            logs[f"val_hit_rate_at_{self.k}"] = hit_rate_at_k(hit_ranks(users, lists, self.validation), self.k)
 
 
 def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 7, log_dir: str | Path | None = None,
                     verbose: int = -1, strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
-    """Trains the two-tower model; early-stops on validation recall@``monitor_k`` (seen movies excluded).
+    """Trains the two-tower model; early-stops on the validation hit rate@``monitor_k`` (seen movies excluded).
 
     Returns:
         The model (index refreshed with the final embeddings), its per-epoch history,
@@ -149,7 +150,7 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
-    monitor = f"val_recall_at_{config.monitor_k}"
+    monitor = f"val_hit_rate_at_{config.monitor_k}"
     callbacks = [_RefreshIndex()] + ([ValidationRecall(prepared, config.monitor_k)] if validation is not None else [])
     result = fit(model, train, validation, epochs=config.epochs, monitor=monitor, mode="max", patience=config.patience,
                  examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,

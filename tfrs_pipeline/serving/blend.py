@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.metrics import recall_and_ndcg, users_of
+from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, users_of
 from tfrs_pipeline.serving.candidates import CandidateRetriever
 
 #: Rating weights tried on validation; 0 keeps retrieval's order, 1e4 is a pure sort by predicted rating.
@@ -54,14 +54,14 @@ def blend_top_k(retrieval_scores: tf.Tensor, predicted: tf.Tensor, scale, rating
 
 def choose_rating_weight(retriever: CandidateRetriever, ranking, validation: pd.DataFrame, num_candidates: int,
                          scale: float, k: int = 10, weights=RATING_WEIGHTS) -> tuple[float, dict[float, float]]:
-    """The rating weight with the best validation recall@k (ties: the larger weight, more rating-led).
+    """The rating weight with the best validation hit rate@k (ties: the larger weight, more rating-led).
 
     ``retriever`` must exclude each user's fitting-part movies; ``validation`` supplies the
     relevant ones. Weight 0 keeps retrieval's own order, so the chosen weight is never
     worse than retrieval alone on validation.
 
     Returns:
-        The weight, and validation recall@k for every weight tried.
+        The weight, and the validation hit rate@k for every weight tried.
     """
     if len(validation) == 0:
         return 1.0, {}
@@ -78,6 +78,6 @@ def choose_rating_weight(retriever: CandidateRetriever, ranking, validation: pd.
     for weight in weights:
         kept = blend_top_k(scores, ratings, tf.constant(scale, tf.float32), tf.constant(weight, tf.float32), k)
         lists = tf.gather(ids, kept, batch_dims=1).numpy()
-        recall[weight] = recall_and_ndcg(users, lists, validation, ks=(k,))[f"recall_at_{k}"]
+        recall[weight] = hit_rate_at_k(hit_ranks(users, lists, validation), k)
     best = max(recall.values())
     return max(w for w, r in recall.items() if r >= best), recall
