@@ -87,7 +87,7 @@ def real_small() -> Path:
 TINY = {
     "data.source": "synthetic:300x200x8000",
     "retrieval.epochs": 2, "retrieval.batch_size": 512,
-    "ranking.epochs": 2, "ranking.batch_size": 512,
+    "ranking.epochs": 2, "ranking.batch_size": 512, "ranking.list_epochs": 3,
     "runtime.verbose": 0,
 }
 

@@ -76,3 +76,22 @@ def test_demo_quick_trains_exports_and_shows_recommendations(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "beside most-popular" in out and "rated highest | recommended" in out and "movies similar to" in out
     assert (tmp_path / "demo" / "1" / "saved_model.pb").is_file()
+
+
+def test_recommend_explain_names_the_rated_movies_behind_each_recommendation(trained, capsys):
+    assert main(["recommend", "--model", str(trained.path.parent), "--user", "4", "--k", "3", "--explain"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].split()[:3] == ["#", "score", "predicted"]
+    assert lines[5].startswith("because the user rated") and len(lines) == 2 + 3 + 1 + 3
+    assert any("%)" in line for line in lines[6:])
+
+
+def test_benchmark_two_stage_prints_the_ablation(capsys):
+    args = ["benchmark", "two-stage", "--data", "synthetic:200x120x4000", "--set", "retrieval.epochs=1",
+            "--set", "ranking.epochs=1", "--set", "ranking.list_epochs=2", "--set", "retrieval.batch_size=512",
+            "--set", "runtime.verbose=0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for system in ("retrieval alone", "two-stage, rating blend", "two-stage, as served", "most popular", "EASE"):
+        assert system in out
+    assert "two-stage / retrieval alone: NDCG@10" in out and "ranking RMSE" in out

@@ -58,8 +58,8 @@ def test_find_movie_by_id_title_or_unique_part(model):
 
 
 def test_errors_name_the_signature_and_the_inputs(model):
-    with pytest.raises(ModelError, match="no signature 'explain'"):
-        model.call("explain", user_id=["1"])
+    with pytest.raises(ModelError, match="no signature 'nope'; this model has .*explain"):
+        model.call("nope", user_id=["1"])
     with pytest.raises(ModelError, match=r"missing \['k'\]"):
         model.call("retrieve", user_id=["1"])
 

@@ -24,7 +24,8 @@ def test_model_folder_has_tf_serving_layout_and_its_records(trained):
 def test_metrics_json_has_the_documented_shape(trained):
     metrics = json.loads((trained.path / "metrics.json").read_text())
     assert set(metrics["factorized_top_k"]) == {"top_1", "top_5", "top_10", "top_50", "top_100"}
-    assert set(metrics["excluding_seen"]) == {"recall_at_10", "recall_at_50", "recall_at_100", "ndcg_at_10"}
+    assert set(metrics["excluding_seen"]) == {f"{name}_at_{k}" for name in ("hit_rate", "recall", "capped_recall")
+                                              for k in (10, 50, 100)} | {"ndcg_at_10"}
     assert set(metrics["pipeline"]) >= {"recall_at_10", "ndcg_at_10"} and "rmse" in metrics["ranking"]
     popular = metrics["baselines"]["most_popular"]
     assert set(popular["factorized_top_k"]) == set(metrics["factorized_top_k"]) and "rmse" in popular["ranking"]

@@ -13,9 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfrs_pipeline"
 LAYERS = [
     {"errors", "config", "data", "metrics"},
     {"split"},
-    {"model_dir", "features"},
+    {"model_dir", "features", "neighbours"},
     {"layers", "index", "training_loop", "client"},
-    {"towers", "ranking", "retrieval", "baselines"},
+    {"towers", "ranking", "retrieval", "baselines", "list_ranking"},
     {"serving"},
     {"export", "evaluation"},
     {"train", "report", "serve"},

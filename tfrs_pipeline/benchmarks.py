@@ -1,5 +1,8 @@
 """Benchmarks that print figures (never timed assertions in tests).
 
+``two-stage``: trains both stages and prints the top-10 ablation (retrieval alone, the
+rating blend, the list ranker, EASE, most-popular) on one split.
+
 ``retrieval``: the TFRS basic-retrieval tutorial configuration (id embeddings of 32,
 Adagrad 0.1, batch 8192, 3 epochs, factorized metrics computed on every training batch)
 and this project's retrieval model, trained on the same split in one process; prints
@@ -80,7 +83,7 @@ def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, wi
                        "epochs": len(ours.history.get("loss", [])), "best_epoch": ours.best_epoch,
                        **ranking_report(index_recommender(ours.model.query_tower.serve, ours.model.index, seen), split.test)}
     results["most_popular"] = ranking_report(
-        most_popular_recommender(prepared.movies.movie_ids, prepared.movies.train_count[1:], seen), split.test)
+        most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen), split.test)
     if with_ease:
         print("EASE (closed form, lambda 200)")
         results["ease"] = ranking_report(ease_recommender(split.train, catalog_ids, seen), split.test)
@@ -96,7 +99,8 @@ def format_retrieval_benchmark(results: dict) -> str:
     columns = [name for name in ("tutorial", "ours", "most_popular", "ease") if name in results]
     lines = ["", f"{'':34}" + "".join(f"{name:>14}" for name in columns)]
     for section, keys in (("factorized_top_k", ("top_1", "top_5", "top_10", "top_50", "top_100")),
-                          ("excluding_seen", ("recall_at_10", "recall_at_50", "recall_at_100", "ndcg_at_10"))):
+                          ("excluding_seen", ("hit_rate_at_10", "hit_rate_at_50", "hit_rate_at_100", "recall_at_10",
+                                              "recall_at_100", "ndcg_at_10"))):
         for key in keys:
             label = f"{key} ({'seen kept' if section == 'factorized_top_k' else 'seen excluded'})"
             lines.append(f"{label:34}" + "".join(f"{results[c][section][key]:>14.4f}" for c in columns))
@@ -108,6 +112,39 @@ def format_retrieval_benchmark(results: dict) -> str:
     ratio = results["ours"]["examples_per_second"] / results["tutorial"]["examples_per_second"]
     lines.append(f"throughput, ours / tutorial: {ratio:.1f}x (same process, same data)")
     return "\n".join(lines)
+
+
+def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, out: str | Path | None = None) -> dict:
+    """Trains both stages on ``source`` (into a temporary model folder) and prints the top-10 ablation.
+
+    Retrieval alone, the two stages with the first release's rating blend, the two stages as
+    served (the list ranker), EASE and most-popular, all on the same split, with RMSE and
+    the seconds of each stage.
+    """
+    import tempfile
+
+    from tfrs_pipeline.train import format_ablation, run_training
+
+    config = apply_overrides(config or PipelineConfig(), {"data.source": source}).validate()
+    with tempfile.TemporaryDirectory() as folder:
+        trained = run_training(config, Path(folder) / "two-stage")
+    metrics = trained.metrics
+    ablation = metrics["ablation"]
+    served, retrieval = ablation["two-stage, as served"], ablation["retrieval alone"]
+    print(format_ablation(ablation))
+    print(f"  two-stage / retrieval alone: NDCG@10 {served['ndcg_at_10'] / retrieval['ndcg_at_10']:.3f}x, "
+          f"hit rate@10 {served['hit_rate_at_10'] / retrieval['hit_rate_at_10']:.3f}x")
+    print(f"  ranking RMSE {metrics['ranking']['rmse']:.4f} (biased MF "
+          f"{metrics['baselines']['matrix_factorization']['ranking']['rmse']:.4f})")
+    training = metrics["training"]
+    print(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating head {training['ranking_seconds']:.1f}, "
+          f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}")
+    results = {"data": source, "ablation": ablation, "ranking_rmse": metrics["ranking"]["rmse"], "training": training,
+               "seconds": trained.seconds}
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"written: {out}")
+    return results
 
 
 def _latencies(call, requests: int) -> np.ndarray:
@@ -187,7 +224,7 @@ def compare_retrieval_variants(source: str, variants: dict[str, dict], *, epochs
                       "best epoch": result.best_epoch}
         print(f"{name}: recall@100 {rows[name]['recall_at_100']:.4f}, best epoch {result.best_epoch}")
     rows["most popular"] = _flatten(ranking_report(
-        most_popular_recommender(prepared.movies.movie_ids, prepared.movies.train_count[1:], seen), split.test))
+        most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen), split.test))
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

@@ -142,19 +142,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from tfrs_pipeline.client import Recommender
 
-    out = Recommender.load(args.model).recommend([args.user], k=args.k, exclude_seen=args.exclude_seen)
+    model = Recommender.load(args.model)
+    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen)
     if not bool(out["known_user"][0]):
         if not args.allow_unknown:
             raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
                              "what the model serves such users (well-rated popular movies)")
         print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
     print(f"top {args.k} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
-    print(f"  {'#':>3}  {'predicted':>9}  {'retrieval':>9}  {'movie id':>9}  title")
-    for rank, (movie, title, rating, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0],
-                                                             out["predicted_ratings"][0], out["retrieval_scores"][0]), 1):
-        print(f"  {rank:>3}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
+    # Models exported before the list ranker have no ranking score.
+    ranking_scores = out.get("scores", np.full(out["movie_ids"].shape, np.nan))[0]
+    print(f"  {'#':>3}  {'score':>7}  {'predicted':>9}  {'retrieval':>9}  {'movie id':>9}  title")
+    for rank, (movie, title, ranking_score, rating, score) in enumerate(
+            zip(out["movie_ids"][0], out["titles"][0], ranking_scores, out["predicted_ratings"][0],
+                out["retrieval_scores"][0]), 1):
+        print(f"  {rank:>3}  {ranking_score:>7.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
+    if args.explain:
+        if "explain" not in model.signatures:
+            raise ModelError(f"{model.path} was exported before explanations existed; retrain it to use --explain")
+        reasons = model.explain(args.user, out["movie_ids"][0], k=3)
+        print("because the user rated (share of the movie's item-item score from their ratings):")
+        for movie, titles, shares in zip(out["movie_ids"][0], reasons["titles"], reasons["shares"]):
+            because = "; ".join(f"{t} ({s:.0%})" for t, s in zip(titles, shares) if t) or "no rated movie points to it"
+            print(f"  {movie:>9}: {because}")
     return 0
 
 
@@ -200,6 +214,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     config = load_config(args.config, _training_overrides(args))
     if args.benchmark == "retrieval":
         benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
+    elif args.benchmark == "two-stage":
+        benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
     else:
         benchmarks.benchmark_serving(args.model, requests=args.requests, out=args.out)
     return 0
@@ -239,6 +255,8 @@ def _register_model_commands(commands) -> None:
                            help="leave out movies the user rated in training (default) or --include-seen")
     recommend.add_argument("--include-seen", dest="exclude_seen", action="store_false", help=argparse.SUPPRESS)
     recommend.add_argument("--allow-unknown", action="store_true", help="show the popular fallback for unknown users")
+    recommend.add_argument("--explain", action="store_true",
+                           help="for each movie, the user's rated movies most similar to it, with their shares")
     recommend.set_defaults(handler=_cmd_recommend)
 
     similar = commands.add_parser("similar", help="movies closest to a movie in the retrieval embedding space")
@@ -254,8 +272,9 @@ def _register_model_commands(commands) -> None:
     demo.set_defaults(handler=_cmd_demo)
 
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "serving"),
-                           help="retrieval: the TFRS tutorial configuration vs ours; serving: milliseconds per request")
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving"),
+                           help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
+                                "every stage beside EASE and most-popular; serving: milliseconds per request")
     _add_data_options(benchmark)
     benchmark.add_argument("--config", help="TOML configuration file (our model's settings)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE")

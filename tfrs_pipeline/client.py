@@ -2,7 +2,7 @@
 
 It imports TensorFlow and nothing of TFRS or of the training code, so a server or a
 notebook that only serves loads no training machinery. The surface follows ``implicit``'s:
-``recommend``, ``similar_items``, ``rank``, ``retrieve``, ``find_movie``, ``catalog``.
+``recommend``, ``similar_items``, ``rank``, ``retrieve``, ``explain``, ``find_movie``, ``catalog``.
 
 Example:
     >>> from tfrs_pipeline import Recommender
@@ -133,6 +133,15 @@ class Recommender:
     def similar_items(self, movie_ids, k: int = 10) -> dict[str, np.ndarray]:
         """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself."""
         return self.call("similar_movies", movie_id=_strings(movie_ids), k=int(k))
+
+    def explain(self, user_id: str, movie_ids, k: int = 3) -> dict[str, np.ndarray]:
+        """For one user and each of ``movie_ids``: the ``k`` rated movies that contribute most to it.
+
+        Returns ``movie_ids``, ``titles``, ``contributions`` (terms of the list ranker's
+        item-item score) and ``shares`` (of the positive total) [movies, k]; empty slots are "".
+        """
+        movie_ids = _strings(movie_ids)
+        return self.call("explain", user_id=np.full(len(movie_ids), str(user_id)), movie_id=movie_ids, k=int(k))
 
     # -- the catalog --------------------------------------------------------------------------------
 

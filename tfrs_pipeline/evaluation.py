@@ -6,10 +6,15 @@ test split, beside the baselines of :mod:`tfrs_pipeline.baselines`:
 
 * ``factorized_top_k/top_K``: TFRS ``FactorizedTopK`` top-K accuracy from the exported
   towers, seen (training) movies *not* excluded.
-* ``excluding_seen/recall_at_K``: the share of test ratings whose movie is in the user's
-  top K with the user's training movies excluded (as in ``../shared/README.md``).
-* ``ndcg_at_10``: binary-relevance NDCG of the top 10 (seen excluded), averaged over users.
+* ``excluding_seen``: the user's training movies excluded; ``hit_rate_at_K`` is the share
+  of test ratings whose movie is in the user's top K (the "recall" of
+  ``../shared/README.md``), ``recall_at_K`` the per-user recall (hits / the user's test
+  movies, averaged over users), ``capped_recall_at_K`` the same over min(K, test movies),
+  and ``ndcg_at_10`` binary-relevance NDCG of the top 10, averaged over users.
 * ``ranking/rmse``: RMSE of predicted ratings on every test rating.
+* ``ablation``: the top 10 of retrieval alone, of the two stages with the rating blend of
+  the first release, of the two stages as served (the list ranker), of EASE and of
+  most-popular, each with the same numbers, on the same split.
 """
 
 from __future__ import annotations
@@ -18,10 +23,21 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.baselines import BiasedMatrixFactorization, most_popular_from_training, movie_mean
+from tfrs_pipeline.baselines import (
+    BiasedMatrixFactorization,
+    ease_recommender,
+    most_popular_from_training,
+    movie_mean,
+)
 from tfrs_pipeline.client import Recommender, load_saved_model
+from tfrs_pipeline.features import Vocabularies
+from tfrs_pipeline.index import SeenMovies
 from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse, users_of
 from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.serving.blend import blend_top_k, logit_scale
+
+#: EASE inverts a catalog x catalog matrix: skipped above this many movies (memory grows with its square).
+EASE_MAX_CATALOG = 20_000
 
 
 def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_ids: np.ndarray,
@@ -48,12 +64,12 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
 
 def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, test: pd.DataFrame,
                     rating_scale: tuple[float, float], *, mf_factors: int = 32, mf_regularization: float = 15.0,
-                    log=print) -> dict:
+                    with_ease: bool = True, log=print) -> dict:
     """Every number of ``metrics.json``, measured on the exported SavedModels (what ships).
 
     Returns:
-        ``factorized_top_k``, ``excluding_seen``, ``ranking``, ``pipeline``, and ``baselines``
-        (``most_popular``, ``matrix_factorization``) with the same keys where they apply.
+        ``factorized_top_k``, ``excluding_seen``, ``ranking``, ``pipeline``, ``ablation`` and
+        ``baselines`` (``most_popular``, ``matrix_factorization``) with the same keys where they apply.
     """
     recommender = model if isinstance(model, Recommender) else Recommender.load(model)
     catalog_ids = recommender.catalog["movie_id"].to_numpy()
@@ -70,8 +86,10 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     served = recommender.call("serving_default", 1024, user_id=users, k=10)
     metrics["pipeline"] = {**recall_and_ndcg(users, served["movie_ids"], test, ks=(10,)),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
-    metrics["retrieval_only"] = {"recall_at_10": metrics["excluding_seen"]["recall_at_10"],
-                                 "ndcg_at_10": metrics["excluding_seen"]["ndcg_at_10"]}
+    metrics["ablation"] = {"retrieval alone": _at_10(metrics["excluding_seen"]),
+                           "two-stage, rating blend": recall_and_ndcg(users, _rating_blend_lists(recommender, users),
+                                                                      test, ks=(10,)),
+                           "two-stage, as served": _at_10(metrics["pipeline"])}
 
     log("evaluating: ranking RMSE on every test rating")
     predicted = recommender.call("rank", 16384, user_id=test_users, movie_ids=test_movies[:, None])
@@ -80,10 +98,16 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     log("evaluating: baselines (most-popular, movie mean rating, biased matrix factorization)")
     popular = ranking_report(most_popular_from_training(train, catalog_ids), test)
     popular["ranking"] = {"rmse": rmse(movie_mean(train, test_movies), test["rating"])}
-    popular["pipeline"] = {"recall_at_10": popular["excluding_seen"]["recall_at_10"],
-                           "ndcg_at_10": popular["excluding_seen"]["ndcg_at_10"]}
+    popular["pipeline"] = _at_10(popular["excluding_seen"])
     mf = BiasedMatrixFactorization(factors=mf_factors, regularization=mf_regularization,
                                    rating_scale=tuple(rating_scale)).fit(train)
+    metrics["ablation"]["most popular"] = _at_10(popular["excluding_seen"])
+    if with_ease and len(catalog_ids) <= EASE_MAX_CATALOG:
+        log("evaluating: EASE (closed form, lambda 200)")
+        seen = SeenMovies(Vocabularies(list(users_of(train)), [], [], [], [], []), catalog_ids, train)
+        ease = ease_recommender(train, catalog_ids, seen)
+        lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
+        metrics["ablation"]["EASE"] = recall_and_ndcg(users, lists, test, ks=(10,))
     metrics["baselines"] = {
         "most_popular": popular,
         "matrix_factorization": {"ranking": {"rmse": rmse(mf.predict(test_users, test_movies), test["rating"])},
@@ -92,3 +116,24 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     metrics["test"] = {"ratings": int(len(test)), "users": int(len(users)),
                        "cold_users": int(len(set(users) - set(train["user_id"].astype(str))))}
     return metrics
+
+
+def _at_10(numbers: dict[str, float]) -> dict[str, float]:
+    return {key: value for key, value in numbers.items() if key.endswith("_at_10")}
+
+
+def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10) -> np.ndarray:
+    """The first release's two-stage top ``k``: candidates kept by retrieval logit + w * predicted rating."""
+    config = recommender.model_dir.read_config()
+    serving, retrieval = config.serving, config.retrieval
+    scale = logit_scale(retrieval.normalize, retrieval.temperature)
+    weight = float(recommender.model.rating_weight.numpy())
+    lists = []
+    for start in range(0, len(users), 1024):
+        batch = users[start : start + 1024]
+        candidates = recommender.call("retrieve", 1024, user_id=batch, k=serving.num_candidates)
+        predicted = recommender.call("rank", 1024, user_id=batch, movie_ids=candidates["movie_ids"])
+        order = blend_top_k(tf.constant(candidates["retrieval_scores"]), tf.constant(predicted["predicted_ratings"]),
+                            tf.constant(scale, tf.float32), tf.constant(weight, tf.float32), k)
+        lists.append(np.take_along_axis(candidates["movie_ids"], order.numpy(), axis=1))
+    return np.concatenate(lists)

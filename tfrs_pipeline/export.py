@@ -33,7 +33,7 @@ def save(module: tf.Module, path: str | Path, signatures: dict | None = None) ->
 
 
 def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, seen: SeenMovies, *,
-                 index_kind: str, num_candidates: int, rating_weight: float) -> TwoStagePipeline:
+                 index_kind: str, num_candidates: int, rating_weight: float, list_ranker=None) -> TwoStagePipeline:
     """Writes the two-stage pipeline into ``model_dir`` and each stage under its ``stages/`` folder.
 
     Args:
@@ -45,6 +45,7 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
         index_kind: ``brute-force`` or ``scann`` (built from the same embeddings).
         num_candidates: movies retrieved per user before ranking.
         rating_weight: the two-stage blend's rating weight.
+        list_ranker: the list ranker that orders the candidates (None: the rating blend does).
 
     Returns:
         The exported pipeline module (as written).
@@ -55,11 +56,12 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
     retriever = CandidateRetriever(retrieval.query_tower, index, seen, catalog_ids, well_rated_popular(movies))
     config = retrieval.config
     pipeline = TwoStagePipeline(retriever, ranking, movies, embeddings[:, : config.embedding_dim], num_candidates,
-                                logit_scale(config.normalize, config.temperature), rating_weight)
+                                logit_scale(config.normalize, config.temperature), rating_weight, list_ranker)
     save(pipeline, model_dir.path, pipeline.signatures())
     index_stage = IndexExport(CandidateRetriever(retrieval.query_tower, index, seen))
     save(QueryTowerExport(retrieval.query_tower), model_dir.stage("query_tower"))
     save(CandidateTowerExport(retrieval.candidate_tower), model_dir.stage("candidate_tower"))
     save(index_stage, model_dir.stage("index"), index_stage.signatures())
-    save(RankingExport(ranking), model_dir.stage("ranking"))
+    ranking_stage = RankingExport(ranking, list_ranker)
+    save(ranking_stage, model_dir.stage("ranking"), ranking_stage.signatures())
     return pipeline

@@ -48,10 +48,10 @@ def plot_training_curves(history: dict) -> plt.Figure:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     retrieval, ranking = history.get("retrieval", {}), history.get("ranking", {})
     for key, value in retrieval.items():
-        if key.startswith("val_recall_at_"):
+        if key.startswith(("val_recall_at_", "val_hit_rate_at_")):  # models before and after the rename
             left.plot(range(1, len(value) + 1), value, "o-", label=key)
     left.axvline(history.get("retrieval_best_epoch", 0), color="grey", linestyle=":", label="kept epoch")
-    left.set(xlabel="epoch", ylabel="recall", title="Retrieval: validation recall (seen excluded)")
+    left.set(xlabel="epoch", ylabel="hit rate", title="Retrieval: validation hit rate (seen excluded)")
     for key in ("root_mean_squared_error", "val_root_mean_squared_error"):
         if key in ranking:
             right.plot(range(1, len(ranking[key]) + 1), ranking[key], "o-", label=key.replace("root_mean_squared_error", "RMSE"))
@@ -137,6 +137,25 @@ def plot_coverage_and_popularity(stats: dict) -> plt.Figure:
     return figure
 
 
+def plot_ablation(ablation: dict[str, dict[str, float]]) -> plt.Figure:
+    """Hit rate@10, recall@10 and NDCG@10 of every system of the ablation, side by side."""
+    names = list(ablation)
+    metrics = [("hit_rate_at_10", "hit rate@10 (per rating)"), ("recall_at_10", "recall@10 (per user)"),
+               ("ndcg_at_10", "NDCG@10")]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for axis, (key, label) in zip(axes, metrics):
+        values = [ablation[name][key] for name in names]
+        bars = axis.barh(range(len(names)), values, color=[f"C{i}" for i in range(len(names))])
+        axis.set_yticks(range(len(names)), names if axis is axes[0] else [""] * len(names))
+        axis.invert_yaxis()
+        axis.bar_label(bars, fmt="%.4f", fontsize=8, padding=2)
+        axis.set(title=label, xlim=(0, max(values) * 1.25 if max(values) > 0 else 1))
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle("Top 10 with seen movies excluded: each stage beside the baselines (same test split)")
+    figure.tight_layout()
+    return figure
+
+
 def write_report(model: Recommender | ModelDir | str, split, metrics: dict, out_dir: str | Path,
                  rating_scale: tuple[float, float]) -> list[Path]:
     """Writes ``metrics.json`` and the PNG plots to ``out_dir``; returns the files written."""
@@ -150,6 +169,8 @@ def write_report(model: Recommender | ModelDir | str, split, metrics: dict, out_
         "rmse_by_user_activity.png": plot_rmse_by_activity(rmse_by_activity(model, split.train, split.test, rating_scale)),
         "coverage_and_popularity.png": plot_coverage_and_popularity(coverage_and_popularity(model, split.train, split.test)),
     }
+    if "ablation" in metrics:
+        figures["ablation.png"] = plot_ablation(metrics["ablation"])
     history_path = model.model_dir.history_path
     if history_path.is_file():
         figures["training_curves.png"] = plot_training_curves(model.model_dir.read_history())

@@ -4,7 +4,8 @@
 takes what the phase before it produced:
 
 1. :func:`load_and_prepare`: read and validate the data, split it, build vocabularies and tables.
-2. :func:`fit_stages`: train retrieval, then ranking; choose the two-stage rating weight on validation.
+2. :func:`fit_stages`: train retrieval, then the rating model; choose the rating blend's weight on
+   validation; train the list ranker on retrieval's candidate lists for the validation users.
 3. :func:`export`: write the pipeline, every stage and the records into the staging version folder.
 4. :func:`evaluate`: measure the exported model on the test split; write ``metrics.json`` and the model card.
 
@@ -27,6 +28,7 @@ from tfrs_pipeline.evaluation import evaluate_export
 from tfrs_pipeline.export import export_model
 from tfrs_pipeline.features import Prepared, prepare
 from tfrs_pipeline.index import SeenMovies
+from tfrs_pipeline.list_ranking import candidate_lists, train_list_ranker
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking import train_ranking
 from tfrs_pipeline.retrieval import train_retrieval
@@ -53,7 +55,12 @@ class FittedStages:
     retrieval: TrainingResult
     ranking: TrainingResult
     rating_weight: float
-    validation_recall_by_weight: dict[float, float]
+    validation_hit_rate_by_weight: dict[float, float]
+    list_ranker: TrainingResult | None = None
+
+    @property
+    def list_ranker_model(self):
+        return self.list_ranker.model if self.list_ranker is not None else None
 
 
 @dataclass
@@ -116,30 +123,47 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print) -
     # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
     retriever = CandidateRetriever(model.query_tower, model.index,
                                    SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train))
+    scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
     weight, recall = choose_rating_weight(retriever, ranking.model, prepared.validation, config.serving.num_candidates,
-                                          logit_scale(config.retrieval.normalize, config.retrieval.temperature),
-                                          k=config.serving.k)
-    return FittedStages(retrieval, ranking, weight, recall)
+                                          scale, k=config.serving.k)
+    list_ranker = None
+    if config.ranking.list_ranker and len(prepared.validation):
+        lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates)
+        log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies, "
+            f"{int(lists.labels.sum()):,} of {int(lists.relevant.sum()):,} validation ratings among the candidates")
+        embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
+        list_ranker = train_list_ranker(ranking.model, prepared, embeddings, lists, scale, config.ranking,
+                                        seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
+                                        log_dir=model_dir.logs("list_ranking") if model_dir else None)
+        log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
+    return FittedStages(retrieval, ranking, weight, recall, list_ranker)
 
 
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
     """Phase 3: the pipeline and stage SavedModels, configuration, split record, vocabularies and history."""
     config, prepared = run.config, run.prepared
     log(f"[5/6] export to {model_dir.published_path}")
-    log(f"two-stage: rating weight {stages.rating_weight:g} (validation recall@{config.serving.k} by weight: "
-        + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_recall_by_weight.items()) + ")")
-    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, run.split.train)
-    export_model(model_dir, stages.retrieval.model, stages.ranking.model, prepared.movies, seen,
+    log(f"two-stage: rating weight {stages.rating_weight:g} (validation hit rate@{config.serving.k} by weight: "
+        + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_hit_rate_by_weight.items()) + ")")
+    # Validation is over: the exported model serves with every training rating as history and popularity.
+    stages.retrieval.model.query_tower.use_history(prepared.full_users)
+    stages.ranking.model.use_history(prepared.full_users)
+    if stages.list_ranker is not None:
+        stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
+    seen = SeenMovies(prepared.vocab, prepared.full_movies.movie_ids, run.split.train)
+    export_model(model_dir, stages.retrieval.model, stages.ranking.model, prepared.full_movies, seen,
                  index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
-                 rating_weight=stages.rating_weight)
+                 rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model)
     model_dir.write_config(config)
     model_dir.write_split(run.split.record)
     model_dir.write_vocabularies(vars(prepared.vocab))
     model_dir.write_history({
         "retrieval": stages.retrieval.history, "ranking": stages.ranking.history,
         "rating_weight": stages.rating_weight,
-        "validation_recall_by_rating_weight": {str(w): r for w, r in stages.validation_recall_by_weight.items()},
+        "validation_hit_rate_by_rating_weight": {str(w): r for w, r in stages.validation_hit_rate_by_weight.items()},
         "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.ranking.best_epoch,
+        **({"list_ranking": stages.list_ranker.history, "list_ranking_best_epoch": stages.list_ranker.best_epoch}
+           if stages.list_ranker is not None else {}),
     })
 
 
@@ -151,6 +175,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "retrieval_seconds": stages.retrieval.seconds,
         "retrieval_examples_per_second": stages.retrieval.examples_per_second,
         "ranking_seconds": stages.ranking.seconds, "ranking_examples_per_second": stages.ranking.examples_per_second,
+        "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "devices": describe_devices(),
     }
     metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
@@ -186,22 +211,36 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
 
 
 def format_metrics(metrics: dict) -> str:
-    """The headline numbers beside most-popular (and matrix factorization for RMSE)."""
+    """The headline numbers beside most-popular (and matrix factorization for RMSE), then the top-10 ablation."""
     popular = metrics["baselines"]["most_popular"]
     mf = metrics["baselines"]["matrix_factorization"]["ranking"]["rmse"]
     rows = [("metric", "model", "most-popular")]
     for k, v in metrics["factorized_top_k"].items():
         rows.append((f"factorized {k} (seen kept)", f"{v:.4f}", f"{popular['factorized_top_k'][k]:.4f}"))
-    for k, v in metrics["excluding_seen"].items():
-        rows.append((f"{k} (seen excluded)", f"{v:.4f}", f"{popular['excluding_seen'][k]:.4f}"))
-    for k, v in metrics["pipeline"].items():
-        if k == "rating_weight":
-            continue
-        rows.append((f"two-stage {k}", f"{v:.4f}", f"{popular['pipeline'][k]:.4f}"))
+    for k in ("hit_rate_at_10", "hit_rate_at_100", "recall_at_10", "recall_at_100", "ndcg_at_10"):
+        if k in metrics["excluding_seen"]:
+            rows.append((f"retrieval {k} (seen excluded)", f"{metrics['excluding_seen'][k]:.4f}",
+                         f"{popular['excluding_seen'][k]:.4f}"))
+    for k in ("hit_rate_at_10", "recall_at_10", "ndcg_at_10"):
+        if k in metrics["pipeline"]:
+            rows.append((f"two-stage {k}", f"{metrics['pipeline'][k]:.4f}", f"{popular['pipeline'][k]:.4f}"))
     rows.append(("ranking RMSE", f"{metrics['ranking']['rmse']:.4f}",
                  f"{popular['ranking']['rmse']:.4f} (movie mean); MF {mf:.4f}"))
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"  {name:<{width}}  {a:>8}  {b}" for name, a, b in rows)
+    lines = [f"  {name:<{width}}  {a:>8}  {b}" for name, a, b in rows]
+    if "ablation" in metrics:
+        lines.append(format_ablation(metrics["ablation"]))
+    return "\n".join(lines)
+
+
+def format_ablation(ablation: dict[str, dict[str, float]]) -> str:
+    """One line per system: its top 10 with seen movies excluded."""
+    width = max(len(name) for name in ablation)
+    lines = ["", f"  top 10, seen movies excluded{'':>{max(0, width - 27)}}  hit rate@10  recall@10    NDCG@10"]
+    for name, numbers in ablation.items():
+        lines.append(f"  {name:<{max(width, 27)}}  {numbers['hit_rate_at_10']:>11.4f}  {numbers['recall_at_10']:>9.4f}"
+                     f"  {numbers['ndcg_at_10']:>9.4f}")
+    return "\n".join(lines)
 
 
 def model_card(config: PipelineConfig, metrics: dict, path: Path) -> str:
@@ -210,8 +249,8 @@ def model_card(config: PipelineConfig, metrics: dict, path: Path) -> str:
     return f"""# Model card: {path.parent.name} version {path.name}
 
 Two-stage movie recommender (tfrs-pipeline): two-tower retrieval over the whole catalog
-(brute-force index, seen movies excluded), then a ranking model that sorts
-{config.serving.num_candidates} candidates by predicted rating.
+(seen movies excluded), then a list ranker that orders {config.serving.num_candidates} candidates, each with
+its predicted rating.
 
 ## Data and split
 - data: `{metrics['data']['source']}` ({metrics['data']['ratings']:,} ratings; {metrics['data']['validation']['rows_dropped']:,} rows dropped by validation)
@@ -222,9 +261,10 @@ Two-stage movie recommender (tfrs-pipeline): two-tower retrieval over the whole 
 ```
 {format_metrics(metrics)}
 ```
-Factorized top-K: TFRS `FactorizedTopK`, seen movies kept. Recall: share of test ratings
-whose movie is in the user's top K, the user's training movies excluded. Full numbers
-in `metrics.json`; training curves in `history.json`; configuration in `config.toml`.
+Factorized top-K: TFRS `FactorizedTopK`, seen movies kept. Hit rate: share of test ratings
+whose movie is in the user's top K; recall: per-user hits / the user's test movies, averaged
+over users; both with the user's training movies excluded. Full numbers in `metrics.json`;
+training curves in `history.json`; configuration in `config.toml`.
 
 ## Load and call (TensorFlow alone)
 ```python
@@ -234,6 +274,6 @@ out = model.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.const
 print(out["titles"], out["predicted_ratings"])
 ```
 Signatures: `serving_default(user_id, k)`, `retrieve(user_id, k)`, `rank(user_id, movie_ids)`,
-`similar_movies(movie_id, k)`. Stages alone: `stages/query_tower`, `stages/candidate_tower`,
+`similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`. Stages alone: `stages/query_tower`, `stages/candidate_tower`,
 `stages/index`, `stages/ranking`. Serve over HTTP: `tfrs-pipeline serve --model {path.parent}`.
 """

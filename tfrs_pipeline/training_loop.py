@@ -99,10 +99,12 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
 def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *, epochs: int,
         monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
         stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None,
-        reduce_lr_on_plateau: bool = False) -> TrainingResult:
+        reduce_lr_on_plateau: bool = False, early_stopping_without_validation: bool = False) -> TrainingResult:
     """``model.fit`` with early stopping on ``monitor`` (best weights kept), progress and TensorBoard.
 
     Args:
+        early_stopping_without_validation: ``monitor`` is logged by one of ``extra_callbacks``,
+            so early stopping applies although ``validation`` is None.
         verbose: 0 silent; 1 live batch counter and a line per epoch; 2 a line per epoch;
             -1 chooses 1 on a terminal and 2 elsewhere (logs, CI).
     """
@@ -111,7 +113,8 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
     progress = Progress(stage, examples, shown, verbose)
     # Extra callbacks first: they add validation numbers to the logs that early stopping reads.
     callbacks = list(extra_callbacks or []) + [progress]
-    if validation is not None:
+    validated = validation is not None or early_stopping_without_validation
+    if validated:
         if reduce_lr_on_plateau:
             # A smaller step once validation stalls, before early stopping gives up.
             callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.3, patience=1,
@@ -122,7 +125,7 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
         callbacks.append(tf.keras.callbacks.ModelCheckpoint(
             str(Path(log_dir) / "checkpoint"), save_weights_only=True, save_best_only=True,
-            monitor=monitor if validation is not None else "loss", mode=mode if validation is not None else "min"))
+            monitor=monitor if validated else "loss", mode=mode if validated else "min"))
     start = time.perf_counter()
     history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - start

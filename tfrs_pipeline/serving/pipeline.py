@@ -2,15 +2,21 @@
 
 Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works after loading):
 
-* ``serving_default(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``predicted_ratings``,
-  ``retrieval_scores`` [batch, k], ``known_user`` [batch]. Retrieves ``num_candidates``
-  movies the user has not rated, keeps ``k`` by the two-stage blend
-  (:mod:`~tfrs_pipeline.serving.blend`), shows them by predicted rating.
+* ``serving_default(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``scores``,
+  ``predicted_ratings``, ``retrieval_scores`` [batch, k], ``known_user`` [batch]. Retrieves
+  ``num_candidates`` movies the user has not rated and returns the ``k`` the list ranker
+  scores highest (``scores``), best first, each with its predicted rating. A model
+  trained without the list ranker keeps ``k`` by the rating blend
+  (:mod:`~tfrs_pipeline.serving.blend`) and shows them by predicted rating.
 * ``recommend_including_seen(user_id, k)``: as ``serving_default``, seen movies allowed.
 * ``retrieve(user_id, k)`` -> ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``.
 * ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
   ``known_user``, ``known_movie`` [batch, n].
 * ``similar_movies(movie_id[batch], k)`` -> ``movie_ids``, ``titles``, ``scores``, ``known_movie``.
+* ``explain(user_id[batch], movie_id[batch], k)`` -> the ``k`` movies the user rated that
+  contribute most to ``movie_id``'s item-item score in the list ranker (``movie_ids``,
+  ``titles``, ``contributions``) and their ``shares`` of the positive total, ``known_user``,
+  ``known_movie``. Without a list ranker, contributions are embedding cosines.
 
 A user unknown to the model gets well-rated popular movies (ranked for an average
 user) and ``known_user = False``; a movie id not in the catalog gets popular movies in
@@ -27,25 +33,29 @@ from tfrs_pipeline.serving.blend import blend_top_k, rank_candidates
 from tfrs_pipeline.serving.candidates import CandidateRetriever
 from tfrs_pipeline.serving.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
 
+_NEG_INF = -np.inf
+
 
 class TwoStagePipeline(tf.Module):
     """Candidate retrieval + ranking model + catalog, exported together.
 
     Args:
         retriever: the candidate retriever (with the popular fallback for unknown users).
-        ranking: the trained ranking model.
+        ranking: the trained rating model.
         movies: the catalog, in the index's row order.
         movie_embeddings: candidate-tower embeddings of the catalog [movies, dim] (for ``similar_movies``).
         num_candidates: movies retrieved per user before ranking.
         logit_scale: retrieval score -> logit factor of the blend.
         rating_weight: ``w`` of the blend (chosen on validation at training).
+        list_ranker: the list ranker that orders the candidates (None: the rating blend does).
     """
 
     def __init__(self, retriever: CandidateRetriever, ranking, movies: MovieTable, movie_embeddings: tf.Tensor,
-                 num_candidates: int, logit_scale: float, rating_weight: float = 1.0) -> None:
+                 num_candidates: int, logit_scale: float, rating_weight: float = 1.0, list_ranker=None) -> None:
         super().__init__(name="two_stage_pipeline")
         self.retriever = retriever
         self.ranking = ranking
+        self.list_ranker = list_ranker
         self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)
         self.rating_weight = tf.Variable(float(rating_weight), trainable=False, name="rating_weight")
         self.logit_scale = tf.Variable(float(logit_scale), trainable=False, name="logit_scale")
@@ -62,12 +72,20 @@ class TwoStagePipeline(tf.Module):
 
     def _two_stage(self, user_id, k, exclude_seen: bool):
         movie_ids, retrieval_scores, known = self.retriever(user_id, self.num_candidates, exclude_seen)
-        predicted = rank_candidates(self.ranking, user_id, movie_ids)
-        order = blend_top_k(retrieval_scores, predicted, self.logit_scale, self.rating_weight, k)
+        if self.list_ranker is not None:
+            scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores)
+            # Unknown users keep the well-rated popular order the retriever gave them.
+            scores = tf.where(known[:, None], scores, retrieval_scores)
+            _, order = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[1]))
+        else:
+            predicted = rank_candidates(self.ranking, user_id, movie_ids)
+            scores = retrieval_scores * self.logit_scale + self.rating_weight * predicted
+            order = blend_top_k(retrieval_scores, predicted, self.logit_scale, self.rating_weight, k)
         top_ids = tf.gather(movie_ids, order, batch_dims=1)
         return {
             "movie_ids": top_ids,
             "titles": self._titles(top_ids),
+            "scores": tf.gather(scores, order, batch_dims=1),
             "predicted_ratings": tf.gather(predicted, order, batch_dims=1),
             "retrieval_scores": tf.gather(retrieval_scores, order, batch_dims=1),
             "known_user": known,
@@ -114,6 +132,39 @@ class TwoStagePipeline(tf.Module):
         movie_ids = tf.gather(self.catalog_ids, order)
         return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "scores": top_scores, "known_movie": known}
 
+    def _history_contributions(self, user_id, movie_id):
+        """(catalog positions of each user's rated movies, their contribution to ``movie_id``), ragged rows."""
+        if self.list_ranker is not None:
+            # Exact: the terms of the ranker's item-item score for (user, movie).
+            rows, weights = self.list_ranker.contributions(user_id, movie_id)
+            return rows - 1, weights
+        # Without a ranker: cosine of the candidate-tower embeddings (the similar_movies space).
+        history = self.retriever.seen(user_id)
+        target = tf.gather(self.movie_embeddings, tf.maximum(self.catalog_lookup(movie_id) - 1, 0))
+        similarity = tf.reduce_sum(tf.gather(self.movie_embeddings, history.flat_values)
+                                   * tf.gather(target, history.value_rowids()), axis=1)
+        return history, tf.RaggedTensor.from_row_splits(similarity, history.row_splits)
+
+    @tf.function(input_signature=[USER_IDS, MOVIE_IDS, K])
+    def explain(self, user_id, movie_id, k):
+        """The user's rated movies that contribute most to ``movie_id``, with their shares of the positive total."""
+        positions, contributions = self._history_contributions(user_id, movie_id)
+        total = tf.reduce_sum(tf.nn.relu(contributions), axis=1)
+        dense = contributions.to_tensor(default_value=_NEG_INF)
+        top, order = tf.math.top_k(dense, k=tf.minimum(k, tf.shape(dense)[1]))
+        found = top > 0  # a rated movie with no positive weight to this one explains nothing
+        rated = tf.gather(positions.to_tensor(default_value=0), order, batch_dims=1)
+        movie_ids = tf.where(found, tf.gather(self.catalog_ids, tf.maximum(rated, 0)), "")
+        return {
+            "movie_ids": movie_ids,
+            "titles": self._titles(movie_ids),
+            "contributions": tf.where(found, top, 0.0),
+            "shares": tf.where(found, top / tf.maximum(total, 1e-12)[:, None], 0.0),
+            "known_user": self.retriever.query_tower.known(user_id),
+            "known_movie": self.catalog_lookup(movie_id) > 0,
+        }
+
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
-                "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies}
+                "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies,
+                "explain": self.explain}

@@ -4,7 +4,8 @@
 * :class:`CandidateTowerExport`: ``serving_default(movie_id) -> {embeddings, known_movie}``.
 * :class:`IndexExport`: ``serving_default(user_id, k)`` (seen movies excluded) and
   ``include_seen(user_id, k)`` -> ``{movie_ids, scores, known_user}``.
-* :class:`RankingExport`: ``serving_default(user_id, movie_id) -> {predicted_rating, known_user, known_movie}``.
+* :class:`RankingExport`: ``serving_default(user_id, movie_id) -> {predicted_rating, known_user, known_movie}``
+  and, with a list ranker, ``score_candidates(user_id, movie_ids, retrieval_scores) -> {scores, predicted_ratings}``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrs_pipeline.serving.candidates import CandidateRetriever
-from tfrs_pipeline.serving.specs import MOVIE_IDS, USER_IDS, K
+from tfrs_pipeline.serving.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
 
 
 class QueryTowerExport(tf.Module):
@@ -69,11 +70,24 @@ class IndexExport(tf.Module):
 
 
 class RankingExport(tf.Module):
-    """``serving_default(user_id, movie_id) -> {predicted_rating, known_user, known_movie}`` for parallel id vectors."""
+    """The second stage: ``serving_default(user_id, movie_id) -> {predicted_rating, known_user, known_movie}``
+    for parallel id vectors, and ``score_candidates`` when a list ranker orders the candidates."""
 
-    def __init__(self, ranking_model) -> None:
+    def __init__(self, ranking_model, list_ranker=None) -> None:
         super().__init__(name="ranking")
         self.ranking_model = ranking_model
+        self.list_ranker = list_ranker
+
+    @tf.function(input_signature=[USER_IDS, MOVIE_ID_LISTS, tf.TensorSpec([None, None], tf.float32, name="retrieval_scores")])
+    def score_candidates(self, user_id, movie_ids, retrieval_scores):
+        scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores)
+        return {"scores": scores, "predicted_ratings": predicted}
+
+    def signatures(self) -> dict:
+        signatures = {"serving_default": self.serve}
+        if self.list_ranker is not None:
+            signatures["score_candidates"] = self.score_candidates
+        return signatures
 
     @tf.function(input_signature=[USER_IDS, MOVIE_IDS])
     def serve(self, user_id, movie_id):
