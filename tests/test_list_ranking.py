@@ -44,7 +44,7 @@ def test_cosine_neighbours_are_co_ratings_over_the_root_of_both_counts():
     assert table.neighbours[0].tolist() == [0, 0, 0]
 
 
-def test_ease_neighbours_keep_the_closed_form_weights():
+def test_ease_neighbours_keep_the_closed_form_weights_pointing_to_each_movie():
     catalog = np.array(["a", "b", "c"])
     table = ItemNeighbours.build(RATINGS, catalog, k=2, kind="ease")
     x = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float64)
@@ -52,7 +52,7 @@ def test_ease_neighbours_keep_the_closed_form_weights():
     b = -p / np.diag(p)
     for row in range(1, 4):
         for neighbour, weight in zip(table.neighbours[row], table.weights[row]):
-            assert neighbour != row and weight == pytest.approx(b[row - 1, neighbour - 1], rel=1e-4)
+            assert neighbour != row and weight == pytest.approx(b[neighbour - 1, row - 1], rel=1e-4)
     assert table.kind == "ease"
     assert ItemNeighbours.build(RATINGS, catalog, k=2).kind == "ease"  # auto, small catalog
 
@@ -67,7 +67,7 @@ def ranker():
     return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=RankingConfig(list_neighbours=16))
 
 
-def test_item_item_score_is_the_sum_of_the_weights_from_the_history(ranker):
+def test_item_item_score_is_the_sum_of_the_kept_weights_from_the_history(ranker):
     prepared, model = ranker
     user = prepared.vocab.user_ids[3]
     catalog = list(prepared.movies.movie_ids)
@@ -76,8 +76,9 @@ def test_item_item_score_is_the_sum_of_the_weights_from_the_history(ranker):
     rows = np.array([catalog.index(m) + 1 for m in candidates])
     got = model.neighbour_scores(model.user_lookup(tf.constant([user])), tf.constant(rows[None, :]))[0].numpy()
     neighbours, weights = model.neighbours.numpy(), model.neighbour_weights.numpy()
-    expected = [sum(w for h in history for n, w in zip(neighbours[catalog.index(h) + 1], weights[catalog.index(h) + 1])
-                    if n == row) for row in rows]
+    rated = {catalog.index(h) + 1 for h in history}
+    expected = [sum(w for n, w in zip(neighbours[row], weights[row]) if n in rated) for row in rows]
+    assert any(expected)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     history_rows, contributions = model.contributions(tf.constant([user] * 3), tf.constant(candidates[:3]))
     np.testing.assert_allclose(contributions.to_tensor().numpy().sum(axis=1), expected[:3], atol=1e-5)
@@ -94,3 +95,15 @@ def test_an_untrained_ranker_keeps_retrieval_order_and_never_ranks_empty_slots(r
     assert np.argsort(-scores.numpy()[0])[:3].tolist() == [0, 1, 2] and scores.numpy()[0, 3] == -np.inf
     assert np.argsort(-scores.numpy()[1]).tolist() == [1, 0, 2, 3]
     assert predicted.shape == (2, 4)
+
+
+def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
+    import tfrs_pipeline.list_ranking as list_ranking
+
+    prepared, model = ranker
+    users = model.user_lookup(tf.constant(prepared.vocab.user_ids[:6]))
+    rows = tf.constant(np.arange(1, 31).reshape(6, 5))
+    dense = model.neighbour_scores(users, rows).numpy()
+    monkeypatch.setattr(list_ranking, "_DENSE_LOOKUP_LIMIT", 0)
+    np.testing.assert_array_equal(model.neighbour_scores(users, rows).numpy(), dense)
+    assert np.abs(dense).sum() > 0

@@ -53,6 +53,10 @@ FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating"
             "item-item score from the user's rated movies (EASE or ItemKNN)", "the same per rated movie")
 
 
+#: Largest lists x catalog flag table (float32 cells) the item-item score builds; above it, a binary search.
+_DENSE_LOOKUP_LIMIT = 32_000_000
+
+
 @dataclass
 class CandidateLists:
     """Retrieval's candidate lists for a set of users, with hold-out labels.
@@ -187,6 +191,12 @@ class ListRanker(tfrs.Model):
         self.history_splits.assign(users.history_splits.astype(np.int64))
         self.history_rows.assign(history_catalog_rows(self.vocab, users, movies))
 
+    def _history(self, user_rows: tf.Tensor) -> tf.RaggedTensor:
+        """Catalog rows of each user's rated movies, one ragged row per user."""
+        user_rows = tf.cast(user_rows, tf.int64)
+        positions = tf.ragged.range(tf.gather(self.history_splits, user_rows), tf.gather(self.history_splits, user_rows + 1))
+        return tf.RaggedTensor.from_row_splits(tf.gather(self.history_rows, positions.flat_values), positions.row_splits)
+
     def contributions(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
         """Each history movie's weight to ``movie_id`` in the item-item score, one ragged row per user.
 
@@ -194,35 +204,34 @@ class ListRanker(tfrs.Model):
             (catalog rows of the user's rated movies, their weights to the movie); the
             weights sum to the ranker's item-item feature for that (user, movie).
         """
-        user_rows = tf.cast(self.user_lookup(user_id), tf.int64)
-        starts = tf.gather(self.history_splits, user_rows)
-        positions = tf.ragged.range(starts, tf.gather(self.history_splits, user_rows + 1))
-        history = tf.gather(self.history_rows, positions.flat_values)
-        target = tf.gather(self.catalog_lookup(movie_id), positions.value_rowids())[:, None]
-        matches = tf.equal(tf.gather(self.neighbours, history), target)
-        weights = tf.reduce_sum(tf.where(matches, tf.gather(self.neighbour_weights, history), 0.0), axis=1)
-        return (tf.RaggedTensor.from_row_splits(history, positions.row_splits),
-                tf.RaggedTensor.from_row_splits(weights, positions.row_splits))
+        history = self._history(self.user_lookup(user_id))
+        target = tf.gather(self.catalog_lookup(movie_id), history.value_rowids())
+        matches = tf.equal(tf.gather(self.neighbours, target), history.flat_values[:, None])
+        weights = tf.reduce_sum(tf.where(matches, tf.gather(self.neighbour_weights, target), 0.0), axis=1)
+        return history, tf.RaggedTensor.from_row_splits(weights, history.row_splits)
 
     def neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
-        """Item-item score [batch, N]: the summed weights from the user's history movies to each candidate."""
-        user_rows = tf.cast(user_rows, tf.int64)
-        starts = tf.gather(self.history_splits, user_rows)
-        positions = tf.ragged.range(starts, tf.gather(self.history_splits, user_rows + 1))
-        history = tf.gather(self.history_rows, positions.flat_values)
+        """Item-item score [batch, N]: the kept weights to each candidate whose source movie the user rated."""
+        history = self._history(user_rows)
         rows = tf.shape(self.neighbours, out_type=tf.int64)[0]
-        # One key per (list, neighbour movie); a sentinel key keeps the tables non-empty.
-        keys = tf.reshape(positions.value_rowids()[:, None] * rows + tf.gather(self.neighbours, history), [-1])
-        keys = tf.concat([[-1], keys], axis=0)
-        weights = tf.concat([[0.0], tf.reshape(tf.gather(self.neighbour_weights, history), [-1])], axis=0)
-        unique, index = tf.unique(keys)
-        sums = tf.math.unsorted_segment_sum(weights, index, tf.size(unique))
-        order = tf.argsort(unique)
-        unique, sums = tf.gather(unique, order), tf.gather(sums, order)
-        wanted = tf.range(tf.shape(movie_rows, out_type=tf.int64)[0])[:, None] * rows + tf.cast(movie_rows, tf.int64)
-        found = tf.minimum(tf.searchsorted(unique, tf.reshape(wanted, [-1])), tf.size(unique) - 1)
-        hit = tf.equal(tf.gather(unique, found), tf.reshape(wanted, [-1]))
-        return tf.reshape(tf.where(hit, tf.gather(sums, found), 0.0), tf.shape(movie_rows))
+        batch = tf.shape(movie_rows, out_type=tf.int64)[0]
+        sources = tf.gather(self.neighbours, movie_rows)  # [batch, N, k] catalog rows, 0 = none
+        lists = tf.broadcast_to(tf.range(batch)[:, None, None], tf.shape(sources, out_type=tf.int64))
+
+        def dense_lookup():
+            # One flag per (list, catalog movie): fast while batch x catalog stays small.
+            rated = tf.scatter_nd(tf.stack([history.value_rowids(), history.flat_values], axis=1),
+                                  tf.ones(tf.shape(history.flat_values), tf.float32), tf.stack([batch, rows]))
+            return tf.gather_nd(rated, tf.stack([lists, sources], axis=-1)) > 0
+
+        def sorted_lookup():
+            # Sorted (list, rated movie) keys; a sentinel past every key keeps the search in range.
+            rated = tf.concat([tf.sort(history.value_rowids() * rows + history.flat_values), [tf.int64.max]], axis=0)
+            keys = tf.reshape(lists * rows + sources, [-1])
+            return tf.reshape(tf.gather(rated, tf.searchsorted(rated, keys)) == keys, tf.shape(sources))
+
+        found = tf.cond(batch * rows <= _DENSE_LOOKUP_LIMIT, dense_lookup, sorted_lookup) & (sources > 0)
+        return tf.reduce_sum(tf.where(found, tf.gather(self.neighbour_weights, movie_rows), 0.0), axis=2)
 
     def features(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor):
         """The relevance features [batch, N, len(FEATURES)], predicted ratings [batch, N] and the valid-slot mask."""

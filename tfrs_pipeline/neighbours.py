@@ -8,9 +8,10 @@ Two item-item models, both fitted on a set of ratings (binary: who rated what):
 * ``cosine`` (ItemKNN): ``co-ratings(i, j) / sqrt(ratings(i) ratings(j))``, computed in blocks of
   movies with ``scipy.sparse``, for any catalog size.
 
-Each movie keeps its ``k`` largest weights (by magnitude), so the table fits in a SavedModel:
-the list ranker scores a candidate by the sum of the weights from the user's rated movies
-to it (``x_u B`` restricted to the kept entries) and ``explain`` decomposes that sum.
+Each movie keeps the ``k`` largest weights (by magnitude) that point *to* it, so the table
+fits in a SavedModel and a candidate's score needs only its own row: the list ranker sums the
+kept weights whose source the user rated (``x_u B`` restricted to the kept entries), and
+``explain`` decomposes that sum.
 
 Example:
     >>> table = ItemNeighbours.build(train, catalog_ids, k=256)  # doctest: +SKIP
@@ -35,7 +36,7 @@ KINDS = ("auto", "ease", "cosine")
 
 @dataclass
 class ItemNeighbours:
-    """Each catalog row's ``k`` strongest neighbours (catalog rows, 0 = none) and their weights.
+    """For each catalog row: the ``k`` movies with the strongest weights to it (catalog rows, 0 = none) and those weights.
 
     Row ``i + 1`` belongs to ``catalog_ids[i]``; row 0 (unknown movie) is empty, as are
     movies without training ratings.
@@ -74,18 +75,18 @@ class ItemNeighbours:
             weights = -inverse / np.diag(inverse)
             del gram, inverse
             for start in range(0, len(catalog), block):
-                table._keep(start, weights[start : start + block], width)
+                table._keep(start, weights[:, start : start + block].T, width)  # incoming weights of each movie
             return table
         by_item = ratings.T.tocsr()
         norms = np.sqrt(np.maximum(np.asarray(by_item.sum(axis=1)).ravel(), 1.0))
         for start in range(0, len(catalog), block):
-            co = (by_item[start : start + block] @ ratings).toarray()  # [block, catalog] co-rating counts
+            co = (by_item[start : start + block] @ ratings).toarray()  # [block, catalog] co-rating counts (symmetric)
             co /= norms[start : start + block, None] * norms[None, :]
             table._keep(start, co, width)
         return table
 
     def _keep(self, start: int, rows: np.ndarray, width: int) -> None:
-        """Stores the ``width`` largest-magnitude weights of catalog positions ``start ...`` (never a movie itself)."""
+        """Stores, for catalog positions ``start ...``, the ``width`` largest-magnitude incoming weights (never from itself)."""
         rows = np.array(rows, np.float32)
         rows[np.arange(len(rows)), np.arange(start, start + len(rows))] = 0.0
         top = np.argpartition(-np.abs(rows), width - 1, axis=1)[:, :width]
