@@ -44,8 +44,10 @@ def plot_top_k(metrics: dict) -> plt.Figure:
 
 
 def plot_training_curves(history: dict) -> plt.Figure:
-    """Per-epoch validation curves recorded at training (``history.json``)."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    """Per-epoch validation curves recorded at training (``history.json``): retrieval, rating head, list ranker."""
+    lists = history.get("list_ranking", {})
+    figure, axes = plt.subplots(1, 3 if lists else 2, figsize=(16 if lists else 11, 4))
+    left, right = axes[0], axes[1]
     retrieval, ranking = history.get("retrieval", {}), history.get("ranking", {})
     for key, value in retrieval.items():
         if key.startswith(("val_recall_at_", "val_hit_rate_at_")):  # models before and after the rename
@@ -56,8 +58,14 @@ def plot_training_curves(history: dict) -> plt.Figure:
         if key in ranking:
             right.plot(range(1, len(ranking[key]) + 1), ranking[key], "o-", label=key.replace("root_mean_squared_error", "RMSE"))
     right.axvline(history.get("ranking_best_epoch", 0), color="grey", linestyle=":", label="kept epoch")
-    right.set(xlabel="epoch", ylabel="RMSE", title="Ranking: RMSE")
-    for axis in (left, right):
+    right.set(xlabel="epoch", ylabel="RMSE", title="Rating head: RMSE")
+    if lists:
+        for key in ("val_ndcg_at_10", "val_recall_at_10"):
+            if key in lists:
+                axes[2].plot(range(1, len(lists[key]) + 1), lists[key], "o-", label=key)
+        axes[2].axvline(history.get("list_ranking_best_epoch", 0), color="grey", linestyle=":", label="kept epoch")
+        axes[2].set(xlabel="epoch", ylabel="on held-out users' lists", title="List ranker: validation NDCG@10")
+    for axis in axes:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
