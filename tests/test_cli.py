@@ -95,3 +95,21 @@ def test_benchmark_two_stage_prints_the_ablation(capsys):
     for system in ("retrieval alone", "two-stage, rating blend", "two-stage, as served", "most popular", "EASE"):
         assert system in out
     assert "two-stage / retrieval alone: NDCG@10" in out and "ranking RMSE" in out
+
+
+def test_a_catalog_smaller_than_the_candidate_count_trains_with_a_note(tmp_path, capsys):
+    args = ["train", "--data", "synthetic:200x50x2000", "--out", str(tmp_path / "small"), "--epochs", "1",
+            "--verbose", "0", "--set", "retrieval.batch_size=512", "--set", "ranking.list_epochs=2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "serving.num_candidates 100 is capped at the catalog's 50 movies" in out
+    metrics = json.loads((tmp_path / "small" / "1" / "metrics.json").read_text())
+    assert metrics["factorized_top_k"]["top_100"] == metrics["factorized_top_k"]["top_50"] > 0.99
+    assert sorted(p.name for p in (tmp_path / "small").iterdir()) == ["1"]  # nothing half-written left
+
+
+def test_a_failed_run_leaves_no_half_written_version(tmp_path, capsys):
+    out = tmp_path / "models"
+    assert main(["train", "--data", f"csv:{tmp_path / 'missing.csv'}", "--out", str(out)]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    assert list(out.iterdir()) == []

@@ -42,7 +42,10 @@ EASE_MAX_CATALOG = 20_000
 
 def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_ids: np.ndarray,
                                ks=TOP_KS, batch: int = 4096) -> dict[str, float]:
-    """TFRS ``FactorizedTopK`` on the test split, computed from the exported towers (seen movies kept)."""
+    """TFRS ``FactorizedTopK`` on the test split, computed from the exported towers (seen movies kept).
+
+    A K above the catalog size is measured at the whole catalog (every movie is in such a top K).
+    """
     import tensorflow_recommenders as tfrs
 
     query_tower = load_saved_model(model_dir.stage("query_tower")).signatures["serving_default"]
@@ -50,16 +53,18 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
     catalog = tf.constant(catalog_ids.astype(str))
     embeddings = tf.concat([candidate_tower(movie_id=catalog[i : i + batch])["embeddings"]
                             for i in range(0, len(catalog_ids), batch)], axis=0)
-    index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
+    measured = sorted({min(k, len(catalog_ids)) for k in ks})
+    index = tfrs.layers.factorized_top_k.BruteForce(k=max(measured))
     index.index(embeddings, catalog)
-    metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=ks)
+    metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=measured)
     users = test["user_id"].astype(str).to_numpy()
     movies = test["movie_id"].astype(str).to_numpy()
     for start in range(0, len(test), batch):
         movie_batch = tf.constant(movies[start : start + batch])
         metric.update_state(query_tower(user_id=tf.constant(users[start : start + batch]))["embeddings"],
                             candidate_tower(movie_id=movie_batch)["embeddings"], true_candidate_ids=movie_batch)
-    return {f"top_{k}": float(value) for k, value in zip(ks, metric.result())}
+    values = dict(zip(measured, (float(value) for value in metric.result())))
+    return {f"top_{k}": values[min(k, len(catalog_ids))] for k in ks}
 
 
 def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, test: pd.DataFrame,

@@ -102,6 +102,9 @@ def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
     split = split_ratings(data, config.split)
     log(split.describe())
     prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    catalog = len(prepared.movies.movie_ids)
+    if config.serving.num_candidates > catalog:
+        log(f"note: serving.num_candidates {config.serving.num_candidates} is capped at the catalog's {catalog} movies")
     return PreparedRun(config, data, split, prepared)
 
 
