@@ -59,6 +59,8 @@ def test_similar_finds_a_movie_by_title(trained, capsys):
     (["recommend", "--model", "/no/such/model", "--user", "1"], "no exported model"),
     (["train", "--data", "synthetic:100k", "--out", "x", "--set", "retrieval.epochs=lots"], "retrieval.epochs must be"),
     (["evaluate", "--model", "MODEL", "--format", "yaml"], "invalid choice: 'yaml'"),
+    (["train", "--data", "synthetic:100k", "--out", "x", "--set", "retrieval.learning_rate=nan"],
+     "retrieval.learning_rate must be a finite number above 0, got nan"),
     (["recommend", "--model", "MODEL", "--user", "1", "--k", "0"], "expected a positive integer"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(trained, args, message):
@@ -112,4 +114,14 @@ def test_a_failed_run_leaves_no_half_written_version(tmp_path, capsys):
     out = tmp_path / "models"
     assert main(["train", "--data", f"csv:{tmp_path / 'missing.csv'}", "--out", str(out)]) == 2
     assert "missing.csv" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_a_run_whose_loss_becomes_nan_stops_and_publishes_nothing(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    args = ["train", "--data", "synthetic:200x120x4000", "--out", str(out), "--epochs", "2", "--verbose", "0",
+            "--set", "ranking.learning_rate=1e30", "--set", "retrieval.batch_size=512"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "ranking training stopped: the loss became nan in epoch 1" in error and "Nothing was published" in error
     assert list(out.iterdir()) == []

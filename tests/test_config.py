@@ -21,6 +21,9 @@ def test_toml_round_trip_keeps_every_value(tmp_path):
     ({"retrieval.nope": 1}, "unknown configuration key 'retrieval.nope'"),
     ({"split.kind": "sideways"}, "split.kind must be one of random, temporal, leave-last-out; got 'sideways'"),
     ({"split.test_fraction": 1.5}, "split.test_fraction must be between 0 and 1"),
+    ({"ranking.learning_rate": "inf"}, "ranking.learning_rate must be a finite number above 0, got inf"),
+    ({"ranking.list_learning_rate": 0}, "ranking.list_learning_rate must be a finite number above 0, got 0.0"),
+    ({"ranking.list_item_model": "svd"}, "ranking.list_item_model must be one of auto, ease, cosine; got 'svd'"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

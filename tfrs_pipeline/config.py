@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,11 @@ class PipelineConfig:
         ]:
             if int(value) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
+        for name, value in [("retrieval.learning_rate", self.retrieval.learning_rate),
+                            ("ranking.learning_rate", self.ranking.learning_rate),
+                            ("ranking.list_learning_rate", self.ranking.list_learning_rate)]:
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a finite number above 0, got {value}")
         if self.retrieval.temperature <= 0:
             raise ConfigError(f"retrieval.temperature must be > 0, got {self.retrieval.temperature}")
         if len(self.data.rating_scale) != 2 or self.data.rating_scale[0] > self.data.rating_scale[1]:

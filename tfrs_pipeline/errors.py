@@ -17,3 +17,7 @@ class ConfigError(PipelineError, ValueError):
 
 class ModelError(PipelineError):
     """An exported model is missing, incomplete or asked for something it does not know."""
+
+
+class TrainingError(PipelineError):
+    """Training went wrong in a way the user can act on (a loss that became NaN or infinite)."""

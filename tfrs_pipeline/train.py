@@ -16,6 +16,7 @@ version is never a half-written model.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import tensorflow as tf
 
 from tfrs_pipeline.config import PipelineConfig, RuntimeConfig, to_toml
 from tfrs_pipeline.data import RatingsData, load_data
+from tfrs_pipeline.errors import ModelError
 from tfrs_pipeline.evaluation import evaluate_export
 from tfrs_pipeline.export import export_model
 from tfrs_pipeline.features import Prepared, prepare
@@ -202,6 +204,7 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         stages = fit_stages(run, staging, log)
         export(run, stages, staging, log)
         metrics = evaluate(run, stages, staging, log)
+        _require_finite(metrics)
         published = staging.publish()
     except BaseException:
         staging.discard()
@@ -211,6 +214,16 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
     seconds = time.perf_counter() - start
     log(f"done in {seconds:.0f} s: {published.path}")
     return TrainedModel(published, metrics, seconds, run.data, run.split)
+
+
+def _require_finite(metrics: dict, path: str = "") -> None:
+    """Refuses to publish a model any of whose metrics is NaN or infinite (its scores are then broken)."""
+    for key, value in metrics.items():
+        name = f"{path}{key}"
+        if isinstance(value, dict):
+            _require_finite(value, f"{name}/")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ModelError(f"the model was not published: its metric {name} is {value}")
 
 
 def format_metrics(metrics: dict) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfrs_pipeline.errors import TrainingError
+
 
 @dataclass
 class TrainingResult:
@@ -126,10 +128,17 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         callbacks.append(tf.keras.callbacks.ModelCheckpoint(
             str(Path(log_dir) / "checkpoint"), save_weights_only=True, save_best_only=True,
             monitor=monitor if validated else "loss", mode=mode if validated else "min"))
+    # Stops at the first batch whose loss is NaN or infinite; the run is then refused below.
+    callbacks.insert(0, tf.keras.callbacks.TerminateOnNaN())
     start = time.perf_counter()
     history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - start
     logs = {key: [float(v) for v in values] for key, values in history.history.items()}
+    bad = [(epoch, value) for epoch, value in enumerate(logs.get("loss", []), 1) if not np.isfinite(value)]
+    if bad:
+        epoch, value = bad[0]
+        raise TrainingError(f"{stage} training stopped: the loss became {value} in epoch {epoch}; lower the {stage} "
+                            "learning rate or check the data. Nothing was published")
     if monitor in logs:
         best = int(np.argmax(logs[monitor]) if mode == "max" else np.argmin(logs[monitor]))
     else:
