@@ -34,10 +34,8 @@ from tfrs_pipeline.features import Vocabularies
 from tfrs_pipeline.index import SeenMovies
 from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse, users_of
 from tfrs_pipeline.model_dir import ModelDir
-from tfrs_pipeline.serving.blend import blend_top_k, logit_scale
-
-#: EASE inverts a catalog x catalog matrix: skipped above this many movies (memory grows with its square).
-EASE_MAX_CATALOG = 20_000
+from tfrs_pipeline.neighbours import EASE_MAX_CATALOG
+from tfrs_pipeline.serving.blend import blend_top_k
 
 
 def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_ids: np.ndarray,
@@ -129,16 +127,15 @@ def _at_10(numbers: dict[str, float]) -> dict[str, float]:
 
 def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10) -> np.ndarray:
     """The first release's two-stage top ``k``: candidates kept by retrieval logit + w * predicted rating."""
-    config = recommender.model_dir.read_config()
-    serving, retrieval = config.serving, config.retrieval
-    scale = logit_scale(retrieval.normalize, retrieval.temperature)
-    weight = float(recommender.model.rating_weight.numpy())
+    num_candidates = recommender.model_dir.read_config().serving.num_candidates
+    # The blend's factors as exported (models of the first release hold them too).
+    scale, weight = recommender.model.logit_scale, recommender.model.rating_weight
     lists = []
     for start in range(0, len(users), 1024):
         batch = users[start : start + 1024]
-        candidates = recommender.call("retrieve", 1024, user_id=batch, k=serving.num_candidates)
+        candidates = recommender.call("retrieve", 1024, user_id=batch, k=num_candidates)
         predicted = recommender.call("rank", 1024, user_id=batch, movie_ids=candidates["movie_ids"])
         order = blend_top_k(tf.constant(candidates["retrieval_scores"]), tf.constant(predicted["predicted_ratings"]),
-                            tf.constant(scale, tf.float32), tf.constant(weight, tf.float32), k)
+                            scale, weight, k)
         lists.append(np.take_along_axis(candidates["movie_ids"], order.numpy(), axis=1))
     return np.concatenate(lists)

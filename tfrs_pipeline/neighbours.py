@@ -63,17 +63,13 @@ class ItemNeighbours:
         catalog = pd.Index(np.asarray(catalog_ids).astype(str))
         if kind == "auto":
             kind = "ease" if len(catalog) <= EASE_MAX_CATALOG else "cosine"
-        ratings = _rating_matrix(train, catalog)
+        ratings = rating_matrix(train, catalog)
         width = min(k, max(len(catalog) - 1, 0))
         table = cls(np.zeros((len(catalog) + 1, k), np.int64), np.zeros((len(catalog) + 1, k), np.float32), kind)
         if width == 0:
             return table
         if kind == "ease":
-            gram = (ratings.T @ ratings).toarray()
-            gram[np.diag_indices_from(gram)] += EASE_REGULARIZATION
-            inverse = np.linalg.inv(gram)
-            weights = -inverse / np.diag(inverse)
-            del gram, inverse
+            weights = ease_weights(ratings)
             for start in range(0, len(catalog), block):
                 table._keep(start, weights[:, start : start + block].T, width)  # incoming weights of each movie
             return table
@@ -98,7 +94,21 @@ class ItemNeighbours:
         self.weights[stored, :width] = values
 
 
-def _rating_matrix(train: pd.DataFrame, catalog: pd.Index) -> sparse.csr_matrix:
+def ease_weights(ratings: sparse.spmatrix, regularization: float = EASE_REGULARIZATION) -> np.ndarray:
+    """EASE's item-item matrix ``B`` [catalog, catalog] (float32, zero diagonal) of a users x catalog 0/1 matrix.
+
+    Closed form (Steck 2019): ``P = (X'X + lambda I)^-1``, ``B = -P / diag(P)`` off the diagonal.
+    """
+    gram = (ratings.T @ ratings).toarray().astype(np.float32)
+    gram[np.diag_indices_from(gram)] += np.float32(regularization)
+    inverse = np.linalg.inv(gram)
+    del gram
+    weights = -inverse / np.diag(inverse)
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+def rating_matrix(train: pd.DataFrame, catalog: pd.Index) -> sparse.csr_matrix:
     """Users x catalog binary matrix of who rated what (movies outside the catalog are left out)."""
     items = catalog.get_indexer(train["movie_id"].astype(str))
     users = pd.factorize(train["user_id"].astype(str))[0]
