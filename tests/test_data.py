@@ -192,7 +192,7 @@ def test_csv_source_rejects_unknown_items_and_missing_columns(tmp_path):
     (tmp_path / "items.csv").write_text("item_id,title\nm1,First\n")
     with pytest.raises(DataError, match=r"events.csv, line 2: rating for a movie not in the movies file: 'm9'"):
         load_data(f"csv:{tmp_path / 'events.csv'}", DataConfig(csv_items_path=str(tmp_path / "items.csv")))
-    with pytest.raises(DataError, match="missing column 'stars'"):
+    with pytest.raises(DataError, match="no rating column 'stars'"):
         load_data(f"csv:{tmp_path / 'events.csv'}", DataConfig(csv_rating_column="stars"))
 
 
@@ -232,8 +232,8 @@ def test_tfds_source_offline_says_how_to_use_a_local_copy(tmp_path):
 
 
 def test_unknown_source_kind_is_a_clear_error():
-    with pytest.raises(DataError, match="unknown data source 'parquet:x'"):
-        load_data("parquet:x")
+    with pytest.raises(DataError, match="unknown data source 'hdf5:x'"):
+        load_data("hdf5:x")
 
 
 # --- command line and the Keras guard ----------------------------------------------------------

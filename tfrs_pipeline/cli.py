@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -20,23 +21,42 @@ from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError  # noqa:
 
 
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument("--data", required=required, help="synthetic[:SIZE], movielens:PATH, tfds:NAME or csv:PATH")
-    group.add_argument("--on-bad-rows", choices=CHOICES["data.on_bad_rows"], help="stop at the first bad row, or drop and count")
-    group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data")
-    group.add_argument("--user-col", dest="csv_user_column", help="csv: user id column (default user_id)")
-    group.add_argument("--item-col", dest="csv_item_column", help="csv: item id column (default item_id)")
-    group.add_argument("--rating-col", dest="csv_rating_column", help="csv: rating column (default rating)")
-    group.add_argument("--timestamp-col", dest="csv_timestamp_column", help="csv: timestamp column (default timestamp)")
-    group.add_argument("--items", dest="csv_items_path", help="csv: items file with id and title columns")
-    group.add_argument("--title-col", dest="csv_title_column", help="csv: title column of the items file")
-    group.add_argument("--rating-scale", help="csv: lowest,highest rating (default 0.5,5)")
+    group = parser.add_argument_group("data (default: the configuration's, else synthetic:100k)")
+    group.add_argument("--data", required=required,
+                       help="synthetic[:SIZE], movielens:PATH, tfds:NAME, csv:PATH (any delimited text) or parquet:PATH")
+    group.add_argument("--on-bad-rows", choices=CHOICES["data.on_bad_rows"],
+                       help="stop at the first bad row (default error), or drop and count them (skip)")
+    group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data (default: TFDS's own)")
+    group.add_argument("--sep", help="csv: field separator, any string such as '::' or '\\t' "
+                                     "(default: tab for .tsv, else ',')")
+    group.add_argument("--columns", help="csv: names of every field of a file without a header line, comma-separated, "
+                                         "such as user_id,item_id,rating,timestamp (default: the header line)")
+    group.add_argument("--user-col", dest="csv_user_column", help="csv/parquet: user id column (default user_id)")
+    group.add_argument("--item-col", dest="csv_item_column", help="csv/parquet: item id column (default item_id)")
+    group.add_argument("--rating-col", dest="csv_rating_column",
+                       help="csv/parquet: rating column (default: rating when present, else implicit feedback: "
+                            "every row a positive)")
+    group.add_argument("--timestamp-col", dest="csv_timestamp_column",
+                       help="csv/parquet: timestamp column, seconds or dates (default timestamp; absent: all 0)")
+    group.add_argument("--rating-scale", help="csv/parquet: LOW-HIGH, such as 0-10, 1-5 or -10-10 (default 0.5-5); "
+                                              "other sources keep their own")
+    group.add_argument("--items", dest="csv_items_path", help="csv/parquet: items file with id and title columns "
+                                                              "(default: none, titles are the ids)")
+    group.add_argument("--items-sep", help="items file's field separator (default: as --sep's default)")
+    group.add_argument("--items-columns", help="items file's field names when it has no header line (default: its header)")
+    group.add_argument("--title-col", dest="csv_title_column", help="items file's title column (default title)")
+    group.add_argument("--genres-col", dest="genres_column",
+                       help="items file's genres column, split on '|' (default: genres when present)")
+
+
+_DATA_KEYS = ("on_bad_rows", "tfds_data_dir", "sep", "columns", "csv_user_column", "csv_item_column",
+              "csv_rating_column", "csv_timestamp_column", "rating_scale", "csv_items_path", "items_sep",
+              "items_columns", "csv_title_column", "genres_column")
 
 
 def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
     overrides: dict[str, object] = {}
-    for key in ("on_bad_rows", "tfds_data_dir", "csv_user_column", "csv_item_column", "csv_rating_column",
-                "csv_timestamp_column", "csv_items_path", "csv_title_column", "rating_scale"):
+    for key in _DATA_KEYS:
         value = getattr(args, key, None)
         if value is not None:
             overrides[f"data.{key}"] = value
@@ -65,7 +85,15 @@ def _cmd_data_describe(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit code 2), like every other user error."""
+    """argparse, but a usage error is one line (and exit code 2), like every other user error.
+
+    Values that start with a minus sign and a digit (``--rating-scale -10-10``, ``--k -3``)
+    are read as values, not as unknown options: no option here starts with a digit.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

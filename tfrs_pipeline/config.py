@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from tfrs_pipeline.errors import ConfigError
 
@@ -37,15 +41,24 @@ class DataConfig:
     """Where ratings come from and what to do with rows that fail validation.
 
     Args:
-        source: ``synthetic[:SIZE]``, ``movielens:PATH``, ``tfds:NAME`` or ``csv:PATH``.
+        source: ``synthetic[:SIZE]``, ``movielens:PATH``, ``tfds:NAME``, ``csv:PATH`` (any
+            delimited text) or ``parquet:PATH``.
         on_bad_rows: ``error`` stops at the first bad row; ``skip`` drops and counts them.
         tfds_data_dir: folder holding prepared TFDS data (``tfds:`` sources only).
-        csv_user_column, csv_item_column, csv_rating_column, csv_timestamp_column: column
-            names of a ``csv:`` interactions file.
-        csv_items_path: optional items file for a ``csv:`` source, with ``csv_item_column``
-            and ``csv_title_column`` (and optionally ``genres``, ``|``-separated).
+        csv_user_column, csv_item_column, csv_timestamp_column: column names of a ``csv:``
+            or ``parquet:`` interactions file.
+        csv_rating_column: its rating column; empty: ``rating`` when present, otherwise
+            implicit feedback (every row a positive interaction).
+        sep: field separator of a ``csv:`` file, any string (``::`` too; ``\t`` a tab); empty:
+            tab for ``.tsv``, else ``,``.
+        columns: names of every field of a ``csv:`` file without a header line (implies no header).
+        csv_items_path: optional items file (delimited or ``.parquet``) with ``csv_item_column``,
+            ``csv_title_column`` and optionally a genres column (``|``-separated).
         csv_title_column: title column of the items file.
-        rating_scale: lowest and highest allowed rating of a ``csv:`` source.
+        genres_column: genres column of the items file; empty: ``genres`` when present.
+        items_sep, items_columns: ``sep`` and ``columns`` of the items file.
+        rating_scale: lowest and highest allowed rating of a ``csv:`` or ``parquet:`` source
+            (any range: 0-10, 1-5, -10-10); empty: 0.5 to 5. Other sources keep their own.
     """
 
     source: str = "synthetic:100k"
@@ -53,11 +66,16 @@ class DataConfig:
     tfds_data_dir: str = ""
     csv_user_column: str = "user_id"
     csv_item_column: str = "item_id"
-    csv_rating_column: str = "rating"
+    csv_rating_column: str = ""
     csv_timestamp_column: str = "timestamp"
+    sep: str = ""
+    columns: list[str] = field(default_factory=list)
     csv_items_path: str = ""
     csv_title_column: str = "title"
-    rating_scale: list[float] = field(default_factory=lambda: [0.5, 5.0])
+    genres_column: str = ""
+    items_sep: str = ""
+    items_columns: list[str] = field(default_factory=list)
+    rating_scale: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -261,9 +279,16 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be a finite number above 0, got {value}")
         if self.retrieval.temperature <= 0:
             raise ConfigError(f"retrieval.temperature must be > 0, got {self.retrieval.temperature}")
-        if len(self.data.rating_scale) != 2 or self.data.rating_scale[0] > self.data.rating_scale[1]:
-            raise ConfigError(f"data.rating_scale must be [low, high], got {self.data.rating_scale}")
+        scale = self.data.rating_scale
+        if scale and (len(scale) != 2 or not all(math.isfinite(v) for v in scale) or scale[0] >= scale[1]):
+            raise ConfigError(f"data.rating_scale must be two finite numbers LOW-HIGH with LOW below HIGH "
+                              f"(such as 0-10 or 0.5-5), got {scale}")
         return self
+
+
+#: The item type of list settings whose default is empty.
+_LIST_TYPES = {"data.columns": str, "data.items_columns": str, "retrieval.query_hidden_units": int,
+               "ranking.list_hidden_units": int}
 
 
 def _fraction(name: str, value: float) -> None:
@@ -271,8 +296,33 @@ def _fraction(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {value}")
 
 
+_RANGE = re.compile(r"^\s*\[?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*(?:,|-|:|\.\.|to)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\]?\s*$")
+
+
+def parse_range(name: str, value: Any) -> list[float]:
+    """``"0-10"``, ``"0.5,5"``, ``"-10-10"``, ``"1..5"`` or ``[1, 5]`` -> ``[low, high]``; empty -> ``[]``."""
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        match = _RANGE.match(value)
+        if not match:
+            raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10, 1-5, 0.5-5 or -10-10), got {value!r}")
+        return [float(match.group(1)), float(match.group(2))]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10) or [low, high], got {value!r}")
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Converts ``value`` to the type of ``default`` or raises a ConfigError naming ``name``."""
+    if name == "data.rating_scale":
+        return parse_range(name, value)
+    if isinstance(value, bool) and not isinstance(default, bool):
+        raise ConfigError(f"{name} must be of type {type(default).__name__}, got {value!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (list, dict)):
+        raise ConfigError(f"{name} must be of type {type(default).__name__}, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -289,8 +339,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return float(value)
         if isinstance(default, list):
             items = value.split(",") if isinstance(value, str) else list(value)
-            item_type = type(default[0]) if default else int
-            return [item_type(item) for item in items if str(item).strip() != ""]
+            item_type = type(default[0]) if default else _LIST_TYPES.get(name, int)
+            if item_type is not str and any(isinstance(item, bool) for item in items):
+                raise ValueError(value)
+            return [item_type(item).strip() if item_type is str else item_type(item)
+                    for item in items if str(item).strip() != ""]
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(
@@ -332,7 +385,14 @@ def load_toml(path: str | Path, base: PipelineConfig | None = None) -> PipelineC
     if not path.is_file():
         raise ConfigError(f"configuration file {path} does not exist")
     try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at position {error.start}); "
+                          "save the configuration file as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     try:

@@ -1,7 +1,7 @@
 """Data in: every source in one canonical schema, validated.
 
 A source is named by a string: ``synthetic[:SIZE]`` (the offline default),
-``movielens:PATH``, ``tfds:NAME`` or ``csv:PATH``.
+``movielens:PATH``, ``tfds:NAME``, ``csv:PATH`` (any delimited text) or ``parquet:PATH``.
 
 Example:
     >>> from tfrs_pipeline.data import load_data
@@ -18,7 +18,7 @@ from tfrs_pipeline.errors import DataError
 
 __all__ = ["RatingsData", "ValidationReport", "load_data"]
 
-SOURCE_KINDS = ("synthetic", "movielens", "tfds", "csv")
+SOURCE_KINDS = ("synthetic", "movielens", "tfds", "csv", "parquet")
 
 
 def load_data(source: str | None = None, config: DataConfig | None = None) -> RatingsData:
@@ -30,6 +30,25 @@ def load_data(source: str | None = None, config: DataConfig | None = None) -> Ra
     config = config or DataConfig()
     source = source or config.source
     kind, _, argument = source.partition(":")
+    if kind in ("csv", "parquet"):
+        from tfrs_pipeline.data.csv_source import TableFormat, load_table_ratings
+
+        data = load_table_ratings(
+            _required(argument, source),
+            parquet=kind == "parquet",
+            user_column=config.csv_user_column,
+            item_column=config.csv_item_column,
+            rating_column=config.csv_rating_column,
+            timestamp_column=config.csv_timestamp_column,
+            table=TableFormat(config.sep, list(config.columns)),
+            items_path=config.csv_items_path or None,
+            items_table=TableFormat(config.items_sep, list(config.items_columns)),
+            title_column=config.csv_title_column,
+            genres_column=config.genres_column,
+            rating_scale=tuple(config.rating_scale) or None,
+            on_bad_rows=config.on_bad_rows,
+        )
+        return require_non_empty(data)
     if kind == "synthetic":
         from tfrs_pipeline.data.synthetic import generate, parse_size
 
@@ -42,25 +61,19 @@ def load_data(source: str | None = None, config: DataConfig | None = None) -> Ra
         from tfrs_pipeline.data.tfds_source import load_tfds
 
         data = load_tfds(_required(argument, source), config.tfds_data_dir or None, config.on_bad_rows)
-    elif kind == "csv":
-        from tfrs_pipeline.data.csv_source import load_csv
-
-        data = load_csv(
-            _required(argument, source),
-            user_column=config.csv_user_column,
-            item_column=config.csv_item_column,
-            rating_column=config.csv_rating_column,
-            timestamp_column=config.csv_timestamp_column,
-            items_path=config.csv_items_path or None,
-            title_column=config.csv_title_column,
-            rating_scale=tuple(config.rating_scale),
-            on_bad_rows=config.on_bad_rows,
-        )
     else:
-        raise DataError(
-            f"unknown data source {source!r}; expected one of synthetic[:SIZE], movielens:PATH, tfds:NAME, csv:PATH"
-        )
+        raise DataError(f"unknown data source {source!r}; expected one of synthetic[:SIZE], movielens:PATH, "
+                        "tfds:NAME, csv:PATH, parquet:PATH")
+    _keep_own_scale(data, config)
     return require_non_empty(data)
+
+
+def _keep_own_scale(data: RatingsData, config: DataConfig) -> None:
+    """MovieLens, TFDS and synthetic data keep their published scale; a different one given is noted."""
+    if config.rating_scale and tuple(config.rating_scale) != tuple(data.rating_scale):
+        low, high = data.rating_scale
+        data.report.notes.append(f"data.rating_scale {config.rating_scale[0]:g}-{config.rating_scale[1]:g} is for "
+                                 f"csv: and parquet: sources; {data.source} keeps its own {low:g}-{high:g}")
 
 
 def _required(argument: str, source: str) -> str:

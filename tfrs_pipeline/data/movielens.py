@@ -15,6 +15,7 @@ Layouts (from the GroupLens READMEs):
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,13 @@ def load_movielens(path: str | Path, on_bad_rows: str = "error") -> RatingsData:
         DataError: a missing file or column, or a bad row under the ``error`` policy.
     """
     path = Path(path)
+    try:
+        return _load(path, on_bad_rows)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise DataError(f"{path}: the zip archive is damaged ({error}); download it again") from None
+
+
+def _load(path: Path, on_bad_rows: str) -> RatingsData:
     layout, files = _locate(path)
     report = ValidationReport()
     policy = RowPolicy(on_bad_rows, report)
@@ -90,21 +98,21 @@ def load_movielens(path: str | Path, on_bad_rows: str = "error") -> RatingsData:
     columns = ["user_id", "movie_id", "rating", "timestamp"]
     kinds = {"user_id": "int", "movie_id": "int", "rating": "float", "timestamp": "int"}
     if layout == "100k":
-        movies = _movies_100k(need("u.item"), policy)
+        movies = _movies_100k(need("u.item"), policy.of("movie-file lines"))
         if "u.user" in files:
-            users = _users_100k(files["u.user"], policy)
+            users = _users_100k(files["u.user"], policy.of("user-file lines"))
         ratings_file = need("u.data")
         raw = read_table(ratings_file, columns, kinds, sep="\t", header=False, policy=policy)
         scale = (1.0, 5.0)
     elif layout in ("1m", "10m"):
-        movies = _movies_dat(need("movies.dat"), policy)
+        movies = _movies_dat(need("movies.dat"), policy.of("movie-file lines"))
         if layout == "1m":
-            users = _users_1m(files["users.dat"], policy)
+            users = _users_1m(files["users.dat"], policy.of("user-file lines"))
         ratings_file = need("ratings.dat")
         raw = read_table(ratings_file, columns, kinds, sep="::", header=False, policy=policy)
         scale = (1.0, 5.0) if layout == "1m" else (0.5, 5.0)
     else:
-        movies = _movies_csv(need("movies.csv"), policy)
+        movies = _movies_csv(need("movies.csv"), policy.of("movie-file lines"))
         ratings_file = need("ratings.csv")
         header = ["userId", "movieId", "rating", "timestamp"]
         raw = read_table(

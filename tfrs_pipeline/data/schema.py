@@ -28,6 +28,7 @@ class DroppedRows:
 
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    kind: str = "rating rows"
 
 
 @dataclass
@@ -38,31 +39,40 @@ class ValidationReport:
     dropped: dict[str, DroppedRows] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def drop(self, reason: str, count: int, examples: list[str]) -> None:
-        """Records ``count`` rows dropped for ``reason`` with up to five examples."""
+    def drop(self, reason: str, count: int, examples: list[str], kind: str = "rating rows") -> None:
+        """Records ``count`` rows of ``kind`` (rating rows, movie-file lines, ...) dropped for ``reason``."""
         if count <= 0:
             return
-        entry = self.dropped.setdefault(reason, DroppedRows())
+        entry = self.dropped.setdefault(f"{kind}: {reason}", DroppedRows(kind=kind))
         entry.count += int(count)
         entry.examples.extend(examples[: max(0, 5 - len(entry.examples))])
 
+    def dropped_of(self, kind: str) -> int:
+        """How many rows of one kind were dropped."""
+        return sum(entry.count for entry in self.dropped.values() if entry.kind == kind)
+
     @property
     def rows_dropped(self) -> int:
-        return sum(entry.count for entry in self.dropped.values())
+        """Rating rows dropped (lines of movie and user files are counted apart: :meth:`dropped_of`)."""
+        return self.dropped_of("rating rows")
 
     def format(self) -> str:
-        """A few human-readable lines: rows read, rows dropped by reason, notes."""
+        """A few human-readable lines: rows read, rows dropped by file kind and reason, notes."""
         lines = [f"validation: {self.rows_read:,} rating rows read, {self.rows_dropped:,} dropped"]
+        other = sorted({entry.kind for entry in self.dropped.values()} - {"rating rows"})
+        lines.extend(f"validation: {self.dropped_of(kind):,} {kind} dropped" for kind in other)
         for reason, entry in self.dropped.items():
-            lines.append(f"  dropped {entry.count:,} rows: {reason}")
+            lines.append(f"  dropped {entry.count:,} {reason}")
             lines.extend(f"    e.g. {example}" for example in entry.examples)
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        kinds = sorted({entry.kind for entry in self.dropped.values()} | {"rating rows"})
         return {
             "rows_read": self.rows_read,
             "rows_dropped": self.rows_dropped,
+            "dropped_by_kind": {kind: self.dropped_of(kind) for kind in kinds},
             "dropped": {reason: vars(entry) for reason, entry in self.dropped.items()},
             "notes": list(self.notes),
         }
@@ -80,8 +90,10 @@ class RatingsData:
         users: ``user_id`` and optional ``age``, ``gender``, ``occupation``, ``zip``; None
             when the source has no user file.
         source: the source string it was read from.
-        rating_scale: lowest and highest allowed rating.
+        rating_scale: lowest and highest allowed rating ((1, 1) for implicit feedback).
         report: what validation read and dropped.
+        implicit: interactions without ratings (plays, clicks, purchases): every row is a
+            positive with rating 1; the ranking stage then learns relevance, not ratings.
     """
 
     interactions: pd.DataFrame
@@ -90,6 +102,7 @@ class RatingsData:
     source: str
     rating_scale: tuple[float, float]
     report: ValidationReport = field(default_factory=ValidationReport)
+    implicit: bool = False
 
     def fingerprint(self) -> str:
         """A short hash of the interactions, so a recorded split can be checked against its data."""

@@ -28,6 +28,8 @@ class FileRef:
 
     container: Path
     member: str | None = None
+    #: What a position in it is called in messages: ``line`` (text files) or ``row`` (Parquet).
+    unit: str = "line"
 
     def __str__(self) -> str:
         return f"{self.container}:{self.member}" if self.member else str(self.container)
@@ -55,13 +57,24 @@ class FileRef:
 
 
 class RowPolicy:
-    """Applies ``on_bad_rows``: raise on the first bad row, or drop bad rows and count them."""
+    """Applies ``on_bad_rows``: raise on the first bad row, or drop bad rows and count them.
 
-    def __init__(self, on_bad_rows: str, report: ValidationReport) -> None:
+    Args:
+        on_bad_rows: ``error`` or ``skip``.
+        report: where dropped rows are counted.
+        kind: what the rows are, counted apart in the report (``rating rows``, ``movie-file lines``, ...).
+    """
+
+    def __init__(self, on_bad_rows: str, report: ValidationReport, kind: str = "rating rows") -> None:
         if on_bad_rows not in ("error", "skip"):
             raise DataError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
         self.on_bad_rows = on_bad_rows
         self.report = report
+        self.kind = kind
+
+    def of(self, kind: str) -> RowPolicy:
+        """The same policy and report, counting rows of another file kind."""
+        return RowPolicy(self.on_bad_rows, self.report, kind)
 
     def reject(
         self, file: FileRef | str, lines: Sequence[int], values: Sequence[object], problem: str, expected: str
@@ -69,19 +82,74 @@ class RowPolicy:
         """Reports rows at ``lines`` (1-based) whose ``values`` show ``problem``."""
         if len(lines) == 0:
             return
+        unit = getattr(file, "unit", "line")
         if self.on_bad_rows == "error":
             raise DataError(
-                f"{file}, line {lines[0]}: {problem} {values[0]!r}; expected {expected}"
+                f"{file}, {unit} {lines[0]}: {problem} {_shown(values[0])}; expected {expected}"
                 + (f" ({len(lines) - 1:,} more such rows; use --on-bad-rows skip to drop them)" if len(lines) > 1 else "")
             )
-        examples = [f"{file}, line {line}: {value!r}" for line, value in zip(lines[:5], values[:5])]
-        self.report.drop(f"{problem} (expected {expected})", len(lines), examples)
+        examples = [f"{file}, {unit} {line}: {_shown(value)}" for line, value in zip(lines[:5], values[:5])]
+        self.report.drop(f"{problem} (expected {expected})", len(lines), examples, kind=self.kind)
+
+
+def _shown(value: object) -> str:
+    """A value as messages show it: quoted, control characters escaped, long values cut."""
+    text = repr(value) if isinstance(value, str) else repr(str(value)) if not isinstance(value, (int, float)) else str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+#: How many bytes :func:`sniff_text` looks at.
+_SNIFF_BYTES = 65536
+
+
+def sniff_text(file: FileRef) -> str:
+    """The encoding to read a delimited text file with; a UTF-16 or binary file is a DataError saying so.
+
+    A UTF-8 byte-order mark is accepted (and dropped by the ``utf-8-sig`` codec).
+    """
+    with file.open() as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{file}: the file is UTF-16 encoded; expected UTF-8 text (convert it, e.g. "
+                        f"iconv -f UTF-16 -t UTF-8 {file.container.name} > converted.csv)")
+    if b"\x00" in head:
+        offset = head.index(b"\x00")
+        raise DataError(f"{file}: binary data (a NUL byte at byte {offset}, starting "
+                        f"{head[:24]!r}); expected delimited text such as a CSV file")
+    return "utf-8-sig"
 
 
 def _split_line(text: str, sep: str) -> list[str]:
-    if sep == ",":
-        return next(csv.reader([text]))
-    return text.split(sep)
+    """The fields of one line: quoted fields as CSV reads them for one-character separators."""
+    if len(sep) == 1:
+        return next(csv.reader([text], delimiter=sep), [])
+    return [field.strip('"') for field in text.split(sep)]
+
+
+class _Reseparated(io.RawIOBase):
+    """A binary file with a multi-character separator replaced by one the C parser takes (``\\x1f``).
+
+    Whole lines are read and rewritten, so a separator is never cut between two reads.
+    """
+
+    def __init__(self, handle: IO[bytes], sep: bytes) -> None:
+        self.handle, self.sep, self.pending = handle, sep, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self.pending) < len(buffer):
+            lines = self.handle.readlines(1 << 20)
+            if not lines:
+                break
+            self.pending += b"".join(lines).replace(self.sep, _UNIT_SEPARATOR)
+        size = min(len(buffer), len(self.pending))
+        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
+        return size
+
+
+_UNIT_SEPARATOR = b"\x1f"
 
 
 def read_table(
@@ -92,72 +160,108 @@ def read_table(
     sep: str,
     header: bool,
     policy: RowPolicy,
-    encoding: str = "utf-8",
+    names: Sequence[str] | None = None,
+    encoding: str | None = None,
 ) -> pd.DataFrame:
     """Reads ``columns`` of a delimited file into a frame with an extra ``line`` column.
 
     Args:
         file: the file to read.
-        columns: with ``header``, the header names to keep; without, the name of every field.
-        kinds: ``int``, ``float`` or ``str`` for each column.
-        sep: field separator (``::`` allowed).
-        header: whether the first line names the columns.
+        columns: the columns to keep (header names, or names from ``names``).
+        kinds: ``int``, ``float``, ``str`` (not empty), ``text`` (may be empty) or ``time`` (seconds since 1970, or a date and time
+            pandas can parse, such as ``2019-03-01 12:00:00``) for each kept column.
+        sep: field separator, any string (``::`` and ``\\t`` included).
+        header: whether the first line names the columns (quoted names allowed).
         policy: what to do with malformed lines and unparsable values.
-        encoding: text encoding (latin-1 is tried when it fails).
+        names: without ``header``, the name of every field (default: ``columns``).
+        encoding: text encoding; by default UTF-8 (a byte-order mark is dropped), and a
+            UTF-16 or binary file is an error that says so. latin-1 is tried when it fails.
 
     Raises:
         DataError: the file or a column is missing, or (policy ``error``) a line is bad.
     """
     if not file.exists():
         raise DataError(f"{file}: file not found")
-    header_names = _read_header(file, sep, encoding) if header else list(columns)
+    if not sep:
+        raise DataError(f"{file}: the field separator is empty; expected a character or string such as ',' or '::'")
+    encoding = encoding or sniff_text(file)
     if header:
+        header_names = read_header(file, sep, encoding)
         missing = [name for name in columns if name not in header_names]
         if missing:
-            raise DataError(
-                f"{file}, line 1: missing column {missing[0]!r}; the header has {', '.join(header_names)}"
-            )
+            raise DataError(f"{file}, line 1: missing column {missing[0]!r}; the header has "
+                            f"{', '.join(map(repr, header_names))} (separator {sep!r})")
+    else:
+        header_names = list(names or columns)
+        missing = [name for name in columns if name not in header_names]
+        if missing:
+            raise DataError(f"{file}: column {missing[0]!r} is not among the named columns {', '.join(header_names)}")
     try:
-        frame = _read_fast(file, columns, kinds, sep=sep, header=header, encoding=encoding)
+        frame = _read_fast(file, columns, kinds, header_names, sep=sep, header=header, encoding=encoding)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
         frame = _read_slow(file, columns, kinds, header_names, sep=sep, header=header, policy=policy, encoding=encoding)
     return frame
 
 
-def _read_header(file: FileRef, sep: str, encoding: str) -> list[str]:
+def read_header(file: FileRef, sep: str, encoding: str) -> list[str]:
+    """The column names on the first line (quotes and surrounding spaces removed)."""
     with file.open() as handle:
-        first = handle.readline().decode(encoding, errors="replace").rstrip("\r\n")
-    if not first:
-        raise DataError(f"{file}: the file is empty; expected a header line")
-    return [name.strip() for name in _split_line(first, sep)]
+        raw = handle.readline()
+    try:
+        first = raw.decode(encoding).rstrip("\r\n")
+    except UnicodeDecodeError:
+        first = raw.decode("latin-1").rstrip("\r\n")
+    if not first.strip():
+        raise DataError(f"{file}: the first line is empty; expected a header line naming the columns "
+                        "(or name them with --columns for a file without one)")
+    return [name.strip().strip('"').strip() for name in _split_line(first, sep)]
 
 
-def _read_fast(file, columns, kinds, *, sep, header, encoding) -> pd.DataFrame:
-    dtypes = {"int": "int64", "float": "float64", "str": str}
-    if sep == "::":
-        # The C parser takes one-character separators only: split on ':' and keep every other field.
-        names = [part for name in columns for part in (name, f"_gap_{name}")][:-1]
-        c_sep = ":"
-    else:
-        names, c_sep = (None if header else list(columns)), sep
-    with file.open() as handle:
+def to_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps as int64 seconds since 1970 and a mask of values that are neither numbers nor dates."""
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    seconds = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(seconds) | (seconds != np.floor(seconds))
+    if bad.any():
+        dates = pd.to_datetime(text[bad], errors="coerce", format="mixed", utc=True)
+        parsed = dates.notna().to_numpy()
+        if parsed.any():
+            epoch = pd.Timestamp("1970-01-01", tz="UTC")
+            seconds[np.flatnonzero(bad)[parsed]] = ((dates[parsed] - epoch) // pd.Timedelta(seconds=1)).to_numpy()
+        bad[np.flatnonzero(bad)[parsed]] = False
+    return np.where(bad, 0, seconds).astype(np.int64), bad
+
+
+def _read_fast(file, columns, kinds, names, *, sep, header, encoding) -> pd.DataFrame:
+    dtypes = {"int": "int64", "float": "float64", "str": str, "text": str, "time": str}
+    with file.open() as raw:
+        if len(sep) > 1:
+            handle, c_sep = io.BufferedReader(_Reseparated(raw, sep.encode(encoding.replace("-sig", ""))), 1 << 20), "\x1f"
+        else:
+            handle, c_sep = raw, sep
         frame = pd.read_csv(
             handle,
             sep=c_sep,
             header=0 if header else None,
-            names=names,
+            names=None if header else list(names),
             index_col=False,  # with usecols or an index column pandas would accept extra fields
-            dtype={name: dtypes[kinds[name]] for name in columns},
+            dtype={name: (dtypes[kinds[name]] if name in kinds else str) for name in names},
             skip_blank_lines=False,
             keep_default_na=False,
-            na_values={name: [""] for name in columns if kinds[name] != "str"},
+            na_values={name: [""] for name in columns if kinds[name] in ("int", "float")},
             encoding=encoding,
             engine="c",
         )
     frame = frame[list(columns)]
     for name in columns:
-        if (frame[name] == "").any() if kinds[name] == "str" else frame[name].isna().any():
+        if (frame[name] == "").any() if kinds[name] in ("str", "time") else frame[name].isna().any():
             raise ValueError(f"empty value in {name}")  # the slow path names each one
+        if kinds[name] == "time":
+            seconds, bad = to_seconds(frame[name])
+            if bad.any():
+                raise ValueError(f"bad time in {name}")
+            frame[name] = seconds
     frame["line"] = np.arange(len(frame), dtype=np.int64) + (2 if header else 1)
     frame.attrs["lines_read"] = len(frame)
     return frame
@@ -186,11 +290,22 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
     lines_read = len(all_lines) - start
     for name in columns:
         values = frame[name].astype(str)
+        if kinds[name] == "text":
+            continue
         empty = values == ""
         keep = ~empty.to_numpy()
         policy.reject(file, frame["line"][empty].tolist(), values[empty].tolist(), f"missing {name}", "a value")
         if kinds[name] == "str":
             frame = frame[keep]
+            continue
+        if kinds[name] == "time":
+            seconds, bad = to_seconds(values)
+            bad &= ~empty.to_numpy()
+            policy.reject(file, frame["line"][bad].tolist(), values[bad].tolist(), f"unreadable {name}",
+                          "seconds since 1970 or a date and time")
+            keep &= ~bad
+            frame = frame[keep].copy()
+            frame[name] = seconds[keep]
             continue
         numbers = pd.to_numeric(values.where(~empty), errors="coerce")
         bad = numbers.isna() & ~empty
@@ -215,21 +330,29 @@ def validate_ratings(
     *,
     rating_scale: tuple[float, float],
     known_movies: pd.Index | None,
+    implicit: bool = False,
+    scale_hint: str = "",
 ) -> pd.DataFrame:
     """Checks parsed ratings and returns them in the canonical schema.
 
     Checks, in order: ratings inside ``rating_scale``; movies listed in the movies file
     (when ``known_movies`` is given); one rating per (user, movie). Under the ``skip``
     policy a duplicate pair keeps its latest rating.
+
+    With ``implicit`` (interactions without ratings) every row is a positive with rating 1,
+    and repeated (user, item) rows are one interaction at its latest time (a note says how many).
     """
-    low, high = rating_scale
-    ratings = frame["rating"].to_numpy(dtype=np.float64)
-    outside = (ratings < low) | (ratings > high) | ~np.isfinite(ratings)
-    policy.reject(
-        file, frame["line"][outside].tolist(), [f"{value:g}" for value in frame["rating"][outside]],
-        "rating outside the scale", f"a rating from {low:g} to {high:g}",
-    )
-    frame = frame[~outside]
+    if implicit:
+        frame = frame.assign(rating=np.float32(1.0))
+    else:
+        low, high = rating_scale
+        ratings = frame["rating"].to_numpy(dtype=np.float64)
+        outside = (ratings < low) | (ratings > high) | ~np.isfinite(ratings)
+        policy.reject(
+            file, frame["line"][outside].tolist(), [f"{value:g}" for value in frame["rating"][outside]],
+            "rating outside the scale", f"a rating from {low:g} to {high:g}{scale_hint}",
+        )
+        frame = frame[~outside]
 
     user_ids = frame["user_id"].astype(str)
     movie_ids = frame["movie_id"].astype(str)
@@ -243,6 +366,14 @@ def validate_ratings(
 
     interactions = canonical_interactions(user_ids, movie_ids, frame["rating"], frame["timestamp"])
     interactions["line"] = frame["line"].to_numpy()
+    if implicit:
+        ordered = interactions.sort_values(["timestamp", "line"], kind="stable")
+        older = ordered.duplicated(["user_id", "movie_id"], keep="last").to_numpy()
+        if older.any():
+            policy.report.notes.append(f"{int(older.sum()):,} repeated (user, item) interactions merged: each pair "
+                                       "counts once, at its latest time")
+            interactions = ordered[~older].sort_values("line")
+        return interactions.drop(columns="line").reset_index(drop=True)
     if policy.on_bad_rows == "error":
         # Name the later line of each pair, and the first.
         repeated = interactions.duplicated(["user_id", "movie_id"], keep="first").to_numpy()
