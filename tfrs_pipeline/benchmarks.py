@@ -134,12 +134,15 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, ou
     print(format_ablation(ablation))
     print(f"  two-stage / retrieval alone: NDCG@10 {served['ndcg_at_10'] / retrieval['ndcg_at_10']:.3f}x, "
           f"hit rate@10 {served['hit_rate_at_10'] / retrieval['hit_rate_at_10']:.3f}x")
-    print(f"  ranking RMSE {metrics['ranking']['rmse']:.4f} (biased MF "
-          f"{metrics['baselines']['matrix_factorization']['ranking']['rmse']:.4f})")
+    if "rmse" in metrics["ranking"]:
+        print(f"  ranking RMSE {metrics['ranking']['rmse']:.4f} (biased MF "
+              f"{metrics['baselines']['matrix_factorization']['ranking']['rmse']:.4f})")
+    else:
+        print(f"  ranking: {metrics['ranking']['note']}")
     training = metrics["training"]
     print(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating head {training['ranking_seconds']:.1f}, "
           f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}")
-    results = {"data": source, "ablation": ablation, "ranking_rmse": metrics["ranking"]["rmse"], "training": training,
+    results = {"data": source, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"), "training": training,
                "seconds": trained.seconds}
     if out:
         Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

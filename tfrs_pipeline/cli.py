@@ -184,7 +184,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     print(f"top {args.k} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
     # Models exported before the list ranker have no ranking score.
     ranking_scores = out.get("scores", np.full(out["movie_ids"].shape, np.nan))[0]
-    print(f"  {'#':>3}  {'score':>7}  {'predicted':>9}  {'retrieval':>9}  {'movie id':>9}  title")
+    predicted = "relevance" if model.implicit else "predicted"
+    print(f"  {'#':>3}  {'score':>7}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
     for rank, (movie, title, ranking_score, rating, score) in enumerate(
             zip(out["movie_ids"][0], out["titles"][0], ranking_scores, out["predicted_ratings"][0],
                 out["retrieval_scores"][0]), 1):

@@ -79,6 +79,12 @@ class Recommender:
         return self.model_dir.path
 
     @property
+    def implicit(self) -> bool:
+        """True when the model was trained on implicit feedback: ``predicted_ratings`` are relevance (0 to 1)."""
+        flag = getattr(self.model, "implicit", None)
+        return bool(flag.numpy()) if flag is not None else False
+
+    @property
     def name(self) -> str:
         return self.model_dir.name
 

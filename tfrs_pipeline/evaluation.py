@@ -11,7 +11,8 @@ test split, beside the baselines of :mod:`tfrs_pipeline.baselines`:
   ``../shared/README.md``), ``recall_at_K`` the per-user recall (hits / the user's test
   movies, averaged over users), ``capped_recall_at_K`` the same over min(K, test movies),
   and ``ndcg_at_10`` binary-relevance NDCG of the top 10, averaged over users.
-* ``ranking/rmse``: RMSE of predicted ratings on every test rating.
+* ``ranking/rmse``: RMSE of predicted ratings on every test rating (not measured on implicit
+  feedback, where there are no ratings: ``ranking/note`` says so).
 * ``ablation``: the top 10 of retrieval alone, of the two stages with the rating blend of
   the first release, of the two stages as served (the list ranker), of EASE and of
   most-popular, each with the same numbers, on the same split.
@@ -89,21 +90,28 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     served = recommender.call("serving_default", 1024, user_id=users, k=10)
     metrics["pipeline"] = {**recall_and_ndcg(users, served["movie_ids"], test, ks=(10,)),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
+    implicit = recommender.implicit
+    blend = "two-stage, relevance blend" if implicit else "two-stage, rating blend"
     metrics["ablation"] = {"retrieval alone": _at_10(metrics["excluding_seen"]),
-                           "two-stage, rating blend": recall_and_ndcg(users, _rating_blend_lists(recommender, users),
-                                                                      test, ks=(10,)),
+                           blend: recall_and_ndcg(users, _rating_blend_lists(recommender, users), test, ks=(10,)),
                            "two-stage, as served": _at_10(metrics["pipeline"])}
 
-    log("evaluating: ranking RMSE on every test rating")
-    predicted = recommender.call("rank", 16384, user_id=test_users, movie_ids=test_movies[:, None])
-    metrics["ranking"] = {"rmse": rmse(predicted["predicted_ratings"][:, 0], test["rating"])}
-
-    log("evaluating: baselines (most-popular, movie mean rating, biased matrix factorization)")
     popular = ranking_report(most_popular_from_training(train, catalog_ids), test)
-    popular["ranking"] = {"rmse": rmse(movie_mean(train, test_movies), test["rating"])}
     popular["pipeline"] = _at_10(popular["excluding_seen"])
-    mf = BiasedMatrixFactorization(factors=mf_factors, regularization=mf_regularization,
-                                   rating_scale=tuple(rating_scale)).fit(train)
+    if implicit:
+        note = "implicit feedback: there are no ratings, so RMSE is not measured"
+        log(f"evaluating: {note}")
+        metrics["ranking"] = popular["ranking"] = {"note": note}
+        mf_ranking = {"note": note}
+    else:
+        log("evaluating: ranking RMSE on every test rating")
+        predicted = recommender.call("rank", 16384, user_id=test_users, movie_ids=test_movies[:, None])
+        metrics["ranking"] = {"rmse": rmse(predicted["predicted_ratings"][:, 0], test["rating"])}
+        log("evaluating: baselines (most-popular, movie mean rating, biased matrix factorization)")
+        popular["ranking"] = {"rmse": rmse(movie_mean(train, test_movies), test["rating"])}
+        mf = BiasedMatrixFactorization(factors=mf_factors, regularization=mf_regularization,
+                                       rating_scale=tuple(rating_scale)).fit(train)
+        mf_ranking = {"rmse": rmse(mf.predict(test_users, test_movies), test["rating"])}
     metrics["ablation"]["most popular"] = _at_10(popular["excluding_seen"])
     if with_ease and len(catalog_ids) <= EASE_MAX_CATALOG:
         log("evaluating: EASE (closed form, lambda 200)")
@@ -113,8 +121,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         metrics["ablation"]["EASE"] = recall_and_ndcg(users, lists, test, ks=(10,))
     metrics["baselines"] = {
         "most_popular": popular,
-        "matrix_factorization": {"ranking": {"rmse": rmse(mf.predict(test_users, test_movies), test["rating"])},
-                                 "factors": mf_factors, "regularization": mf_regularization},
+        "matrix_factorization": {"ranking": mf_ranking, "factors": mf_factors, "regularization": mf_regularization},
     }
     metrics["test"] = {"ratings": int(len(test)), "users": int(len(users)),
                        "cold_users": int(len(set(users) - set(train["user_id"].astype(str))))}

@@ -278,6 +278,7 @@ class Prepared:
     full_users: UserTable
     rating_scale: tuple[float, float]
     global_mean: float
+    implicit: bool = False
 
 
 def prepare(data: RatingsData, train: pd.DataFrame, validation_fraction: float, seed: int) -> Prepared:
@@ -289,4 +290,5 @@ def prepare(data: RatingsData, train: pd.DataFrame, validation_fraction: float, 
     return Prepared(fit_part, validation, vocab,
                     MovieTable.build(data, fit_part, vocab), UserTable.build(data, fit_part, vocab),
                     MovieTable.build(data, train, vocab), UserTable.build(data, train, vocab),
-                    tuple(data.rating_scale), float(fit_part["rating"].mean()))
+                    tuple(data.rating_scale), 0.0 if data.implicit else float(fit_part["rating"].mean()),
+                    implicit=data.implicit)

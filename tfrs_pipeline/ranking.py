@@ -7,6 +7,11 @@ prediction = global mean + user bias + movie bias
 The biases and the factorized term are the classic biased matrix factorization (with
 SVD++'s implicit-feedback history); the MLP learns what they miss. Outside training,
 predictions are clipped to the rating scale.
+
+On implicit feedback (no ratings) the same network is a relevance head instead: the
+prediction is a logit, trained with binary cross-entropy on each interaction against
+``NEGATIVES_PER_POSITIVE`` movies drawn uniformly from the catalog, and served as a
+probability (0 to 1) in place of a predicted rating.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import Prepared, UserTable, make_dataset
 from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
 from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32
+
+#: Sampled negatives per interaction when the ranking stage learns relevance (implicit feedback).
+NEGATIVES_PER_POSITIVE = 4
 
 
 class RankingModel(tfrs.Model):
@@ -37,7 +45,9 @@ class RankingModel(tfrs.Model):
         # Under a distribution strategy every replica adds the penalty and gradients are summed.
         self.replicas = tf.distribute.get_strategy().num_replicas_in_sync
         l2 = tf.keras.regularizers.l2(config.l2 / self.replicas) if config.l2 else None
-        self.low, self.high = (float(v) for v in prepared.rating_scale)
+        self.implicit = bool(prepared.implicit)
+        self.low, self.high = (0.0, 1.0) if self.implicit else (float(v) for v in prepared.rating_scale)
+        self.movie_ids = tf.constant(list(vocab.movie_ids))
         self.global_mean = tf.constant(prepared.global_mean, tf.float32)
         # One initializer instance per table: an unseeded instance repeats its values when reused.
         self.user = IdEmbedding(vocab.user_ids, dim, initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
@@ -64,9 +74,14 @@ class RankingModel(tfrs.Model):
         self.mlp = tf.keras.Sequential(layers, name="mlp")
         # Summed here and divided by the global batch in compute_loss: the mean on one device,
         # and what tf.distribute needs (it sums the replicas' gradients).
-        self.task = in_float32(lambda: tfrs.tasks.Ranking(
-            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
-            metrics=[tf.keras.metrics.RootMeanSquaredError()]))
+        if self.implicit:
+            self.task = in_float32(lambda: tfrs.tasks.Ranking(
+                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
+                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")]))
+        else:
+            self.task = in_float32(lambda: tfrs.tasks.Ranking(
+                loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
+                metrics=[tf.keras.metrics.RootMeanSquaredError()]))
 
     def use_history(self, users: UserTable) -> None:
         """Predicts with another history table (the whole training side's, at export)."""
@@ -74,7 +89,14 @@ class RankingModel(tfrs.Model):
             self.history_pooling.set_history(users)
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]``."""
+        """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]`` (relevance on implicit data)."""
+        prediction = self.logits(inputs, training=training)
+        if training:
+            return prediction
+        return tf.sigmoid(prediction) if self.implicit else tf.clip_by_value(prediction, self.low, self.high)
+
+    def logits(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """The unclipped prediction [batch]: a rating, or a relevance logit on implicit data."""
         user_rows = self.user.rows(inputs["user_id"])
         movie_rows = self.movie.rows(inputs["movie_id"])
         user = tf.cast(self.user.embed_rows(user_rows), tf.float32)
@@ -98,14 +120,29 @@ class RankingModel(tfrs.Model):
             + tf.reduce_sum(taste * movie, axis=1)
             + tf.squeeze(tf.cast(self.mlp(features, training=training), tf.float32), axis=1)
         )
-        prediction = tf.cast(prediction, tf.float32)
-        return prediction if training else tf.clip_by_value(prediction, self.low, self.high)
+        return tf.cast(prediction, tf.float32)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        if self.implicit:
+            return self._relevance_loss(features, training)
         labels = features["user_rating"]
         # [batch, 1]: Keras' MSE averages over the last axis, which must be the rating, not the batch.
         predictions = self(features, training=training)[:, None]
         total = in_float32(lambda: self.task(labels=labels[:, None], predictions=predictions))
+        return total / tf.cast(tf.shape(labels)[0] * self.replicas, total.dtype)
+
+
+    def _relevance_loss(self, features: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
+        """Binary cross-entropy of each interaction (label 1) against uniformly drawn movies (label 0)."""
+        users = features["user_id"]
+        batch = tf.shape(users)[0]
+        drawn = tf.random.uniform([batch * NEGATIVES_PER_POSITIVE], 0, tf.shape(self.movie_ids)[0], dtype=tf.int32)
+        inputs = {"user_id": tf.concat([users, tf.repeat(users, NEGATIVES_PER_POSITIVE)], axis=0),
+                  "movie_id": tf.concat([features["movie_id"], tf.gather(self.movie_ids, drawn)], axis=0)}
+        labels = tf.concat([tf.ones([batch]), tf.zeros([batch * NEGATIVES_PER_POSITIVE])], axis=0)[:, None]
+        # The logits while training, in evaluation too: the AUC and loss take logits.
+        logits = self.logits(inputs, training=training)[:, None]
+        total = in_float32(lambda: self.task(labels=labels, predictions=logits))
         return total / tf.cast(tf.shape(labels)[0] * self.replicas, total.dtype)
 
 
@@ -119,10 +156,10 @@ def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, l
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
-    return fit(model, train, validation, epochs=config.epochs, monitor="val_root_mean_squared_error", mode="min",
+    metric, mode = ("auc", "max") if prepared.implicit else ("root_mean_squared_error", "min")
+    return fit(model, train, validation, epochs=config.epochs, monitor=f"val_{metric}", mode=mode,
                patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
-               stage="ranking", shown=("root_mean_squared_error", "val_root_mean_squared_error"),
-               reduce_lr_on_plateau=config.reduce_lr_on_plateau)
+               stage="ranking", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau)
 
 
 def predict_ratings(model: RankingModel, user_ids, movie_ids, batch_size: int = 16384):

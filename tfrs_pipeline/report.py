@@ -172,11 +172,12 @@ def write_report(model: Recommender | ModelDir | str, split, metrics: dict, out_
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / METRICS]
     written[0].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    figures = {
-        "top_k_accuracy.png": plot_top_k(metrics),
-        "rmse_by_user_activity.png": plot_rmse_by_activity(rmse_by_activity(model, split.train, split.test, rating_scale)),
-        "coverage_and_popularity.png": plot_coverage_and_popularity(coverage_and_popularity(model, split.train, split.test)),
-    }
+    figures = {"top_k_accuracy.png": plot_top_k(metrics)}
+    if not model.implicit:  # implicit feedback has no ratings to measure RMSE on
+        figures["rmse_by_user_activity.png"] = plot_rmse_by_activity(
+            rmse_by_activity(model, split.train, split.test, rating_scale))
+    figures["coverage_and_popularity.png"] = plot_coverage_and_popularity(
+        coverage_and_popularity(model, split.train, split.test))
     if "ablation" in metrics:
         figures["ablation.png"] = plot_ablation(metrics["ablation"])
     history_path = model.model_dir.history_path

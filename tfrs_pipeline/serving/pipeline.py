@@ -18,6 +18,10 @@ Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works 
   ``titles``, ``contributions``) and their ``shares`` of the positive total, ``known_user``,
   ``known_movie``. Without a list ranker, contributions are embedding cosines.
 
+On implicit feedback (a data set without ratings) ``predicted_ratings`` are relevance
+scores: the ranking stage's probability (0 to 1) that the user interacts with the movie;
+the exported variable ``implicit`` is then True.
+
 A user unknown to the model gets well-rated popular movies (ranked for an average
 user) and ``known_user = False``; a movie id not in the catalog gets popular movies in
 ``similar_movies`` and ``known_movie = False``. Nothing crashes on unknown ids.
@@ -59,6 +63,8 @@ class TwoStagePipeline(tf.Module):
         self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)
         self.rating_weight = tf.Variable(float(rating_weight), trainable=False, name="rating_weight")
         self.logit_scale = tf.Variable(float(logit_scale), trainable=False, name="logit_scale")
+        # True: predicted_ratings are relevance probabilities (the model was trained on implicit feedback).
+        self.implicit = tf.Variable(bool(getattr(ranking, "implicit", False)), trainable=False, name="implicit")
         self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
         self.catalog_ids = retriever.catalog_ids
         self.titles = tf.Variable(movies.titles[1:].astype(str), trainable=False, name="titles")
