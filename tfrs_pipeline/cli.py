@@ -153,35 +153,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from tfrs_pipeline.evaluation import evaluate_export
-    from tfrs_pipeline.model_dir import ModelDir
     from tfrs_pipeline.train import format_metrics
 
-    model_dir = ModelDir.resolve(args.model)
-    data, split = model_dir.recorded_split(args.data)
+    model = _load_model(args.model)
+    data, split = model.model_dir.recorded_split(args.data)
     log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
-    metrics = evaluate_export(model_dir, split.train, split.test, data.rating_scale, log=log)
+    metrics = evaluate_export(model, split.train, split.test, data.rating_scale, log=log)
     if args.report:
         from tfrs_pipeline.report import write_report
 
-        written = write_report(model_dir, split, metrics, args.report, data.rating_scale)
+        written = write_report(model, split, metrics, args.report, data.rating_scale)
         log(f"report: {', '.join(str(p) for p in written)}")
     print(json.dumps(metrics, indent=2) if args.format == "json" else format_metrics(metrics))
     return 0
 
 
+def _load_model(path: str):
+    """The newest version of ``path`` that loads; a damaged newer version is named on stderr."""
+    from tfrs_pipeline.client import Recommender
+
+    model = Recommender.load(path)
+    for note in model.skipped:
+        print(f"tfrs-pipeline: warning: {note}; using version {model.model_dir.version}", file=sys.stderr)
+    return model
+
+
+def _note_cap(asked: int, got: int, limit: str) -> None:
+    if got < asked:
+        print(f"tfrs-pipeline: note: --k {asked} capped at {got}, the number of {limit}", file=sys.stderr)
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from tfrs_pipeline.client import Recommender
-
-    model = Recommender.load(args.model)
+    model = _load_model(args.model)
     out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen)
+    _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
+              "(serving.num_candidates at training)")
     if not bool(out["known_user"][0]):
         if not args.allow_unknown:
             raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
                              "what the model serves such users (well-rated popular movies)")
         print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
-    print(f"top {args.k} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
+    print(f"top {out['movie_ids'].shape[1]} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
     # Models exported before the list ranker have no ranking score.
     ranking_scores = out.get("scores", np.full(out["movie_ids"].shape, np.nan))[0]
     predicted = "relevance" if model.implicit else "predicted"
@@ -202,11 +216,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_similar(args: argparse.Namespace) -> int:
-    from tfrs_pipeline.client import Recommender
-
-    model = Recommender.load(args.model)
+    model = _load_model(args.model)
     movie_id = model.find_movie(args.movie)
     out = model.similar_items([movie_id], k=args.k)
+    _note_cap(args.k, out["movie_ids"].shape[1], "the other movies of the catalog")
     print(f"movies similar to {model.title_of(movie_id)} (id {movie_id}):")
     for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0], out["scores"][0]), 1):
         print(f"  {rank:>3}  {score:>6.3f}  {movie:>9}  {name}")
@@ -226,6 +239,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(args.model, args.host, args.port)
     host, port = server.server_address[:2]
     model = server.model
+    for note in model.recommender.skipped:
+        print(f"tfrs-pipeline: warning: {note}; serving version {model.version}", file=sys.stderr)
     print(f"serving {model.path} on http://{host}:{port}  (GET /recommend?user_id=ID&k=10, "
           f"GET /similar?movie_id=ID, POST /v1/models/{model.name}:predict); Ctrl-C stops", flush=True)
     try:
@@ -246,6 +261,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     elif args.benchmark == "two-stage":
         benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
     else:
+        if not args.model:
+            raise ConfigError("benchmark serving needs --model saved_models/NAME (train one with "
+                              "`tfrs-pipeline demo` or `tfrs-pipeline train`)")
         benchmarks.benchmark_serving(args.model, requests=args.requests, out=args.out)
     return 0
 
@@ -318,9 +336,13 @@ def _register_model_commands(commands) -> None:
 
     serve = commands.add_parser("serve", help="serve an exported model over HTTP")
     serve.add_argument("--model", required=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_port, default=8501, help="TCP port, 0 for any free one (default 8501)")
     serve.set_defaults(handler=_cmd_serve)
+
+
+#: The largest ``--k`` and ``--requests`` the command line takes.
+MAX_COUNT = 100_000
 
 
 def _positive(text: str) -> int:
@@ -328,8 +350,18 @@ def _positive(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number from 0 to 65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number from 0 to 65535, got {value}")
     return value
 
 

@@ -26,18 +26,28 @@ from tfrs_pipeline.model_dir import ModelDir
 
 
 def load_saved_model(path: str | Path):
-    """``tf.saved_model.load``, registering ScaNN's ops first when the model was exported with them."""
+    """``tf.saved_model.load``, registering ScaNN's ops first when the model was exported with them.
+
+    Raises:
+        ModelError: the SavedModel is unreadable (damaged files), or needs ScaNN and it is missing.
+    """
     try:
-        return tf.saved_model.load(str(path))
-    except (RuntimeError, tf.errors.NotFoundError) as error:
-        if "Scann" not in str(error):
-            raise
         try:
-            import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
-        except ImportError:
-            raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
-                             "to load it") from None
-        return tf.saved_model.load(str(path))
+            return tf.saved_model.load(str(path))
+        except (RuntimeError, tf.errors.NotFoundError) as error:
+            if "Scann" not in str(error):
+                raise
+            try:
+                import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
+            except ImportError:
+                raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
+                                 "to load it") from None
+            return tf.saved_model.load(str(path))
+    except ModelError:
+        raise
+    except Exception as error:  # a damaged SavedModel fails in protobuf, in TensorFlow's readers or in Keras
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{path}: the SavedModel cannot be loaded ({type(error).__name__}: {first})") from None
 
 
 def _decoded(array: np.ndarray) -> np.ndarray:
@@ -58,21 +68,36 @@ class Recommender:
         model_dir: its version folder.
     """
 
-    def __init__(self, model, model_dir: ModelDir) -> None:
+    def __init__(self, model, model_dir: ModelDir, skipped: list[str] | None = None) -> None:
         self.model = model
         self.model_dir = model_dir
         self.signatures = dict(model.signatures)
+        #: Why newer versions were passed over (damaged files), one line each; empty normally.
+        self.skipped = list(skipped or [])
         self._catalog: pd.DataFrame | None = None
 
     @classmethod
     def load(cls, path: str | Path | ModelDir) -> Recommender:
-        """Loads ``saved_models/NAME`` (its newest version) or ``saved_models/NAME/VERSION``.
+        """Loads ``saved_models/NAME`` (its newest version that loads) or ``saved_models/NAME/VERSION``.
+
+        Each version is checked against its checksum manifest first. When the newest version of
+        a base is damaged the next newest is used, and :attr:`skipped` says why.
 
         Raises:
-            ModelError: no exported model there, or ScaNN needed and missing.
+            ModelError: no exported model there, the version asked for is damaged, no version
+                loads, or ScaNN is needed and missing.
         """
-        model_dir = path if isinstance(path, ModelDir) else ModelDir.resolve(path)
-        return cls(load_saved_model(model_dir.path), model_dir)
+        candidates = [path] if isinstance(path, ModelDir) else ModelDir.candidates(path)
+        skipped = []
+        for model_dir in candidates:
+            try:
+                model_dir.verify()
+                return cls(load_saved_model(model_dir.path), model_dir, skipped)
+            except ModelError as error:
+                if len(candidates) == 1:
+                    raise
+                skipped.append(f"skipped version {model_dir.version}: {error}")
+        raise ModelError(f"{path}: no version loads ({'; '.join(skipped)})")
 
     @property
     def path(self) -> Path:

@@ -14,10 +14,15 @@ This module is the only place that spells a file name of a model folder::
         metrics.json       test metrics measured on the exported model
         README.md          the model card
         logs/              TensorBoard logs of each stage
+        MANIFEST.sha256    SHA-256 of every other file (``sha256sum -c MANIFEST.sha256`` checks it),
+                           verified before a version is loaded
 
 A version is claimed by creating its staging folder with ``os.mkdir`` (atomic: two
 concurrent runs never share a version) and published by renaming that folder, so the
-newest integer version is always complete. It needs neither TensorFlow nor TFRS.
+newest integer version is always complete. Each version carries a checksum manifest;
+a damaged file (a truncated copy, a disk error) is found before TensorFlow reads it, and
+:meth:`ModelDir.loadable` hands callers the versions to try, newest first. It needs
+neither TensorFlow nor TFRS.
 
 Example:
     >>> staging = ModelDir.create("saved_models/demo")  # doctest: +SKIP
@@ -29,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -47,6 +53,7 @@ VOCABULARIES = "vocabularies"
 HISTORY = "history.json"
 METRICS = "metrics.json"
 CARD = "README.md"
+MANIFEST = "MANIFEST.sha256"
 STAGES = "stages"
 LOGS = "logs"
 
@@ -104,14 +111,29 @@ class ModelDir:
         """``saved_models/NAME`` -> its newest published version; ``saved_models/NAME/VERSION`` as given.
 
         Raises:
-            ModelError: no exported model there.
+            ModelError: no exported model there, or a version still being written.
+        """
+        return cls.candidates(path)[0]
+
+    @classmethod
+    def candidates(cls, path: str | Path) -> list[ModelDir]:
+        """The versions to try loading, newest first: every published version of a base, or the one given.
+
+        Raises:
+            ModelError: no exported model there, or a staging folder (never loaded).
         """
         path = Path(path)
+        if _PARTIAL.match(path.name):
+            raise ModelError(f"{path} is a version still being written (or left by a run that was stopped); "
+                             f"it is never loaded: use {path.parent} for its newest published version")
         if (path / SAVED_MODEL).is_file():
-            return cls(path)
+            return [cls(path)]
         versions = published_versions(path)
         if versions:
-            return cls(path / str(versions[0]))
+            return [cls(path / str(version)) for version in versions]
+        if path.is_dir() and any(_PARTIAL.match(p.name) for p in path.iterdir()):
+            raise ModelError(f"{path}: no published version yet, only versions being written (or left by stopped "
+                             "runs); wait for `tfrs-pipeline train` to finish")
         raise ModelError(f"{path}: no exported model (expected saved_models/NAME or saved_models/NAME/VERSION "
                          f"holding {SAVED_MODEL}; train one with `tfrs-pipeline train`)")
 
@@ -180,7 +202,14 @@ class ModelDir:
         record.save(self.path / SPLIT)
 
     def read_split(self) -> SplitRecord:
-        return SplitRecord.load(self.path / SPLIT)
+        path = self.path / SPLIT
+        if not path.is_file():
+            raise ModelError(f"{path} is missing: the model's split cannot be rebuilt")
+        try:
+            return SplitRecord.load(path)
+        except (ValueError, TypeError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            raise ModelError(f"{path} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+                             "evaluate a version whose split.json is intact") from None
 
     def recorded_split(self, data_source: str | None = None):
         """The data and exact split this model was trained on: ``(data, split)``.
@@ -230,6 +259,51 @@ class ModelDir:
 
     def write_card(self, text: str) -> None:
         (self.path / CARD).write_text(text, encoding="utf-8")
+
+    # -- integrity ---------------------------------------------------------------------------------
+
+    def _files(self) -> list[str]:
+        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                      if p.is_file() and p.name != MANIFEST)
+
+    def write_manifest(self) -> None:
+        """Records the SHA-256 of every file of the version (``sha256sum`` format); the last write before publishing."""
+        lines = [f"{_sha256(self.path / name)}  {name}\n" for name in self._files()]
+        (self.path / MANIFEST).write_text("".join(lines), encoding="utf-8")
+
+    @property
+    def has_manifest(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    def verify(self) -> None:
+        """Checks every file against the manifest (versions exported before manifests are not checked).
+
+        Raises:
+            ModelError: a file is missing, changed or damaged, or the manifest itself is unreadable.
+        """
+        if not self.has_manifest:
+            return
+        try:
+            entries = [line.split("  ", 1) for line in (self.path / MANIFEST).read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError:
+            raise ModelError(f"{self.path}: {MANIFEST} is damaged (not text)") from None
+        for entry in entries:
+            if len(entry) != 2 or not re.fullmatch(r"[0-9a-f]{64}", entry[0]):
+                raise ModelError(f"{self.path}: {MANIFEST} is damaged (line {entry!r})")
+            digest, name = entry
+            file = self.path / name
+            if not file.is_file():
+                raise ModelError(f"{self.path}: {name} is missing (listed in {MANIFEST})")
+            if _sha256(file) != digest:
+                raise ModelError(f"{self.path}: {name} is damaged (its SHA-256 differs from {MANIFEST})")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:

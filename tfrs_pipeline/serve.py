@@ -18,7 +18,9 @@ Bad requests get status 400 and ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_pipeline.client import Recommender
+from tfrs_pipeline.errors import ConfigError
 from tfrs_pipeline.metrics import as_str
 
 
@@ -169,6 +172,14 @@ def _predict_rows(server_model: ModelServer, signature: str, instances: list) ->
 def make_server(model_path: str | Path, host: str = "127.0.0.1", port: int = 8501) -> ThreadingHTTPServer:
     """A ready (not yet serving) HTTP server for the model; ``port=0`` picks a free port."""
     server_model = ModelServer(model_path)
-    server = ThreadingHTTPServer((host, port), make_handler(server_model))
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(server_model))
+    except socket.gaierror as error:
+        raise ConfigError(f"cannot serve on host {host!r}: not a known address ({error.strerror}); "
+                          "use an IP address such as 127.0.0.1 or a resolvable host name") from None
+    except (OSError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        hint = "; choose another --port or stop the server using it" if getattr(error, "errno", None) == errno.EADDRINUSE else ""
+        raise ConfigError(f"cannot serve on {host}:{port}: {reason}{hint}") from None
     server.model = server_model
     return server

@@ -205,6 +205,7 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         export(run, stages, staging, log)
         metrics = evaluate(run, stages, staging, log)
         _require_finite(metrics)
+        staging.write_manifest()
         published = staging.publish()
     except BaseException:
         staging.discard()
