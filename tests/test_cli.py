@@ -125,3 +125,25 @@ def test_a_run_whose_loss_becomes_nan_stops_and_publishes_nothing(tmp_path, caps
     error = capsys.readouterr().err
     assert "ranking training stopped: the loss became nan in epoch 1" in error and "Nothing was published" in error
     assert list(out.iterdir()) == []
+
+
+def test_every_option_of_every_command_says_its_default():
+    import argparse
+
+    from tfrs_pipeline.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    missing = []
+    for parser in parsers(build_parser()):
+        for action in parser._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or "--help" in action.option_strings:
+                continue
+            if not action.help or not any(word in action.help for word in ("default", "required")):
+                missing.append(f"{parser.prog} {action.option_strings[0]}")
+    assert not missing, missing

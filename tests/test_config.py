@@ -35,3 +35,18 @@ def test_bad_toml_file_is_named(tmp_path):
     path.write_text("[retrieval]\nepochs = 'x'\n")
     with pytest.raises(ConfigError, match="bad.toml: retrieval.epochs"):
         load_toml(path)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("0-10", [0.0, 10.0]), ("1-5", [1.0, 5.0]), ("0.5-5", [0.5, 5.0]), ("-10-10", [-10.0, 10.0]),
+    ("-10--1", [-10.0, -1.0]), ("0.5,5", [0.5, 5.0]), ("1..5", [1.0, 5.0]), ("", []), ([1, 5], [1.0, 5.0]),
+])
+def test_rating_scale_takes_any_range(text, expected):
+    config = apply_overrides(PipelineConfig(), {"data.rating_scale": text}).validate()
+    assert config.data.rating_scale == expected
+
+
+@pytest.mark.parametrize("text", ["5-1", "3-3", "five", "1-5-9", "nan-5"])
+def test_rating_scale_rejects_what_is_not_a_range(text):
+    with pytest.raises(ConfigError, match="data.rating_scale must be"):
+        apply_overrides(PipelineConfig(), {"data.rating_scale": text}).validate()

@@ -260,3 +260,104 @@ def test_importing_after_tensorflow_with_keras_3_fails_clearly():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0
     assert "needs Keras 2" in result.stderr and "TF_USE_LEGACY_KERAS=1" in result.stderr
+
+
+# --- files in other shapes ---------------------------------------------------------------------
+
+
+def _events(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"user": [f"{u:04d}" for u in rng.integers(1, 40, n)],
+                          "item": [f"{i:07d}" for i in rng.integers(1, 60, n)],
+                          "score": rng.integers(0, 11, n), "time": 1_000_000_000 + rng.integers(0, 10**6, n)})
+    return frame.drop_duplicates(["user", "item"]).reset_index(drop=True)
+
+
+def test_a_headerless_double_colon_file_with_a_0_to_10_scale_keeps_ids_as_written(tmp_path):
+    events = _events()
+    path = tmp_path / "ratings.dat"
+    path.write_text("".join(f"{r.user}::{r.item}::{r.score}::{r.time}\n" for r in events.itertuples()))
+    config = DataConfig(sep="::", columns=["user_id", "item_id", "rating", "timestamp"], rating_scale=[0, 10])
+    data = load_data(f"csv:{path}", config)
+    _check_schema(data)
+    assert len(data.interactions) == len(events) and data.rating_scale == (0.0, 10.0)
+    assert data.interactions["movie_id"].iloc[0] == events["item"].iloc[0]  # "0000033" keeps its zeros
+    assert data.interactions["timestamp"].iloc[0] == events["time"].iloc[0]
+    with pytest.raises(DataError, match=r"ratings.dat, line \d+: rating outside the scale '\d+'; expected a rating "
+                                        r"from 0.5 to 5; set the scale with --rating-scale"):
+        load_data(f"csv:{path}", DataConfig(sep="::", columns=["user_id", "item_id", "rating", "timestamp"]))
+
+
+def test_items_file_options_read_a_headerless_items_file_with_genres(tmp_path):
+    events = _events()
+    (tmp_path / "r.csv").write_text("user_id,item_id,rating,timestamp\n" + "".join(
+        f"{r.user},{r.item},{r.score / 2},{r.time}\n" for r in events.itertuples()))
+    (tmp_path / "items.dat").write_text("".join(f"{i:07d}::Film {i} (19{i + 10})::{'Drama|Comedy' if i % 2 else ''}\n"
+                                                for i in range(1, 60)))
+    config = DataConfig(csv_items_path=str(tmp_path / "items.dat"), items_sep="::", rating_scale=[0, 5],
+                        items_columns=["item_id", "title", "kind"], genres_column="kind")
+    data = load_data(f"csv:{tmp_path / 'r.csv'}", config)
+    movies = data.movies.set_index("movie_id")
+    assert movies.loc["0000001", "title"] == "Film 1 (1911)" and movies.loc["0000001", "genres"] == ("Drama", "Comedy")
+    assert movies.loc["0000002", "genres"] == () and movies.loc["0000002", "year"] == 1912
+
+
+def test_a_quoted_header_and_a_byte_order_mark_keep_every_column(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text('"user_id","item_id","rating","timestamp"\n"u1","m1",4.5,1000\n"u2","m1",3,2000\n',
+                    encoding="utf-8-sig")
+    data = load_data(f"csv:{path}")
+    assert data.interactions["timestamp"].tolist() == [1000, 2000]
+    assert data.interactions["user_id"].tolist() == ["u1", "u2"] and not data.report.notes
+
+
+def test_utf16_and_binary_files_are_named_as_such(tmp_path):
+    (tmp_path / "u16.csv").write_bytes("user_id,item_id,rating\n1,2,3\n".encode("utf-16"))
+    (tmp_path / "image.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(DataError, match="u16.csv: the file is UTF-16 encoded; expected UTF-8"):
+        load_data(f"csv:{tmp_path / 'u16.csv'}")
+    with pytest.raises(DataError, match=r"image.csv: binary data .*\\x89PNG\\r\\n"):
+        load_data(f"csv:{tmp_path / 'image.csv'}")
+
+
+def test_parquet_with_named_columns_and_datetime_timestamps(tmp_path):
+    events = _events()
+    frame = events.rename(columns={"score": "stars"})
+    frame["when"] = pd.to_datetime(frame.pop("time"), unit="s")
+    frame.to_parquet(tmp_path / "events.parquet")
+    config = DataConfig(csv_user_column="user", csv_item_column="item", csv_rating_column="stars",
+                        csv_timestamp_column="when", rating_scale=[0, 10])
+    data = load_data(f"parquet:{tmp_path / 'events.parquet'}", config)
+    _check_schema(data)
+    assert data.interactions["timestamp"].tolist() == events["time"].tolist()
+    assert data.interactions["movie_id"].tolist() == events["item"].tolist()
+    (tmp_path / "not.parquet").write_text("user,item\n")
+    with pytest.raises(DataError, match="not.parquet: not a readable Parquet file"):
+        load_data(f"parquet:{tmp_path / 'not.parquet'}", config)
+
+
+def test_a_file_without_ratings_is_implicit_feedback_and_repeats_count_once(tmp_path):
+    path = tmp_path / "plays.tsv"
+    path.write_text("user_id\titem_id\ttimestamp\nu1\ta\t1\nu1\ta\t5\nu1\tb\t2\nu2\ta\t2019-03-01 12:00:00\n")
+    data = load_data(f"csv:{path}")
+    assert data.implicit and data.rating_scale == (1.0, 1.0)
+    assert data.interactions["rating"].tolist() == [1.0, 1.0, 1.0]
+    assert data.interactions.set_index(["user_id", "movie_id"])["timestamp"].to_dict() == {
+        ("u1", "a"): 5, ("u1", "b"): 2, ("u2", "a"): 1551441600}
+    assert any("1 repeated (user, item) interactions merged" in note for note in data.report.notes)
+    with pytest.raises(DataError, match="no rating column 'stars'"):
+        load_data(f"csv:{path}", DataConfig(csv_rating_column="stars"))
+
+
+def test_skip_counts_rating_rows_and_movie_file_lines_apart(movielens_folder):
+    folder = movielens_folder("latest", users=5, movies=8, per_user=4)
+    with open(folder / "movies.csv", "a") as handle:
+        handle.write("notanid,Broken (2000),Drama\n")
+    with open(folder / "ratings.csv", "a") as handle:
+        handle.write("1,1,9.5,100\n2,1,x,100\n")
+    data = load_data(f"movielens:{folder}", DataConfig(on_bad_rows="skip"))
+    report = data.report.to_dict()
+    assert report["dropped_by_kind"] == {"movie-file lines": 1, "rating rows": 2}
+    assert report["rows_dropped"] == 2
+    text = data.report.format()
+    assert "2 dropped" in text and "validation: 1 movie-file lines dropped" in text

@@ -98,3 +98,21 @@ def test_the_model_folder_needs_no_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'tensorflow_recommenders' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_manifest_finds_a_changed_or_missing_file(tmp_path):
+    staging = ModelDir.create(tmp_path / "m")
+    (staging.path / "saved_model.pb").write_bytes(b"graph")
+    (staging.path / "variables").mkdir()
+    (staging.path / "variables" / "variables.index").write_bytes(b"index")
+    staging.write_manifest()
+    published = staging.publish()
+    published.verify()  # intact
+    manifest = (published.path / "MANIFEST.sha256").read_text().splitlines()
+    assert [line.split("  ")[1] for line in manifest] == ["saved_model.pb", "variables/variables.index"]
+    (published.path / "variables" / "variables.index").write_bytes(b"indeX")
+    with pytest.raises(ModelError, match=r"variables/variables.index is damaged \(its SHA-256 differs"):
+        published.verify()
+    (published.path / "variables" / "variables.index").unlink()
+    with pytest.raises(ModelError, match="variables/variables.index is missing"):
+        published.verify()

@@ -23,10 +23,11 @@ from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError  # noqa:
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
     group = parser.add_argument_group("data (default: the configuration's, else synthetic:100k)")
     group.add_argument("--data", required=required,
-                       help="synthetic[:SIZE], movielens:PATH, tfds:NAME, csv:PATH (any delimited text) or parquet:PATH")
+                       help="synthetic[:SIZE], movielens:PATH, tfds:NAME, csv:PATH (any delimited text) or parquet:PATH "
+                            "(default synthetic:100k)")
     group.add_argument("--on-bad-rows", choices=CHOICES["data.on_bad_rows"],
                        help="stop at the first bad row (default error), or drop and count them (skip)")
-    group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data (default: TFDS's own)")
+    group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data (default: TFDS's own, ~/tensorflow_datasets)")
     group.add_argument("--sep", help="csv: field separator, any string such as '::' or '\\t' "
                                      "(default: tab for .tsv, else ',')")
     group.add_argument("--columns", help="csv: names of every field of a file without a header line, comma-separated, "
@@ -110,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND", parser_class=_Parser)
     describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
     _add_data_options(describe)
-    describe.add_argument("--top", type=int, default=10, help="most-rated movies to list")
+    describe.add_argument("--top", type=_positive, default=10, help="most-rated movies to list (default 10)")
     describe.add_argument("--split", choices=CHOICES["split.kind"],
-                          help="also report a split's sizes and cold-start counts")
+                          help="also report a split's sizes and cold-start counts (default: no split)")
     describe.set_defaults(handler=_cmd_data_describe)
     _register_model_commands(commands)
     return parser
@@ -271,51 +272,65 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _register_model_commands(commands) -> None:
     train = commands.add_parser("train", help="train both stages, export, evaluate")
     _add_data_options(train)
-    train.add_argument("--out", required=True, help="saved_models/NAME (a new integer version is written in it)")
-    train.add_argument("--config", help="TOML configuration file")
-    train.add_argument("--split", choices=CHOICES["split.kind"])
-    train.add_argument("--test-fraction", type=float)
-    train.add_argument("--split-seed", type=int)
-    train.add_argument("--epochs", type=int, help="most epochs for both stages (early stopping may stop sooner)")
-    train.add_argument("--retrieval-epochs", type=int)
-    train.add_argument("--ranking-epochs", type=int)
-    train.add_argument("--strategy", choices=CHOICES["runtime.strategy"], help="mirrored: tf.distribute.MirroredStrategy")
-    train.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
-    train.add_argument("--seed", type=int)
+    defaults = PipelineConfig()
+    train.add_argument("--out", required=True,
+                       help="saved_models/NAME (required; a new integer version is written in it)")
+    train.add_argument("--config", help="TOML configuration file (default: the built-in configuration)")
+    train.add_argument("--split", choices=CHOICES["split.kind"], help=f"how to split (default {defaults.split.kind})")
+    train.add_argument("--test-fraction", type=float,
+                       help=f"share of ratings in the test side (default {defaults.split.test_fraction})")
+    train.add_argument("--split-seed", type=int, help=f"seed of the split (default {defaults.split.seed})")
+    train.add_argument("--epochs", type=int,
+                       help=f"most epochs for both stages; early stopping may stop sooner (default "
+                            f"{defaults.retrieval.epochs} retrieval, {defaults.ranking.epochs} ranking)")
+    train.add_argument("--retrieval-epochs", type=int,
+                       help=f"most retrieval epochs (default {defaults.retrieval.epochs})")
+    train.add_argument("--ranking-epochs", type=int, help=f"most rating-head epochs (default {defaults.ranking.epochs})")
+    train.add_argument("--strategy", choices=CHOICES["runtime.strategy"],
+                       help="mirrored: tf.distribute.MirroredStrategy over local GPUs (default: one device)")
+    train.add_argument("--mixed-precision", action="store_true",
+                       help="float16 on GPU, bfloat16 on CPU (default: float32)")
+    train.add_argument("--seed", type=int, help=f"seed of initialisation and shuffling (default {defaults.runtime.seed})")
     train.add_argument("--verbose", type=int, choices=CHOICES["runtime.verbose"],
-                       help="0 silent, 1 progress bar, 2 one line per epoch, -1 chosen by the terminal")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any configuration key, repeatable")
+                       help="0 silent, 1 progress bar, 2 one line per epoch, -1 chosen by the terminal (default -1)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="any configuration key, such as retrieval.embedding_dim=64; repeatable (default: none)")
     train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics of an exported model on its recorded test split")
-    evaluate.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
+    evaluate.add_argument("--model", required=True,
+                          help="saved_models/NAME (its newest version that loads) or saved_models/NAME/VERSION (required)")
     evaluate.add_argument("--data", help="data source (default: the one recorded at training)")
-    evaluate.add_argument("--format", choices=("text", "json"), default="text")
-    evaluate.add_argument("--report", metavar="DIR", help="also write metrics.json and PNG plots to DIR")
+    evaluate.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    evaluate.add_argument("--report", metavar="DIR", help="also write metrics.json and PNG plots to DIR (default: none)")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     recommend = commands.add_parser("recommend", help="top movies for a user, with predicted ratings")
-    recommend.add_argument("--model", required=True)
-    recommend.add_argument("--user", required=True)
-    recommend.add_argument("--k", type=_positive, default=10)
+    recommend.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
+    recommend.add_argument("--user", required=True, help="user id as in the training data (required)")
+    recommend.add_argument("--k", type=_positive, default=10,
+                           help="length of the list, capped at the candidates retrieved (default 10)")
     recommend.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=True,
-                           help="leave out movies the user rated in training (default) or --include-seen")
+                           help="leave out movies the user rated in training (default) or not (--include-seen)")
     recommend.add_argument("--include-seen", dest="exclude_seen", action="store_false", help=argparse.SUPPRESS)
-    recommend.add_argument("--allow-unknown", action="store_true", help="show the popular fallback for unknown users")
+    recommend.add_argument("--allow-unknown", action="store_true",
+                           help="show the popular fallback for unknown users (default: an unknown user is an error)")
     recommend.add_argument("--explain", action="store_true",
-                           help="for each movie, the user's rated movies most similar to it, with their shares")
+                           help="for each movie, the user's rated movies most similar to it, with their shares "
+                                "(default: off)")
     recommend.set_defaults(handler=_cmd_recommend)
 
     similar = commands.add_parser("similar", help="movies closest to a movie in the retrieval embedding space")
-    similar.add_argument("--model", required=True)
-    similar.add_argument("--movie", required=True, help="movie id, or a title or part of one")
-    similar.add_argument("--k", type=_positive, default=10)
+    similar.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
+    similar.add_argument("--movie", required=True, help="movie id, or a title or part of one (required)")
+    similar.add_argument("--k", type=_positive, default=10, help="how many similar movies (default 10)")
     similar.set_defaults(handler=_cmd_similar)
 
     demo = commands.add_parser("demo", help="train on the embedded data, export, show metrics and recommendations")
-    demo.add_argument("--out", default="saved_models/demo")
+    demo.add_argument("--out", default="saved_models/demo", help="model folder (default saved_models/demo)")
     demo.add_argument("--data", help="data source (default synthetic:100k)")
-    demo.add_argument("--quick", action="store_true", help="a few epochs on small data (seconds; for tests)")
+    demo.add_argument("--quick", action="store_true",
+                      help="a few epochs on small data, seconds; for tests (default: the full demo, about a minute)")
     demo.set_defaults(handler=_cmd_demo)
 
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
@@ -323,19 +338,22 @@ def _register_model_commands(commands) -> None:
                            help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
                                 "every stage beside EASE and most-popular; serving: milliseconds per request")
     _add_data_options(benchmark)
-    benchmark.add_argument("--config", help="TOML configuration file (our model's settings)")
-    benchmark.add_argument("--set", action="append", metavar="KEY=VALUE")
-    benchmark.add_argument("--with-ease", action="store_true", help="retrieval: add the closed-form EASE baseline")
-    benchmark.add_argument("--model", help="serving: saved_models/NAME")
-    benchmark.add_argument("--requests", type=_positive, default=200, help="serving: requests per measurement")
-    benchmark.add_argument("--out", help="also write the figures as JSON here")
+    benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
+    benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
+                           help="any configuration key, repeatable (default: none)")
+    benchmark.add_argument("--with-ease", action="store_true",
+                           help="retrieval: add the closed-form EASE baseline (default: off)")
+    benchmark.add_argument("--model", help="serving: saved_models/NAME (required for serving)")
+    benchmark.add_argument("--requests", type=_positive, default=200,
+                           help="serving: requests per measurement (default 200)")
+    benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
     for name in ("split", "test_fraction", "split_seed", "epochs", "retrieval_epochs", "ranking_epochs", "strategy",
                  "seed", "verbose"):
         benchmark.set_defaults(**{name: None})
     benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
 
     serve = commands.add_parser("serve", help="serve an exported model over HTTP")
-    serve.add_argument("--model", required=True)
+    serve.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8501, help="TCP port, 0 for any free one (default 8501)")
     serve.set_defaults(handler=_cmd_serve)

@@ -221,7 +221,7 @@ def to_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps as int64 seconds since 1970 and a mask of values that are neither numbers nor dates."""
     text = values.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
-    seconds = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    seconds = np.array(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)  # writable
     bad = np.isnan(seconds) | (seconds != np.floor(seconds))
     if bad.any():
         dates = pd.to_datetime(text[bad], errors="coerce", format="mixed", utc=True)
