@@ -32,22 +32,26 @@ def load_saved_model(path: str | Path):
         ModelError: the SavedModel is unreadable (damaged files), or needs ScaNN and it is missing.
     """
     try:
-        try:
-            return tf.saved_model.load(str(path))
-        except (RuntimeError, tf.errors.NotFoundError) as error:
-            if "Scann" not in str(error):
-                raise
-            try:
-                import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
-            except ImportError:
-                raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
-                                 "to load it") from None
-            return tf.saved_model.load(str(path))
+        return _load_with_scann(path)
     except ModelError:
         raise
     except Exception as error:  # a damaged SavedModel fails in protobuf, in TensorFlow's readers or in Keras
         first = (str(error).strip().splitlines() or [""])[0][:200]
         raise ModelError(f"{path}: the SavedModel cannot be loaded ({type(error).__name__}: {first})") from None
+
+
+def _load_with_scann(path: str | Path):
+    try:
+        return tf.saved_model.load(str(path))
+    except (RuntimeError, tf.errors.NotFoundError) as error:
+        if "Scann" not in str(error):
+            raise
+        try:
+            import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
+        except ImportError:
+            raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
+                             "to load it") from None
+        return tf.saved_model.load(str(path))
 
 
 def _decoded(array: np.ndarray) -> np.ndarray:

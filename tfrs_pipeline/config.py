@@ -286,9 +286,8 @@ class PipelineConfig:
         return self
 
 
-#: The item type of list settings whose default is empty.
-_LIST_TYPES = {"data.columns": str, "data.items_columns": str, "retrieval.query_hidden_units": int,
-               "ranking.list_hidden_units": int}
+#: The item type of each list setting, by its annotation.
+_ITEM_TYPES = {"list[str]": str, "list[int]": int, "list[float]": float}
 
 
 def _fraction(name: str, value: float) -> None:
@@ -313,8 +312,9 @@ def parse_range(name: str, value: Any) -> list[float]:
     raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10) or [low, high], got {value!r}")
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Converts ``value`` to the type of ``default`` or raises a ConfigError naming ``name``."""
+def _coerce(name: str, value: Any, default: Any, annotation: str = "") -> Any:
+    """Converts ``value`` to the type of ``default`` (lists: the item type of ``annotation``) or raises a
+    ConfigError naming ``name``."""
     if name == "data.rating_scale":
         return parse_range(name, value)
     if isinstance(value, bool) and not isinstance(default, bool):
@@ -339,7 +339,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return float(value)
         if isinstance(default, list):
             items = value.split(",") if isinstance(value, str) else list(value)
-            item_type = type(default[0]) if default else _LIST_TYPES.get(name, int)
+            item_type = _ITEM_TYPES[annotation]
             if item_type is not str and any(isinstance(item, bool) for item in items):
                 raise ValueError(value)
             return [item_type(item).strip() if item_type is str else item_type(item)
@@ -361,10 +361,10 @@ def apply_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> Pipeli
         section = getattr(config, section_name, None)
         if section is None or not dataclasses.is_dataclass(section):
             raise ConfigError(f"unknown configuration section {section_name!r} in {dotted!r}")
-        if key not in {f.name for f in dataclasses.fields(section)}:
-            known = ", ".join(f.name for f in dataclasses.fields(section))
-            raise ConfigError(f"unknown configuration key {dotted!r}; {section_name} has: {known}")
-        setattr(section, key, _coerce(dotted, value, getattr(section, key)))
+        annotations = {f.name: f.type for f in dataclasses.fields(section)}
+        if key not in annotations:
+            raise ConfigError(f"unknown configuration key {dotted!r}; {section_name} has: {', '.join(annotations)}")
+        setattr(section, key, _coerce(dotted, value, getattr(section, key), str(annotations[key])))
     return config
 
 

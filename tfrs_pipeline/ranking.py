@@ -47,7 +47,8 @@ class RankingModel(tfrs.Model):
         l2 = tf.keras.regularizers.l2(config.l2 / self.replicas) if config.l2 else None
         self.implicit = bool(prepared.implicit)
         self.low, self.high = (0.0, 1.0) if self.implicit else (float(v) for v in prepared.rating_scale)
-        self.movie_ids = tf.constant(list(vocab.movie_ids))
+        # The movies relevance negatives are drawn from (implicit feedback only).
+        self.movie_ids = tf.constant(list(vocab.movie_ids)) if self.implicit else None
         self.global_mean = tf.constant(prepared.global_mean, tf.float32)
         # One initializer instance per table: an unseeded instance repeats its values when reused.
         self.user = IdEmbedding(vocab.user_ids, dim, initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
@@ -74,14 +75,12 @@ class RankingModel(tfrs.Model):
         self.mlp = tf.keras.Sequential(layers, name="mlp")
         # Summed here and divided by the global batch in compute_loss: the mean on one device,
         # and what tf.distribute needs (it sums the replicas' gradients).
-        if self.implicit:
-            self.task = in_float32(lambda: tfrs.tasks.Ranking(
-                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
-                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")]))
-        else:
-            self.task = in_float32(lambda: tfrs.tasks.Ranking(
-                loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
-                metrics=[tf.keras.metrics.RootMeanSquaredError()]))
+        summed = tf.keras.losses.Reduction.SUM
+        self.task = in_float32(lambda: tfrs.tasks.Ranking(
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=summed) if self.implicit
+            else tf.keras.losses.MeanSquaredError(reduction=summed),
+            metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc") if self.implicit
+                     else tf.keras.metrics.RootMeanSquaredError()]))
 
     def use_history(self, users: UserTable) -> None:
         """Predicts with another history table (the whole training side's, at export)."""

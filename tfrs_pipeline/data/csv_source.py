@@ -100,7 +100,7 @@ def load_table_ratings(
     report = ValidationReport()
     policy = RowPolicy(on_bad_rows, report)
 
-    available = _parquet_columns(path) if parquet else _text_columns(file, table)
+    available = _columns_of(file, table, parquet)
     missing = [name for name in (user_column, item_column) if name not in available]
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r}; the file has {', '.join(map(repr, available))}"
@@ -115,11 +115,7 @@ def load_table_ratings(
     kinds = {user_column: "str", item_column: "str", timestamp_column: "time"}
     if rating_column:
         kinds[rating_column] = "float"
-    if parquet:
-        raw = _read_parquet(file, columns, kinds, policy)
-    else:
-        raw = read_table(file, columns, kinds, sep=table.separator(path), header=not table.columns, policy=policy,
-                         names=table.columns or None)
+    raw = _read_columns(file, table, parquet, columns, kinds, policy)
     renames = {user_column: "user_id", item_column: "movie_id", timestamp_column: "timestamp"}
     if rating_column:
         renames[rating_column] = "rating"
@@ -150,17 +146,24 @@ def load_table_ratings(
                        implicit=implicit)
 
 
-def load_csv(path: str | Path, **options) -> RatingsData:
-    """:func:`load_table_ratings` of a delimited text file (kept for the first release's callers)."""
-    return load_table_ratings(path, parquet=False, **options)
-
-
-def _text_columns(file: FileRef, table: TableFormat) -> list[str]:
+def _columns_of(file: FileRef, table: TableFormat, parquet: bool) -> list[str]:
+    """The column names of a Parquet file, or of a delimited file (its header, or ``table.columns``)."""
+    if parquet:
+        return _parquet_columns(file.container)
     if table.columns:
         return list(table.columns)
     if not file.exists():
         raise DataError(f"{file}: file not found")
     return read_header(file, table.separator(file.container), sniff_text(file))
+
+
+def _read_columns(file: FileRef, table: TableFormat, parquet: bool, columns: list[str], kinds: dict[str, str],
+                  policy: RowPolicy) -> pd.DataFrame:
+    """``columns`` of a Parquet or delimited file, with the 1-based ``line`` (row) of each."""
+    if parquet:
+        return _read_parquet(file, columns, kinds, policy)
+    return read_table(file, columns, kinds, sep=table.separator(file.container), header=not table.columns,
+                      policy=policy, names=table.columns or None)
 
 
 def _parquet_file(path: Path):
@@ -227,7 +230,7 @@ def _read_items(path: Path, table: TableFormat, item_column: str, title_column: 
     file = FileRef(path, unit="row" if parquet else "line")
     if not path.is_file():
         raise DataError(f"{path}: items file not found")
-    available = _parquet_columns(path) if parquet else _text_columns(file, table)
+    available = _columns_of(file, table, parquet)
     for name in (item_column, title_column):
         if name not in available:
             raise DataError(f"{path}: no column {name!r} in the items file; it has {', '.join(map(repr, available))}"
@@ -240,11 +243,7 @@ def _read_items(path: Path, table: TableFormat, item_column: str, title_column: 
     kinds = dict.fromkeys(columns, "str")
     if genres_column:
         kinds[genres_column] = "text"
-    if parquet:
-        items = _read_parquet(file, columns, kinds, policy)
-    else:
-        items = read_table(file, columns, kinds, sep=table.separator(path), header=not table.columns, policy=policy,
-                           names=table.columns or None)
+    items = _read_columns(file, table, parquet, columns, kinds, policy)
     movies = pd.DataFrame({"movie_id": items[item_column].astype(str).to_numpy(),
                            "title": items[title_column].astype(str).to_numpy()})
     genres = items[genres_column].astype(str) if genres_column else pd.Series([""] * len(items))

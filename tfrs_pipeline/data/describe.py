@@ -24,13 +24,12 @@ def describe(data: RatingsData, top: int = 10) -> str:
         f"min {ratings.groupby('user_id', observed=True).size().min()}, max {ratings.groupby('user_id', observed=True).size().max()}",
         f"users with demographics: {0 if data.users is None else len(data.users):,}",
     ]
-    counts = ratings["rating"].value_counts().sort_index()
-    widest = counts.max()
-    if not data.implicit:
+    if not data.implicit:  # every implicit interaction is a 1
         lines.append("rating histogram:")
-    for value, count in counts.items() if not data.implicit else []:
-        bar = "#" * int(np.ceil(40 * count / widest))
-        lines.append(f"  {value:>4g} {count:>10,} {count / len(ratings):6.1%} {bar}")
+        counts = ratings["rating"].value_counts().sort_index()
+        for value, count in counts.items():
+            bar = "#" * int(np.ceil(40 * count / counts.max()))
+            lines.append(f"  {value:>4g} {count:>10,} {count / len(ratings):6.1%} {bar}")
     titles = data.movies.set_index(data.movies["movie_id"].astype(str))["title"]
     most = ratings.groupby(ratings["movie_id"].astype(str), observed=True)["rating"].agg(["size", "mean"])
     most = most.sort_values("size", ascending=False).head(top)

@@ -94,7 +94,7 @@ class RowPolicy:
 
 def _shown(value: object) -> str:
     """A value as messages show it: quoted, control characters escaped, long values cut."""
-    text = repr(value) if isinstance(value, str) else repr(str(value)) if not isinstance(value, (int, float)) else str(value)
+    text = str(value) if isinstance(value, (int, float)) else repr(str(value))
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -366,15 +366,7 @@ def validate_ratings(
 
     interactions = canonical_interactions(user_ids, movie_ids, frame["rating"], frame["timestamp"])
     interactions["line"] = frame["line"].to_numpy()
-    if implicit:
-        ordered = interactions.sort_values(["timestamp", "line"], kind="stable")
-        older = ordered.duplicated(["user_id", "movie_id"], keep="last").to_numpy()
-        if older.any():
-            policy.report.notes.append(f"{int(older.sum()):,} repeated (user, item) interactions merged: each pair "
-                                       "counts once, at its latest time")
-            interactions = ordered[~older].sort_values("line")
-        return interactions.drop(columns="line").reset_index(drop=True)
-    if policy.on_bad_rows == "error":
+    if policy.on_bad_rows == "error" and not implicit:
         # Name the later line of each pair, and the first.
         repeated = interactions.duplicated(["user_id", "movie_id"], keep="first").to_numpy()
         if repeated.any():
@@ -385,15 +377,19 @@ def validate_ratings(
                 [f"user {u}, movie {m}" for u, m in zip(dups["user_id"], dups["movie_id"])],
                 f"duplicate rating (first at line {first_line[repeated].iloc[0]}) for", "one rating per (user, movie)",
             )
-    # Under ``skip`` keep each pair's latest rating: sort by time so keep="last" keeps it.
+    # Keep each pair's latest row (under ``skip``, or merged on implicit data): sort by time so keep="last" keeps it.
     ordered = interactions.sort_values(["timestamp", "line"], kind="stable")
     older = ordered.duplicated(["user_id", "movie_id"], keep="last").to_numpy()
     if older.any():
-        dups = ordered[older].sort_values("line")
-        policy.reject(
-            file, dups["line"].tolist(), [f"user {u}, movie {m}" for u, m in zip(dups["user_id"], dups["movie_id"])],
-            "older duplicate rating for", "one rating per (user, movie)",
-        )
+        if implicit:
+            policy.report.notes.append(f"{int(older.sum()):,} repeated (user, item) interactions merged: each pair "
+                                       "counts once, at its latest time")
+        else:
+            dups = ordered[older].sort_values("line")
+            policy.reject(
+                file, dups["line"].tolist(), [f"user {u}, movie {m}" for u, m in zip(dups["user_id"], dups["movie_id"])],
+                "older duplicate rating for", "one rating per (user, movie)",
+            )
         interactions = ordered[~older].sort_values("line")
     return interactions.drop(columns="line").reset_index(drop=True)
 
