@@ -68,10 +68,13 @@ def test_the_client_and_the_server_import_no_tfrs_and_no_training_code(trained):
     code = f"""
 import sys
 from tfrs_pipeline.serve import make_server
+import json, urllib.request
 server = make_server({str(trained.path.parent)!r}, port=0)
-out = server.model.recommender.recommend(["1"], k=3)
-server.server_close()
-assert out["movie_ids"].shape == (1, 3)
+server.start()
+with urllib.request.urlopen(server.url + "/recommend?user_id=1&k=3", timeout=60) as response:
+    out = json.loads(response.read())
+server.stop()
+assert len(out["movies"]) == 3
 loaded = sorted(m for m in sys.modules if m.startswith(("tensorflow_recommenders", "tfrs_pipeline")))
 print(loaded)
 forbidden = [m for m in loaded if m.startswith("tensorflow_recommenders") or m.split(".")[-1] in
@@ -80,3 +83,16 @@ assert not forbidden, forbidden
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_per_call_exclusions_and_recommendations_from_a_history(model, trained):
+    plain = model.recommend(["1", "2"], k=4)["movie_ids"]
+    excluded = model.recommend(["1", "2"], k=4, exclude=[plain[0][:2], []])["movie_ids"]
+    assert not set(plain[0][:2]) & set(excluded[0]) and excluded.shape == (2, 4) and all(excluded[0])
+    assert list(excluded[1]) == list(plain[1])  # an empty list excludes nothing
+    rated = trained.split.train.loc[trained.split.train["user_id"].astype(str) == "1", "movie_id"].astype(str).tolist()
+    out = model.recommend_from_history([rated[:5], ["nope"]], k=6)
+    assert list(out["history_known"]) == [5, 0] and not set(rated[:5]) & set(out["movie_ids"][0])
+    assert all(title for title in out["titles"][0])
+    with pytest.raises(ModelError, match="exclude= works with exclude_seen=True"):
+        model.recommend(["1"], k=3, exclude_seen=False, exclude=[["1"]])

@@ -63,3 +63,18 @@ print(json.dumps(out))
         np.testing.assert_allclose(loaded[str(k)][1], r["scores"].numpy(), atol=1e-4)
         assert loaded[str(k)][2] == [True, True, False]
         assert len(loaded[str(k)][0][0]) == k
+
+
+def test_vocabularies_are_assets_not_graph_constants(trained):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    users = (trained.path / "vocabularies" / "user_ids.txt").read_text().splitlines()
+    for folder in [trained.path] + [trained.path / "stages" / s for s in ("query_tower", "index", "ranking")]:
+        assets = {p.read_text().splitlines()[0]: p for p in (folder / "assets").glob("*.txt")}
+        assert any(p.read_text().splitlines() == users for p in assets.values()), folder
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((folder / "saved_model.pb").read_bytes())
+        graph = proto.meta_graphs[0].graph_def
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        longest = max((len(n.attr["value"].tensor.string_val) for n in nodes if n.op == "Const"), default=0)
+        assert longest < len(users), f"{folder}: a string constant of {longest} values in the graph"

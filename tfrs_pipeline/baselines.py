@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.features import Vocabularies
+from tfrs_pipeline.features import Vocabularies, id_lookup
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
 from tfrs_pipeline.metrics import RecommendFn, users_of
 from tfrs_pipeline.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
@@ -149,7 +149,7 @@ def ease_recommender(train: pd.DataFrame, catalog_ids: np.ndarray, seen: SeenMov
     x[users.get_indexer(train["user_id"].astype(str)), items.get_indexer(train["movie_id"].astype(str))] = 1.0
     scores = tf.constant(x @ ease_weights(rating_matrix(train, items), regularization))
     index = SeenAwareBruteForce(k=100).reindex(tf.eye(len(items)), tf.constant(items.to_numpy().astype(str)))
-    lookup = tf.keras.layers.StringLookup(vocabulary=list(users), num_oov_indices=1)
+    lookup = id_lookup(users, "user_ids")
 
     def query(user_ids):
         rows = lookup(user_ids) - 1

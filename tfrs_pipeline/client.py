@@ -151,11 +151,30 @@ class Recommender:
             raise ModelError(f"{self.path}: no signature {name!r}; this model has {', '.join(sorted(self.signatures))}")
         return self.signatures[name]
 
-    def recommend(self, user_ids, k: int = 10, exclude_seen: bool = True) -> dict[str, np.ndarray]:
+    def recommend(self, user_ids, k: int = 10, exclude_seen: bool = True, exclude=None) -> dict[str, np.ndarray]:
         """The two-stage top ``k`` for each user: ``movie_ids``, ``titles``, ``predicted_ratings``,
-        ``retrieval_scores`` [users, k] and ``known_user`` [users]."""
+        ``retrieval_scores`` [users, k] and ``known_user`` [users].
+
+        ``exclude``: movie ids never to return, one list per user (out of stock, already shown).
+        """
+        if exclude is not None:
+            if not exclude_seen:
+                raise ModelError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
+            return self.call("recommend_excluding", user_id=_strings(user_ids), exclude_movie_ids=_padded(exclude),
+                             k=int(k))
         signature = "serving_default" if exclude_seen else "recommend_including_seen"
         return self.call(signature, user_id=_strings(user_ids), k=int(k))
+
+    def recommend_from_history(self, histories, k: int = 10) -> dict[str, np.ndarray]:
+        """Top ``k`` for visitors the model never saw, from the movies each just rated or watched.
+
+        Args:
+            histories: one list of movie ids per visitor (lengths may differ).
+
+        Returns ``movie_ids``, ``titles``, ``scores``, ``predicted_ratings``, ``retrieval_scores``
+        [visitors, k] and ``history_known`` [visitors] (how many of the movies the model knows).
+        """
+        return self.call("recommend_from_history", movie_ids=_padded(histories), k=int(k))
 
     def retrieve(self, user_ids, k: int = 100) -> dict[str, np.ndarray]:
         """Retrieval alone (seen movies excluded): ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``."""
@@ -221,6 +240,13 @@ class Recommender:
 
 def _strings(values) -> np.ndarray:
     return np.asarray(values).astype(str)
+
+
+def _padded(lists) -> np.ndarray:
+    """Lists of ids as one [rows, longest] string array, "" after each shorter list."""
+    lists = [[str(v) for v in row] for row in lists]
+    width = max((len(row) for row in lists), default=0)
+    return np.array([row + [""] * (width - len(row)) for row in lists], dtype=object).reshape(len(lists), width)
 
 
 def _as_input(values: np.ndarray, dtype: tf.DType) -> np.ndarray:

@@ -11,8 +11,13 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +32,41 @@ SIDE_FEATURES = ("movie_title", "movie_genres", "movie_year_bucket", "user_age_b
 MAX_TITLE_TOKENS = 8
 MAX_GENRES = 6
 YEAR_BUCKETS = np.arange(1920, 2031, 5)
+
+
+_VOCABULARY_FILES: dict[str, str] = {}
+
+
+def vocabulary_file(values, name: str = "vocabulary") -> str | None:
+    """The vocabulary as a text file (one id per line), written once per process and content.
+
+    Returns None when the values cannot be a file (empty, or an id holding a line break).
+    """
+    lines = [str(v) for v in values]
+    if not lines or any("\n" in v or "\r" in v for v in lines):
+        return None
+    text = "\n".join(lines) + "\n"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    if digest not in _VOCABULARY_FILES:
+        if not _VOCABULARY_FILES:
+            folder = tempfile.mkdtemp(prefix="tfrs_pipeline_vocabularies_")
+            atexit.register(shutil.rmtree, folder, True)
+            _VOCABULARY_FILES["folder"] = folder
+        path = Path(_VOCABULARY_FILES["folder"]) / f"{name}-{digest}.txt"
+        path.write_text(text, encoding="utf-8")
+        _VOCABULARY_FILES[digest] = str(path)
+    return _VOCABULARY_FILES[digest]
+
+
+def id_lookup(values, file_name: str, layer_name: str | None = None) -> tf.keras.layers.StringLookup:
+    """``StringLookup`` over ids (row 0: unknown), read from a vocabulary file named after ``file_name``.
+
+    A SavedModel holding it carries the file once as an asset (``assets/``), shared by every
+    lookup over the same ids, instead of the ids as constants in the graph.
+    """
+    path = vocabulary_file(values, file_name)
+    vocabulary = path if path is not None else [str(v) for v in values]
+    return tf.keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name=layer_name)
 
 
 def _tokenize(title: str) -> list[str]:
@@ -226,7 +266,7 @@ def make_dataset(
 
 
 def _user_side_features(users: UserTable, vocab: Vocabularies):
-    lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), num_oov_indices=1)
+    lookup = id_lookup(vocab.user_ids, "user_ids")
     tables = {"user_age_bucket": users.age_bucket, "user_gender": users.gender, "user_occupation": users.occupation}
     tables = {name: tf.constant(values) for name, values in tables.items()}
 
@@ -238,7 +278,7 @@ def _user_side_features(users: UserTable, vocab: Vocabularies):
 
 
 def _movie_side_features(movies: MovieTable):
-    lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
+    lookup = id_lookup(movies.movie_ids, "catalog_ids")
     titles = tf.constant(movies.titles.astype(str))
     years = tf.constant(movies.year_bucket)
     genre_rows = tf.constant(

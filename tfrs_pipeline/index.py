@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_pipeline.features import Vocabularies, group_by_user
+from tfrs_pipeline.features import Vocabularies, group_by_user, id_lookup
 
 
 class SeenAwareBruteForce(tfrs.layers.factorized_top_k.BruteForce):
@@ -71,7 +71,7 @@ class SeenMovies(tf.Module):
 
     def __init__(self, vocab: Vocabularies, catalog_ids: np.ndarray, train: pd.DataFrame) -> None:
         super().__init__(name="seen_movies")
-        self.user_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.user_ids, num_oov_indices=1)
+        self.user_lookup = id_lookup(vocab.user_ids, "user_ids")
         splits, values = group_by_user(train, vocab, pd.Index(catalog_ids).get_indexer(train["movie_id"].astype(str)))
         self.splits = tf.Variable(splits, trainable=False)
         self.values = tf.Variable(values, trainable=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfrs_pipeline.features import MovieTable, UserTable, Vocabularies
+from tfrs_pipeline.features import MovieTable, UserTable, Vocabularies, id_lookup
 
 
 class IdEmbedding(tf.keras.layers.Layer):
@@ -32,7 +32,7 @@ class IdEmbedding(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         if dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim}")
-        self.lookup = tf.keras.layers.StringLookup(vocabulary=list(vocabulary), num_oov_indices=1, name="lookup")
+        self.lookup = id_lookup(vocabulary, f"{self.name}_ids", "lookup")
         self.embedding = tf.keras.layers.Embedding(len(vocabulary) + 1, dim, embeddings_initializer=initializer,
                                                    embeddings_regularizer=regularizer, name="embedding")
 
@@ -94,8 +94,7 @@ class MovieFeatures(tf.keras.layers.Layer):
 
     def __init__(self, vocab: Vocabularies, movies: MovieTable, dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1,
-                                                           name="catalog_lookup")
+        self.catalog_lookup = id_lookup(movies.movie_ids, "catalog_ids", "catalog_lookup")
         self.genres = tf.Variable(movies.genres, trainable=False, name="genres")
         self.year = tf.Variable(movies.year_bucket, trainable=False, name="year_bucket")
         self.title_tokens = tf.Variable(movies.title_tokens, trainable=False, name="title_tokens")
@@ -186,3 +185,9 @@ class HistoryPooling(tf.keras.layers.Layer):
             sums -= kept[:, None] * self.embedding(leave_out_rows)
             counts -= kept
         return sums / tf.maximum(counts, 1.0)[:, None]
+
+    def pool(self, movie_rows: tf.Tensor) -> tf.Tensor:
+        """Mean history embedding of given movies [batch, n] (movie-vocabulary rows; 0 = unknown or padding)."""
+        vectors = self.embedding(movie_rows)
+        weights = tf.cast(movie_rows > 0, vectors.dtype)[..., None]
+        return tf.reduce_sum(vectors * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)

@@ -40,7 +40,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RankingConfig
-from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies
+from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies, id_lookup
 from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists
 from tfrs_pipeline.neighbours import ItemNeighbours
 from tfrs_pipeline.ranking import RankingModel
@@ -149,8 +149,8 @@ class ListRanker(tfrs.Model):
         unit = np.asarray(embeddings, np.float32)
         unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
         self._unit_embeddings = unit
-        self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(prepared.movies.movie_ids), num_oov_indices=1)
-        self.user_lookup = tf.keras.layers.StringLookup(vocabulary=list(prepared.vocab.user_ids), num_oov_indices=1)
+        self.catalog_lookup = id_lookup(prepared.movies.movie_ids, "catalog_ids")
+        self.user_lookup = id_lookup(prepared.vocab.user_ids, "user_ids")
         self.embeddings = tf.Variable(np.vstack([np.zeros((1, unit.shape[1]), np.float32), unit]), trainable=False,
                                       name="unit_movie_embeddings")
         genres = prepared.movies.genres / np.maximum(np.linalg.norm(prepared.movies.genres, axis=1, keepdims=True), 1e-12)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrs_pipeline.features import MovieTable, UserTable, Vocabularies
+from tfrs_pipeline.features import MovieTable, UserTable, Vocabularies, id_lookup
 from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
 
 
@@ -43,7 +43,7 @@ class QueryTower(tf.keras.Model):
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self.user = IdEmbedding(vocab.user_ids, dim, regularizer=regularizer, name="user")
-        self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=vocab.movie_ids, num_oov_indices=1, name="movie_lookup")
+        self.movie_lookup = id_lookup(vocab.movie_ids, "movie_ids", "movie_lookup")
         self.user_features = user_features
         self.history_features = history_features
         self.normalize = normalize
@@ -60,6 +60,8 @@ class QueryTower(tf.keras.Model):
         self.bias_column = bias_column
         # The query an unknown user gets: the mean training user's (set by ``set_fallback``).
         self.fallback = tf.Variable(tf.zeros([dim + int(bias_column)]), trainable=False, name="fallback_query")
+        # The id embedding a visitor known only by their history gets: the mean training user's.
+        self.mean_user_embedding = tf.Variable(tf.zeros([dim]), trainable=False, name="mean_user_embedding")
 
     def set_fallback(self, batch_size: int = 8192) -> None:
         """Sets the unknown-user query to the (normalised) mean query of every training user."""
@@ -70,6 +72,7 @@ class QueryTower(tf.keras.Model):
         mean = total / max(1, len(users))
         head = tf.math.l2_normalize(mean[: self.dim]) if self.normalize else mean[: self.dim]
         self.fallback.assign(tf.concat([head, mean[self.dim :]], axis=0))
+        self.mean_user_embedding.assign(tf.reduce_mean(self.user.embedding.embeddings[1:], axis=0))
 
     def use_history(self, users: UserTable) -> None:
         """Serves with another history table (the whole training side's, at export) and re-derives the fallback query."""
@@ -90,6 +93,26 @@ class QueryTower(tf.keras.Model):
         if self.history_features:
             leave_out = None if leave_out_movie_id is None else self.movie_lookup(leave_out_movie_id)
             parts.append(self.history_pooling(rows, leave_out, training=training))
+        return self._output(parts)
+
+    def from_history(self, movie_ids: tf.Tensor) -> tf.Tensor:
+        """Queries for visitors the model never saw, from the movies each just rated or watched [batch, n].
+
+        The id part is the mean training user's embedding, demographics are unknown, and the
+        history part pools the given movies ("" and unknown ids are ignored). Without history
+        features the query is the mean training user's.
+        """
+        batch = tf.shape(movie_ids)[0]
+        rows = tf.zeros([batch], tf.int64)
+        unknown = self.user.embed_rows(rows)  # for its shape and dtype (mixed precision)
+        parts = [tf.broadcast_to(tf.cast(self.mean_user_embedding, unknown.dtype), tf.shape(unknown))]
+        if self.user_features:
+            parts += self.demographics(rows)
+        if self.history_features:
+            parts.append(self.history_pooling.pool(self.movie_lookup(movie_ids)))
+        return self._output(parts)
+
+    def _output(self, parts: list[tf.Tensor]) -> tf.Tensor:
         output = self.project(tf.concat(parts, axis=1)) if self.project is not None else parts[0]
         output = tf.cast(output, tf.float32)
         output = tf.math.l2_normalize(output, axis=1) if self.normalize else output

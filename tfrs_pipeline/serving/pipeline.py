@@ -9,6 +9,15 @@ Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works 
   trained without the list ranker keeps ``k`` by the rating blend
   (:mod:`~tfrs_pipeline.serving.blend`) and shows them by predicted rating.
 * ``recommend_including_seen(user_id, k)``: as ``serving_default``, seen movies allowed.
+* ``recommend_excluding(user_id[batch], exclude_movie_ids[batch, n], k)``: as
+  ``serving_default``, and never the movies in ``exclude_movie_ids`` (out of stock, already
+  shown; "" pads shorter rows).
+* ``recommend_from_history(movie_ids[batch, n], k)`` -> ``movie_ids``, ``titles``, ``scores``,
+  ``predicted_ratings``, ``retrieval_scores`` [batch, k], ``history_known`` [batch]: for a
+  visitor the model never saw, from the movies they just rated or watched ("" pads): the
+  query tower pools those movies' history embeddings (with the mean training user's id
+  embedding), the index retrieves unseen movies, best retrieval score first.
+  ``history_known`` counts the movies the model knows; with none, the popular list.
 * ``retrieve(user_id, k)`` -> ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``.
 * ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
   ``known_user``, ``known_movie`` [batch, n].
@@ -32,10 +41,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfrs_pipeline.features import MovieTable
+from tfrs_pipeline.features import MovieTable, id_lookup
 from tfrs_pipeline.serving.blend import blend_top_k, rank_candidates
 from tfrs_pipeline.serving.candidates import CandidateRetriever
-from tfrs_pipeline.serving.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
+from tfrs_pipeline.serving.specs import EXCLUDE_MOVIE_IDS, MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
 
 _NEG_INF = -np.inf
 
@@ -65,7 +74,7 @@ class TwoStagePipeline(tf.Module):
         self.logit_scale = tf.Variable(float(logit_scale), trainable=False, name="logit_scale")
         # True: predicted_ratings are relevance probabilities (the model was trained on implicit feedback).
         self.implicit = tf.Variable(bool(getattr(ranking, "implicit", False)), trainable=False, name="implicit")
-        self.catalog_lookup = tf.keras.layers.StringLookup(vocabulary=list(movies.movie_ids), num_oov_indices=1)
+        self.catalog_lookup = id_lookup(movies.movie_ids, "catalog_ids")
         self.catalog_ids = retriever.catalog_ids
         self.titles = tf.Variable(movies.titles[1:].astype(str), trainable=False, name="titles")
         # Similarity by direction alone: the bias column (if any) is popularity, not taste.
@@ -76,8 +85,12 @@ class TwoStagePipeline(tf.Module):
         positions = self.catalog_lookup(movie_ids) - 1
         return tf.where(positions >= 0, tf.gather(self.titles, tf.maximum(positions, 0)), "")
 
-    def _two_stage(self, user_id, k, exclude_seen: bool):
-        movie_ids, retrieval_scores, known = self.retriever(user_id, self.num_candidates, exclude_seen)
+    def _positions(self, movie_ids: tf.Tensor) -> tf.Tensor:
+        """Catalog positions of movie ids (-1 for unknown ids and "" padding)."""
+        return self.catalog_lookup(movie_ids) - 1
+
+    def _two_stage(self, user_id, k, exclude_seen: bool, also_exclude=None):
+        movie_ids, retrieval_scores, known = self.retriever(user_id, self.num_candidates, exclude_seen, also_exclude)
         if self.list_ranker is not None:
             scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores)
             # Unknown users keep the well-rated popular order the retriever gave them.
@@ -104,6 +117,29 @@ class TwoStagePipeline(tf.Module):
     @tf.function(input_signature=[USER_IDS, K])
     def serve_including_seen(self, user_id, k):
         return self._two_stage(user_id, k, exclude_seen=False)
+
+    @tf.function(input_signature=[USER_IDS, EXCLUDE_MOVIE_IDS, K])
+    def serve_excluding(self, user_id, exclude_movie_ids, k):
+        return self._two_stage(user_id, k, exclude_seen=True, also_exclude=self._positions(exclude_movie_ids))
+
+    @tf.function(input_signature=[MOVIE_ID_LISTS, K])
+    def recommend_from_history(self, movie_ids, k):
+        positions = self._positions(movie_ids)
+        candidates, retrieval_scores, history_known = self.retriever.from_history(movie_ids, positions,
+                                                                                  self.num_candidates)
+        visitors = tf.fill(tf.shape(movie_ids)[:1], "")  # no user id: the ranking stage's unknown user
+        predicted = rank_candidates(self.ranking, visitors, candidates)
+        _, order = tf.math.top_k(retrieval_scores, k=tf.minimum(k, tf.shape(retrieval_scores)[1]))
+        top_ids = tf.gather(candidates, order, batch_dims=1)
+        top_scores = tf.gather(retrieval_scores, order, batch_dims=1)
+        return {
+            "movie_ids": top_ids,
+            "titles": self._titles(top_ids),
+            "scores": top_scores,
+            "predicted_ratings": tf.gather(predicted, order, batch_dims=1),
+            "retrieval_scores": top_scores,
+            "history_known": history_known,
+        }
 
     @tf.function(input_signature=[USER_IDS, K])
     def retrieve(self, user_id, k):
@@ -172,5 +208,6 @@ class TwoStagePipeline(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
+                "recommend_excluding": self.serve_excluding, "recommend_from_history": self.recommend_from_history,
                 "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies,
                 "explain": self.explain}

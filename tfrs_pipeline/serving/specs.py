@@ -17,3 +17,5 @@ MOVIE_IDS = tf.TensorSpec([None], tf.string, name="movie_id")
 MOVIE_ID_LISTS = tf.TensorSpec([None, None], tf.string, name="movie_ids")
 #: The length of each returned list.
 K = tf.TensorSpec([], tf.int32, name="k")
+#: Movies never to return, per row [batch, n] ("" pads shorter rows).
+EXCLUDE_MOVIE_IDS = tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")
