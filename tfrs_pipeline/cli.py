@@ -184,11 +184,39 @@ def _note_cap(asked: int, got: int, limit: str) -> None:
         print(f"tfrs-pipeline: note: --k {asked} capped at {got}, the number of {limit}", file=sys.stderr)
 
 
+def _id_list(text: str, option: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise ConfigError(f"{option} takes movie ids separated by commas, got {text!r}")
+    return ids
+
+
+def _recommend_from_history(model, history: list[str], k: int) -> int:
+    if "recommend_from_history" not in model.signatures:
+        raise ModelError(f"{model.path} was exported before --history existed; retrain it to use --history")
+    out = model.recommend_from_history([history], k=k)
+    known = int(out["history_known"][0])
+    if not known:
+        print(f"none of {', '.join(history)} is in the model's catalog: well-rated popular movies")
+    print(f"top {out['movie_ids'].shape[1]} for a visitor who rated {known} known movie(s) ({', '.join(history)}):")
+    predicted = "relevance" if model.implicit else "predicted"
+    print(f"  {'#':>3}  {'retrieval':>9}  {predicted:>9}  {'movie id':>9}  title")
+    for rank, (movie, title, score, rating) in enumerate(
+            zip(out["movie_ids"][0], out["titles"][0], out["retrieval_scores"][0], out["predicted_ratings"][0]), 1):
+        print(f"  {rank:>3}  {score:>9.3f}  {rating:>9.2f}  {movie:>9}  {title}")
+    return 0
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     import numpy as np
 
     model = _load_model(args.model)
-    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen)
+    exclude = [_id_list(args.exclude, "--exclude")] if args.exclude else None
+    if args.history:
+        return _recommend_from_history(model, _id_list(args.history, "--history"), args.k)
+    if exclude and "recommend_excluding" not in model.signatures:
+        raise ModelError(f"{model.path} was exported before --exclude existed; retrain it to use --exclude")
+    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen or bool(exclude), exclude=exclude)
     _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
               "(serving.num_candidates at training)")
     if not bool(out["known_user"][0]):
@@ -235,21 +263,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from tfrs_pipeline.serve import make_server
+    import logging
 
-    server = make_server(args.model, args.host, args.port)
-    host, port = server.server_address[:2]
-    model = server.model
-    for note in model.recommender.skipped:
-        print(f"tfrs-pipeline: warning: {note}; serving version {model.version}", file=sys.stderr)
-    print(f"serving {model.path} on http://{host}:{port}  (GET /recommend?user_id=ID&k=10, "
-          f"GET /similar?movie_id=ID, POST /v1/models/{model.name}:predict); Ctrl-C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    from tfrs_pipeline.serve import Limits, make_server
+    from tfrs_pipeline.serve.versions import parse_version_policy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    model = args.model_base or args.model
+    if not model:
+        raise ConfigError("serve needs --model-base saved_models/NAME (or --model saved_models/NAME[/VERSION])")
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
+                    max_k=args.max_k, timeout_seconds=args.request_timeout)
+    server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
+                         labels_path=args.labels, poll_seconds=args.poll_seconds, limits=limits,
+                         batching=args.batching, batch_window_ms=args.batch_window_ms,
+                         max_batch_rows=args.max_batch_rows)
+    versions = server.versions
+    for state in versions.states():
+        if state.error:
+            print(f"tfrs-pipeline: warning: version {state.version} is not served: {state.error}", file=sys.stderr)
+    served = ", ".join(str(s.version) for s in versions.available())
+    print(f"serving {versions.base} (version {served}) on {server.url}  (POST /v1/models/{versions.name}:predict, "
+          "GET /recommend?user_id=ID&k=10, GET /similar?movie_id=ID, GET /metrics); SIGTERM or Ctrl-C stops",
+          flush=True)
+    server.run()
     return 0
 
 
@@ -265,7 +302,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         if not args.model:
             raise ConfigError("benchmark serving needs --model saved_models/NAME (train one with "
                               "`tfrs-pipeline demo` or `tfrs-pipeline train`)")
-        benchmarks.benchmark_serving(args.model, requests=args.requests, out=args.out)
+        benchmarks.benchmark_serving(args.model, clients=tuple(args.clients), requests=args.requests, out=args.out)
     return 0
 
 
@@ -307,7 +344,11 @@ def _register_model_commands(commands) -> None:
 
     recommend = commands.add_parser("recommend", help="top movies for a user, with predicted ratings")
     recommend.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
-    recommend.add_argument("--user", required=True, help="user id as in the training data (required)")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="user id as in the training data (one of --user and --history is required)")
+    who.add_argument("--history", help="movie ids a visitor unknown to the model just rated, comma-separated: "
+                                       "recommends from them (cold start; one of --user and --history is required)")
+    recommend.add_argument("--exclude", help="movie ids never to recommend, comma-separated (default: none)")
     recommend.add_argument("--k", type=_positive, default=10,
                            help="length of the list, capped at the candidates retrieved (default 10)")
     recommend.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=True,
@@ -345,22 +386,84 @@ def _register_model_commands(commands) -> None:
                            help="retrieval: add the closed-form EASE baseline (default: off)")
     benchmark.add_argument("--model", help="serving: saved_models/NAME (required for serving)")
     benchmark.add_argument("--requests", type=_positive, default=200,
-                           help="serving: requests per measurement (default 200)")
+                           help="serving: requests per client at each client count (default 200)")
+    benchmark.add_argument("--clients", type=_client_counts, default=[1, 8, 32],
+                           help="serving: concurrent HTTP clients to measure, comma-separated (default 1,8,32)")
     benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
     for name in ("split", "test_fraction", "split_seed", "epochs", "retrieval_epochs", "ranking_epochs", "strategy",
                  "seed", "verbose"):
         benchmark.set_defaults(**{name: None})
     benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
 
-    serve = commands.add_parser("serve", help="serve an exported model over HTTP")
-    serve.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
+    serve = commands.add_parser("serve", help="serve a model base over HTTP (TensorFlow Serving's REST API)")
+    which = serve.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-base", help="saved_models/NAME: serve its versions and load new ones as they appear "
+                                            "(one of --model-base and --model is required)")
+    which.add_argument("--model", help="saved_models/NAME (as --model-base) or saved_models/NAME/VERSION (that "
+                                       "version alone; one of --model-base and --model is required)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8501, help="TCP port, 0 for any free one (default 8501)")
+    serve.add_argument("--version-policy", default="latest",
+                       help="latest, all, or versions such as 1,3 (default latest: the newest version that loads)")
+    serve.add_argument("--labels", help="TOML file with a [labels] table such as stable = 1, canary = 2, "
+                                        "re-read on every poll (default: no labels)")
+    serve.add_argument("--poll-seconds", type=_seconds, default=2.0,
+                       help="how often the model base is scanned for new versions (default 2)")
+    serve.add_argument("--batching", action="store_true",
+                       help="merge concurrent requests to one signature into one call (default: off)")
+    serve.add_argument("--batch-window-ms", type=_milliseconds, default=2.0,
+                       help="with --batching: how long a batch waits for more requests (default 2)")
+    serve.add_argument("--max-batch-rows", type=_positive, default=256,
+                       help="with --batching: rows that close a batch at once (default 256)")
+    serve.add_argument("--max-body-bytes", type=_byte_count, default=4 * 1024 * 1024,
+                       help="largest request body; larger ones get 413 (default 4194304)")
+    serve.add_argument("--max-batch", type=_positive, default=1024, help="most rows per request (default 1024)")
+    serve.add_argument("--max-list", type=_positive, default=1000,
+                       help="most movie ids per row of a list input (default 1000)")
+    serve.add_argument("--max-k", type=_positive, default=1000, help="largest k a request may ask for (default 1000)")
+    serve.add_argument("--request-timeout", type=_seconds, default=30.0,
+                       help="seconds before an unanswered request gets 504 (default 30)")
     serve.set_defaults(handler=_cmd_serve)
 
 
 #: The largest ``--k`` and ``--requests`` the command line takes.
 MAX_COUNT = 100_000
+
+
+def _client_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or not all(1 <= c <= 256 for c in counts):
+        raise argparse.ArgumentTypeError(f"expected client counts from 1 to 256 such as 1,8,32, got {text!r}")
+    return counts
+
+
+def _byte_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 2**30:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes from 1 to {2**30:,}, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 and up to 86400, got {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected milliseconds from 0 to 1000, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:

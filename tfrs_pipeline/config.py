@@ -379,22 +379,27 @@ def from_dict(values: dict[str, Any], base: PipelineConfig | None = None) -> Pip
     return apply_overrides(base or PipelineConfig(), overrides)
 
 
-def load_toml(path: str | Path, base: PipelineConfig | None = None) -> PipelineConfig:
-    """Reads a TOML configuration file; a bad file or key raises a ConfigError naming it."""
+def read_toml_file(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
+    """A TOML file's tables; a missing, unreadable or invalid file raises a ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at position {error.start}); "
-                          "save the configuration file as UTF-8") from None
+                          f"save the {what} as UTF-8") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
     try:
-        values = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+
+
+def load_toml(path: str | Path, base: PipelineConfig | None = None) -> PipelineConfig:
+    """Reads a TOML configuration file; a bad file or key raises a ConfigError naming it."""
+    values = read_toml_file(path)
     try:
         return from_dict(values, base)
     except ConfigError as error:

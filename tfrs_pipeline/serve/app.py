@@ -1,0 +1,327 @@
+"""The HTTP application: Starlette routes over :class:`ModelVersions`, served by uvicorn.
+
+Routes (TensorFlow Serving's, in :mod:`~tfrs_pipeline.serve.rest`, plus a few for people):
+
+* ``GET /v1/models/NAME[/versions/N|/labels/L][/metadata]``, ``POST ...:predict``.
+* ``GET /recommend?user_id=ID&k=10[&exclude=ID,ID]``, ``GET /recommend?history=ID,ID&k=10``
+  (a visitor the model has not seen, from the movies they just rated),
+  ``GET /similar?movie_id=ID&k=10``: lists of movies with titles.
+* ``GET /healthz``: 200 while a version is available, 503 otherwise.
+* ``GET /metrics``: Prometheus text (requests by route and status, latency histograms,
+  version states, batches).
+
+Model calls run in worker threads with no lock around them (TensorFlow's signatures are
+thread-safe); with batching on, concurrent requests to one signature share one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import numpy as np
+import tensorflow as tf
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tfrs_pipeline.serve import rest
+from tfrs_pipeline.serve.batching import Batcher
+from tfrs_pipeline.serve.rest import BadRequest, Limits
+from tfrs_pipeline.serve.versions import AVAILABLE, END, LOADING, UNLOADING, ModelVersions, NotFound
+
+access_log = logging.getLogger("tfrs_pipeline.access")
+
+_STATES = (LOADING, AVAILABLE, UNLOADING, END)
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(rest.encode(body), status_code=status, media_type="application/json")
+
+
+def _error(message: str, status: int) -> Response:
+    return _json({"error": message}, status)
+
+
+def run_signature(function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Calls a signature on NumPy inputs; errors raised in the graph become a 400.
+
+    Raises:
+        BadRequest: TensorFlow refused an argument (InvalidArgumentError).
+    """
+    specs = function.structured_input_signature[1]
+    tensors = {name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()}
+    try:
+        outputs = function(**tensors)
+    except tf.errors.InvalidArgumentError as error:
+        first = (error.message.strip().splitlines() or [""])[0][:300]
+        raise BadRequest(f"the model refused the request: {first}") from None
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+class Metrics:
+    """The Prometheus metrics of one server (its own registry, so several servers can share a process)."""
+
+    def __init__(self, versions: ModelVersions, batcher: Batcher | None) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("tfrs_requests", "HTTP requests answered", ["route", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("tfrs_request_seconds", "Seconds from request to answer", ["route"],
+                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                 registry=self.registry)
+        self.in_flight = Gauge("tfrs_requests_in_flight", "Requests being answered", registry=self.registry)
+        self.versions = Gauge("tfrs_model_version_state", "1 for each version's current state",
+                              ["model", "version", "state"], registry=self.registry)
+        if batcher is not None:
+            Gauge("tfrs_batch_calls", "Signature calls made by the batcher", registry=self.registry
+                  ).set_function(lambda: batcher.calls)
+            Gauge("tfrs_batch_rows", "Rows sent in batched calls", registry=self.registry
+                  ).set_function(lambda: batcher.rows)
+        self._model = versions
+
+    def update_versions(self) -> None:
+        for state in self._model.states():
+            for name in _STATES:
+                self.versions.labels(self._model.name, str(state.version), name).set(float(state.state == name))
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_of(path: str) -> str:
+    """A bounded set of route labels for the metrics (never raw paths)."""
+    if path.startswith("/v1/models/"):
+        try:
+            parsed = rest.parse_model_path(path)
+        except BadRequest:
+            parsed = None
+        if parsed is None:
+            return "/v1/models/other"
+        where = "/versions/N" if parsed.version is not None else "/labels/L" if parsed.label else ""
+        return {"status": f"/v1/models/NAME{where}", "metadata": f"/v1/models/NAME{where}/metadata"}.get(
+            parsed.verb, f"/v1/models/NAME{where}:{'predict' if parsed.verb == 'predict' else 'other'}")
+    return path if path in ("/recommend", "/similar", "/healthz", "/metrics") else "other"
+
+
+class ServerApp:
+    """The application over one model base.
+
+    Args:
+        versions: the model's versions (started by the app's lifespan if not already).
+        limits: what one request may ask for.
+        batching: merge concurrent requests to one signature into one call.
+        batch_window_ms: how long a batch waits for more requests (milliseconds).
+        max_batch_rows: rows that close a batch at once.
+    """
+
+    def __init__(self, versions: ModelVersions, limits: Limits | None = None, *, batching: bool = False,
+                 batch_window_ms: float = 2.0, max_batch_rows: int = 256) -> None:
+        self.versions = versions
+        self.limits = limits or Limits()
+        self.batcher = Batcher(run_signature, batch_window_ms, max_batch_rows) if batching else None
+        self.metrics = Metrics(versions, self.batcher)
+        previous = versions.on_change
+        versions.on_change = lambda: (previous(), self.metrics.update_versions())
+        self.metrics.update_versions()
+        routes = [
+            Route("/v1/models/{rest:path}", self.models, methods=["GET", "POST"]),
+            Route("/recommend", self.recommend, methods=["GET"]),
+            Route("/similar", self.similar, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+        ]
+        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+        self.app.add_middleware(_AccessLog, metrics=self.metrics)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app):
+        yield
+        await run_in_threadpool(self.versions.stop)
+
+    # -- TensorFlow Serving's routes --------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        try:
+            parsed = rest.parse_model_path(request.url.path)
+            if parsed is None:
+                return _error(f"no route {request.url.path}", 404)
+            if parsed.name != self.versions.name:
+                return _error(f"model {parsed.name!r} not found; this server serves {self.versions.name!r}", 404)
+            if request.method == "GET" and parsed.verb == "status":
+                return _json(self.versions.status(parsed.version, parsed.label))
+            if request.method == "GET" and parsed.verb == "metadata":
+                state = self.versions.get(parsed.version, parsed.label)
+                return _json(rest.metadata(self.versions.name, state.version, state.model.path))
+            if request.method == "POST" and parsed.verb == "predict":
+                return await self.predict(request, parsed)
+            if parsed.verb in ("classify", "regress"):
+                return _error(f":{parsed.verb} needs a classify or regress signature; this model answers :predict", 400)
+            return _error(f"{request.method} {request.url.path} is not a route; GET /v1/models/NAME[/metadata] or "
+                          "POST /v1/models/NAME:predict", 404 if request.method == "GET" else 405)
+        except NotFound as error:
+            return _error(str(error), 404)
+        except BadRequest as error:
+            return _error(str(error), error.status)
+
+    async def predict(self, request: Request, parsed: rest.ModelPath) -> Response:
+        state = self.versions.get(parsed.version, parsed.label)
+        model = state.model
+        if model is None:  # unloaded between the lookup and now
+            raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
+        body = rest.decode_body(await self._body(request))
+        try:
+            decoded = rest.parse_predict(body, model.signatures, self.limits)
+        except LookupError as error:
+            return _error(str(error).strip("'\""), 404)
+        outputs = await self._call((state.version, decoded.signature_name), model.signatures[decoded.signature_name],
+                                   decoded.inputs)
+        return Response(rest.encode_predict(outputs, decoded.rows), media_type="application/json")
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.limits.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BadRequest(f"the request body is {int(declared):,} bytes; the limit is {limit:,}", 413)
+        chunks, size = [], 0
+
+        async def read():
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BadRequest(f"the request body is over the limit of {limit:,} bytes", 413)
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(read(), self.limits.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise BadRequest(f"the request body did not arrive within {self.limits.timeout_seconds:g} s", 408) from None
+        return b"".join(chunks)
+
+    async def _call(self, key: tuple, function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.batcher is not None:
+            call = self.batcher.submit(key, function, inputs)
+        else:
+            call = run_in_threadpool(run_signature, function, inputs)
+        try:
+            return await asyncio.wait_for(call, self.limits.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise BadRequest(f"the model did not answer within {self.limits.timeout_seconds:g} s", 504) from None
+
+    # -- routes for people ------------------------------------------------------------------------
+
+    async def recommend(self, request: Request) -> Response:
+        query = request.query_params
+        try:
+            k = self._k(query)
+            if "history" in query:
+                ids = _id_list(query["history"], "history")
+                signature, inputs = "recommend_from_history", {"movie_ids": np.array([ids], object)}
+            else:
+                user = _required(query, "user_id")
+                signature, inputs = "serving_default", {"user_id": np.array([user], object)}
+                if "exclude" in query:
+                    signature = "recommend_excluding"
+                    inputs["exclude_movie_ids"] = np.array([_id_list(query["exclude"], "exclude")], object)
+            out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
+        except NotFound as error:
+            return _error(str(error), 404)
+        except BadRequest as error:
+            return _error(str(error), error.status)
+        known = ("history_known", int(out["history_known"][0])) if "history_known" in out else (
+            "known_user", bool(out["known_user"][0]))
+        return _json(_movies(out, ["movie_ids", "titles", "predicted_ratings", "retrieval_scores"], known))
+
+    async def similar(self, request: Request) -> Response:
+        query = request.query_params
+        try:
+            inputs = {"movie_id": np.array([_required(query, "movie_id")], object), "k": np.int32(self._k(query))}
+            out = await self._get_call("similar_movies", inputs)
+        except NotFound as error:
+            return _error(str(error), 404)
+        except BadRequest as error:
+            return _error(str(error), error.status)
+        return _json(_movies(out, ["movie_ids", "titles", "scores"], ("known_movie", bool(out["known_movie"][0]))))
+
+    def _k(self, query) -> int:
+        text = query.get("k", "10")
+        if not text.lstrip("-").isdigit() or not 1 <= int(text) <= self.limits.max_k:
+            raise BadRequest(f"k must be an integer between 1 and {self.limits.max_k:,}, got {text!r}")
+        return int(text)
+
+    async def _get_call(self, signature: str, inputs: dict) -> dict[str, np.ndarray]:
+        state = self.versions.get()
+        model = state.model
+        if model is None or signature not in model.signatures:
+            raise NotFound(f"version {state.version} has no signature {signature!r} (exported before it existed; "
+                           "train the model again)")
+        return await self._call((state.version, signature), model.signatures[signature], inputs)
+
+    async def healthz(self, request: Request) -> Response:
+        available = [s.version for s in self.versions.available()]
+        body = {"status": "ok" if available else "unavailable", "model": self.versions.name,
+                "version": str(available[0]) if available else None, "versions": [str(v) for v in available]}
+        return _json(body, 200 if available else 503)
+
+    async def prometheus(self, request: Request) -> Response:
+        return self.metrics.render()
+
+
+def _required(query, name: str) -> str:
+    if not query.get(name):
+        raise BadRequest(f"query parameter {name!r} is required")
+    return query[name]
+
+
+def _id_list(text: str, name: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise BadRequest(f"query parameter {name!r} must list movie ids separated by commas")
+    return ids
+
+
+def _movies(outputs: dict, columns: list[str], known: tuple[str, object]) -> dict:
+    names = {"movie_ids": "movie_id", "titles": "title", "predicted_ratings": "predicted_rating",
+             "retrieval_scores": "retrieval_score", "scores": "score"}
+    values = [rest._jsonable(outputs[c][0]) for c in columns]
+    rows = [dict(zip((names[c] for c in columns), row)) for row in zip(*values)]
+    rows = [row for row in rows if row["movie_id"]]  # past the movies left: empty slots
+    return {known[0]: known[1], "movies": rows}
+
+
+class _AccessLog:
+    """ASGI middleware: one access-log line and the request metrics per HTTP request."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+        self.metrics.in_flight.inc()
+
+        async def send_with_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            seconds = time.perf_counter() - start
+            self.metrics.in_flight.dec()
+            route = _route_of(scope["path"])
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            client = scope.get("client") or ("-", 0)
+            access_log.info('%s "%s %s" %d %.1f ms', client[0], scope["method"], scope["path"], status,
+                            seconds * 1000.0)

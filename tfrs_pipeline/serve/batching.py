@@ -1,0 +1,118 @@
+"""Server-side batching: concurrent requests to one signature merged into one call, as TF Serving's
+``--enable_batching`` does.
+
+Requests join a batch when they name the same version and signature, the same scalar
+inputs (``k``) and the same row width of list inputs. One worker runs one batch at a time
+(TensorFlow already spreads one call over every core): a batch runs once ``window_ms`` has
+passed since its first request arrived, or at once when it holds ``max_rows`` rows; requests
+that arrive while a batch runs wait for the next one, so batches grow with the load. Each
+request then gets its own rows of the outputs. A failing batch fails every request in it
+with the same error (the inputs were checked one by one before they joined).
+
+Example:
+    >>> batcher = Batcher(run=lambda function, inputs: function(**inputs), window_ms=2.0)  # doctest: +SKIP
+    >>> outputs = await batcher.submit(key, function, inputs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class _Pending:
+    function: Callable
+    scalars: dict[str, np.ndarray]
+    arrived: float
+    parts: list[dict[str, np.ndarray]] = field(default_factory=list)
+    futures: list[asyncio.Future] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.sizes)
+
+
+class Batcher:
+    """Merges concurrent requests into one signature call.
+
+    Args:
+        run: ``run(function, inputs) -> outputs`` (NumPy in, NumPy out); called in a worker thread.
+        window_ms: how long the first request of a batch waits for others (milliseconds).
+        max_rows: rows (users) that close a batch at once.
+    """
+
+    def __init__(self, run: Callable, window_ms: float = 2.0, max_rows: int = 256) -> None:
+        if window_ms < 0 or max_rows < 1:
+            raise ValueError(f"window_ms must be >= 0 and max_rows >= 1, got {window_ms} and {max_rows}")
+        self.run = run
+        self.window = window_ms / 1000.0
+        self.max_rows = max_rows
+        self._pending: dict[tuple, _Pending] = {}  # insertion order: the oldest batch first
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        #: Calls made and rows sent, for the metrics.
+        self.calls = 0
+        self.rows = 0
+
+    async def submit(self, key: tuple, function: Callable, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """This request's rows of a batched call's outputs."""
+        batched = {name: value for name, value in inputs.items() if value.ndim > 0}
+        scalars = {name: value for name, value in inputs.items() if value.ndim == 0}
+        widths = tuple(sorted((name, value.shape[1:]) for name, value in batched.items()))
+        key = (*key, tuple(sorted((n, int(v)) for n, v in scalars.items())), widths)
+        if self._worker is None or self._worker.done():
+            self._wake = asyncio.Event()
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        pending = self._pending.get(key)
+        if pending is None or pending.rows >= self.max_rows:
+            if pending is not None:  # full: it runs as it is; this request starts the next batch
+                self._pending[(*key, id(pending))] = self._pending.pop(key)
+            pending = self._pending[key] = _Pending(function, scalars, time.monotonic())
+        future = asyncio.get_running_loop().create_future()
+        pending.parts.append(batched)
+        pending.futures.append(future)
+        pending.sizes.append(len(next(iter(batched.values()))) if batched else 1)
+        self._wake.set()
+        return await future
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                key, pending = next(iter(self._pending.items()))
+                wait = pending.arrived + self.window - time.monotonic()
+                if wait > 0 and pending.rows < self.max_rows:
+                    await asyncio.sleep(wait)
+                    continue  # look again: the oldest batch may have filled up, or another may be older
+                del self._pending[key]
+                await self._call(pending)
+
+    async def _call(self, pending: _Pending) -> None:
+        names = list(pending.parts[0])
+        inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in names}
+        self.calls += 1
+        self.rows += pending.rows
+        try:
+            outputs = await asyncio.to_thread(self.run, pending.function, {**inputs, **pending.scalars})
+        except Exception as error:  # every request of the batch gets the error
+            for future in pending.futures:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        start = 0
+        for size, future in zip(pending.sizes, pending.futures):
+            if not future.done():
+                future.set_result({name: value[start : start + size] for name, value in outputs.items()})
+            start += size
+
+    async def close(self) -> None:
+        """Stops the worker (batches still waiting get cancelled)."""
+        if self._worker is not None:
+            self._worker.cancel()
