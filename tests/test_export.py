@@ -30,6 +30,8 @@ def test_metrics_json_has_the_documented_shape(trained):
     popular = metrics["baselines"]["most_popular"]
     assert set(popular["factorized_top_k"]) == set(metrics["factorized_top_k"]) and "rmse" in popular["ranking"]
     assert "rmse" in metrics["baselines"]["matrix_factorization"]["ranking"]
+    assert set(metrics["cold_start"]) == {"history_5", "history_all", "most_popular_history_5"}
+    assert set(metrics["cold_start"]["history_5"]) >= {"hit_rate_at_10", "recall_at_10", "ndcg_at_10"}
     values = [v for section in ("factorized_top_k", "excluding_seen", "pipeline") for v in metrics[section].values()]
     assert all(0.0 <= v <= 1e4 for v in values)
 
@@ -70,8 +72,7 @@ def test_vocabularies_are_assets_not_graph_constants(trained):
 
     users = (trained.path / "vocabularies" / "user_ids.txt").read_text().splitlines()
     for folder in [trained.path] + [trained.path / "stages" / s for s in ("query_tower", "index", "ranking")]:
-        assets = {p.read_text().splitlines()[0]: p for p in (folder / "assets").glob("*.txt")}
-        assert any(p.read_text().splitlines() == users for p in assets.values()), folder
+        assert any(p.read_text().splitlines() == users for p in (folder / "assets").glob("*.txt")), folder
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((folder / "saved_model.pb").read_bytes())
         graph = proto.meta_graphs[0].graph_def

@@ -375,3 +375,19 @@ print(out["history_known"].numpy()[0], out["movie_ids"].shape)
 """)
     assert out.split()[:1] == ["2"]
 
+
+
+def test_a_version_copied_in_by_hand_is_tried_again_once_the_copy_is_complete(base, tmp_path):
+    from tfrs_pipeline.serve.versions import AVAILABLE, END, ModelVersions
+
+    folder = tmp_path / "movies" / "1"
+    folder.mkdir(parents=True)
+    shutil.copy(base / "1" / "saved_model.pb", folder)  # the copy has only begun
+    versions = ModelVersions(folder.parent)
+    versions.refresh()
+    assert [(s.version, s.state) for s in versions.states()] == [(1, END)]
+    versions.refresh()  # unchanged: not tried again
+    shutil.rmtree(folder)
+    shutil.copytree(base / "1", folder)
+    versions.refresh()
+    assert [(s.version, s.state) for s in versions.states()] == [(1, AVAILABLE)]

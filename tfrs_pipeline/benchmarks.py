@@ -305,9 +305,10 @@ def format_serving_benchmark(results: dict, clients) -> str:
     one = results["http"][f"direct_{clients[0]}"]
     lines.append(f"  HTTP p50 at {clients[0]} client / in-process p50: "
                  f"{one['p50_ms'] / results['in_process_batch_1']['p50_ms']:.2f}x")
-    top = results["http"][f"batching_{clients[-1]}"]
-    lines.append(f"  batching at {clients[-1]} clients / 1 client throughput: "
-                 f"{top['users_per_second'] / results['http'][f'batching_{clients[0]}']['users_per_second']:.2f}x")
+    top = results["http"][f"batching_{clients[-1]}"]["users_per_second"]
+    lines.append(f"  batching at {clients[-1]} clients / {clients[0]} client throughput: "
+                 f"{top / one['users_per_second']:.2f}x without batching at {clients[0]}, "
+                 f"{top / results['http'][f'batching_{clients[0]}']['users_per_second']:.2f}x with it")
     return "\n".join(lines)
 
 

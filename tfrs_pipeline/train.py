@@ -250,6 +250,11 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"  ranking: {metrics['ranking']['note']}")
     if "ablation" in metrics:
         lines.append(format_ablation(metrics["ablation"]))
+    for name, numbers in metrics.get("cold_start", {}).items():
+        what = "most popular" if name.startswith("most_popular") else "recommend_from_history"
+        lines.append(f"  cold start, {what} from {name.rsplit('_', 1)[1]} training movies: "
+                     f"hit rate@10 {numbers['hit_rate_at_10']:.4f}, recall@10 {numbers['recall_at_10']:.4f}, "
+                     f"NDCG@10 {numbers['ndcg_at_10']:.4f}")
     return "\n".join(lines)
 
 

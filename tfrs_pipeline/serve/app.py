@@ -32,10 +32,11 @@ from starlette.routing import Route
 
 from tfrs_pipeline.serve import rest
 from tfrs_pipeline.serve.batching import Batcher
-from tfrs_pipeline.serve.rest import BadRequest, Limits
-from tfrs_pipeline.serve.versions import AVAILABLE, END, LOADING, UNLOADING, ModelVersions, NotFound
+from tfrs_pipeline.serve.rest import BadRequest, Limits, NotFound
+from tfrs_pipeline.serve.versions import AVAILABLE, END, LOADING, UNLOADING, ModelVersions
 
 access_log = logging.getLogger("tfrs_pipeline.access")
+log = logging.getLogger("tfrs_pipeline.serve")
 
 _STATES = (LOADING, AVAILABLE, UNLOADING, END)
 
@@ -82,12 +83,12 @@ class Metrics:
                   ).set_function(lambda: batcher.calls)
             Gauge("tfrs_batch_rows", "Rows sent in batched calls", registry=self.registry
                   ).set_function(lambda: batcher.rows)
-        self._model = versions
+        self._versions = versions
 
     def update_versions(self) -> None:
-        for state in self._model.states():
+        for state in self._versions.states():
             for name in _STATES:
-                self.versions.labels(self._model.name, str(state.version), name).set(float(state.state == name))
+                self.versions.labels(self._versions.name, str(state.version), name).set(float(state.state == name))
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -112,7 +113,7 @@ class ServerApp:
     """The application over one model base.
 
     Args:
-        versions: the model's versions (started by the app's lifespan if not already).
+        versions: the model's versions (started by the caller; stopped when the app shuts down).
         limits: what one request may ask for.
         batching: merge concurrent requests to one signature into one call.
         batch_window_ms: how long a batch waits for more requests (milliseconds).
@@ -135,7 +136,8 @@ class ServerApp:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+        handlers = {NotFound: _answer_error, BadRequest: _answer_error, Exception: _answer_error}
+        self.app = Starlette(routes=routes, lifespan=self._lifespan, exception_handlers=handlers)
         self.app.add_middleware(_AccessLog, metrics=self.metrics)
 
     @contextlib.asynccontextmanager
@@ -146,27 +148,24 @@ class ServerApp:
     # -- TensorFlow Serving's routes --------------------------------------------------------------
 
     async def models(self, request: Request) -> Response:
-        try:
-            parsed = rest.parse_model_path(request.url.path)
-            if parsed is None:
-                return _error(f"no route {request.url.path}", 404)
-            if parsed.name != self.versions.name:
-                return _error(f"model {parsed.name!r} not found; this server serves {self.versions.name!r}", 404)
-            if request.method == "GET" and parsed.verb == "status":
-                return _json(self.versions.status(parsed.version, parsed.label))
-            if request.method == "GET" and parsed.verb == "metadata":
-                state = self.versions.get(parsed.version, parsed.label)
-                return _json(rest.metadata(self.versions.name, state.version, state.model.path))
-            if request.method == "POST" and parsed.verb == "predict":
-                return await self.predict(request, parsed)
-            if parsed.verb in ("classify", "regress"):
-                return _error(f":{parsed.verb} needs a classify or regress signature; this model answers :predict", 400)
-            return _error(f"{request.method} {request.url.path} is not a route; GET /v1/models/NAME[/metadata] or "
-                          "POST /v1/models/NAME:predict", 404 if request.method == "GET" else 405)
-        except NotFound as error:
-            return _error(str(error), 404)
-        except BadRequest as error:
-            return _error(str(error), error.status)
+        parsed = rest.parse_model_path(request.url.path)
+        if parsed is None:
+            raise NotFound(f"no route {request.url.path}")
+        if parsed.name != self.versions.name:
+            raise NotFound(f"model {parsed.name!r} not found; this server serves {self.versions.name!r}")
+        if request.method == "GET" and parsed.verb == "status":
+            return _json(self.versions.status(parsed.version, parsed.label))
+        if request.method == "GET" and parsed.verb == "metadata":
+            state = self.versions.get(parsed.version, parsed.label)
+            return _json(rest.metadata(self.versions.name, state.version, state.model.path))
+        if request.method == "POST" and parsed.verb == "predict":
+            return await self.predict(request, parsed)
+        if parsed.verb in ("classify", "regress"):
+            raise BadRequest(f":{parsed.verb} needs a classify or regress signature; this model answers :predict")
+        if request.method == "GET":
+            raise NotFound(f"GET {request.url.path} is not a route; GET /v1/models/NAME[/metadata] or "
+                           "POST /v1/models/NAME:predict")
+        return _error(f"{request.method} {request.url.path} is not a route; POST /v1/models/NAME:predict", 405)
 
     async def predict(self, request: Request, parsed: rest.ModelPath) -> Response:
         state = self.versions.get(parsed.version, parsed.label)
@@ -174,10 +173,7 @@ class ServerApp:
         if model is None:  # unloaded between the lookup and now
             raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
         body = rest.decode_body(await self._body(request))
-        try:
-            decoded = rest.parse_predict(body, model.signatures, self.limits)
-        except LookupError as error:
-            return _error(str(error).strip("'\""), 404)
+        decoded = rest.parse_predict(body, model.signatures, self.limits)
         outputs = await self._call((state.version, decoded.signature_name), model.signatures[decoded.signature_name],
                                    decoded.inputs)
         return Response(rest.encode_predict(outputs, decoded.rows), media_type="application/json")
@@ -217,35 +213,25 @@ class ServerApp:
 
     async def recommend(self, request: Request) -> Response:
         query = request.query_params
-        try:
-            k = self._k(query)
-            if "history" in query:
-                ids = _id_list(query["history"], "history")
-                signature, inputs = "recommend_from_history", {"movie_ids": np.array([ids], object)}
-            else:
-                user = _required(query, "user_id")
-                signature, inputs = "serving_default", {"user_id": np.array([user], object)}
-                if "exclude" in query:
-                    signature = "recommend_excluding"
-                    inputs["exclude_movie_ids"] = np.array([_id_list(query["exclude"], "exclude")], object)
-            out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
-        except NotFound as error:
-            return _error(str(error), 404)
-        except BadRequest as error:
-            return _error(str(error), error.status)
+        k = self._k(query)
+        if "history" in query:
+            ids = _id_list(query["history"], "history")
+            signature, inputs = "recommend_from_history", {"movie_ids": np.array([ids], object)}
+        else:
+            user = _required(query, "user_id")
+            signature, inputs = "serving_default", {"user_id": np.array([user], object)}
+            if "exclude" in query:
+                signature = "recommend_excluding"
+                inputs["exclude_movie_ids"] = np.array([_id_list(query["exclude"], "exclude")], object)
+        out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
         known = ("history_known", int(out["history_known"][0])) if "history_known" in out else (
             "known_user", bool(out["known_user"][0]))
         return _json(_movies(out, ["movie_ids", "titles", "predicted_ratings", "retrieval_scores"], known))
 
     async def similar(self, request: Request) -> Response:
         query = request.query_params
-        try:
-            inputs = {"movie_id": np.array([_required(query, "movie_id")], object), "k": np.int32(self._k(query))}
-            out = await self._get_call("similar_movies", inputs)
-        except NotFound as error:
-            return _error(str(error), 404)
-        except BadRequest as error:
-            return _error(str(error), error.status)
+        inputs = {"movie_id": np.array([_required(query, "movie_id")], object), "k": np.int32(self._k(query))}
+        out = await self._get_call("similar_movies", inputs)
         return _json(_movies(out, ["movie_ids", "titles", "scores"], ("known_movie", bool(out["known_movie"][0]))))
 
     def _k(self, query) -> int:
@@ -272,6 +258,16 @@ class ServerApp:
         return self.metrics.render()
 
 
+async def _answer_error(request: Request, error: Exception) -> Response:
+    """TensorFlow Serving's error body for every failure: 404, 400/408/413/504, or 500 for our own bugs."""
+    if isinstance(error, NotFound):
+        return _error(str(error), 404)
+    if isinstance(error, BadRequest):
+        return _error(str(error), error.status)
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
+    return _error(f"internal error ({type(error).__name__}); the server log has the details", 500)
+
+
 def _required(query, name: str) -> str:
     if not query.get(name):
         raise BadRequest(f"query parameter {name!r} is required")
@@ -288,7 +284,7 @@ def _id_list(text: str, name: str) -> list[str]:
 def _movies(outputs: dict, columns: list[str], known: tuple[str, object]) -> dict:
     names = {"movie_ids": "movie_id", "titles": "title", "predicted_ratings": "predicted_rating",
              "retrieval_scores": "retrieval_score", "scores": "score"}
-    values = [rest._jsonable(outputs[c][0]) for c in columns]
+    values = [rest.jsonable(outputs[c][0]) for c in columns]
     rows = [dict(zip((names[c] for c in columns), row)) for row in zip(*values)]
     rows = [row for row in rows if row["movie_id"]]  # past the movies left: empty slots
     return {known[0]: known[1], "movies": rows}

@@ -111,8 +111,3 @@ class Batcher:
             if not future.done():
                 future.set_result({name: value[start : start + size] for name, value in outputs.items()})
             start += size
-
-    async def close(self) -> None:
-        """Stops the worker (batches still waiting get cancelled)."""
-        if self._worker is not None:
-            self._worker.cancel()

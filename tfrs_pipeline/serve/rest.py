@@ -31,6 +31,10 @@ from tfrs_pipeline.metrics import as_str
 from tfrs_pipeline.model_dir import SAVED_MODEL
 
 
+class NotFound(LookupError):
+    """An unknown model, version, label or signature: HTTP 404."""
+
+
 class BadRequest(ValueError):
     """The request is malformed or out of bounds: HTTP 400 (413 when ``status`` says so)."""
 
@@ -126,7 +130,7 @@ def parse_predict(body: dict, signatures: dict, limits: Limits) -> PredictReques
 
     Raises:
         BadRequest: a malformed body, wrong inputs, or inputs over the limits.
-        LookupError: the signature does not exist (HTTP 404).
+        NotFound: the signature does not exist.
     """
     unknown = sorted(set(body) - {"signature_name", "inputs", "instances"})
     if unknown:
@@ -141,7 +145,7 @@ def parse_predict(body: dict, signatures: dict, limits: Limits) -> PredictReques
     if not isinstance(name, str):
         raise BadRequest(f"signature_name must be a string, got {name!r}")
     if name not in signatures:
-        raise LookupError(f"signature {name!r} not found; this model has {', '.join(sorted(signatures))}")
+        raise NotFound(f"signature {name!r} not found; this model has {', '.join(sorted(signatures))}")
     specs = signatures[name].structured_input_signature[1]
     if "inputs" in body:
         columns, rows = body["inputs"], False
@@ -235,7 +239,8 @@ def _short(value) -> str:
 # -- answers --------------------------------------------------------------------------------------------
 
 
-def _jsonable(value: np.ndarray):
+def jsonable(value: np.ndarray):
+    """An output array as JSON values (strings decoded)."""
     if value.dtype.kind in "OS":
         return as_str(value).tolist()
     return value.tolist()  # NaN and infinities stay floats: json.dumps writes NaN, Infinity, -Infinity
@@ -244,9 +249,9 @@ def _jsonable(value: np.ndarray):
 def encode_predict(outputs: dict[str, np.ndarray], rows: bool) -> bytes:
     """The answer to a ``:predict`` request, in the request's format."""
     if not rows:
-        body = {"outputs": {name: _jsonable(value) for name, value in outputs.items()}}
+        body = {"outputs": {name: jsonable(value) for name, value in outputs.items()}}
     else:
-        columns = {name: _jsonable(value) for name, value in outputs.items()}
+        columns = {name: jsonable(value) for name, value in outputs.items()}
         count = len(next(iter(columns.values()))) if columns else 0
         body = {"predictions": [{name: column[row] for name, column in columns.items()} for row in range(count)]}
     return encode(body)

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +35,12 @@ from tfrs_pipeline.client import Recommender
 from tfrs_pipeline.config import read_toml_file
 from tfrs_pipeline.errors import ConfigError, ModelError
 from tfrs_pipeline.model_dir import ModelDir, published_versions
+from tfrs_pipeline.serve.rest import NotFound
 
 log = logging.getLogger("tfrs_pipeline.serve")
 
 #: TensorFlow Serving's version states.
 LOADING, AVAILABLE, UNLOADING, END = "LOADING", "AVAILABLE", "UNLOADING", "END"
-
-
-class NotFound(LookupError):
-    """An unknown model, version, label or signature: HTTP 404."""
 
 
 @dataclass
@@ -58,7 +55,6 @@ class VersionState:
     stamp: tuple[int, float] = (0, 0.0)
     loaded_seconds: float = 0.0
     warmup_ms: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def status(self) -> dict:
         """TensorFlow Serving's ``ModelVersionStatus`` as JSON."""
@@ -269,9 +265,8 @@ class ModelVersions:
         self.refresh()
         if not self.available():
             with self._lock:
-                summary = self._summary_locked()
-            raise ModelError(f"{self.base}: no version to serve ({summary or 'no published version matches the '}"
-                             f"{'' if summary else f'version policy {self.policy}'})")
+                why = self._summary_locked() or f"no published version matches version policy {self.policy}"
+            raise ModelError(f"{self.base}: no version to serve ({why})")
         self._thread = threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True)
         self._thread.start()
 
