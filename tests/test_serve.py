@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import logging
 import math
 import os
 import shutil
@@ -171,8 +172,12 @@ def test_recommend_from_history_and_per_call_exclusions(client, trained):
     assert status == 200 and not set(excluded) & {m["movie_id"] for m in body["movies"]}
 
 
-def test_browser_routes_health_and_metrics(client):
-    status, body, _ = client.request("GET", "/recommend?user_id=1&k=4")
+def test_browser_routes_health_and_metrics(client, caplog):
+    with caplog.at_level(logging.INFO, logger="tfrs_pipeline.access"):
+        status, body, _ = client.request("GET", "/recommend?user_id=1&k=4")
+        # The line is written once the answer has gone out: wait for it (bounded).
+        _wait_for(lambda: any('"GET /recommend" 200' in r.getMessage() and r.getMessage().endswith(" ms")
+                              for r in caplog.records if r.name == "tfrs_pipeline.access"), seconds=10)
     assert status == 200 and body["known_user"] is True and len(body["movies"]) == 4
     assert set(body["movies"][0]) == {"movie_id", "title", "predicted_rating", "retrieval_score"}
     assert client.request("GET", "/recommend?user_id=stranger&k=2")[1]["known_user"] is False
@@ -241,6 +246,19 @@ def test_a_silent_client_does_not_block_others(server, client):
     finally:
         silent.close()
         half.close()
+
+
+def test_a_body_that_never_arrives_gets_408_and_the_limit_in_the_message(base):
+    server = make_server(base / "1", port=0, limits=Limits(timeout_seconds=1.0))
+    server.start()
+    try:
+        connection = socket.create_connection((server.host, server.port), timeout=30)
+        connection.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        answer = connection.recv(65536)
+        connection.close()
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
 
 
 def _wait_for(condition, seconds: float = 60.0):
