@@ -357,13 +357,6 @@ def test_sigterm_finishes_the_request_in_flight(base, tmp_path):
     assert "Application shutdown complete" in stderr
 
 
-def test_serve_command_rejects_a_bad_version_policy(base, capsys):
-    from tfrs_pipeline.cli import main
-
-    assert main(["serve", "--model-base", str(base), "--version-policy", "newest", "--port", "0"]) == 2
-    assert "--version-policy must be latest, all or versions such as 1,3; got 'newest'" in capsys.readouterr().err
-
-
 def test_exported_graphs_hold_only_stock_tensorflow_ops(trained):
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry

@@ -185,7 +185,9 @@ def _note_cap(asked: int, got: int, limit: str) -> None:
 
 
 def _id_list(text: str, option: str) -> list[str]:
-    ids = [part.strip() for part in text.split(",") if part.strip()]
+    from tfrs_pipeline.client import split_ids
+
+    ids = split_ids(text)
     if not ids:
         raise ConfigError(f"{option} takes movie ids separated by commas, got {text!r}")
     return ids
@@ -214,9 +216,11 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     exclude = [_id_list(args.exclude, "--exclude")] if args.exclude else None
     if args.history:
         return _recommend_from_history(model, _id_list(args.history, "--history"), args.k)
+    if exclude and not args.exclude_seen:
+        raise ConfigError("--exclude works with seen movies excluded; leave out --include-seen")
     if exclude and "recommend_excluding" not in model.signatures:
         raise ModelError(f"{model.path} was exported before --exclude existed; retrain it to use --exclude")
-    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen or bool(exclude), exclude=exclude)
+    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude)
     _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
               "(serving.num_candidates at training)")
     if not bool(out["known_user"][0]):
@@ -269,9 +273,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tfrs_pipeline.serve.versions import parse_version_policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    model = args.model_base or args.model
-    if not model:
-        raise ConfigError("serve needs --model-base saved_models/NAME (or --model saved_models/NAME[/VERSION])")
+    model = args.model_base or args.model  # one of them: argparse requires it
     limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
                     max_k=args.max_k, timeout_seconds=args.request_timeout)
     server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
@@ -446,24 +448,24 @@ def _byte_count(text: str) -> int:
     return int(text)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 86_400:
-        raise argparse.ArgumentTypeError(f"expected seconds above 0 and up to 86400, got {text!r}")
-    return value
+def _number_in(low: float, high: float, unit: str, low_included: bool):
+    """An argparse type: a number of ``unit`` from ``low`` (included or not) to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (low <= value if low_included else low < value) or not value <= high:
+            bound = "from" if low_included else "above"
+            raise argparse.ArgumentTypeError(f"expected {unit} {bound} {low:g} up to {high:g}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"expected milliseconds from 0 to 1000, got {text!r}")
-    return value
+_seconds = _number_in(0, 86_400, "seconds", low_included=False)
+_milliseconds = _number_in(0, 1000, "milliseconds", low_included=True)
 
 
 def _positive(text: str) -> int:

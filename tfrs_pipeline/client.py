@@ -242,6 +242,11 @@ def _strings(values) -> np.ndarray:
     return np.asarray(values).astype(str)
 
 
+def split_ids(text: str) -> list[str]:
+    """Ids written as ``"1, 50,260"`` -> ``["1", "50", "260"]`` (empty parts dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _padded(lists) -> np.ndarray:
     """Lists of ids as one [rows, longest] string array, "" after each shorter list."""
     lists = [[str(v) for v in row] for row in lists]

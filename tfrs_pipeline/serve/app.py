@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tfrs_pipeline.client import split_ids
 from tfrs_pipeline.serve import rest
 from tfrs_pipeline.serve.batching import Batcher
 from tfrs_pipeline.serve.rest import BadRequest, Limits, NotFound
@@ -275,7 +276,7 @@ def _required(query, name: str) -> str:
 
 
 def _id_list(text: str, name: str) -> list[str]:
-    ids = [part.strip() for part in text.split(",") if part.strip()]
+    ids = split_ids(text)
     if not ids:
         raise BadRequest(f"query parameter {name!r} must list movie ids separated by commas")
     return ids
