@@ -402,3 +402,20 @@ def test_a_version_copied_in_by_hand_is_tried_again_once_the_copy_is_complete(ba
     shutil.copytree(base / "1", folder)
     versions.refresh()
     assert [(s.version, s.state) for s in versions.states()] == [(1, AVAILABLE)]
+
+
+def test_a_damaged_newest_version_at_start_leaves_the_one_before_it_serving(base, tmp_path):
+    from tfrs_pipeline.serve.versions import AVAILABLE, END, ModelVersions
+
+    shutil.copytree(base / "1", tmp_path / "movies" / "1")
+    broken = tmp_path / "movies" / "2"
+    shutil.copytree(base / "1", broken)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    versions = ModelVersions(tmp_path / "movies")
+    versions.start()
+    try:
+        assert [(s.version, s.state) for s in versions.states()] == [(2, END), (1, AVAILABLE)]
+        assert "MANIFEST" in versions.states()[0].error or "cannot be loaded" in versions.states()[0].error
+        assert versions.get().version == 1
+    finally:
+        versions.stop()

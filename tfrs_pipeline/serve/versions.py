@@ -196,11 +196,10 @@ class ModelVersions:
     # -- loading ----------------------------------------------------------------------------------
 
     def wanted(self, versions: list[int]) -> list[int]:
-        """The published versions the policy asks for, newest first."""
-        if self.policy == "all":
+        """The published versions the policy may serve, newest first (``latest``: tried in this order
+        until one loads, so a damaged newest version leaves the one before it serving)."""
+        if self.policy in ("all", "latest"):
             return versions
-        if self.policy == "latest":
-            return versions[:1]
         return [v for v in versions if v in self.policy]
 
     def refresh(self) -> None:
@@ -212,16 +211,21 @@ class ModelVersions:
                 log.warning("labels not re-read, keeping %s: %s", self.labels, error)
         published = published_versions(self.base)
         for version in self.wanted(published):
-            folder = self.base / str(version)
-            stamp = _stamp(folder)
-            with self._lock:
-                known = self._states.get(version)
-            if known is not None and (known.state in (AVAILABLE, LOADING) or known.stamp == stamp):
-                continue  # loaded, loading, or failed and unchanged since
-            self._load(version, folder, stamp)
+            if self._try(version) == AVAILABLE and self.policy == "latest":
+                break  # the newest version that loads; older ones are not needed
         self._unload(published)
 
-    def _load(self, version: int, folder: Path, stamp: tuple[int, float]) -> None:
+    def _try(self, version: int) -> str:
+        """Loads a version unless it is loaded, loading, or failed with its files unchanged since; its state."""
+        folder = self.base / str(version)
+        stamp = _stamp(folder)
+        with self._lock:
+            known = self._states.get(version)
+        if known is not None and (known.state in (AVAILABLE, LOADING) or known.stamp == stamp):
+            return known.state
+        return self._load(version, folder, stamp)
+
+    def _load(self, version: int, folder: Path, stamp: tuple[int, float]) -> str:
         state = VersionState(version, LOADING, stamp=stamp)
         with self._lock:
             self._states[version] = state
@@ -239,13 +243,11 @@ class ModelVersions:
             log.info("version %d of %s is available (loaded in %.1f s, warm-up %.1f ms)", version, self.name,
                      state.loaded_seconds, state.warmup_ms)
         self.on_change()
+        return state.state
 
     def _unload(self, published: list[int]) -> None:
-        available = [s.version for s in self.available()]
-        if self.policy == "latest":
-            keep = set(available[:1])
-        else:
-            keep = set(self.wanted(published))
+        available = [s.version for s in self.available() if s.version in published]
+        keep = set(available[:1]) if self.policy == "latest" else set(self.wanted(published))
         for state in self.states():
             if state.state == AVAILABLE and state.version not in keep:
                 state.state = UNLOADING
