@@ -282,8 +282,12 @@ def test_new_versions_are_picked_up_and_broken_ones_leave_the_old_one_serving(ba
     (base / ".4.partial").mkdir()  # a version being written is never looked at
     _publish(base / "1", base / "2")
     _wait_for(lambda: client.request("GET", "/healthz")[1]["version"] == "2")
-    states = {s["version"]: s["state"] for s in client.request("GET", "/v1/models/movies")[1]["model_version_status"]}
-    assert states == {"2": "AVAILABLE", "1": "END"}  # the latest policy unloads the older version
+
+    def states():
+        return {s["version"]: s["state"] for s in client.request("GET", "/v1/models/movies")[1]["model_version_status"]}
+
+    # The latest policy unloads the older version (UNLOADING, then END) once the new one is available.
+    _wait_for(lambda: states() == {"2": "AVAILABLE", "1": "END"}, seconds=30)
 
     broken = base / ".3.partial"
     shutil.copytree(base / "1", broken)
