@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import re
 import shutil
@@ -34,7 +35,15 @@ MAX_GENRES = 6
 YEAR_BUCKETS = np.arange(1920, 2031, 5)
 
 
-_VOCABULARY_FILES: dict[str, str] = {}
+_VOCABULARY_FILES: dict[str, str] = {}  # content digest -> file
+
+
+@functools.cache
+def _vocabulary_folder() -> Path:
+    """This process's folder of vocabulary files (removed at exit)."""
+    folder = tempfile.mkdtemp(prefix="tfrs_pipeline_vocabularies_")
+    atexit.register(shutil.rmtree, folder, True)
+    return Path(folder)
 
 
 def vocabulary_file(values, name: str = "vocabulary") -> str | None:
@@ -48,11 +57,7 @@ def vocabulary_file(values, name: str = "vocabulary") -> str | None:
     text = "\n".join(lines) + "\n"
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     if digest not in _VOCABULARY_FILES:
-        if not _VOCABULARY_FILES:
-            folder = tempfile.mkdtemp(prefix="tfrs_pipeline_vocabularies_")
-            atexit.register(shutil.rmtree, folder, True)
-            _VOCABULARY_FILES["folder"] = folder
-        path = Path(_VOCABULARY_FILES["folder"]) / f"{name}-{digest}.txt"
+        path = _vocabulary_folder() / f"{name}-{digest}.txt"
         path.write_text(text, encoding="utf-8")
         _VOCABULARY_FILES[digest] = str(path)
     return _VOCABULARY_FILES[digest]

@@ -74,9 +74,8 @@ class HttpServer:
         # switch interval makes a thread whose TensorFlow call just returned wait behind the loop.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         try:
-            self.uvicorn.run(sockets=[self.socket])
+            self.uvicorn.run(sockets=[self.socket])  # its lifespan stops the version watcher
         finally:
-            self.versions.stop()
             self.socket.close()
 
     def start(self) -> None:

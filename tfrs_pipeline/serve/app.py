@@ -24,6 +24,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -77,22 +78,30 @@ class Metrics:
                                  buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                                  registry=self.registry)
         self.in_flight = Gauge("tfrs_requests_in_flight", "Requests being answered", registry=self.registry)
-        self.versions = Gauge("tfrs_model_version_state", "1 for each version's current state",
-                              ["model", "version", "state"], registry=self.registry)
+        self.registry.register(_VersionStates(versions))
         if batcher is not None:
             Gauge("tfrs_batch_calls", "Signature calls made by the batcher", registry=self.registry
                   ).set_function(lambda: batcher.calls)
             Gauge("tfrs_batch_rows", "Rows sent in batched calls", registry=self.registry
                   ).set_function(lambda: batcher.rows)
-        self._versions = versions
-
-    def update_versions(self) -> None:
-        for state in self._versions.states():
-            for name in _STATES:
-                self.versions.labels(self._versions.name, str(state.version), name).set(float(state.state == name))
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _VersionStates:
+    """Prometheus collector: ``tfrs_model_version_state``, read from the versions at each scrape."""
+
+    def __init__(self, versions: ModelVersions) -> None:
+        self.versions = versions
+
+    def collect(self):
+        family = GaugeMetricFamily("tfrs_model_version_state", "1 for each version's current state",
+                                   labels=["model", "version", "state"])
+        for state in self.versions.states():
+            for name in _STATES:
+                family.add_metric([self.versions.name, str(state.version), name], float(state.state == name))
+        yield family
 
 
 def _route_of(path: str) -> str:
@@ -127,9 +136,6 @@ class ServerApp:
         self.limits = limits or Limits()
         self.batcher = Batcher(run_signature, batch_window_ms, max_batch_rows) if batching else None
         self.metrics = Metrics(versions, self.batcher)
-        previous = versions.on_change
-        versions.on_change = lambda: (previous(), self.metrics.update_versions())
-        self.metrics.update_versions()
         routes = [
             Route("/v1/models/{rest:path}", self.models, methods=["GET", "POST"]),
             Route("/recommend", self.recommend, methods=["GET"]),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ import numpy as np
 
 @dataclass
 class _Pending:
+    key: tuple
     function: Callable
     scalars: dict[str, np.ndarray]
     arrived: float
@@ -53,7 +55,8 @@ class Batcher:
         self.run = run
         self.window = window_ms / 1000.0
         self.max_rows = max_rows
-        self._pending: dict[tuple, _Pending] = {}  # insertion order: the oldest batch first
+        self._queue: deque[_Pending] = deque()  # every batch not yet run, oldest first
+        self._open: dict[tuple, _Pending] = {}  # per key, the batch new requests join
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         #: Calls made and rows sent, for the metrics.
@@ -69,11 +72,10 @@ class Batcher:
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._work())
-        pending = self._pending.get(key)
-        if pending is None or pending.rows >= self.max_rows:
-            if pending is not None:  # full: it runs as it is; this request starts the next batch
-                self._pending[(*key, id(pending))] = self._pending.pop(key)
-            pending = self._pending[key] = _Pending(function, scalars, time.monotonic())
+        pending = self._open.get(key)
+        if pending is None or pending.rows >= self.max_rows:  # none open, or full: this request starts one
+            pending = self._open[key] = _Pending(key, function, scalars, time.monotonic())
+            self._queue.append(pending)
         future = asyncio.get_running_loop().create_future()
         pending.parts.append(batched)
         pending.futures.append(future)
@@ -85,13 +87,15 @@ class Batcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                key, pending = next(iter(self._pending.items()))
+            while self._queue:
+                pending = self._queue[0]
                 wait = pending.arrived + self.window - time.monotonic()
                 if wait > 0 and pending.rows < self.max_rows:
                     await asyncio.sleep(wait)
-                    continue  # look again: the oldest batch may have filled up, or another may be older
-                del self._pending[key]
+                    continue  # look again: the oldest batch may have filled up meanwhile
+                self._queue.popleft()
+                if self._open.get(pending.key) is pending:
+                    del self._open[pending.key]
                 await self._call(pending)
 
     async def _call(self, pending: _Pending) -> None:

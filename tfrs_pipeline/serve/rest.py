@@ -104,11 +104,6 @@ class PredictRequest:
     inputs: dict[str, np.ndarray]
     rows: bool
 
-    @property
-    def batch_size(self) -> int:
-        sizes = [len(v) for v in self.inputs.values() if v.ndim > 0]
-        return sizes[0] if sizes else 0
-
 
 def decode_body(body: bytes) -> dict:
     """The JSON object of a request body.
@@ -152,7 +147,7 @@ def parse_predict(body: dict, signatures: dict, limits: Limits) -> PredictReques
         if not isinstance(columns, dict):
             raise BadRequest(f'"inputs" must be an object of named inputs {sorted(specs)}')
     else:
-        columns, rows = _columns_of_rows(body["instances"], specs, name), True
+        columns, rows = _columns_of_rows(body["instances"], specs), True
     missing, extra = sorted(set(specs) - set(columns)), sorted(set(columns) - set(specs))
     if missing or extra:
         raise BadRequest(f"signature {name!r} takes inputs {sorted(specs)}; missing {missing}, unexpected {extra}")
@@ -163,7 +158,7 @@ def parse_predict(body: dict, signatures: dict, limits: Limits) -> PredictReques
     return PredictRequest(name, inputs, rows)
 
 
-def _columns_of_rows(instances, specs: dict, signature: str) -> dict:
+def _columns_of_rows(instances, specs: dict) -> dict:
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list')
     if not all(isinstance(i, dict) for i in instances):

@@ -126,17 +126,15 @@ class ModelVersions:
         policy: ``latest``, ``all`` or a list of versions.
         labels_path: TOML file with a ``[labels]`` table (optional).
         poll_seconds: how often the base is scanned for new versions.
-        on_change: called with no arguments after any version changes state (metrics).
     """
 
     def __init__(self, base: str | Path, policy: str | list[int] = "latest", labels_path: str | Path | None = None,
-                 poll_seconds: float = 2.0, on_change=None) -> None:
+                 poll_seconds: float = 2.0) -> None:
         self.base = Path(base)
         self.name = self.base.name
         self.policy = policy
         self.labels_path = labels_path
         self.poll_seconds = poll_seconds
-        self.on_change = on_change or (lambda: None)
         self.labels = read_labels(labels_path)
         self._states: dict[int, VersionState] = {}
         self._lock = threading.Lock()
@@ -158,11 +156,7 @@ class ModelVersions:
         Raises:
             NotFound: no such version, label, or no version available yet.
         """
-        if label is not None:
-            if label not in self.labels:
-                raise NotFound(f"model {self.name!r} has no label {label!r}"
-                               + (f"; labels: {', '.join(sorted(self.labels))}" if self.labels else ""))
-            version = self.labels[label]
+        version = self._version_of(version, label)
         with self._lock:
             if version is None:
                 ready = [s for s in self._states.values() if s.state == AVAILABLE]
@@ -178,16 +172,22 @@ class ModelVersions:
 
     def status(self, version: int | None = None, label: str | None = None) -> dict:
         """TensorFlow Serving's ``GetModelStatusResponse``: every version, or the one asked for."""
-        if label is not None:
-            if label not in self.labels:
-                raise NotFound(f"model {self.name!r} has no label {label!r}")
-            version = self.labels[label]
+        version = self._version_of(version, label)
         states = self.states()
         if version is not None:
             states = [s for s in states if s.version == version]
             if not states:
                 raise NotFound(f"model {self.name!r} has no version {version}")
         return {"model_version_status": [s.status() for s in states]}
+
+    def _version_of(self, version: int | None, label: str | None) -> int | None:
+        """The version a label names (the version itself without a label)."""
+        if label is None:
+            return version
+        if label not in self.labels:
+            raise NotFound(f"model {self.name!r} has no label {label!r}"
+                           + (f"; labels: {', '.join(sorted(self.labels))}" if self.labels else ""))
+        return self.labels[label]
 
     def _summary_locked(self) -> str:
         return "; ".join(f"version {s.version}: {s.state}{' ' + s.error if s.error else ''}"
@@ -229,7 +229,6 @@ class ModelVersions:
         state = VersionState(version, LOADING, stamp=stamp)
         with self._lock:
             self._states[version] = state
-        self.on_change()
         start = time.perf_counter()
         try:
             model = Recommender.load(ModelDir(folder))
@@ -242,7 +241,6 @@ class ModelVersions:
             state.loaded_seconds = time.perf_counter() - start
             log.info("version %d of %s is available (loaded in %.1f s, warm-up %.1f ms)", version, self.name,
                      state.loaded_seconds, state.warmup_ms)
-        self.on_change()
         return state.state
 
     def _unload(self, published: list[int]) -> None:
@@ -251,10 +249,8 @@ class ModelVersions:
         for state in self.states():
             if state.state == AVAILABLE and state.version not in keep:
                 state.state = UNLOADING
-                self.on_change()
                 state.model, state.state = None, END  # in-flight requests keep their own reference
                 log.info("version %d of %s unloaded", state.version, self.name)
-                self.on_change()
 
     # -- the watcher thread -------------------------------------------------------------------------
 
