@@ -30,7 +30,7 @@ def test_the_module_list_names_every_module():
     for path in sorted((ROOT / "tfrs_pipeline").glob("*.py")):
         if path.name != "__init__.py":
             assert path.stem in block, f"{path.name} is missing from the README's module list"
-    for package in ("data/", "serving/", "serve/"):
+    for package in ("data/", "serving/", "serve/", "benchmarks/"):
         assert package in block
 
 

@@ -1,0 +1,19 @@
+"""Benchmarks that print figures (never timed assertions in tests).
+
+* ``retrieval``: the TFRS basic-retrieval tutorial configuration against ours, same split, same
+  process: throughput and top-k metrics beside most-popular (:mod:`.retrieval`).
+* ``two-stage``: trains both stages and prints the top-10 ablation (retrieval alone, the rating
+  blend, the list ranker, EASE, most-popular) on one split (:mod:`.two_stage`).
+* ``serving``: users per second and p50/p99 latency in process and over HTTP (:mod:`.serving`).
+"""
+
+from tfrs_pipeline.benchmarks.retrieval import (
+    benchmark_retrieval,
+    compare_retrieval_variants,
+    format_retrieval_benchmark,
+)
+from tfrs_pipeline.benchmarks.serving import benchmark_serving, format_serving_benchmark
+from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_ranking
+
+__all__ = ["benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_ranking",
+           "compare_retrieval_variants", "format_retrieval_benchmark", "format_serving_benchmark"]

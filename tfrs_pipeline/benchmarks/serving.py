@@ -1,0 +1,172 @@
+"""The serving benchmark: ``serving_default`` in process and over HTTP on loopback, with and without batching."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+
+def _summary(times_ms: np.ndarray, seconds: float, users: int) -> dict:
+    return {"p50_ms": float(np.percentile(times_ms, 50)), "p99_ms": float(np.percentile(times_ms, 99)),
+            "users_per_second": users / seconds, "requests": len(times_ms)}
+
+
+def _in_process(signature, users: list[str], batch: int, requests: int, k: int) -> dict:
+    rng = np.random.default_rng(0)
+    signature(user_id=tf.constant(users[:batch]), k=tf.constant(k))  # warm-up: the first call traces and allocates
+    times = []
+    start = time.perf_counter()
+    for _ in range(requests):
+        chosen = tf.constant([str(u) for u in rng.choice(users, batch)])
+        begin = time.perf_counter()
+        signature(user_id=chosen, k=tf.constant(k))
+        times.append((time.perf_counter() - begin) * 1000.0)
+    return _summary(np.asarray(times), time.perf_counter() - start, batch * requests)
+
+
+def _start_server(model: str | Path, batching: bool):
+    """``tfrs-pipeline serve`` in its own process (clients and server must not share a GIL); returns it and its URL."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tfrs_pipeline.cli", "serve", "--model", str(model), "--port", "0"]
+    command += ["--batching"] if batching else []
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    line = process.stdout.readline()
+    urls = [word for word in line.split() if word.startswith("http://")]
+    if not urls:
+        process.kill()
+        raise RuntimeError(f"the server did not start (it printed {line!r})")
+    return process, urls[0]
+
+
+class _LoopbackClient:
+    """A minimal keep-alive HTTP/1.1 client for load generation: pre-built requests, Content-Length answers.
+
+    ``http.client`` parses headers with the ``email`` package; at 32 clients on 2 cores that
+    parsing alone costs the server CPU time this benchmark is meant to measure.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+
+        self.socket = socket.create_connection((host, port), timeout=60)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def call(self, request: bytes) -> int:
+        """Sends one request; returns the status once the whole answer arrived."""
+        self.socket.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self._receive()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(self.buffer) < length:
+            self._receive()
+        self.buffer = self.buffer[length:]
+        return int(head.split(b" ", 2)[1])
+
+    def _receive(self) -> None:
+        chunk = self.socket.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def _http_clients(url: str, name: str, users: list[str], clients: int, requests: int, k: int) -> dict:
+    """``clients`` threads, each on its own keep-alive connection, ``requests`` one-user predict calls each."""
+    import concurrent.futures
+
+    host, port = url.removeprefix("http://").split(":")
+    path = f"/v1/models/{name}:predict"
+
+    def request_for(user: str) -> bytes:
+        body = json.dumps({"inputs": {"user_id": [user], "k": k}}).encode()
+        return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    prepared = [request_for(user) for user in users[:2000]]
+
+    def client(seed: int, count: int = requests) -> list[float]:
+        rng = np.random.default_rng(seed)
+        connection = _LoopbackClient(host, int(port))
+        times = []
+        try:
+            for index in rng.integers(0, len(prepared), count):
+                begin = time.perf_counter()
+                status = connection.call(prepared[index])
+                if status != 200:
+                    raise RuntimeError(f"the server answered {status}")
+                times.append((time.perf_counter() - begin) * 1000.0)
+        finally:
+            connection.close()
+        return times
+
+    client(clients, 20)  # warm-up on a connection of its own
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        times = [t for result in pool.map(client, range(clients)) for t in result]
+    return _summary(np.asarray(times), time.perf_counter() - start, clients * requests)
+
+
+def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32), requests: int = 200, k: int = 10,
+                      out: str | Path | None = None) -> dict:
+    """Users per second and p50/p99 milliseconds of ``serving_default``: in-process, and over HTTP on loopback
+    at each client count with and without server-side batching (the server runs in its own process).
+
+    Args:
+        requests: requests per client at each client count (and in-process calls per measurement).
+    """
+    from tfrs_pipeline.client import Recommender
+
+    recommender = Recommender.load(model)
+    signature = recommender.signatures["serving_default"]
+    users = [str(u) for u in recommender.known_users()]
+    results: dict = {"model": str(recommender.path), "k": k, "requests_per_client": requests, "http": {}}
+    results["in_process_batch_1"] = _in_process(signature, users, 1, requests, k)
+    results["in_process_batch_32"] = _in_process(signature, users, 32, max(requests // 4, 10), k)
+    for batching in (False, True):
+        label = "batching" if batching else "direct"
+        process, url = _start_server(recommender.path, batching)
+        try:
+            for count in clients:
+                results["http"][f"{label}_{count}"] = _http_clients(url, recommender.name, users, count, requests, k)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    print(format_serving_benchmark(results, clients))
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def format_serving_benchmark(results: dict, clients) -> str:
+    lines = [f"serving {results['model']} (serving_default, one user per request, k={results['k']}, "
+             f"{results['requests_per_client']} requests per client):",
+             f"  {'':24} {'users/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
+    for name in ("in_process_batch_1", "in_process_batch_32"):
+        r = results[name]
+        lines.append(f"  {name.replace('_', ' '):24} {r['users_per_second']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+    for label in ("direct", "batching"):
+        for count in clients:
+            r = results["http"][f"{label}_{count}"]
+            lines.append(f"  {'HTTP ' + label + f', {count} client' + ('s' if count > 1 else ''):24} "
+                         f"{r['users_per_second']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+    one = results["http"][f"direct_{clients[0]}"]
+    lines.append(f"  HTTP p50 at {clients[0]} client / in-process p50: "
+                 f"{one['p50_ms'] / results['in_process_batch_1']['p50_ms']:.2f}x")
+    top = results["http"][f"batching_{clients[-1]}"]["users_per_second"]
+    lines.append(f"  batching at {clients[-1]} clients / {clients[0]} client throughput: "
+                 f"{top / one['users_per_second']:.2f}x without batching at {clients[0]}, "
+                 f"{top / results['http'][f'batching_{clients[0]}']['users_per_second']:.2f}x with it")
+    return "\n".join(lines)
