@@ -68,3 +68,17 @@ def test_scann_parameters_grow_with_the_catalog_and_search_a_shrinking_fraction(
     with pytest.raises(ValueError, match="at least one movie, got 0"):
         ScannParameters.for_catalog(0)
 
+
+def test_index_benchmark_prints_latency_recall_and_reloads_the_export(tmp_path, capsys):
+    from tfrs_pipeline.cli import main
+
+    out = tmp_path / "index.json"
+    assert main(["benchmark", "index", "--catalog", "2000,6000", "--dim", "16", "--queries", "20",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recall@100" in printed and "answered the same" in printed
+    results = json.loads(out.read_text())
+    large = results["catalogs"]["6000"]
+    assert large["scann"]["recall_at_k"] >= 0.9
+    assert large["scann"]["export"]["same_answers"] is True
+    assert large["brute_force"]["batch_1"]["p50_ms"] > 0 and "export" not in results["catalogs"]["2000"]["scann"]

@@ -53,6 +53,7 @@ CASES = [
     ("serve --model MODEL --port http", "expected a TCP port number from 0 to 65535, got 'http'"),
     ("benchmark serving", "benchmark serving needs --model"),
     ("benchmark serving --model MODEL --clients 0,8", "expected client counts from 1 to 256 such as 1,8,32, got '0,8'"),
+    ("benchmark index --catalog 10000,0", "expected catalog sizes from 1 to 50,000,000 such as 10000,100000, got '10000,0'"),
     ("serve --model-base MODEL --version-policy newest --port 0",
      "--version-policy must be latest, all or versions such as 1,3; got 'newest'"),
     ("serve --model-base MODEL --version-policy 99 --port 0", "no published version matches version policy [99]"),

@@ -300,6 +300,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
     elif args.benchmark == "two-stage":
         benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
+    elif args.benchmark == "index":
+        benchmarks.benchmark_index(tuple(args.catalog), dim=args.dim, queries=args.queries, seed=config.runtime.seed,
+                                   export=not args.no_export, out=args.out)
     else:
         if not args.model:
             raise ConfigError("benchmark serving needs --model saved_models/NAME (train one with "
@@ -377,9 +380,10 @@ def _register_model_commands(commands) -> None:
     demo.set_defaults(handler=_cmd_demo)
 
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving"),
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index"),
                            help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
-                                "every stage beside EASE and most-popular; serving: milliseconds per request")
+                                "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
+                                "brute force vs ScaNN latency and recall on synthetic catalogs")
     _add_data_options(benchmark)
     benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -389,8 +393,16 @@ def _register_model_commands(commands) -> None:
     benchmark.add_argument("--model", help="serving: saved_models/NAME (required for serving)")
     benchmark.add_argument("--requests", type=_positive, default=200,
                            help="serving: requests per client at each client count (default 200)")
-    benchmark.add_argument("--clients", type=_client_counts, default=[1, 8, 32],
+    benchmark.add_argument("--clients", type=_counts(1, 256, "1,8,32", "client counts"), default=[1, 8, 32],
                            help="serving: concurrent HTTP clients to measure, comma-separated (default 1,8,32)")
+    benchmark.add_argument("--catalog", type=_counts(1, 50_000_000, "10000,100000", "catalog sizes"),
+                           default=[10_000, 100_000, 1_000_000],
+                           help="index: catalog sizes in movies, comma-separated (default 10000,100000,1000000)")
+    benchmark.add_argument("--dim", type=_positive, default=64, help="index: embedding dimension (default 64)")
+    benchmark.add_argument("--queries", type=_positive, default=200,
+                           help="index: queries for recall and batch-1 latency (default 200)")
+    benchmark.add_argument("--no-export", action="store_true",
+                           help="index: skip exporting and reloading the largest ScaNN index (default: export)")
     benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
     for name in ("split", "test_fraction", "split_seed", "epochs", "retrieval_epochs", "ranking_epochs", "strategy",
                  "seed", "verbose"):
@@ -432,14 +444,19 @@ def _register_model_commands(commands) -> None:
 MAX_COUNT = 100_000
 
 
-def _client_counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        counts = []
-    if not counts or not all(1 <= c <= 256 for c in counts):
-        raise argparse.ArgumentTypeError(f"expected client counts from 1 to 256 such as 1,8,32, got {text!r}")
-    return counts
+def _counts(low: int, high: int, example: str, what: str):
+    """A comma-separated list of whole numbers from ``low`` to ``high`` (argparse type)."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            counts = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            counts = []
+        if not counts or not all(low <= c <= high for c in counts):
+            raise argparse.ArgumentTypeError(f"expected {what} from {low:,} to {high:,} such as {example}, got {text!r}")
+        return counts
+
+    return parse
 
 
 def _byte_count(text: str) -> int:

@@ -5,8 +5,11 @@
 * ``two-stage``: trains both stages and prints the top-10 ablation (retrieval alone, the rating
   blend, the list ranker, EASE, most-popular) on one split (:mod:`.two_stage`).
 * ``serving``: users per second and p50/p99 latency in process and over HTTP (:mod:`.serving`).
+* ``index``: brute force against ScaNN on synthetic catalogs up to a million movies: latency,
+  recall@100, build time and memory (:mod:`.index`).
 """
 
+from tfrs_pipeline.benchmarks.index import benchmark_index, format_index_benchmark
 from tfrs_pipeline.benchmarks.retrieval import (
     benchmark_retrieval,
     compare_retrieval_variants,
@@ -15,5 +18,5 @@ from tfrs_pipeline.benchmarks.retrieval import (
 from tfrs_pipeline.benchmarks.serving import benchmark_serving, format_serving_benchmark
 from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_ranking
 
-__all__ = ["benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_ranking",
+__all__ = ["benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_ranking",
            "compare_retrieval_variants", "format_retrieval_benchmark", "format_serving_benchmark"]
