@@ -12,10 +12,32 @@ import re
 import sys
 from collections.abc import Sequence
 
-# On machines without a GPU TensorFlow's C++ side logs a CUDA error at start; a command line
-# should not (set TF_CPP_MIN_LOG_LEVEL yourself to see it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tfrs_pipeline  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow without its start-up log lines on stderr.
+
+    On machines without a GPU TensorFlow's C++ side logs a CUDA error at start, and from 2.21
+    it writes its start-up lines to stderr before its log settings apply, whatever
+    TF_CPP_MIN_LOG_LEVEL says; a command line whose errors are one line should not. Set
+    TF_CPP_MIN_LOG_LEVEL yourself to see them. (The package itself, this module's parent,
+    is imported first and has already selected Keras 2.)
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401  (an error raised here is shown once stderr is back)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()
+import tfrs_pipeline  # noqa: E402,F401
 from tfrs_pipeline.config import CHOICES, DataConfig, PipelineConfig, apply_overrides, load_toml  # noqa: E402
 from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError  # noqa: E402
 
@@ -329,7 +351,9 @@ def _register_model_commands(commands) -> None:
                        help=f"most retrieval epochs (default {defaults.retrieval.epochs})")
     train.add_argument("--ranking-epochs", type=int, help=f"most rating-head epochs (default {defaults.ranking.epochs})")
     train.add_argument("--strategy", choices=CHOICES["runtime.strategy"],
-                       help="mirrored: tf.distribute.MirroredStrategy over local GPUs (default: one device)")
+                       help="mirrored: tf.distribute.MirroredStrategy over local GPUs; multi-worker: "
+                            "MultiWorkerMirroredStrategy over the workers in TF_CONFIG, the chief publishes "
+                            "(default: one device)")
     train.add_argument("--mixed-precision", action="store_true",
                        help="float16 on GPU, bfloat16 on CPU (default: float32)")
     train.add_argument("--seed", type=int, help=f"seed of initialisation and shuffling (default {defaults.runtime.seed})")
