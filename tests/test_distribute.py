@@ -53,3 +53,77 @@ def test_mixed_precision_trains_exports_and_restores_the_policy(tmp_path):
     out = tf.saved_model.load(str(trained.path)).signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(3))
     assert out["predicted_ratings"].dtype == tf.float32 and np.isfinite(out["predicted_ratings"].numpy()).all()
     assert trained.metrics["ranking"]["rmse"] < 2.0
+
+
+WORKER = """
+import json, sys
+import tfrs_pipeline
+from tfrs_pipeline.config import PipelineConfig, apply_overrides
+from tfrs_pipeline.train import run_training
+overrides = json.loads(sys.argv[2])
+trained = run_training(apply_overrides(PipelineConfig(), overrides), sys.argv[1], log=lambda *_: None)
+print(json.dumps({"recall_at_50": trained.metrics["excluding_seen"]["recall_at_50"],
+                  "rmse": trained.metrics["ranking"]["rmse"], "replicas": trained.metrics["training"]["replicas"],
+                  "path": str(trained.path)}))
+"""
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_local_workers_train_and_only_the_chief_publishes(tmp_path):
+    import os
+
+    from conftest import TINY
+
+    overrides = dict(TINY)
+    cluster = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / "multi"),
+             json.dumps({**overrides, "runtime.strategy": "multi-worker"})],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    try:
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()  # a worker whose peer failed would wait for it forever
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    single = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path / "single"), json.dumps(overrides)],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    alone = json.loads(single.stdout.strip().splitlines()[-1])
+
+    assert chief["replicas"] == other["replicas"] == 2 and alone["replicas"] == 1
+    assert [p.name for p in (tmp_path / "multi").iterdir()] == ["1"]  # the chief's version, nothing else
+    assert chief["path"] == str(tmp_path / "multi" / "1") and not os.path.exists(other["path"])
+    assert chief["recall_at_50"] == pytest.approx(alone["recall_at_50"], abs=0.06)
+    assert chief["rmse"] == pytest.approx(alone["rmse"], abs=0.05)
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
+    from tfrs_pipeline.config import RuntimeConfig
+    from tfrs_pipeline.errors import ConfigError
+    from tfrs_pipeline.train import make_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="--strategy multi-worker needs TF_CONFIG"):
+        make_strategy(RuntimeConfig(strategy="multi-worker"))
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}')
+    with pytest.raises(ConfigError, match="is not one of its cluster's tasks"):
+        make_strategy(RuntimeConfig(strategy="multi-worker"))

@@ -31,7 +31,7 @@ CHOICES: dict[str, tuple] = {
     "retrieval.index": ("brute-force", "scann"),
     "retrieval.negatives": ("in-batch", "catalog"),
     "ranking.list_item_model": ("auto", "ease", "cosine"),
-    "runtime.strategy": ("default", "mirrored"),
+    "runtime.strategy": ("default", "mirrored", "multi-worker"),
     "runtime.verbose": (-1, 0, 1, 2),
 }
 
@@ -222,7 +222,9 @@ class RuntimeConfig:
     """Where and how training runs.
 
     Args:
-        strategy: ``default`` (one device; the GPU when present) or ``mirrored``.
+        strategy: ``default`` (one device; the GPU when present), ``mirrored`` (every local GPU) or
+            ``multi-worker`` (``tf.distribute.MultiWorkerMirroredStrategy`` over the workers that
+            ``TF_CONFIG`` names; the chief publishes the model).
         mixed_precision: compute in float16 (GPU) or bfloat16 (CPU), keep weights in float32.
         seed: seed of model initialisation and shuffling.
         verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent; -1 auto).

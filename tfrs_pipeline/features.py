@@ -267,7 +267,11 @@ def make_dataset(
         dataset = dataset.map(_movie_side_features(movies), num_parallel_calls=tf.data.AUTOTUNE)
     if users is not None and vocab is not None:
         dataset = dataset.map(_user_side_features(users, vocab), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Under a multi-worker strategy each worker keeps its own share of every batch: the rows
+    # live in memory, not in files, so sharding by file (the AUTO policy's first try) cannot apply.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def _user_side_features(users: UserTable, vocab: Vocabularies):

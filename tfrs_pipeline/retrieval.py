@@ -146,7 +146,11 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = RetrievalModel(prepared, config)
-        model.refresh_index()  # the index's variables must be created under the strategy's scope
+        model.candidate_embeddings()  # creates the candidate tower's variables under the strategy
+    # The index is re-embedded, never trained: plain variables outside the strategy hold it, the
+    # same on every replica (MultiWorkerMirroredStrategy cannot broadcast its string movie ids).
+    model.refresh_index()
+    with strategy.scope():
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None

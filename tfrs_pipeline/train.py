@@ -16,7 +16,11 @@ version is never a half-written model.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,7 @@ import tensorflow as tf
 
 from tfrs_pipeline.config import PipelineConfig, RuntimeConfig, to_toml
 from tfrs_pipeline.data import RatingsData, load_data
-from tfrs_pipeline.errors import ModelError
+from tfrs_pipeline.errors import ConfigError, ModelError
 from tfrs_pipeline.evaluation import evaluate_export
 from tfrs_pipeline.export import export_model
 from tfrs_pipeline.features import Prepared, prepare
@@ -59,6 +63,7 @@ class FittedStages:
     rating_weight: float
     validation_hit_rate_by_weight: dict[float, float]
     list_ranker: TrainingResult | None = None
+    replicas: int = 1
 
     @property
     def list_ranker_model(self):
@@ -81,13 +86,50 @@ class TrainedModel:
 
 
 def make_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
-    """The distribution strategy and precision policy for ``runtime`` (GPU used when present)."""
+    """The distribution strategy and precision policy for ``runtime`` (GPU used when present).
+
+    ``multi-worker`` reads the cluster from ``TF_CONFIG`` and must be made before TensorFlow
+    runs anything else in the process (collective ops are configured at start-up).
+    """
+    if runtime.strategy == "multi-worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_from_tf_config())
+    elif runtime.strategy == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
     if runtime.mixed_precision:
         policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
         tf.keras.mixed_precision.set_global_policy(policy)
-    if runtime.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    return strategy
+
+
+def _cluster_from_tf_config() -> tf.distribute.cluster_resolver.TFConfigClusterResolver:
+    """``TF_CONFIG``'s cluster, checked: a clear error instead of a hang or a stack trace."""
+    text = os.environ.get("TF_CONFIG", "")
+    if not text:
+        raise ConfigError("--strategy multi-worker needs TF_CONFIG, such as "
+                          '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}')
+    try:
+        described = json.loads(text)
+        workers = described["cluster"]["worker"]
+        task = described["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"TF_CONFIG must be JSON with cluster.worker (host:port list) and task.type/index, "
+                          f"got {text[:200]!r}") from error
+    if task.get("type") not in ("worker", "chief") or not 0 <= index < len(described["cluster"].get(task["type"], [])):
+        raise ConfigError(f"TF_CONFIG's task {task} is not one of its cluster's tasks ({len(workers)} workers)")
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process publishes the model: always, except on the other workers of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
 
 
 def describe_devices() -> str:
@@ -110,10 +152,15 @@ def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
     return PreparedRun(config, data, split, prepared)
 
 
-def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print) -> FittedStages:
-    """Phase 2: trains retrieval and ranking (TensorBoard logs in ``model_dir``), then picks the rating weight."""
+def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
+               strategy: tf.distribute.Strategy | None = None) -> FittedStages:
+    """Phase 2: trains retrieval and ranking (TensorBoard logs in ``model_dir``), then picks the rating weight.
+
+    Args:
+        strategy: the distribution strategy (default: made from ``run.config.runtime``).
+    """
     config, prepared = run.config, run.prepared
-    strategy = make_strategy(config.runtime)
+    strategy = strategy or make_strategy(config.runtime)
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
     retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
                                 log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy)
@@ -141,7 +188,7 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print) -
                                         seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
                                         log_dir=model_dir.logs("list_ranking") if model_dir else None)
         log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
-    return FittedStages(retrieval, ranking, weight, recall, list_ranker)
+    return FittedStages(retrieval, ranking, weight, recall, list_ranker, strategy.num_replicas_in_sync)
 
 
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
@@ -182,6 +229,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "ranking_seconds": stages.ranking.seconds, "ranking_examples_per_second": stages.ranking.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "devices": describe_devices(),
+        "replicas": stages.replicas,
     }
     metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
                        "validation": run.data.report.to_dict()}
@@ -192,16 +240,29 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
 
 
 def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedModel:
-    """Trains both stages on ``config.data`` and publishes ``out/VERSION``; returns where, and what it measured."""
+    """Trains both stages on ``config.data`` and publishes ``out/VERSION``; returns where, and what it measured.
+
+    In a multi-worker run every worker trains (each on its shard of every batch) and exports,
+    so that any collective step stays in lock step, but only the chief publishes into ``out``;
+    the other workers write into a temporary folder that is removed at the end.
+    """
     start = time.perf_counter()
     config.validate()
+    policy = tf.keras.mixed_precision.global_policy()
+    strategy = make_strategy(config.runtime)  # before anything else runs TensorFlow (multi-worker needs it)
     log("configuration:\n" + to_toml(config))
     log(describe_devices())
-    policy = tf.keras.mixed_precision.global_policy()
+    scratch = None
+    if not is_chief(strategy):
+        resolver = strategy.cluster_resolver
+        scratch = Path(tempfile.mkdtemp(prefix=f"tfrs-{resolver.task_type}-{resolver.task_id}-"))
+        log(f"{resolver.task_type} {resolver.task_id}: not the chief, so this worker's export goes to {scratch} "
+            f"and is removed at the end; the chief publishes into {out}")
+        out = scratch
     staging = ModelDir.create(out)
     try:
         run = load_and_prepare(config, log)
-        stages = fit_stages(run, staging, log)
+        stages = fit_stages(run, staging, log, strategy)
         export(run, stages, staging, log)
         metrics = evaluate(run, stages, staging, log)
         _require_finite(metrics)
@@ -212,6 +273,8 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         raise
     finally:
         tf.keras.mixed_precision.set_global_policy(policy)  # --mixed-precision must not outlive the run
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
     log(f"done in {seconds:.0f} s: {published.path}")
     return TrainedModel(published, metrics, seconds, run.data, run.split)
