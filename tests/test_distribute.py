@@ -127,3 +127,6 @@ def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}')
     with pytest.raises(ConfigError, match="is not one of its cluster's tasks"):
         make_strategy(RuntimeConfig(strategy="multi-worker"))
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": ["127.0.0.1:1"], "task": {"type": "worker", "index": 0}}')
+    with pytest.raises(ConfigError, match="TF_CONFIG must be JSON with cluster.worker"):
+        make_strategy(RuntimeConfig(strategy="multi-worker"))

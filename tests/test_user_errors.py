@@ -62,6 +62,7 @@ CASES = [
     ("serve --model-base MODEL --max-body-bytes 1e9", "expected a number of bytes from 1 to 1,073,741,824"),
     ("recommend --model MODEL --user 1 --include-seen --exclude 5", "--exclude works with seen movies excluded"),
     ("recommend --model MODEL --history ,", "--history takes movie ids separated by commas, got ','"),
+    ("train --out ROOT/x --strategy multi-worker", "--strategy multi-worker needs TF_CONFIG"),
     # models
     ("recommend --model ROOT/not_a_model --user 1", "no exported model"),
     ("recommend --model ROOT/half --user 1", "no published version yet"),

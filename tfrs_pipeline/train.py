@@ -111,14 +111,15 @@ def _cluster_from_tf_config() -> tf.distribute.cluster_resolver.TFConfigClusterR
                           '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}')
     try:
         described = json.loads(text)
-        workers = described["cluster"]["worker"]
-        task = described["task"]
-        index = int(task["index"])
-    except (ValueError, KeyError, TypeError) as error:
+        workers = list(described["cluster"]["worker"])
+        kind, index = described["task"]["type"], int(described["task"]["index"])
+        known = kind in ("worker", "chief") and 0 <= index < len(described["cluster"].get(kind, []))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"TF_CONFIG must be JSON with cluster.worker (host:port list) and task.type/index, "
                           f"got {text[:200]!r}") from error
-    if task.get("type") not in ("worker", "chief") or not 0 <= index < len(described["cluster"].get(task["type"], [])):
-        raise ConfigError(f"TF_CONFIG's task {task} is not one of its cluster's tasks ({len(workers)} workers)")
+    if not known:
+        raise ConfigError(f"TF_CONFIG's task {described['task']} is not one of its cluster's tasks "
+                          f"({len(workers)} workers)")
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
 
 
