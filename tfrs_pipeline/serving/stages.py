@@ -77,9 +77,12 @@ class RankingExport(tf.Module):
         super().__init__(name="ranking")
         self.ranking_model = ranking_model
         self.list_ranker = list_ranker
+        if list_ranker is not None:
+            # Only then: saving traces every function with an input signature, used or not.
+            self.score_candidates = tf.function(self._score_candidates, input_signature=[
+                USER_IDS, MOVIE_ID_LISTS, tf.TensorSpec([None, None], tf.float32, name="retrieval_scores")])
 
-    @tf.function(input_signature=[USER_IDS, MOVIE_ID_LISTS, tf.TensorSpec([None, None], tf.float32, name="retrieval_scores")])
-    def score_candidates(self, user_id, movie_ids, retrieval_scores):
+    def _score_candidates(self, user_id, movie_ids, retrieval_scores):
         scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores)
         return {"scores": scores, "predicted_ratings": predicted}
 
