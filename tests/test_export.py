@@ -79,3 +79,20 @@ def test_vocabularies_are_assets_not_graph_constants(trained):
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
         longest = max((len(n.attr["value"].tensor.string_val) for n in nodes if n.op == "Const"), default=0)
         assert longest < len(users), f"{folder}: a string constant of {longest} values in the graph"
+
+
+def test_a_model_without_the_list_ranker_exports_and_orders_by_the_rating_blend(tmp_path):
+    from conftest import TINY
+
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.train import run_training
+
+    config = apply_overrides(PipelineConfig(), {**TINY, "ranking.list_ranker": False, "ranking.epochs": 1})
+    trained = run_training(config, tmp_path / "blend", log=lambda *_: None)
+    ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking"))
+    assert set(ranking.signatures) == {"serving_default"}
+    out = tf.saved_model.load(str(trained.path)).signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(5))
+    assert out["movie_ids"].shape == (1, 5)
+    phases = trained.metrics["training"]["phases"]
+    assert list(phases) == ["data", "retrieval", "ranking", "list_ranker", "export", "evaluation"]
+    assert trained.metrics["training"]["export_mib"] > 0

@@ -163,11 +163,12 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tfrs_pipeline.train import format_metrics, run_training
+    from tfrs_pipeline.train import format_metrics, format_phases, run_training
 
     config = load_config(args.config, _training_overrides(args))
     result = run_training(config, args.out)
     print(format_metrics(result.metrics))
+    print(format_phases(result.metrics["training"]))
     print(f"exported: {result.path}")
     return 0
 
@@ -322,6 +323,14 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
     elif args.benchmark == "two-stage":
         benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
+    elif args.benchmark == "scale":
+        train_args = []
+        for flag, value in (("--epochs", args.epochs), ("--retrieval-epochs", args.retrieval_epochs),
+                            ("--ranking-epochs", args.ranking_epochs)):
+            train_args += [flag, str(value)] if value is not None else []
+        for assignment in args.set or []:
+            train_args += ["--set", assignment]
+        benchmarks.benchmark_scale(tuple(args.sizes), train_args=train_args, out=args.out)
     elif args.benchmark == "index":
         benchmarks.benchmark_index(tuple(args.catalog), dim=args.dim, queries=args.queries, seed=config.runtime.seed,
                                    export=not args.no_export, out=args.out)
@@ -404,10 +413,11 @@ def _register_model_commands(commands) -> None:
     demo.set_defaults(handler=_cmd_demo)
 
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index"),
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale"),
                            help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
                                 "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
-                                "brute force vs ScaNN latency and recall on synthetic catalogs")
+                                "brute force vs ScaNN latency and recall on synthetic catalogs; scale: the whole training run at "
+                                "growing data sizes")
     _add_data_options(benchmark)
     benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -419,6 +429,12 @@ def _register_model_commands(commands) -> None:
                            help="serving: requests per client at each client count (default 200)")
     benchmark.add_argument("--clients", type=_counts(1, 256, "1,8,32", "client counts"), default=[1, 8, 32],
                            help="serving: concurrent HTTP clients to measure, comma-separated (default 1,8,32)")
+    benchmark.add_argument("--sizes", type=_synthetic_sizes, default=["100k", "1m", "20m"],
+                           help="scale: synthetic data sizes, comma-separated (default 100k,1m,20m)")
+    benchmark.add_argument("--epochs", type=_positive,
+                           help="most epochs for both stages (default: the configuration's)")
+    benchmark.add_argument("--retrieval-epochs", type=_positive, help="most retrieval epochs (default: the configuration's)")
+    benchmark.add_argument("--ranking-epochs", type=_positive, help="most rating-head epochs (default: the configuration's)")
     benchmark.add_argument("--catalog", type=_counts(1, 50_000_000, "10000,100000", "catalog sizes"),
                            default=[10_000, 100_000, 1_000_000],
                            help="index: catalog sizes in movies, comma-separated (default 10000,100000,1000000)")
@@ -428,7 +444,7 @@ def _register_model_commands(commands) -> None:
     benchmark.add_argument("--no-export", action="store_true",
                            help="index: skip exporting and reloading the largest ScaNN index (default: export)")
     benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
-    for name in ("split", "test_fraction", "split_seed", "epochs", "retrieval_epochs", "ranking_epochs", "strategy",
+    for name in ("split", "test_fraction", "split_seed", "strategy",
                  "seed", "verbose"):
         benchmark.set_defaults(**{name: None})
     benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
@@ -466,6 +482,20 @@ def _register_model_commands(commands) -> None:
 
 #: The largest ``--k`` and ``--requests`` the command line takes.
 MAX_COUNT = 100_000
+
+
+def _synthetic_sizes(text: str) -> list[str]:
+    from tfrs_pipeline.data.synthetic import parse_size
+
+    sizes = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        for size in sizes:
+            parse_size(size)
+    except PipelineError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected synthetic sizes such as 100k,1m,20m, got {text!r}")
+    return sizes
 
 
 def _counts(low: int, high: int, example: str, what: str):

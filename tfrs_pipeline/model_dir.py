@@ -182,6 +182,12 @@ class ModelDir:
             raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGE_NAMES)}")
         return self.path / STAGES / name
 
+    def size_bytes(self, without_logs: bool = False) -> int:
+        """Bytes of every file in the folder (``without_logs``: the TensorBoard logs left out)."""
+        logs = self.path / LOGS
+        return sum(f.stat().st_size for f in self.path.rglob("*")
+                   if f.is_file() and not (without_logs and logs in f.parents))
+
     def logs(self, stage: str) -> Path:
         """TensorBoard log folder of a training stage."""
         return self.path / LOGS / stage

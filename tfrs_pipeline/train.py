@@ -16,13 +16,15 @@ version is never a half-written model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tensorflow as tf
@@ -44,14 +46,47 @@ from tfrs_pipeline.split import Split, split_ratings
 from tfrs_pipeline.training_loop import TrainingResult
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+class Phases:
+    """Wall seconds of each phase of a run, and the process's peak resident memory when it ended.
+
+    Example:
+        >>> phases = Phases()
+        >>> with phases("data"):
+        ...     pass
+        >>> sorted(phases.record["data"])
+        ['peak_rss_mib', 'seconds']
+    """
+
+    def __init__(self) -> None:
+        self.record: dict[str, dict[str, float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.record[name] = {"seconds": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
+
+
 @dataclass
 class PreparedRun:
-    """What :func:`load_and_prepare` hands on: the configuration, data, split and model inputs."""
+    """What :func:`load_and_prepare` hands on: the configuration, data, split and model inputs, and
+    the seconds and peak memory of each phase so far."""
 
     config: PipelineConfig
     data: RatingsData
     split: Split
     prepared: Prepared
+    phases: Phases = field(default_factory=Phases)
 
 
 @dataclass
@@ -140,6 +175,13 @@ def describe_devices() -> str:
 
 def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
     """Phase 1: reads and validates ``config.data``, splits it, and builds the models' inputs."""
+    phases = Phases()
+    with phases("data"):
+        data, split, prepared = _load_split_prepare(config, log)
+    return PreparedRun(config, data, split, prepared, phases)
+
+
+def _load_split_prepare(config: PipelineConfig, log) -> tuple[RatingsData, Split, Prepared]:
     log(f"[1/6] data: {config.data.source}")
     data = load_data(config.data.source, config.data)
     log(data.report.format())
@@ -150,7 +192,7 @@ def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
     catalog = len(prepared.movies.movie_ids)
     if config.serving.num_candidates > catalog:
         log(f"note: serving.num_candidates {config.serving.num_candidates} is capped at the catalog's {catalog} movies")
-    return PreparedRun(config, data, split, prepared)
+    return data, split, prepared
 
 
 def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
@@ -163,32 +205,36 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     config, prepared = run.config, run.prepared
     strategy = strategy or make_strategy(config.runtime)
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
-    retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
-                                log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy)
+    with run.phases("retrieval"):
+        retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
+                                    log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy)
     log(f"retrieval: {retrieval.seconds:.1f} s, {retrieval.examples_per_second:,.0f} training examples/s, "
         f"best epoch {retrieval.best_epoch}")
     log("[4/6] ranking")
-    ranking = train_ranking(prepared, config.ranking, seed=config.runtime.seed, verbose=config.runtime.verbose,
-                            log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy)
+    with run.phases("ranking"):
+        ranking = train_ranking(prepared, config.ranking, seed=config.runtime.seed, verbose=config.runtime.verbose,
+                                log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy)
     log(f"ranking: {ranking.seconds:.1f} s, {ranking.examples_per_second:,.0f} training examples/s, "
         f"best epoch {ranking.best_epoch}")
-    model = retrieval.model
-    # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
-    retriever = CandidateRetriever(model.query_tower, model.index,
-                                   SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train))
-    scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
-    weight, recall = choose_rating_weight(retriever, ranking.model, prepared.validation, config.serving.num_candidates,
-                                          scale, k=config.serving.k)
-    list_ranker = None
-    if config.ranking.list_ranker and len(prepared.validation):
-        lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates)
-        log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies, "
-            f"{int(lists.labels.sum()):,} of {int(lists.relevant.sum()):,} validation ratings among the candidates")
-        embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
-        list_ranker = train_list_ranker(ranking.model, prepared, embeddings, lists, scale, config.ranking,
-                                        seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
-                                        log_dir=model_dir.logs("list_ranking") if model_dir else None)
-        log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
+    # The rating weight, the validation users' candidate lists and the list ranker.
+    with run.phases("list_ranker"):
+        model = retrieval.model
+        # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
+        retriever = CandidateRetriever(model.query_tower, model.index,
+                                       SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train))
+        scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
+        weight, recall = choose_rating_weight(retriever, ranking.model, prepared.validation, config.serving.num_candidates,
+                                              scale, k=config.serving.k)
+        list_ranker = None
+        if config.ranking.list_ranker and len(prepared.validation):
+            lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates)
+            log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies, "
+                f"{int(lists.labels.sum()):,} of {int(lists.relevant.sum()):,} validation ratings among the candidates")
+            embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
+            list_ranker = train_list_ranker(ranking.model, prepared, embeddings, lists, scale, config.ranking,
+                                            seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
+                                            log_dir=model_dir.logs("list_ranking") if model_dir else None)
+            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
     return FittedStages(retrieval, ranking, weight, recall, list_ranker, strategy.num_replicas_in_sync)
 
 
@@ -203,6 +249,12 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
     stages.ranking.model.use_history(prepared.full_users)
     if stages.list_ranker is not None:
         stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
+    with run.phases("export"):
+        _export(run, stages, model_dir)
+
+
+def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
+    config, prepared = run.config, run.prepared
     seen = SeenMovies(prepared.vocab, prepared.full_movies.movie_ids, run.split.train)
     export_model(model_dir, stages.retrieval.model, stages.ranking.model, prepared.full_movies, seen,
                  index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
@@ -223,7 +275,8 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
 def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> dict:
     """Phase 4: metrics of the exported model on the test split, beside baselines; writes them and the model card."""
     log("[6/6] evaluation of the exported model on the test split")
-    metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale, log=log)
+    with run.phases("evaluation"):
+        metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale, log=log)
     metrics["training"] = {
         "retrieval_seconds": stages.retrieval.seconds,
         "retrieval_examples_per_second": stages.retrieval.examples_per_second,
@@ -231,6 +284,9 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "devices": describe_devices(),
         "replicas": stages.replicas,
+        # Seconds of each phase and the process's peak resident memory (MiB) when it ended.
+        "phases": run.phases.record,
+        "export_mib": model_dir.size_bytes(without_logs=True) / 2**20,
     }
     metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
                        "validation": run.data.report.to_dict()}
@@ -320,6 +376,14 @@ def format_metrics(metrics: dict) -> str:
                      f"hit rate@10 {numbers['hit_rate_at_10']:.4f}, recall@10 {numbers['recall_at_10']:.4f}, "
                      f"NDCG@10 {numbers['ndcg_at_10']:.4f}")
     return "\n".join(lines)
+
+
+def format_phases(training: dict) -> str:
+    """One line: each phase's seconds and the peak memory when it ended, and the export's size."""
+    phases = training.get("phases", {})
+    cells = [f"{name.replace('_', ' ')} {r['seconds']:.0f} s ({r['peak_rss_mib'] / 1024:.1f} GiB)"
+             for name, r in phases.items()]
+    return "phases (peak memory so far): " + ", ".join(cells) + f"; export {training.get('export_mib', 0):.1f} MiB"
 
 
 def format_ablation(ablation: dict[str, dict[str, float]]) -> str:

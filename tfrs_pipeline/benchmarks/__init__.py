@@ -7,6 +7,8 @@
 * ``serving``: users per second and p50/p99 latency in process and over HTTP (:mod:`.serving`).
 * ``index``: brute force against ScaNN on synthetic catalogs up to a million movies: latency,
   recall@100, build time and memory (:mod:`.index`).
+* ``scale``: the whole training run at growing data sizes, one process each: examples/s, seconds
+  per epoch, peak memory per phase, export size, evaluation seconds (:mod:`.scale`).
 """
 
 from tfrs_pipeline.benchmarks.index import benchmark_index, format_index_benchmark
@@ -15,8 +17,9 @@ from tfrs_pipeline.benchmarks.retrieval import (
     compare_retrieval_variants,
     format_retrieval_benchmark,
 )
+from tfrs_pipeline.benchmarks.scale import benchmark_scale, format_scale_benchmark
 from tfrs_pipeline.benchmarks.serving import benchmark_serving, format_serving_benchmark
 from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_ranking
 
-__all__ = ["benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_ranking",
+__all__ = ["benchmark_scale", "format_scale_benchmark", "benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_ranking",
            "compare_retrieval_variants", "format_retrieval_benchmark", "format_serving_benchmark"]

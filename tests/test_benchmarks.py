@@ -1,0 +1,22 @@
+"""Benchmarks print figures from real runs: the scale table comes from a training run per size."""
+
+from __future__ import annotations
+
+import json
+
+from tfrs_pipeline.cli import main
+
+
+def test_scale_benchmark_trains_each_size_in_its_own_process_and_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    assert main(["benchmark", "scale", "--sizes", "300x200x8000", "--epochs", "1", "--set", "ranking.list_ranker=false",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "scale benchmark (train options: --epochs 1 --set ranking.list_ranker=false)" in printed
+    row = json.loads(out.read_text())["sizes"]["300x200x8000"]
+    assert row["ratings"] == 8000 and row["train_ratings"] + row["test_ratings"] == 8000
+    assert row["retrieval"]["epochs"] == 1 and row["retrieval"]["examples_per_second"] > 0
+    assert 100 < row["peak_rss_mib"] < 24 * 1024 and row["export_mib"] > 0
+    assert set(row["phases"]) == {"data", "retrieval", "ranking", "list_ranker", "export", "evaluation"}
+    peaks = [row["phases"][p]["peak_rss_mib"] for p in ("data", "retrieval", "ranking", "export", "evaluation")]
+    assert peaks == sorted(peaks)  # a high-water mark never falls
