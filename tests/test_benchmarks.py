@@ -20,3 +20,11 @@ def test_scale_benchmark_trains_each_size_in_its_own_process_and_prints_the_tabl
     assert set(row["phases"]) == {"data", "retrieval", "ranking", "list_ranker", "export", "evaluation"}
     peaks = [row["phases"][p]["peak_rss_mib"] for p in ("data", "retrieval", "ranking", "export", "evaluation")]
     assert peaks == sorted(peaks)  # a high-water mark never falls
+
+
+def test_retrieval_step_profile_prints_each_part_and_the_tutorial_step(capsys):
+    assert main(["benchmark", "retrieval", "--data", "synthetic:300x200x8000", "--profile-steps"]) == 0
+    printed = capsys.readouterr().out
+    for part in ("query tower", "candidate tower", "loss + gradients + optimizer", "tutorial configuration"):
+        assert part in printed
+    assert "examples/s: ours" in printed

@@ -320,7 +320,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, _training_overrides(args))
     if args.benchmark == "retrieval":
-        benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
+        if args.profile_steps:
+            benchmarks.profile_retrieval_step(config.data.source, config=config)
+        else:
+            benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
     elif args.benchmark == "two-stage":
         benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
     elif args.benchmark == "scale":
@@ -424,6 +427,9 @@ def _register_model_commands(commands) -> None:
                            help="any configuration key, repeatable (default: none)")
     benchmark.add_argument("--with-ease", action="store_true",
                            help="retrieval: add the closed-form EASE baseline (default: off)")
+    benchmark.add_argument("--profile-steps", action="store_true",
+                           help="retrieval: milliseconds per training step, part by part, beside the tutorial's step, "
+                                "instead of training (default: off)")
     benchmark.add_argument("--model", help="serving: saved_models/NAME (required for serving)")
     benchmark.add_argument("--requests", type=_positive, default=200,
                            help="serving: requests per client at each client count (default 200)")
