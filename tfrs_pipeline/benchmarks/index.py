@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.index import ScannIndex, SeenAwareBruteForce
+from tfrs_pipeline.train import peak_rss_mib
 
 
 def synthetic_catalog(movies: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,10 +33,6 @@ def synthetic_catalog(movies: int, dim: int, rng: np.random.Generator) -> np.nda
     spectrum = 1.0 / np.sqrt(np.arange(1, dim + 1))
     return (rng.standard_normal((movies, dim), dtype=np.float32) * spectrum
             * rng.lognormal(0.0, 0.3, (movies, 1))).astype(np.float32)
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def _latencies_ms(search, queries: np.ndarray, batch: int, calls: int, k: int) -> dict:
@@ -147,7 +144,7 @@ def benchmark_index(catalogs: tuple[int, ...] = (10_000, 100_000, 1_000_000), *,
         truth = _searcher(exact, dim)(tf.constant(probes[:queries]), tf.constant(k))[1].numpy()
         found = _searcher(scann, dim)(tf.constant(probes[:queries]), tf.constant(k))[1].numpy()
         row["scann"]["recall_at_k"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
-        row["peak_rss_mib"] = _peak_rss_mib()
+        row["peak_rss_mib"] = peak_rss_mib()
         if export and movies == max(catalogs):
             log(f"exporting the {movies:,}-movie ScaNN index and reloading it in a clean process ...")
             with tempfile.TemporaryDirectory() as folder:
@@ -155,9 +152,7 @@ def benchmark_index(catalogs: tuple[int, ...] = (10_000, 100_000, 1_000_000), *,
         results["catalogs"][str(movies)] = row
         log(format_index_row(movies, row, k))
         del exact, scann
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        log(f"written: {out}")
+    write_results(results, out, log)
     log(format_index_benchmark(results))
     return results
 

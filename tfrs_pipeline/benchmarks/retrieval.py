@@ -11,7 +11,6 @@ project's retrieval model on the same split in one process; prints both throughp
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.baselines import ease_recommender, index_recommender, most_popular_recommender
+from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.features import make_dataset, prepare
@@ -86,9 +86,7 @@ def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, wi
         results["ease"] = ranking_report(ease_recommender(split.train, catalog_ids, seen), split.test)
 
     print(format_retrieval_benchmark(results))
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        print(f"written: {out}")
+    write_results(results, out)
     return results
 
 

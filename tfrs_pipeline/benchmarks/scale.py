@@ -9,7 +9,6 @@ peak resident memory is its own; the figures per stage come from the model's
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.model_dir import ModelDir
 
 PHASES = ("data", "retrieval", "ranking", "list_ranker", "export", "evaluation")
@@ -69,9 +69,7 @@ def benchmark_scale(sizes: tuple[str, ...] = ("100k", "1m", "20m"), *, train_arg
         }
         results["sizes"][size] = row
         log(format_scale_row(size, row))
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        log(f"written: {out}")
+    write_results(results, out, log)
     log(format_scale_benchmark(results))
     return results
 

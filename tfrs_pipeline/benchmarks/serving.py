@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfrs_pipeline.benchmarks.output import write_results
+
 
 def _summary(times_ms: np.ndarray, seconds: float, users: int) -> dict:
     return {"p50_ms": float(np.percentile(times_ms, 50)), "p99_ms": float(np.percentile(times_ms, 99)),
@@ -145,8 +147,7 @@ def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32
             process.terminate()
             process.wait(timeout=60)
     print(format_serving_benchmark(results, clients))
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_results(results, out)
     return results
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.features import prepare
@@ -44,9 +44,7 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, ou
           f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}")
     results = {"data": source, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"), "training": training,
                "seconds": trained.seconds}
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        print(f"written: {out}")
+    write_results(results, out)
     return results
 
 
