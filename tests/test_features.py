@@ -98,3 +98,19 @@ def test_histories_seen_in_training_and_validation_never_hold_a_validation_movie
     movie = counts.index[0]
     row = list(prepared.movies.movie_ids).index(movie) + 1
     assert prepared.full_movies.train_count[row] - prepared.movies.train_count[row] == counts.iloc[0]
+
+
+def test_id_positions_match_string_lookup_for_categorical_and_plain_columns():
+    import numpy as np
+    import pandas as pd
+
+    from tfrs_pipeline.features import id_positions
+
+    index = pd.Index(["10", "2", "7"])
+    plain = pd.Series([7, 2, 99, 10, 7])
+    categorical = plain.astype("category")
+    expected = index.get_indexer(plain.astype(str))
+    assert expected.tolist() == [2, 1, -1, 0, 2]
+    np.testing.assert_array_equal(id_positions(index, plain), expected)
+    np.testing.assert_array_equal(id_positions(index, categorical), expected)
+    assert id_positions(index, pd.Series(["2", None], dtype="category")).tolist() == [1, -1]

@@ -202,7 +202,7 @@ class UserTable:
             age_bucket[1:][known] = np.digitize(ages[known], [18, 25, 35, 45, 50, 56]) + 1
             gender[1:] = _index_of(users["gender"], vocab.genders)
             occupation[1:] = _index_of(users["occupation"], vocab.occupations)
-        movie_rows = pd.Index(vocab.movie_ids).get_indexer(train["movie_id"].astype(str)) + 1
+        movie_rows = id_positions(pd.Index(vocab.movie_ids), train["movie_id"]) + 1
         splits, values = group_by_user(train, vocab, movie_rows)
         return cls(age_bucket, gender, occupation, splits, values)
 
@@ -217,15 +217,35 @@ def group_by_user(train: pd.DataFrame, vocab: Vocabularies, values: np.ndarray) 
         ``(row_splits, values)`` of a ragged tensor with one row per vocabulary row (row 0,
         the unknown user, empty); sorted rows let callers test membership with a binary search.
     """
-    user_rows = pd.Index(vocab.user_ids).get_indexer(train["user_id"].astype(str)) + 1
+    user_rows = id_positions(pd.Index(vocab.user_ids), train["user_id"]) + 1
     order = np.lexsort((values, user_rows))
     counts = np.bincount(user_rows, minlength=len(vocab.user_ids) + 1)
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.asarray(values)[order].astype(np.int64)
 
 
+def id_positions(index: pd.Index, column: pd.Series) -> np.ndarray:
+    """``index.get_indexer`` of each value of an id column as a string (-1: not in ``index``).
+
+    A categorical column is looked up once per distinct id, without one Python string per
+    row (at 20M ratings those strings alone take gigabytes).
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        per_id = np.append(index.get_indexer(column.cat.categories.astype(str)), -1)  # code -1 (missing) -> -1
+        return per_id[column.cat.codes.to_numpy()]
+    return index.get_indexer(column.astype(str))
+
+
 def _index_of(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
     index = pd.Index(vocabulary)
     return (index.get_indexer(values.astype(str).fillna("")) + 1).astype(np.int32)
+
+
+def _id_codes(column: pd.Series) -> tuple[tf.Tensor, tf.Tensor]:
+    """An id column as (int32 codes [rows], its distinct ids as strings [distinct])."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype("category")
+    distinct = column.cat.categories.astype(str).to_numpy(dtype=object)
+    return tf.constant(column.cat.codes.to_numpy(dtype=np.int32)), tf.constant(distinct)
 
 
 def make_dataset(
@@ -247,22 +267,24 @@ def make_dataset(
     stored per rating. Shuffling draws a new
     order every epoch (deterministic by ``seed``).
     """
+    # Ids are held as integer codes into their distinct values and become strings per batch:
+    # one Python string per rating would cost gigabytes at 20M ratings.
+    ids = {name: _id_codes(frame[name]) for name in ("user_id", "movie_id")}
     columns = {
-        "user_id": tf.constant(frame["user_id"].astype(str).to_numpy(dtype=object)),
-        "movie_id": tf.constant(frame["movie_id"].astype(str).to_numpy(dtype=object)),
         "user_rating": tf.constant(frame["rating"].to_numpy(dtype=np.float32)),
         "timestamp": tf.constant(frame["timestamp"].to_numpy(dtype=np.int64)),
     }
+
+    def gather(rows):
+        batch = {name: tf.gather(values, tf.gather(codes, rows)) for name, (codes, values) in ids.items()}
+        return {**batch, **{name: tf.gather(column, rows) for name, column in columns.items()}}
+
     n = len(frame)
     order = tf.data.Dataset.range(n)
     if shuffle:
         # Shuffling row numbers (not examples) keeps the buffer small; a new order every epoch.
         order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    dataset = order.batch(batch_size).map(
-        lambda rows: {name: tf.gather(column, rows) for name, column in columns.items()},
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    dataset = order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if movies is not None:
         dataset = dataset.map(_movie_side_features(movies), num_parallel_calls=tf.data.AUTOTUNE)
     if users is not None and vocab is not None:

@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_pipeline.features import Vocabularies, group_by_user, id_lookup
+from tfrs_pipeline.features import Vocabularies, group_by_user, id_lookup, id_positions
 
 
 class SeenAwareBruteForce(tfrs.layers.factorized_top_k.BruteForce):
@@ -75,7 +75,7 @@ class SeenMovies(tf.Module):
     def __init__(self, vocab: Vocabularies, catalog_ids: np.ndarray, train: pd.DataFrame) -> None:
         super().__init__(name="seen_movies")
         self.user_lookup = id_lookup(vocab.user_ids, "user_ids")
-        splits, values = group_by_user(train, vocab, pd.Index(catalog_ids).get_indexer(train["movie_id"].astype(str)))
+        splits, values = group_by_user(train, vocab, id_positions(pd.Index(catalog_ids), train["movie_id"]))
         self.splits = tf.Variable(splits, trainable=False)
         self.values = tf.Variable(values, trainable=False)
 

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from tfrs_pipeline.features import id_positions
+
 #: Largest catalog EASE is fitted on (memory grows with the square: 20,000 movies take about 5 GB at peak).
 EASE_MAX_CATALOG = 20_000
 #: EASE's L2 penalty (the reference figure in ../shared/README.md uses 200 on ml-latest-small).
@@ -110,8 +112,8 @@ def ease_weights(ratings: sparse.spmatrix, regularization: float = EASE_REGULARI
 
 def rating_matrix(train: pd.DataFrame, catalog: pd.Index) -> sparse.csr_matrix:
     """Users x catalog binary matrix of who rated what (movies outside the catalog are left out)."""
-    items = catalog.get_indexer(train["movie_id"].astype(str))
-    users = pd.factorize(train["user_id"].astype(str))[0]
+    items = id_positions(catalog, train["movie_id"])
+    users = pd.factorize(train["user_id"])[0]  # any one row per user: the co-rating counts do not depend on it
     known = items >= 0
     matrix = sparse.csr_matrix((np.ones(int(known.sum()), np.float32), (users[known], items[known])),
                                shape=(int(users.max(initial=-1)) + 1, len(catalog)))
