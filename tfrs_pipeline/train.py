@@ -46,14 +46,16 @@ from tfrs_pipeline.split import Split, split_ratings
 from tfrs_pipeline.training_loop import TrainingResult
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, MiB (0 where the platform does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+def peak_rss_mib(usage=None) -> float:
+    """Peak resident memory, MiB: this process's so far, or that of ``usage`` (a ``resource``
+    usage record, such as a finished child's from ``os.wait4``); 0 where the platform does not say."""
+    if usage is None:
+        try:
+            import resource
+        except ImportError:  # Windows
+            return 0.0
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
 
 
 class Phases:

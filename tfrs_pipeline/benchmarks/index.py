@@ -137,12 +137,12 @@ def benchmark_index(catalogs: tuple[int, ...] = (10_000, 100_000, 1_000_000), *,
         scann = ScannIndex(tf.constant(candidates), ids)
         row["scann"] = {"build_seconds": time.perf_counter() - begin, "index_mib": _index_bytes(scann) / 2**20,
                         "parameters": dataclasses.asdict(scann.parameters)}
-        for name, index in (("brute_force", exact), ("scann", scann)):
-            search = _searcher(index, dim)
+        searches = {"brute_force": _searcher(exact, dim), "scann": _searcher(scann, dim)}
+        for name, search in searches.items():
             row[name]["batch_1"] = _latencies_ms(search, probes, 1, queries, k)
             row[name]["batch_64"] = _latencies_ms(search, probes, 64, max(queries // 8, 10), k)
-        truth = _searcher(exact, dim)(tf.constant(probes[:queries]), tf.constant(k))[1].numpy()
-        found = _searcher(scann, dim)(tf.constant(probes[:queries]), tf.constant(k))[1].numpy()
+        truth = searches["brute_force"](tf.constant(probes[:queries]), tf.constant(k))[1].numpy()
+        found = searches["scann"](tf.constant(probes[:queries]), tf.constant(k))[1].numpy()
         row["scann"]["recall_at_k"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
         row["peak_rss_mib"] = peak_rss_mib()
         if export and movies == max(catalogs):
@@ -151,7 +151,7 @@ def benchmark_index(catalogs: tuple[int, ...] = (10_000, 100_000, 1_000_000), *,
                 row["scann"]["export"] = _export_and_reload(scann, dim, probes[:8], Path(folder))
         results["catalogs"][str(movies)] = row
         log(format_index_row(movies, row, k))
-        del exact, scann
+        del exact, scann, searches
     write_results(results, out, log)
     log(format_index_benchmark(results))
     return results

@@ -9,6 +9,7 @@ peak resident memory is its own; the figures per stage come from the model's
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.train import peak_rss_mib
 
 PHASES = ("data", "retrieval", "ranking", "list_ranker", "export", "evaluation")
 
@@ -30,17 +32,16 @@ def _train_in_a_process(size: str, out: Path, train_args: list[str], log) -> tup
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    tail = []
+    tail = collections.deque(maxlen=30)  # the last lines, shown if the run fails
     for line in process.stdout:  # progress as it happens: epochs, phases
-        tail = (tail + [line.rstrip()])[-30:]
+        tail.append(line.rstrip())
         if re.match(r"\[\d/\d\]|(retrieval|ranking|list ranker)( epoch|:)|done in|phases", line):
             log(f"  [{size}] {line.rstrip()}")
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"training on synthetic:{size} failed (exit {process.returncode}):\n" + "\n".join(tail))
-    peak = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, peak_rss_mib(usage)
 
 
 def benchmark_scale(sizes: tuple[str, ...] = ("100k", "1m", "20m"), *, train_args: list[str] | None = None,
