@@ -8,7 +8,15 @@ import pytest
 
 from tfrs_pipeline.config import SplitConfig
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.features import CORE_FEATURES, SIDE_FEATURES, MovieTable, UserTable, Vocabularies, make_dataset
+from tfrs_pipeline.features import (
+    CORE_FEATURES,
+    SIDE_FEATURES,
+    MovieTable,
+    UserTable,
+    Vocabularies,
+    make_dataset,
+    shuffled_row_batches,
+)
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.split import split_ratings
 
@@ -75,6 +83,22 @@ def test_shuffling_changes_order_between_epochs_but_not_between_runs(prepared):
     again = next(iter(make_dataset(split.train, 256, shuffle=True, seed=3)))["movie_id"].numpy()
     assert not np.array_equal(epoch_1, epoch_2) or len(split.train) <= 256
     assert np.array_equal(epoch_1, again)
+
+
+def test_every_shuffled_epoch_is_a_fresh_permutation_of_all_rows():
+    dataset = shuffled_row_batches(1_001, 64, seed=5)
+    assert int(dataset.cardinality()) == 16  # known ahead: progress bars and distribution need it
+    epochs = [np.concatenate(list(dataset.as_numpy_iterator())) for _ in range(3)]
+    for order in epochs:
+        assert np.array_equal(np.sort(order), np.arange(1_001))
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+    # Well mixed: the first batch draws from the whole range, not from a neighbourhood of rows.
+    assert np.ptp(epochs[0][:64]) > 800
+    other_seed = np.concatenate(list(shuffled_row_batches(1_001, 64, seed=6).as_numpy_iterator()))
+    assert not np.array_equal(other_seed, epochs[0])
+    assert np.array_equal(np.concatenate(list(shuffled_row_batches(1_001, 64, seed=5).as_numpy_iterator())), epochs[0])
+    assert [b.tolist() for b in shuffled_row_batches(1, 64, seed=5).as_numpy_iterator()] == [[0]]
+    assert list(shuffled_row_batches(0, 64, seed=5).as_numpy_iterator()) == []
 
 
 def test_histories_seen_in_training_and_validation_never_hold_a_validation_movie():

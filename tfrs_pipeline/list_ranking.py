@@ -40,7 +40,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RankingConfig
-from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies, id_lookup
+from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies, id_lookup, shuffled_row_batches
 from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists
 from tfrs_pipeline.neighbours import ItemNeighbours
 from tfrs_pipeline.ranking import RankingModel
@@ -341,10 +341,11 @@ def train_list_ranker(rating_model: RankingModel, prepared: Prepared, embeddings
         model.compile(optimizer=tf.keras.optimizers.Adam(config.list_learning_rate))
     if not len(train):
         return TrainingResult(model)
-    dataset = tf.data.Dataset.from_tensor_slices({"features": features, "valid": valid,
-                                                  "labels": train.labels.astype(np.float32)})
-    dataset = dataset.shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(config.list_batch_size).prefetch(tf.data.AUTOTUNE)
+    tensors = {"features": tf.constant(features), "valid": tf.constant(valid),
+               "labels": tf.constant(train.labels.astype(np.float32))}
+    dataset = shuffled_row_batches(len(train), config.list_batch_size, seed).map(
+        lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
     callbacks = [_ListValidation(stop, *model.list_features(stop))] if len(stop) else []
     return fit(model, dataset, None, epochs=config.list_epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
                mode="max" if len(stop) else "min", patience=config.list_patience, examples=len(train), log_dir=log_dir,
