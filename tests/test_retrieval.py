@@ -104,6 +104,33 @@ def test_history_dropout_never_brings_the_left_out_movie_back():
     np.testing.assert_allclose(pooling(tf.constant([1]), tf.constant([2]))[0].numpy(), table[others].mean(axis=0), atol=1e-6)
 
 
+def test_sampled_history_pools_short_histories_exactly_and_long_ones_without_bias_or_the_left_out_movie():
+    from tfrs_pipeline.features import UserTable
+
+    # User 1 rated 3 movies (under the sample of 4), user 2 rated 12; user 0 none.
+    users = UserTable(np.zeros(3, np.int32), np.zeros(3, np.int32), np.zeros(3, np.int32),
+                      history_splits=np.array([0, 0, 3, 15]), history_values=np.r_[[1, 2, 3], np.arange(1, 13)])
+    pooling = HistoryPooling(users, num_movies=13, dim=4, sample=4)
+    table = pooling.embedding(tf.range(13)).numpy()
+    tf.random.set_seed(0)
+    short = pooling(tf.constant([1]), tf.constant([2]), training=True)[0].numpy()
+    np.testing.assert_allclose(short, table[[1, 3]].mean(axis=0), atol=1e-6)
+    # A long history's draws differ step to step; their average is the whole history's mean, the
+    # left-out movie excepted; evaluation pools every movie.
+    target = 5
+    draws = np.concatenate([pooling(tf.constant([2]), tf.constant([target]), training=True).numpy() for _ in range(300)])
+    assert np.unique(draws.round(6), axis=0).shape[0] > 100
+    others = [m for m in range(1, 13) if m != target]
+    np.testing.assert_allclose(draws.mean(axis=0), table[others].mean(axis=0), atol=0.01)
+    np.testing.assert_allclose(pooling(tf.constant([2]), tf.constant([target]))[0].numpy(), table[others].mean(axis=0),
+                               atol=1e-6)
+    # Every draw is a mean of movies other than the target: with the target's vector huge, any copy shows.
+    pooling.embedding.embeddings.assign(tf.tensor_scatter_nd_update(pooling.embedding.embeddings, [[target]], [[1e4] * 4]))
+    for _ in range(50):
+        assert np.abs(pooling(tf.constant([2, 1, 2]), tf.constant([target, 1, target]), training=True).numpy()).max() < 1.0
+    np.testing.assert_allclose(pooling(tf.constant([0, 0]), tf.constant([1, 3]), training=True).numpy(), 0.0)
+
+
 def test_history_pooling_of_users_without_history_is_zero_even_with_a_left_out_movie():
     from tfrs_pipeline.features import UserTable
 
@@ -115,3 +142,4 @@ def test_history_pooling_of_users_without_history_is_zero_even_with_a_left_out_m
         np.testing.assert_allclose(only_empty, np.zeros((2, 3)), atol=1e-7)
         mixed = pooling(tf.constant([0, 1]), tf.constant([1, 1]), training=training).numpy()
         assert np.isfinite(mixed).all()
+

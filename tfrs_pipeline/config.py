@@ -27,7 +27,7 @@ from tfrs_pipeline.errors import ConfigError
 CHOICES: dict[str, tuple] = {
     "data.on_bad_rows": ("error", "skip"),
     "split.kind": ("random", "temporal", "leave-last-out"),
-    "retrieval.optimizer": ("adagrad", "adam", "sgd"),
+    "retrieval.optimizer": ("adagrad", "adam", "lazy_adam", "sgd"),
     "retrieval.index": ("brute-force", "scann"),
     "retrieval.negatives": ("in-batch", "catalog"),
     "ranking.list_item_model": ("auto", "ease", "cosine"),
@@ -113,6 +113,9 @@ class RetrievalConfig:
         normalize: L2-normalise both embeddings (scores become cosine similarities).
         history_dropout: share of each user's history dropped at random per training step
             (denoising: the tower learns to predict movies from partial histories).
+        history_sample: while training, pool a longer history from this many of its movies,
+            drawn at random each step (0: all; evaluation and serving always pool all). Bounds
+            a step's cost where heavy users rate thousands of movies.
         query_hidden_units: ReLU layers of the query tower before its output layer.
         movie_bias: a learned per-movie score bias (popularity), beside the cosine.
         l2: L2 penalty on the id and history embeddings.
@@ -122,7 +125,8 @@ class RetrievalConfig:
             enough to score per batch).
         logq_correction: subtract log sampling probability from in-batch logits.
         remove_accidental_hits: mask in-batch negatives that are the positive movie.
-        optimizer: ``adagrad``, ``adam`` or ``sgd``.
+        optimizer: ``adagrad``, ``adam``, ``lazy_adam`` (Adam that updates only the embedding
+            rows a batch uses: the same step on them, far less work on big tables) or ``sgd``.
         learning_rate: optimizer step size.
         batch_size: training examples per step.
         epochs: most epochs to train.
@@ -137,6 +141,7 @@ class RetrievalConfig:
     movie_features: bool = True
     normalize: bool = True
     history_dropout: float = 0.5
+    history_sample: int = 128
     query_hidden_units: list[int] = field(default_factory=list)
     movie_bias: bool = True
     l2: float = 0.0
@@ -144,7 +149,7 @@ class RetrievalConfig:
     negatives: str = "in-batch"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
-    optimizer: str = "adam"
+    optimizer: str = "lazy_adam"
     learning_rate: float = 0.003
     batch_size: int = 2048
     epochs: int = 20
@@ -162,6 +167,8 @@ class RankingConfig:
         hidden_units: widths of the MLP layers.
         cross_layer: put a ``tfrs.layers.dcn.Cross`` layer before the MLP.
         history_features: add the user's mean history embedding (SVD++-style implicit feedback).
+        history_sample: while training, pool a longer history from this many of its movies,
+            drawn at random each step (0: all).
         side_features: add genres, year and demographics.
         l2: L2 penalty on embeddings and biases.
         dropout: dropout rate in the MLP.
@@ -186,6 +193,7 @@ class RankingConfig:
     hidden_units: list[int] = field(default_factory=lambda: [64, 32])
     cross_layer: bool = False
     history_features: bool = True
+    history_sample: int = 128
     side_features: bool = True
     l2: float = 1e-4
     dropout: float = 0.1

@@ -123,13 +123,17 @@ class HistoryPooling(tf.keras.layers.Layer):
         dim: embedding size.
         l2: L2 penalty on the history embedding.
         dropout: share of each history dropped at random per training step.
+        sample: while training, a history longer than this is pooled from this many of its
+            movies, drawn uniformly with replacement each step (0: always all of them).
+            Evaluation and serving pool every movie.
     """
 
     def __init__(self, users: UserTable, num_movies: int, dim: int, l2: float = 0.0, dropout: float = 0.0,
-                 **kwargs) -> None:
+                 sample: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_movies = num_movies
         self.dropout = dropout
+        self.sample = sample
         # Unknown lengths: set_history swaps in another history (the whole training side's, at export).
         self.splits = tf.Variable(users.history_splits, trainable=False, shape=[None], name="history_splits")
         self.values = tf.Variable(users.history_values, trainable=False, shape=[None], name="history_values")
@@ -162,29 +166,54 @@ class HistoryPooling(tf.keras.layers.Layer):
         unique_users, position = tf.unique(user_rows)
         starts = tf.gather(self.splits, unique_users)
         lengths = tf.gather(self.splits, unique_users + 1) - starts
-        item_positions = tf.ragged.range(starts, starts + lengths)  # positions in ``values``, one row per user
-        vectors = self.embedding(tf.gather(self.values, item_positions.flat_values))
-        keep = tf.ones(tf.shape(item_positions.flat_values), vectors.dtype)
+        sampled = training and self.sample > 0
+        # Offsets into each user's history of the movies pooled, one ragged row per user.
+        offsets = self._sampled_offsets(lengths) if sampled else tf.ragged.range(lengths)
+        movies = tf.gather(self.values, tf.gather(starts, offsets.value_rowids()) + offsets.flat_values)
+        vectors = self.embedding(movies)
+        keep = tf.ones(tf.shape(movies), vectors.dtype)
         if training and self.dropout > 0:
             # Denoising: each user's history loses a random share of its movies this step.
             keep = tf.cast(tf.random.uniform(tf.shape(keep)) >= self.dropout, vectors.dtype)
-        rows = item_positions.value_rowids()
+        rows = offsets.value_rowids()
         sums = tf.math.unsorted_segment_sum(vectors * keep[:, None], rows, tf.size(unique_users))
         counts = tf.math.unsorted_segment_sum(keep, rows, tf.size(unique_users))
         sums, counts = tf.gather(sums, position), tf.gather(counts, position)
         if leave_out_rows is not None:
-            key = user_rows * self.num_movies + tf.cast(leave_out_rows, tf.int64)
-            found = tf.minimum(tf.searchsorted(self.keys, key, out_type=tf.int64), tf.size(self.keys, out_type=tf.int64) - 1)
-            member = tf.equal(tf.gather(self.keys, found), key)
-            # Where the left-out movie sits among the gathered (possibly dropped) items.
-            flat = tf.gather(item_positions.row_splits, position) + found - tf.gather(starts, position)
-            # One zero past the end: users without history (unknown ones) gather it, never out of range.
-            padded = tf.concat([keep, tf.zeros([1], keep.dtype)], axis=0)
-            flat = tf.where(member, tf.clip_by_value(flat, 0, tf.size(keep, out_type=tf.int64)), tf.size(keep, out_type=tf.int64))
-            kept = tf.cast(member, vectors.dtype) * tf.gather(padded, flat)
+            leave_out_rows = tf.cast(leave_out_rows, tf.int64)
+            if sampled:
+                kept = self._kept_draws(movies, keep, offsets.row_splits, position, leave_out_rows)
+            else:
+                kept = self._kept_copy(keep, offsets.row_splits, starts, position, user_rows, leave_out_rows)
             sums -= kept[:, None] * self.embedding(leave_out_rows)
             counts -= kept
         return sums / tf.maximum(counts, 1.0)[:, None]
+
+    def _sampled_offsets(self, lengths: tf.Tensor) -> tf.RaggedTensor:
+        """Every offset of a history of at most ``sample`` movies; ``sample`` uniform draws (with
+        replacement) from a longer one, so a step's cost is bounded and the mean stays unbiased."""
+        slots = tf.ragged.range(tf.minimum(lengths, self.sample))
+        length = tf.gather(lengths, slots.value_rowids())
+        drawn = tf.cast(tf.random.uniform(tf.shape(slots.flat_values)) * tf.cast(length, tf.float32), tf.int64)
+        return slots.with_flat_values(tf.where(length > self.sample, tf.minimum(drawn, length - 1), slots.flat_values))
+
+    def _kept_draws(self, movies, keep, splits, position, leave_out_rows) -> tf.Tensor:
+        """How many kept draws of each example's user are the left-out movie (at most ``sample`` compared each)."""
+        drawn = tf.gather(tf.RaggedTensor.from_row_splits(movies, splits), position)
+        kept = tf.gather(tf.RaggedTensor.from_row_splits(keep, splits), position)
+        return tf.reduce_sum(tf.cast(tf.equal(drawn, leave_out_rows[:, None]), kept.dtype) * kept, axis=1)
+
+    def _kept_copy(self, keep, splits, starts, position, user_rows, leave_out_rows) -> tf.Tensor:
+        """1 where the left-out movie is in the example's user's history and was not dropped, else 0."""
+        key = user_rows * self.num_movies + leave_out_rows
+        found = tf.minimum(tf.searchsorted(self.keys, key, out_type=tf.int64), tf.size(self.keys, out_type=tf.int64) - 1)
+        member = tf.equal(tf.gather(self.keys, found), key)
+        # Where the left-out movie sits among the gathered (possibly dropped) items.
+        flat = tf.gather(splits, position) + found - tf.gather(starts, position)
+        # One zero past the end: users without history (unknown ones) gather it, never out of range.
+        padded = tf.concat([keep, tf.zeros([1], keep.dtype)], axis=0)
+        flat = tf.where(member, tf.clip_by_value(flat, 0, tf.size(keep, out_type=tf.int64)), tf.size(keep, out_type=tf.int64))
+        return tf.cast(member, keep.dtype) * tf.gather(padded, flat)
 
     def pool(self, movie_rows: tf.Tensor) -> tf.Tensor:
         """Mean history embedding of given movies [batch, n] (movie-vocabulary rows; 0 = unknown or padding)."""

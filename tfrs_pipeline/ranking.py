@@ -60,7 +60,7 @@ class RankingModel(tfrs.Model):
         self.movie_bias = tf.keras.layers.Embedding(len(vocab.movie_ids) + 1, 1, embeddings_initializer="zeros",
                                                     embeddings_regularizer=l2, name="movie_bias")
         self.history_pooling = (HistoryPooling(prepared.users, len(vocab.movie_ids) + 1, dim, l2=config.l2 / self.replicas,
-                                               name="history")
+                                               sample=config.history_sample, name="history")
                         if config.history_features else None)
         self.movie_features = MovieFeatures(vocab, prepared.movies, dim, name="movie_features") if config.side_features else None
         # Narrower demographic embeddings than the query tower's (8, 4, 8): here they join a wider MLP input.
@@ -104,7 +104,7 @@ class RankingModel(tfrs.Model):
         parts = [user, movie, user * movie]
         if self.history_pooling is not None:
             # Leave the rated movie out of its own history (a no-op for pairs not in training).
-            history = tf.cast(self.history_pooling(user_rows, movie_rows), tf.float32)
+            history = tf.cast(self.history_pooling(user_rows, movie_rows, training=training), tf.float32)
             taste = user + history
             parts.append(history)
         if self.movie_features is not None:

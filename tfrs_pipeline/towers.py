@@ -38,7 +38,8 @@ class QueryTower(tf.keras.Model):
 
     def __init__(self, vocab: Vocabularies, users: UserTable, dim: int, *, user_features: bool = True,
                  history_features: bool = True, normalize: bool = True, hidden_units: tuple[int, ...] = (),
-                 bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0, **kwargs) -> None:
+                 bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0,
+                 history_sample: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
@@ -51,7 +52,7 @@ class QueryTower(tf.keras.Model):
             self.demographics = UserFeatures(vocab, users, dims=(8, 4, 8), name="demographics")
         if history_features:
             self.history_pooling = HistoryPooling(users, len(vocab.movie_ids) + 1, dim, l2=l2, dropout=history_dropout,
-                                                  name="history")
+                                                  sample=history_sample, name="history")
         self.project = None
         if user_features or history_features:
             layers = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
