@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_pipeline.data.schema import id_positions
 from tfrs_pipeline.features import Vocabularies, id_lookup
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
 from tfrs_pipeline.metrics import RecommendFn, users_of
@@ -42,10 +43,11 @@ class BiasedMatrixFactorization:
     rating_scale: tuple[float, float] = (0.5, 5.0)
 
     def fit(self, train: pd.DataFrame) -> BiasedMatrixFactorization:
-        self.users_ = pd.Index(pd.unique(train["user_id"].astype(str)))
-        self.movies_ = pd.Index(pd.unique(train["movie_id"].astype(str)))
-        users = self.users_.get_indexer(train["user_id"].astype(str))
-        movies = self.movies_.get_indexer(train["movie_id"].astype(str))
+        # Distinct ids in order of first appearance, looked up without one string per rating.
+        self.users_ = pd.Index(np.asarray(pd.unique(train["user_id"])).astype(str))
+        self.movies_ = pd.Index(np.asarray(pd.unique(train["movie_id"])).astype(str))
+        users = id_positions(self.users_, train["user_id"])
+        movies = id_positions(self.movies_, train["movie_id"])
         ratings = train["rating"].to_numpy(np.float64)
         self.mean_ = float(ratings.mean())
         rng = np.random.default_rng(self.seed)

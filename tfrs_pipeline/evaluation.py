@@ -31,6 +31,7 @@ from tfrs_pipeline.baselines import (
     movie_mean,
 )
 from tfrs_pipeline.client import Recommender, load_saved_model
+from tfrs_pipeline.data.schema import id_positions
 from tfrs_pipeline.features import Vocabularies
 from tfrs_pipeline.index import SeenMovies
 from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse, users_of
@@ -142,15 +143,32 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
     the user rated earlier (counted as misses); with all, it excludes what ``serving_default`` does.
     """
     users = users_of(test)
-    rated = train.assign(user_id=train["user_id"].astype(str), movie_id=train["movie_id"].astype(str))
-    rated = rated.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id")["movie_id"].agg(list)
-    histories = [rated.get(user, []) for user in users]
-    recent = [h[-COLD_START_HISTORY:] for h in histories]
+    # Each test user's training movies, oldest first (ties in data order), as integer codes: strings
+    # are made per batch of users, not for every training rating.
+    owner = id_positions(pd.Index(users), train["user_id"])
+    rows = np.flatnonzero(owner >= 0)
+    rows = rows[np.lexsort((train["timestamp"].to_numpy()[rows], owner[rows]))]
+    movie_codes, movie_names = pd.factorize(train["movie_id"])
+    movie_names = np.asarray(movie_names).astype(str)
+    splits = np.searchsorted(owner[rows], np.arange(len(users) + 1))
+
+    def histories(start: int, stop: int, last: int | None = None) -> list[list[str]]:
+        """Users ``start .. stop - 1``'s training movies, only the ``last`` most recent if given."""
+        chosen = []
+        for user in range(start, stop):
+            begin, end = splits[user], splits[user + 1]
+            if last:
+                begin = max(begin, end - last)
+            chosen.append(movie_names[movie_codes[rows[begin:end]]].tolist())
+        return chosen
+
     report = {}
-    for name, chosen in ((f"history_{COLD_START_HISTORY}", recent), ("history_all", histories)):
-        lists = np.concatenate([recommender.recommend_from_history(chosen[i : i + 256], k=10)["movie_ids"]
+    for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
+        lists = np.concatenate([recommender.recommend_from_history(histories(i, min(i + 256, len(users)), last),
+                                                                   k=10)["movie_ids"]
                                 for i in range(0, len(users), 256)])
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
+    recent = histories(0, len(users), COLD_START_HISTORY)
     # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
     popular = train["movie_id"].astype(str).value_counts().index.to_numpy()[: 10 + COLD_START_HISTORY]
     lists = np.array([[m for m in popular if m not in set(h)][:10] for h in recent])

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData
+from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData, id_positions
 
 #: Feature names of every example a dataset yields.
 CORE_FEATURES = ("user_id", "movie_id", "user_rating", "timestamp")
@@ -221,18 +221,6 @@ def group_by_user(train: pd.DataFrame, vocab: Vocabularies, values: np.ndarray) 
     order = np.lexsort((values, user_rows))
     counts = np.bincount(user_rows, minlength=len(vocab.user_ids) + 1)
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.asarray(values)[order].astype(np.int64)
-
-
-def id_positions(index: pd.Index, column: pd.Series) -> np.ndarray:
-    """``index.get_indexer`` of each value of an id column as a string (-1: not in ``index``).
-
-    A categorical column is looked up once per distinct id, without one Python string per
-    row (at 20M ratings those strings alone take gigabytes).
-    """
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        per_id = np.append(index.get_indexer(column.cat.categories.astype(str)), -1)  # code -1 (missing) -> -1
-        return per_id[column.cat.codes.to_numpy()]
-    return index.get_indexer(column.astype(str))
 
 
 def _index_of(values: pd.Series, vocabulary: list[str]) -> np.ndarray:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from scipy import sparse
 
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies, id_lookup, shuffled_row_batches
@@ -118,14 +119,13 @@ def user_profiles(vocab: Vocabularies, users: UserTable, movies: MovieTable, emb
     """
     history = history_catalog_rows(vocab, users, movies)
     lengths = np.diff(users.history_splits).astype(np.float32)
-    owner = np.repeat(np.arange(len(lengths)), lengths.astype(np.int64))
+    # Users x catalog rows, one entry per rated movie: a sparse product sums each user's rows without
+    # gathering one row per rating (16M x 64 floats, 4 GB, at 20M ratings).
+    rated = sparse.csr_matrix((np.ones(len(history), np.float32), history, users.history_splits),
+                              shape=(len(lengths), len(movies.genres)))
     padded = np.vstack([np.zeros((1, embeddings.shape[1]), np.float32), embeddings])
-    genre_sum = np.zeros((len(lengths), movies.genres.shape[1]), np.float32)
-    np.add.at(genre_sum, owner, movies.genres[history])
-    embedding_sum = np.zeros((len(lengths), embeddings.shape[1]), np.float32)
-    np.add.at(embedding_sum, owner, padded[history])
     denominator = np.maximum(lengths, 1.0)[:, None]
-    return genre_sum / denominator, embedding_sum / denominator, lengths
+    return (rated @ movies.genres.astype(np.float32)) / denominator, (rated @ padded) / denominator, lengths
 
 
 class ListRanker(tfrs.Model):

@@ -32,6 +32,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from tfrs_pipeline.data.schema import id_positions
+
 #: A recommender as evaluation sees it: (user ids, k, exclude_seen) -> movie ids [users, k].
 RecommendFn = Callable[[np.ndarray, int, bool], np.ndarray]
 
@@ -63,14 +65,20 @@ def hit_ranks(users: np.ndarray, recommended: np.ndarray, test: pd.DataFrame) ->
         float array, one entry per row of ``test`` in its order.
     """
     k = recommended.shape[1]
-    lists = pd.DataFrame({
-        "user_id": np.repeat(np.asarray(users).astype(str), k),
-        "movie_id": as_str(recommended.ravel()),
-        "rank": np.tile(np.arange(k), len(users)),
-    }).drop_duplicates(["user_id", "movie_id"])
-    pairs = pd.DataFrame({"user_id": test["user_id"].astype(str).to_numpy(), "movie_id": test["movie_id"].astype(str).to_numpy()})
-    merged = pairs.merge(lists, on=["user_id", "movie_id"], how="left")
-    return merged["rank"].fillna(np.inf).to_numpy()
+    # Integer keys (user position, movie code), not one string pair per listed movie: 138k users'
+    # top 100 are 13.8M pairs at MovieLens 20M.
+    codes, distinct = pd.factorize(np.asarray(recommended).ravel())
+    slots = np.flatnonzero(codes >= 0)
+    listed = (slots // k) * len(distinct) + codes[slots]
+    keys, first = np.unique(listed, return_index=True)  # a movie listed twice for a user counts at its first rank
+    ranks = np.append(slots[first] % k, -1).astype(np.float64)  # the last entry: not found
+    user_rows = id_positions(pd.Index(np.asarray(users).astype(str)), test["user_id"])
+    movie_codes = id_positions(pd.Index(as_str(distinct)), test["movie_id"])
+    wanted = user_rows.astype(np.int64) * len(distinct) + movie_codes
+    at = np.searchsorted(keys, wanted)
+    found = (user_rows >= 0) & (movie_codes >= 0) & (at < len(keys))
+    found[found] = keys[at[found]] == wanted[found]
+    return np.where(found, ranks[np.where(found, at, len(keys))], np.inf)
 
 
 def hit_rate_at_k(ranks: np.ndarray, k: int) -> float:
