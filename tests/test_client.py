@@ -37,6 +37,8 @@ def test_batched_calls_equal_one_call(model):
     pieces = model.call("serving_default", 7, user_id=users, k=4)
     assert whole["movie_ids"].tolist() == pieces["movie_ids"].tolist()
     np.testing.assert_allclose(whole["predicted_ratings"], pieces["predicted_ratings"], atol=1e-5)
+    only_ids = model.call("serving_default", 7, user_id=users, k=4, keep=("movie_ids",))
+    assert list(only_ids) == ["movie_ids"] and only_ids["movie_ids"].tolist() == whole["movie_ids"].tolist()
 
 
 def test_rank_retrieve_and_similar_items(model):
@@ -62,6 +64,8 @@ def test_errors_name_the_signature_and_the_inputs(model):
         model.call("nope", user_id=["1"])
     with pytest.raises(ModelError, match=r"missing \['k'\]"):
         model.call("retrieve", user_id=["1"])
+    with pytest.raises(ModelError, match=r"signature 'retrieve' has outputs .*movie_ids.*, not \['scores'\]"):
+        model.call("retrieve", user_id=["1"], k=3, keep=("movie_ids", "scores"))
 
 
 def test_the_client_and_the_server_import_no_tfrs_and_no_training_code(trained):

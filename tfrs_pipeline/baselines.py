@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.data.schema import id_positions
 from tfrs_pipeline.features import Vocabularies, id_lookup
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
-from tfrs_pipeline.metrics import RecommendFn, users_of
+from tfrs_pipeline.metrics import RecommendFn, id_positions, users_of
 from tfrs_pipeline.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
 
 

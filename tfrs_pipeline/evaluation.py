@@ -31,10 +31,9 @@ from tfrs_pipeline.baselines import (
     movie_mean,
 )
 from tfrs_pipeline.client import Recommender, load_saved_model
-from tfrs_pipeline.data.schema import id_positions
 from tfrs_pipeline.features import Vocabularies
 from tfrs_pipeline.index import SeenMovies
-from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse, users_of
+from tfrs_pipeline.metrics import TOP_KS, id_positions, ranking_report, recall_and_ndcg, rmse, users_of
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.neighbours import EASE_MAX_CATALOG
 from tfrs_pipeline.serving.blend import blend_top_k
@@ -91,10 +90,12 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     metrics: dict = {"factorized_top_k": factorized_top_k_of_export(recommender.model_dir, test, catalog_ids)}
 
     log("evaluating: recall and NDCG with seen movies excluded, retrieval only and two-stage")
-    retrieved = recommender.call("retrieve", 1024, user_id=users, k=100)
-    metrics["excluding_seen"] = recall_and_ndcg(users, retrieved["movie_ids"], test)
-    served = recommender.call("serving_default", 1024, user_id=users, k=10)
-    metrics["pipeline"] = {**recall_and_ndcg(users, served["movie_ids"], test, ks=(10,)),
+    # Only the ids are kept, and only while they are scored (138k users' top 100 at 20M ratings).
+    retrieved = recommender.call("retrieve", 1024, user_id=users, k=100, keep=("movie_ids",))["movie_ids"]
+    metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test)
+    del retrieved
+    served = recommender.call("serving_default", 1024, user_id=users, k=10, keep=("movie_ids",))["movie_ids"]
+    metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,)),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
     implicit = recommender.implicit
     blend = "two-stage, relevance blend" if implicit else "two-stage, rating blend"
@@ -111,7 +112,8 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         mf_ranking = {"note": note}
     else:
         log("evaluating: ranking RMSE on every test rating")
-        predicted = recommender.call("rank", 16384, user_id=test_users, movie_ids=test_movies[:, None])
+        predicted = recommender.call("rank", 16384, user_id=test_users, movie_ids=test_movies[:, None],
+                                       keep=("predicted_ratings",))
         metrics["ranking"] = {"rmse": rmse(predicted["predicted_ratings"][:, 0], test["rating"])}
         log("evaluating: baselines (most-popular, movie mean rating, biased matrix factorization)")
         popular["ranking"] = {"rmse": rmse(movie_mean(train, test_movies), test["rating"])}
@@ -193,8 +195,10 @@ def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10
     lists = []
     for start in range(0, len(users), 1024):
         batch = users[start : start + 1024]
-        candidates = recommender.call("retrieve", 1024, user_id=batch, k=num_candidates)
-        predicted = recommender.call("rank", 1024, user_id=batch, movie_ids=candidates["movie_ids"])
+        candidates = recommender.call("retrieve", 1024, user_id=batch, k=num_candidates,
+                                      keep=("movie_ids", "retrieval_scores"))
+        predicted = recommender.call("rank", 1024, user_id=batch, movie_ids=candidates["movie_ids"],
+                                     keep=("predicted_ratings",))
         order = blend_top_k(tf.constant(candidates["retrieval_scores"]), tf.constant(predicted["predicted_ratings"]),
                             scale, weight, k)
         lists.append(np.take_along_axis(candidates["movie_ids"], order.numpy(), axis=1))

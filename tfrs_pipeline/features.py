@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData, id_positions
+from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData
+from tfrs_pipeline.metrics import id_positions
 
 #: Feature names of every example a dataset yields.
 CORE_FEATURES = ("user_id", "movie_id", "user_rating", "timestamp")

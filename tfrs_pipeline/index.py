@@ -25,8 +25,8 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_pipeline.data.schema import id_positions
 from tfrs_pipeline.features import Vocabularies, group_by_user, id_lookup
+from tfrs_pipeline.metrics import id_positions
 
 
 class SeenAwareBruteForce(tfrs.layers.factorized_top_k.BruteForce):

@@ -32,8 +32,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from tfrs_pipeline.data.schema import id_positions
-
 #: A recommender as evaluation sees it: (user ids, k, exclude_seen) -> movie ids [users, k].
 RecommendFn = Callable[[np.ndarray, int, bool], np.ndarray]
 
@@ -46,6 +44,18 @@ def as_str(values) -> np.ndarray:
     values = np.asarray(values)
     return np.asarray([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.ravel(values)],
                       dtype=object).reshape(np.shape(values))
+
+
+def id_positions(index: pd.Index, column: pd.Series) -> np.ndarray:
+    """``index.get_indexer`` of each value of an id column as a string (-1: not in ``index``).
+
+    A categorical column is looked up once per distinct id, without one Python string per
+    row (at 20M ratings those strings alone take gigabytes).
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        per_id = np.append(index.get_indexer(column.cat.categories.astype(str)), -1)  # code -1 (missing) -> -1
+        return per_id[column.cat.codes.to_numpy()]
+    return index.get_indexer(column.astype(str))
 
 
 def users_of(frame: pd.DataFrame) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from tfrs_pipeline.data.schema import id_positions
+from tfrs_pipeline.metrics import id_positions
 
 #: Largest catalog EASE is fitted on (memory grows with the square: 20,000 movies take about 5 GB at peak).
 EASE_MAX_CATALOG = 20_000

@@ -135,18 +135,6 @@ def canonical_interactions(
     )
 
 
-def id_positions(index: pd.Index, column: pd.Series) -> np.ndarray:
-    """``index.get_indexer`` of each value of an id column as a string (-1: not in ``index``).
-
-    A categorical column is looked up once per distinct id, without one Python string per
-    row (at 20M ratings those strings alone take gigabytes).
-    """
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        per_id = np.append(index.get_indexer(column.cat.categories.astype(str)), -1)  # code -1 (missing) -> -1
-        return per_id[column.cat.codes.to_numpy()]
-    return index.get_indexer(column.astype(str))
-
-
 def _as_str(values: np.ndarray | pd.Series) -> pd.Series:
     series = pd.Series(values)
     if isinstance(series.dtype, pd.CategoricalDtype):
