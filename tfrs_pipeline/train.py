@@ -17,6 +17,7 @@ version is never a half-written model.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -87,7 +88,7 @@ class PreparedRun:
     config: PipelineConfig
     data: RatingsData
     split: Split
-    prepared: Prepared
+    prepared: Prepared | None  # None once training state is released
     phases: Phases = field(default_factory=Phases)
 
 
@@ -274,6 +275,17 @@ def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None
     })
 
 
+def release_training_state(run: PreparedRun, stages: FittedStages) -> None:
+    """Drops what only training needs (the models and their optimizer state, data sets, feature
+    tables) once the model is exported: evaluation reads the export, and at 20M ratings the
+    training side holds gigabytes. The stages keep their histories and timings."""
+    for result in (stages.retrieval, stages.ranking, stages.list_ranker):
+        if result is not None:
+            result.model = None
+    run.prepared = None
+    gc.collect()
+
+
 def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> dict:
     """Phase 4: metrics of the exported model on the test split, beside baselines; writes them and the model card."""
     log("[6/6] evaluation of the exported model on the test split")
@@ -323,6 +335,7 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         run = load_and_prepare(config, log)
         stages = fit_stages(run, staging, log, strategy)
         export(run, stages, staging, log)
+        release_training_state(run, stages)
         metrics = evaluate(run, stages, staging, log)
         _require_finite(metrics)
         staging.write_manifest()

@@ -25,7 +25,7 @@ class TrainingResult:
         best_epoch: the epoch (1-based) whose weights were kept.
     """
 
-    model: tf.keras.Model
+    model: tf.keras.Model | None  # None once released after export
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     examples_per_second: float = 0.0
