@@ -151,7 +151,7 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
         "retrieval.epochs": args.retrieval_epochs or args.epochs, "ranking.epochs": args.ranking_epochs or args.epochs,
         "runtime.strategy": args.strategy, "runtime.seed": args.seed,
         "runtime.mixed_precision": True if args.mixed_precision else None,
-        "runtime.verbose": args.verbose,
+        "runtime.verbose": args.verbose, "runtime.backup_dir": args.backup_dir,
     }
     overrides.update({key: value for key, value in pairs.items() if value is not None})
     for assignment in args.set or []:
@@ -369,6 +369,9 @@ def _register_model_commands(commands) -> None:
     train.add_argument("--mixed-precision", action="store_true",
                        help="float16 on GPU, bfloat16 on CPU (default: float32)")
     train.add_argument("--seed", type=int, help=f"seed of initialisation and shuffling (default {defaults.runtime.seed})")
+    train.add_argument("--backup-dir", metavar="DIR",
+                       help="back each stage up in DIR every epoch; the same command started again after a "
+                            "crash resumes from there (default: no backup)")
     train.add_argument("--verbose", type=int, choices=CHOICES["runtime.verbose"],
                        help="0 silent, 1 progress bar, 2 one line per epoch, -1 chosen by the terminal (default -1)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -451,7 +454,7 @@ def _register_model_commands(commands) -> None:
                            help="index: skip exporting and reloading the largest ScaNN index (default: export)")
     benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
     for name in ("split", "test_fraction", "split_seed", "strategy",
-                 "seed", "verbose"):
+                 "seed", "verbose", "backup_dir"):
         benchmark.set_defaults(**{name: None})
     benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
 

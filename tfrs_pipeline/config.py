@@ -236,12 +236,16 @@ class RuntimeConfig:
         mixed_precision: compute in float16 (GPU) or bfloat16 (CPU), keep weights in float32.
         seed: seed of model initialisation and shuffling.
         verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent; -1 auto).
+        backup_dir: folder where each stage is backed up every epoch and once finished, so that
+            the same command started again after a crash resumes instead of starting over
+            (removed when the run publishes); empty: no backup.
     """
 
     strategy: str = "default"
     mixed_precision: bool = False
     seed: int = 7
     verbose: int = -1
+    backup_dir: str = ""
 
 
 @dataclass

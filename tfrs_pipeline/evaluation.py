@@ -33,7 +33,7 @@ from tfrs_pipeline.baselines import (
 from tfrs_pipeline.client import Recommender, load_saved_model
 from tfrs_pipeline.features import Vocabularies
 from tfrs_pipeline.index import SeenMovies
-from tfrs_pipeline.metrics import TOP_KS, id_positions, ranking_report, recall_and_ndcg, rmse, users_of
+from tfrs_pipeline.metrics import TOP_KS, id_positions, ranking_report, recall_and_ndcg, rmse, rows_per_block, users_of
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.neighbours import EASE_MAX_CATALOG
 from tfrs_pipeline.serving.blend import blend_top_k
@@ -44,6 +44,7 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
     """TFRS ``FactorizedTopK`` on the test split, computed from the exported towers (seen movies kept).
 
     A K above the catalog size is measured at the whole catalog (every movie is in such a top K).
+    ``batch`` ratings are scored at once, fewer on catalogs too big for ``batch`` x catalog scores.
     """
     import tensorflow_recommenders as tfrs
 
@@ -53,6 +54,7 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
     embeddings = tf.concat([candidate_tower(movie_id=catalog[i : i + batch])["embeddings"]
                             for i in range(0, len(catalog_ids), batch)], axis=0)
     measured = sorted({min(k, len(catalog_ids)) for k in ks})
+    scored = rows_per_block(len(catalog_ids), batch)
     index = tfrs.layers.factorized_top_k.BruteForce(k=max(measured))
     index.index(embeddings, catalog)
     metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=measured)
@@ -63,9 +65,9 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
                          for i in range(0, len(users), batch)], axis=0)
     rows = id_positions(pd.Index(users), test["user_id"])
     movies = test["movie_id"].astype(str).to_numpy()
-    for start in range(0, len(test), batch):
-        movie_batch = tf.constant(movies[start : start + batch])
-        metric.update_state(tf.gather(queries, rows[start : start + batch]),
+    for start in range(0, len(test), scored):
+        movie_batch = tf.constant(movies[start : start + scored])
+        metric.update_state(tf.gather(queries, rows[start : start + scored]),
                             candidate_tower(movie_id=movie_batch)["embeddings"], true_candidate_ids=movie_batch)
     values = dict(zip(measured, (float(value) for value in metric.result())))
     return {f"top_{k}": values[min(k, len(catalog_ids))] for k in ks}
@@ -83,6 +85,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     recommender = model if isinstance(model, Recommender) else Recommender.load(model)
     catalog_ids = recommender.catalog["movie_id"].to_numpy()
     users = users_of(test)
+    block = rows_per_block(len(catalog_ids), 1024)  # users per call: each scores the whole catalog
     test_users = test["user_id"].astype(str).to_numpy()
     test_movies = test["movie_id"].astype(str).to_numpy()
 
@@ -91,10 +94,10 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
 
     log("evaluating: recall and NDCG with seen movies excluded, retrieval only and two-stage")
     # Only the ids are kept, and only while they are scored (138k users' top 100 at 20M ratings).
-    retrieved = recommender.call("retrieve", 1024, user_id=users, k=100, keep=("movie_ids",))["movie_ids"]
+    retrieved = recommender.call("retrieve", block, user_id=users, k=100, keep=("movie_ids",))["movie_ids"]
     metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test)
     del retrieved
-    served = recommender.call("serving_default", 1024, user_id=users, k=10, keep=("movie_ids",))["movie_ids"]
+    served = recommender.call("serving_default", block, user_id=users, k=10, keep=("movie_ids",))["movie_ids"]
     metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,)),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
     implicit = recommender.implicit
@@ -103,7 +106,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
                            blend: recall_and_ndcg(users, _rating_blend_lists(recommender, users), test, ks=(10,)),
                            "two-stage, as served": _at_10(metrics["pipeline"])}
 
-    popular = ranking_report(most_popular_from_training(train, catalog_ids), test)
+    popular = ranking_report(most_popular_from_training(train, catalog_ids), test, batch_users=block)
     popular["pipeline"] = _at_10(popular["excluding_seen"])
     if implicit:
         note = "implicit feedback: there are no ratings, so RMSE is not measured"
@@ -193,11 +196,12 @@ def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10
     # The blend's factors as exported (models of the first release hold them too).
     scale, weight = recommender.model.logit_scale, recommender.model.rating_weight
     lists = []
-    for start in range(0, len(users), 1024):
-        batch = users[start : start + 1024]
-        candidates = recommender.call("retrieve", 1024, user_id=batch, k=num_candidates,
+    block = rows_per_block(len(recommender.catalog), 1024)
+    for start in range(0, len(users), block):
+        batch = users[start : start + block]
+        candidates = recommender.call("retrieve", block, user_id=batch, k=num_candidates,
                                       keep=("movie_ids", "retrieval_scores"))
-        predicted = recommender.call("rank", 1024, user_id=batch, movie_ids=candidates["movie_ids"],
+        predicted = recommender.call("rank", block, user_id=batch, movie_ids=candidates["movie_ids"],
                                      keep=("predicted_ratings",))
         order = blend_top_k(tf.constant(candidates["retrieval_scores"]), tf.constant(predicted["predicted_ratings"]),
                             scale, weight, k)

@@ -42,10 +42,10 @@ from scipy import sparse
 
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies, id_lookup, shuffled_row_batches
-from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists
+from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists, rows_per_block
 from tfrs_pipeline.neighbours import ItemNeighbours
 from tfrs_pipeline.ranking import RankingModel
-from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32
+from tfrs_pipeline.training_loop import StageBackup, TrainingResult, fit, in_float32
 
 #: The relevance head's input features, in order (for reports and the README).
 FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating", "predicted rating minus the list's mean",
@@ -84,13 +84,15 @@ class CandidateLists:
                               self.relevant[rows])
 
 
-def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch_users: int = 1024) -> CandidateLists:
+def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch_users: int | None = None) -> CandidateLists:
     """Retrieves ``num_candidates`` movies for every user of ``holdout`` and labels the ones they rated there.
 
     ``retriever`` must exclude (and build its queries from) the ratings outside the hold-out only.
+    ``batch_users`` (default 1024, fewer on a catalog too big for 1024 x catalog scores) are retrieved at once.
     """
     users = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
     ids, scores = [], []
+    batch_users = batch_users or rows_per_block(retriever.index.num_candidates, 1024)
     for start in range(0, len(users), batch_users):
         batch = tf.constant(users[start : start + batch_users].astype(str))
         movie_ids, retrieval_scores, _ = retriever(batch, tf.constant(num_candidates))
@@ -323,7 +325,8 @@ def split_lists(lists: CandidateLists, stop_fraction: float, seed: int) -> tuple
 
 def train_list_ranker(rating_model: RankingModel, prepared: Prepared, embeddings: np.ndarray, lists: CandidateLists,
                       scale: float, config: RankingConfig, *, seed: int = 7, log_dir: str | Path | None = None,
-                      verbose: int = -1, strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
+                      verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
+                      backup: StageBackup | None = None) -> TrainingResult:
     """Trains the relevance head on ``lists``; early-stops on NDCG@10 of a fifth of their users (best weights kept).
 
     Returns:
@@ -350,4 +353,4 @@ def train_list_ranker(rating_model: RankingModel, prepared: Prepared, embeddings
     return fit(model, dataset, None, epochs=config.list_epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
                mode="max" if len(stop) else "min", patience=config.list_patience, examples=len(train), log_dir=log_dir,
                verbose=verbose, stage="list ranking", shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
-               extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)))
+               extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup)

@@ -38,6 +38,19 @@ RecommendFn = Callable[[np.ndarray, int, bool], np.ndarray]
 #: The K of every factorized top-K accuracy we report (TFRS's tutorial uses the same).
 TOP_KS = (1, 5, 10, 50, 100)
 
+#: Most scores (float32) one block of queries against a whole catalog may hold: 1 GiB.
+SCORES_PER_BLOCK = 2**28
+
+
+def rows_per_block(catalog_size: int, preferred: int) -> int:
+    """Queries per block when each query scores ``catalog_size`` movies: ``preferred``, fewer when
+    the block's scores would pass :data:`SCORES_PER_BLOCK` (a million-movie catalog), at least 1.
+
+    >>> rows_per_block(27_278, 8192), rows_per_block(1_000_000, 8192)
+    (8192, 268)
+    """
+    return max(1, min(preferred, SCORES_PER_BLOCK // max(int(catalog_size), 1)))
+
 
 def as_str(values) -> np.ndarray:
     """Ids and titles as Python strings (TensorFlow returns ``bytes``), same shape."""

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from tfrs_pipeline.metrics import id_positions
+from tfrs_pipeline.metrics import id_positions, rows_per_block
 
 #: Largest catalog EASE is fitted on (memory grows with the square: 20,000 movies take about 5 GB at peak).
 EASE_MAX_CATALOG = 20_000
@@ -58,7 +58,8 @@ class ItemNeighbours:
             catalog_ids: the catalog's movie ids, in catalog order.
             k: neighbours kept per movie.
             kind: ``ease``, ``cosine``, or ``auto`` (EASE up to EASE_MAX_CATALOG movies, cosine above).
-            block: movies per block of the cosine product (memory: block x catalog floats).
+            block: most movies per block of the cosine product (memory: block x catalog floats; fewer
+                on catalogs too big for it, see :func:`~tfrs_pipeline.metrics.rows_per_block`).
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
@@ -76,6 +77,7 @@ class ItemNeighbours:
                 table._keep(start, weights[:, start : start + block].T, width)  # incoming weights of each movie
             return table
         by_item = ratings.T.tocsr()
+        block = rows_per_block(len(catalog), block)
         norms = np.sqrt(np.maximum(np.asarray(by_item.sum(axis=1)).ravel(), 1.0))
         for start in range(0, len(catalog), block):
             co = (by_item[start : start + block] @ ratings).toarray()  # [block, catalog] co-rating counts (symmetric)

@@ -24,7 +24,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import Prepared, UserTable, make_dataset
 from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
-from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32
+from tfrs_pipeline.training_loop import StageBackup, TrainingResult, fit, in_float32
 
 #: Sampled negatives per interaction when the ranking stage learns relevance (implicit feedback).
 NEGATIVES_PER_POSITIVE = 4
@@ -146,7 +146,8 @@ class RankingModel(tfrs.Model):
 
 
 def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, log_dir: str | Path | None = None,
-                  verbose: int = -1, strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
+                  verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
+                  backup: StageBackup | None = None) -> TrainingResult:
     """Trains the ranking model; early-stops on validation RMSE (best weights kept)."""
     tf.keras.utils.set_random_seed(seed)
     strategy = strategy or tf.distribute.get_strategy()
@@ -158,7 +159,8 @@ def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, l
     metric, mode = ("auc", "max") if prepared.implicit else ("root_mean_squared_error", "min")
     return fit(model, train, validation, epochs=config.epochs, monitor=f"val_{metric}", mode=mode,
                patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
-               stage="ranking", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau)
+               stage="ranking", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau,
+               backup=backup)
 
 
 def predict_ratings(model: RankingModel, user_ids, movie_ids, batch_size: int = 16384):

@@ -19,9 +19,9 @@ import tensorflow_recommenders as tfrs
 from tfrs_pipeline.config import RetrievalConfig
 from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
-from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, users_of
+from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, rows_per_block, users_of
 from tfrs_pipeline.towers import CandidateTower, QueryTower
-from tfrs_pipeline.training_loop import TrainingResult, fit, in_float32, make_optimizer
+from tfrs_pipeline.training_loop import StageBackup, TrainingResult, fit, in_float32, make_optimizer
 
 
 class RetrievalModel(tfrs.Model):
@@ -127,8 +127,9 @@ class ValidationRecall(tf.keras.callbacks.Callback):
         # The index already holds this epoch's embeddings: _RefreshIndex re-embedded them for validation.
         users = users_of(self.validation)
         lists = []
-        for start in range(0, len(users), 2048):
-            batch = tf.constant(users[start : start + 2048].astype(str))
+        block = rows_per_block(self.model.index.num_candidates, 2048)
+        for start in range(0, len(users), block):
+            batch = tf.constant(users[start : start + block].astype(str))
             lists.append(self.model.index.query_excluding(self.model.query_tower(batch), self.seen(batch), self.k)[1].numpy())
         lists = np.concatenate(lists)
         if logs is not None:
@@ -136,7 +137,8 @@ class ValidationRecall(tf.keras.callbacks.Callback):
 
 
 def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 7, log_dir: str | Path | None = None,
-                    verbose: int = -1, strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
+                    verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
+                    backup: StageBackup | None = None) -> TrainingResult:
     """Trains the two-tower model; early-stops on the validation hit rate@``monitor_k`` (seen movies excluded).
 
     Returns:
@@ -154,12 +156,15 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     with strategy.scope():
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
-    validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
+    # Validation's factorized top-K scores each batch against the whole catalog.
+    validation = (make_dataset(prepared.validation, rows_per_block(len(prepared.movies.movie_ids), 8192))
+                  if len(prepared.validation) else None)
     monitor = f"val_hit_rate_at_{config.monitor_k}"
     callbacks = [_RefreshIndex()] + ([ValidationRecall(prepared, config.monitor_k)] if validation is not None else [])
     result = fit(model, train, validation, epochs=config.epochs, monitor=monitor, mode="max", patience=config.patience,
                  examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,
-                 stage="retrieval", shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"))
+                 stage="retrieval", shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"),
+                 backup=backup)
     model.refresh_index()
     model.query_tower.set_fallback()
     return result

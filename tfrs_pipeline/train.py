@@ -17,6 +17,7 @@ version is never a half-written model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -44,7 +45,7 @@ from tfrs_pipeline.retrieval import train_retrieval
 from tfrs_pipeline.serving.blend import choose_rating_weight, logit_scale
 from tfrs_pipeline.serving.candidates import CandidateRetriever
 from tfrs_pipeline.split import Split, split_ratings
-from tfrs_pipeline.training_loop import TrainingResult
+from tfrs_pipeline.training_loop import StageBackup, TrainingResult
 
 
 def peak_rss_mib(usage=None) -> float:
@@ -207,16 +208,23 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     """
     config, prepared = run.config, run.prepared
     strategy = strategy or make_strategy(config.runtime)
+
+    def backup(stage: str) -> StageBackup | None:
+        folder = config.runtime.backup_dir
+        return StageBackup(folder, stage, writer=is_chief(strategy)) if folder else None
+
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
     with run.phases("retrieval"):
         retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
-                                    log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy)
+                                    log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy,
+                                    backup=backup("retrieval"))
     log(f"retrieval: {retrieval.seconds:.1f} s, {retrieval.examples_per_second:,.0f} training examples/s, "
         f"best epoch {retrieval.best_epoch}")
     log("[4/6] ranking")
     with run.phases("ranking"):
         ranking = train_ranking(prepared, config.ranking, seed=config.runtime.seed, verbose=config.runtime.verbose,
-                                log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy)
+                                log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy,
+                                backup=backup("ranking"))
     log(f"ranking: {ranking.seconds:.1f} s, {ranking.examples_per_second:,.0f} training examples/s, "
         f"best epoch {ranking.best_epoch}")
     # The rating weight, the validation users' candidate lists and the list ranker.
@@ -236,7 +244,8 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
             embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
             list_ranker = train_list_ranker(ranking.model, prepared, embeddings, lists, scale, config.ranking,
                                             seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
-                                            log_dir=model_dir.logs("list_ranking") if model_dir else None)
+                                            log_dir=model_dir.logs("list_ranking") if model_dir else None,
+                                            backup=backup("list_ranking"))
             log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
     return FittedStages(retrieval, ranking, weight, recall, list_ranker, strategy.num_replicas_in_sync)
 
@@ -332,6 +341,7 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         out = scratch
     staging = ModelDir.create(out)
     try:
+        backup = _claim_backup(config, is_chief(strategy), log)
         run = load_and_prepare(config, log)
         stages = fit_stages(run, staging, log, strategy)
         export(run, stages, staging, log)
@@ -340,6 +350,8 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
         _require_finite(metrics)
         staging.write_manifest()
         published = staging.publish()
+        if backup is not None and is_chief(strategy):
+            shutil.rmtree(backup, ignore_errors=True)  # published: nothing is left to resume
     except BaseException:
         staging.discard()
         raise
@@ -350,6 +362,29 @@ def run_training(config: PipelineConfig, out: str | Path, log=print) -> TrainedM
     seconds = time.perf_counter() - start
     log(f"done in {seconds:.0f} s: {published.path}")
     return TrainedModel(published, metrics, seconds, run.data, run.split)
+
+
+def _claim_backup(config: PipelineConfig, writer: bool, log=print) -> Path | None:
+    """The run's backup folder (``runtime.backup_dir``), checked to belong to this configuration.
+
+    The folder records the configuration it backs up; a run of another configuration (other
+    data, split, models or seed) is refused rather than resumed from the wrong weights.
+    """
+    if not config.runtime.backup_dir:
+        return None
+    folder = Path(config.runtime.backup_dir)
+    mine = to_toml(dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, verbose=-1, backup_dir="")))
+    record = folder / "configuration.toml"
+    if record.exists():
+        if record.read_text() != mine:
+            raise ConfigError(f"--backup-dir {folder} holds the backup of a run with another configuration "
+                              f"({record}); remove the folder or choose another one")
+        stages = sorted(path.name for path in folder.iterdir() if path.is_dir())
+        log(f"resuming from the backup in {folder} (stages backed up: {', '.join(stages) or 'none yet'})")
+    elif writer:
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(mine)
+    return folder
 
 
 def _require_finite(metrics: dict, path: str = "") -> None:

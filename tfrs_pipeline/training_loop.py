@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -126,6 +128,52 @@ class LazyAdam(tf.keras.optimizers.Adam):
         variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
 
 
+class StageBackup:
+    """What a stage leaves in ``folder/STAGE`` so that a crashed run, started again, goes on where it stopped.
+
+    While the stage trains, Keras's ``BackupAndRestore`` keeps the state of its last finished
+    epoch (weights, optimizer, epoch number) in ``epochs/``: a restart resumes from the next
+    epoch. Once the stage has finished, its kept weights and its history are written to
+    ``finished/`` and ``finished.json``: a restart skips the stage and restores them. Early
+    stopping starts counting afresh on a resumed stage (Keras does not back its state up).
+
+    Args:
+        folder: the run's backup folder (``runtime.backup_dir``): on storage every worker reads.
+        stage: the stage's name, a folder of ``folder``.
+        writer: whether this process writes the finished stage (the chief of a multi-worker run).
+    """
+
+    def __init__(self, folder: str | Path, stage: str, writer: bool = True) -> None:
+        self.folder = Path(folder) / stage
+        self.writer = writer
+
+    def callback(self) -> tf.keras.callbacks.Callback:
+        return tf.keras.callbacks.BackupAndRestore(str(self.folder / "epochs"))
+
+    def finished(self, model: tf.keras.Model) -> TrainingResult | None:
+        """The finished stage, its weights restored into ``model`` (variables made later are restored when
+        made), or None when the stage has not finished yet."""
+        record = self.folder / "finished.json"
+        if not record.exists():
+            return None
+        saved = json.loads(record.read_text())
+        # Read lazily: a subclassed model makes its variables on first call, and each is restored as it is
+        # made. The optimizer's slots are in the checkpoint too, but a finished stage never trains again.
+        tf.train.Checkpoint(model=model).read(str(self.folder / "finished" / "weights")).expect_partial()
+        return TrainingResult(model, saved["history"], saved["seconds"], saved["examples_per_second"],
+                              saved["best_epoch"])
+
+    def save(self, result: TrainingResult) -> None:
+        """Writes the finished stage: the weights first, then the record whose presence says both are complete."""
+        if not self.writer:
+            return
+        shutil.rmtree(self.folder / "finished", ignore_errors=True)
+        tf.train.Checkpoint(model=result.model).write(str(self.folder / "finished" / "weights"))
+        saved = {"history": result.history, "seconds": result.seconds,
+                 "examples_per_second": result.examples_per_second, "best_epoch": result.best_epoch}
+        (self.folder / "finished.json").write_text(json.dumps(saved))
+
+
 #: Optimizers by configuration name.
 OPTIMIZERS = {
     "adagrad": tf.keras.optimizers.Adagrad,
@@ -142,17 +190,26 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
 def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *, epochs: int,
         monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
         stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None,
-        reduce_lr_on_plateau: bool = False, early_stopping_without_validation: bool = False) -> TrainingResult:
+        reduce_lr_on_plateau: bool = False, early_stopping_without_validation: bool = False,
+        backup: StageBackup | None = None) -> TrainingResult:
     """``model.fit`` with early stopping on ``monitor`` (best weights kept), progress and TensorBoard.
 
     Args:
         early_stopping_without_validation: ``monitor`` is logged by one of ``extra_callbacks``,
             so early stopping applies although ``validation`` is None.
+        backup: where the stage is backed up; a stage it holds as finished is restored, not trained.
         verbose: 0 silent; 1 live batch counter and a line per epoch; 2 a line per epoch;
             -1 chooses 1 on a terminal and 2 elsewhere (logs, CI).
     """
     if verbose < 0:
         verbose = 1 if sys.stdout.isatty() else 2
+    if backup is not None:
+        finished = backup.finished(model)
+        if finished is not None:
+            if verbose:
+                print(f"{stage}: finished before the restart; its weights and history come from {backup.folder}",
+                      flush=True)
+            return finished
     progress = Progress(stage, examples, shown, verbose)
     # Extra callbacks first: they add validation numbers to the logs that early stopping reads.
     callbacks = list(extra_callbacks or []) + [progress]
@@ -171,6 +228,8 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
             monitor=monitor if validated else "loss", mode=mode if validated else "min"))
     # Stops at the first batch whose loss is NaN or infinite; the run is then refused below.
     callbacks.insert(0, tf.keras.callbacks.TerminateOnNaN())
+    if backup is not None:
+        callbacks.insert(0, backup.callback())  # restores the last finished epoch before anything else begins
     start = time.perf_counter()
     history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - start
@@ -184,5 +243,10 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         best = int(np.argmax(logs[monitor]) if mode == "max" else np.argmin(logs[monitor]))
     else:
         best = len(progress.seconds) - 1
+    # A stage resumed from its backup logs only the epochs run since: number them as they were.
+    best += history.epoch[0] if history.epoch else 0
     train_seconds = float(np.sum(progress.seconds))
-    return TrainingResult(model, logs, seconds, examples * len(progress.seconds) / max(train_seconds, 1e-9), best + 1)
+    result = TrainingResult(model, logs, seconds, examples * len(progress.seconds) / max(train_seconds, 1e-9), best + 1)
+    if backup is not None:
+        backup.save(result)
+    return result

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, users_of
+from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, rows_per_block, users_of
 from tfrs_pipeline.serving.candidates import CandidateRetriever
 
 #: Rating weights tried on validation; 0 keeps retrieval's order, 1e4 is a pure sort by predicted rating.
@@ -67,8 +67,9 @@ def choose_rating_weight(retriever: CandidateRetriever, ranking, validation: pd.
         return 1.0, {}
     users = users_of(validation)
     scores, ids, ratings = [], [], []
-    for start in range(0, len(users), 1024):
-        batch = tf.constant(users[start : start + 1024].astype(str))
+    block = rows_per_block(retriever.index.num_candidates, 1024)
+    for start in range(0, len(users), block):
+        batch = tf.constant(users[start : start + block].astype(str))
         movie_ids, retrieval_scores, _ = retriever(batch, tf.constant(num_candidates))
         scores.append(retrieval_scores)
         ids.append(movie_ids)
