@@ -10,6 +10,7 @@ import pytest
 
 from tfrs_pipeline.metrics import (
     as_str,
+    catalog_positions,
     hit_ranks,
     hit_rate_at_k,
     ndcg,
@@ -90,3 +91,27 @@ def test_rmse_and_string_helpers():
     assert rmse(np.array([3.0], np.float32), [3.0]) == 0.0
     assert as_str(np.array([[b"a", "b"]], dtype=object)).tolist() == [["a", "b"]]
     assert users_of(TEST).tolist() == ["u1", "u2"]
+
+
+def test_lists_kept_as_catalog_positions_score_as_the_ids_do():
+    catalog = pd.Index(["z", "d", "c", "b", "a"])
+    positions = catalog_positions(np.vstack([LISTS, [[b"a", b"q", b""]]]), catalog)  # q and "" are not movies
+    assert positions.dtype == np.int32 and positions[2].tolist() == [4, -1, -1]
+    users = np.append(USERS, "u3")
+    assert hit_ranks(users, positions, TEST, catalog).tolist() == hit_ranks(USERS, LISTS, TEST).tolist()
+    assert recall_and_ndcg(USERS, positions[:2], TEST, ks=(2, 3), catalog=catalog) == recall_and_ndcg(
+        USERS, LISTS, TEST, ks=(2, 3))
+
+    def recommend(users, k, exclude_seen):
+        return np.array([["b", "a", "d"] + ["-"] * (k - 3)] * len(users))
+
+    assert ranking_report(recommend, TEST, catalog=catalog) == ranking_report(recommend, TEST)
+
+
+def test_categorical_id_columns_give_the_same_users_and_figures_as_strings():
+    categorical = TEST.assign(user_id=pd.Categorical(TEST["user_id"], categories=["u0", "u2", "u1"]),
+                              movie_id=TEST["movie_id"].astype("category"))
+    assert users_of(categorical).tolist() == ["u1", "u2"]  # u0 is a category no rating uses
+    assert recall_and_ndcg(USERS, LISTS, categorical, ks=(2, 3)) == recall_and_ndcg(USERS, LISTS, TEST, ks=(2, 3))
+    integers = pd.DataFrame({"user_id": [10, 9, 10], "movie_id": [1, 2, 3]})
+    assert users_of(integers).tolist() == ["10", "9"]  # sorted as strings, as the ids are compared

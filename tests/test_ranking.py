@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
@@ -62,3 +63,12 @@ def test_ranking_loss_is_the_mean_squared_error_of_its_predictions(data_split):
     expected = np.mean((predictions - batch["user_rating"].numpy()) ** 2)
     assert float(model.compute_loss(batch, training=True)) == pytest.approx(expected, rel=1e-4)
     assert tf.shape(predictions)[0] == 256
+
+
+def test_movie_means_are_shrunk_towards_the_global_mean_and_are_the_mean_for_unrated_movies():
+    train = pd.DataFrame({"movie_id": pd.Categorical(["a", "a", "b"], categories=["a", "b", "c"]),
+                          "rating": [4.0, 5.0, 1.0]})
+    mean = 10.0 / 3.0
+    expected = [(9.0 + 10 * mean) / 12, (1.0 + 10 * mean) / 11, mean, mean]  # c: a category nobody rated
+    assert movie_mean(train, ["a", "b", "c", "x"]) == pytest.approx(expected)
+    assert movie_mean(train.assign(movie_id=train["movie_id"].astype(str)), ["a", "b", "c", "x"]) == pytest.approx(expected)

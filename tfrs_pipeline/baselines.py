@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tfrs_pipeline.features import Vocabularies, id_lookup
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
-from tfrs_pipeline.metrics import RecommendFn, id_positions, users_of
+from tfrs_pipeline.metrics import RecommendFn, distinct_ids, id_positions, users_of
 from tfrs_pipeline.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
 
 
@@ -98,8 +98,11 @@ def _solve(groups, other, other_vectors, residual, *, fixed: int, reg: float, so
 def movie_mean(train: pd.DataFrame, movie_ids, shrinkage: float = 10.0) -> np.ndarray:
     """Each movie's training mean rating, shrunk towards the global mean by ``shrinkage`` ratings."""
     mean = float(train["rating"].mean())
-    stats = train.groupby(train["movie_id"].astype(str), observed=True)["rating"].agg(["sum", "count"])
-    values = ((stats["sum"] + shrinkage * mean) / (stats["count"] + shrinkage))
+    # Grouped by integer code rather than one id string per rating; the same groups and sums.
+    movies = distinct_ids(train["movie_id"])
+    stats = train["rating"].groupby(id_positions(movies, train["movie_id"])).agg(["sum", "count"])
+    values = pd.Series(((stats["sum"] + shrinkage * mean) / (stats["count"] + shrinkage)).to_numpy(),
+                       index=movies[stats.index.to_numpy()])
     return values.reindex(np.asarray(movie_ids).astype(str)).fillna(mean).to_numpy()
 
 
@@ -133,7 +136,8 @@ def most_popular_recommender(movie_ids: np.ndarray, train_counts: np.ndarray, se
 
 def most_popular_from_training(train: pd.DataFrame, catalog_ids: np.ndarray) -> RecommendFn:
     """The most-popular recommender of a training split, over ``catalog_ids``, seen movies excludable."""
-    counts = train["movie_id"].astype(str).value_counts().reindex(catalog_ids).fillna(0).to_numpy(np.float32)
+    positions = id_positions(pd.Index(np.asarray(catalog_ids).astype(str)), train["movie_id"])
+    counts = np.bincount(positions[positions >= 0], minlength=len(catalog_ids)).astype(np.float32)
     vocab = Vocabularies(list(users_of(train)), [], [], [], [], [])
     return most_popular_recommender(catalog_ids, counts, SeenMovies(vocab, catalog_ids, train))
 

@@ -33,7 +33,16 @@ from tfrs_pipeline.baselines import (
 from tfrs_pipeline.client import Recommender, load_saved_model
 from tfrs_pipeline.features import Vocabularies
 from tfrs_pipeline.index import SeenMovies
-from tfrs_pipeline.metrics import TOP_KS, id_positions, ranking_report, recall_and_ndcg, rmse, rows_per_block, users_of
+from tfrs_pipeline.metrics import (
+    TOP_KS,
+    distinct_ids,
+    id_positions,
+    ranking_report,
+    recall_and_ndcg,
+    rmse,
+    rows_per_block,
+    users_of,
+)
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.neighbours import EASE_MAX_CATALOG
 from tfrs_pipeline.serving.blend import blend_top_k
@@ -94,11 +103,15 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
 
     log("evaluating: recall and NDCG with seen movies excluded, retrieval only and two-stage")
     # Only the ids are kept, and only while they are scored (138k users' top 100 at 20M ratings).
-    retrieved = recommender.call("retrieve", block, user_id=users, k=100, keep=("movie_ids",))["movie_ids"]
-    metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test)
+    # Ranked lists are kept as catalog positions: 4 bytes a movie, not a Python string.
+    catalog = pd.Index(catalog_ids.astype(str))
+    retrieved = recommender.call("retrieve", block, user_id=users, k=100, keep=("movie_ids",),
+                                 positions_in=catalog)["movie_ids"]
+    metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test, catalog=catalog)
     del retrieved
-    served = recommender.call("serving_default", block, user_id=users, k=10, keep=("movie_ids",))["movie_ids"]
-    metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,)),
+    served = recommender.call("serving_default", block, user_id=users, k=10, keep=("movie_ids",),
+                              positions_in=catalog)["movie_ids"]
+    metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,), catalog=catalog),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
     implicit = recommender.implicit
     blend = "two-stage, relevance blend" if implicit else "two-stage, rating blend"
@@ -106,7 +119,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
                            blend: recall_and_ndcg(users, _rating_blend_lists(recommender, users), test, ks=(10,)),
                            "two-stage, as served": _at_10(metrics["pipeline"])}
 
-    popular = ranking_report(most_popular_from_training(train, catalog_ids), test, batch_users=block)
+    popular = ranking_report(most_popular_from_training(train, catalog_ids), test, batch_users=block, catalog=catalog)
     popular["pipeline"] = _at_10(popular["excluding_seen"])
     if implicit:
         note = "implicit feedback: there are no ratings, so RMSE is not measured"
@@ -138,7 +151,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         log("evaluating: cold start (test users as visitors the model never saw, from their training movies)")
         metrics["cold_start"] = cold_start_report(recommender, train, test)
     metrics["test"] = {"ratings": int(len(test)), "users": int(len(users)),
-                       "cold_users": int(len(set(users) - set(train["user_id"].astype(str))))}
+                       "cold_users": int(len(set(users) - set(distinct_ids(train["user_id"]))))}
     return metrics
 
 
@@ -180,7 +193,9 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
     recent = histories(0, len(users), COLD_START_HISTORY)
     # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
-    popular = train["movie_id"].astype(str).value_counts().index.to_numpy()[: 10 + COLD_START_HISTORY]
+    # Most rated first: value_counts of the ids as strings, from codes (same order, ties included).
+    counts = pd.Series(np.bincount(movie_codes[movie_codes >= 0], minlength=len(movie_names)), index=movie_names)
+    popular = counts.sort_values(ascending=False, kind="stable").index.to_numpy()[: 10 + COLD_START_HISTORY]
     lists = np.array([[m for m in popular if m not in set(h)][:10] for h in recent])
     report[f"most_popular_history_{COLD_START_HISTORY}"] = recall_and_ndcg(users, lists, test, ks=(10,))
     return report

@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData
-from tfrs_pipeline.metrics import id_positions
+from tfrs_pipeline.metrics import distinct_ids, id_positions
 
 #: Feature names of every example a dataset yields.
 CORE_FEATURES = ("user_id", "movie_id", "user_rating", "timestamp")
@@ -96,8 +96,8 @@ class Vocabularies:
 
     @classmethod
     def from_training(cls, train: pd.DataFrame, data: RatingsData, min_word_count: int = 2) -> Vocabularies:
-        movie_ids = sorted(set(train["movie_id"].astype(str)))
-        user_ids = sorted(set(train["user_id"].astype(str)))
+        movie_ids = sorted(set(distinct_ids(train["movie_id"])))
+        user_ids = sorted(set(distinct_ids(train["user_id"])))
         trained_movies = data.movies[data.movies["movie_id"].isin(movie_ids)]
         counts: dict[str, int] = {}
         for title in trained_movies["title"]:
@@ -137,7 +137,7 @@ class MovieTable:
     @classmethod
     def build(cls, data: RatingsData, train: pd.DataFrame, vocab: Vocabularies, shrinkage: float = 10.0) -> MovieTable:
         movies = data.movies.drop_duplicates("movie_id")
-        extra = sorted(set(data.interactions["movie_id"].astype(str)) - set(movies["movie_id"].astype(str)))
+        extra = sorted(set(distinct_ids(data.interactions["movie_id"])) - set(movies["movie_id"].astype(str)))
         ids = np.concatenate([movies["movie_id"].astype(str).to_numpy(), np.asarray(extra, dtype=object)]).astype(object)
         titles = np.concatenate([movies["title"].astype(str).to_numpy(), np.asarray(extra, dtype=object)])
         genre_lists = list(movies["genres"]) + [()] * len(extra)
@@ -159,8 +159,9 @@ class MovieTable:
             tokens = [word_index[w] for w in _tokenize(title) if w in word_index][:MAX_TITLE_TOKENS]
             title_tokens[row, : len(tokens)] = tokens
 
-        stats = train.groupby(train["movie_id"].astype(str), observed=True)["rating"].agg(["count", "sum"])
-        stats = stats.reindex(ids).fillna(0.0)
+        # Grouped by catalog position, not one id string per rating: the same groups and sums.
+        stats = train["rating"].groupby(id_positions(pd.Index(ids), train["movie_id"])).agg(["count", "sum"])
+        stats = stats.reindex(np.arange(len(ids))).fillna(0.0)
         global_mean = float(train["rating"].mean())
         count = np.concatenate([[0.0], stats["count"].to_numpy()])
         total = np.concatenate([[0.0], stats["sum"].to_numpy()])

@@ -13,13 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_pipeline.config import RetrievalConfig
 from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
-from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, rows_per_block, users_of
+from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, id_positions, rows_per_block, users_of
 from tfrs_pipeline.towers import CandidateTower, QueryTower
 from tfrs_pipeline.training_loop import StageBackup, TrainingResult, fit, in_float32, make_optimizer
 
@@ -46,8 +47,9 @@ class RetrievalModel(tfrs.Model):
                                               movie_bias=config.movie_bias, l2=config.l2, name="candidate_tower")
         self.catalog_ids = tf.constant(prepared.movies.movie_ids.astype(str))
         self.index = in_float32(lambda: SeenAwareBruteForce(k=max(TOP_KS), name="index"))
-        counts = prepared.train["movie_id"].astype(str).value_counts()
-        probability = counts.reindex(prepared.vocab.movie_ids).fillna(0).to_numpy() / len(prepared.train)
+        positions = id_positions(pd.Index(prepared.vocab.movie_ids), prepared.train["movie_id"])
+        counts = np.bincount(positions[positions >= 0], minlength=len(prepared.vocab.movie_ids))
+        probability = counts.astype(np.float64) / len(prepared.train)
         # Row 0 (unknown movie) gets the smallest probability seen, never 0 (log 0).
         self.sampling_probability = tf.constant(
             np.concatenate([[probability[probability > 0].min()], probability]).astype(np.float32)
