@@ -42,7 +42,7 @@ from scipy import sparse
 
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import MovieTable, Prepared, UserTable, Vocabularies, id_lookup, shuffled_row_batches
-from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists, rows_per_block
+from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists
 from tfrs_pipeline.neighbours import ItemNeighbours
 from tfrs_pipeline.ranking import RankingModel
 from tfrs_pipeline.training_loop import StageBackup, TrainingResult, fit, in_float32
@@ -84,15 +84,15 @@ class CandidateLists:
                               self.relevant[rows])
 
 
-def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch_users: int | None = None) -> CandidateLists:
+def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch_users: int = 1024) -> CandidateLists:
     """Retrieves ``num_candidates`` movies for every user of ``holdout`` and labels the ones they rated there.
 
     ``retriever`` must exclude (and build its queries from) the ratings outside the hold-out only.
-    ``batch_users`` (default 1024, fewer on a catalog too big for 1024 x catalog scores) are retrieved at once.
+    ``batch_users`` are retrieved at once (each scores the whole catalog: fewer on a huge one, see
+    :func:`~tfrs_pipeline.metrics.rows_per_block`).
     """
     users = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
     ids, scores = [], []
-    batch_users = batch_users or rows_per_block(retriever.index.num_candidates, 1024)
     for start in range(0, len(users), batch_users):
         batch = tf.constant(users[start : start + batch_users].astype(str))
         movie_ids, retrieval_scores, _ = retriever(batch, tf.constant(num_candidates))

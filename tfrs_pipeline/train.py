@@ -39,6 +39,7 @@ from tfrs_pipeline.export import export_model
 from tfrs_pipeline.features import Prepared, prepare
 from tfrs_pipeline.index import SeenMovies
 from tfrs_pipeline.list_ranking import candidate_lists, train_list_ranker
+from tfrs_pipeline.metrics import rows_per_block
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking import train_ranking
 from tfrs_pipeline.retrieval import train_retrieval
@@ -238,7 +239,8 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                               scale, k=config.serving.k)
         list_ranker = None
         if config.ranking.list_ranker and len(prepared.validation):
-            lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates)
+            lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates,
+                                    batch_users=rows_per_block(len(prepared.movies.movie_ids), 1024))
             log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies, "
                 f"{int(lists.labels.sum()):,} of {int(lists.relevant.sum()):,} validation ratings among the candidates")
             embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
