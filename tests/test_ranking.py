@@ -72,3 +72,17 @@ def test_movie_means_are_shrunk_towards_the_global_mean_and_are_the_mean_for_unr
     expected = [(9.0 + 10 * mean) / 12, (1.0 + 10 * mean) / 11, mean, mean]  # c: a category nobody rated
     assert movie_mean(train, ["a", "b", "c", "x"]) == pytest.approx(expected)
     assert movie_mean(train.assign(movie_id=train["movie_id"].astype(str)), ["a", "b", "c", "x"]) == pytest.approx(expected)
+
+
+def test_matrix_factorization_predicts_the_same_in_small_batches_and_keeps_biases_for_unknown_ids(data_split):
+    _, split = data_split
+    mf = BiasedMatrixFactorization(factors=4, iterations=2).fit(split.train)
+    users = np.append(split.test["user_id"].astype(str).to_numpy()[:500], ["nobody", "nobody"])
+    movies = np.append(split.test["movie_id"].astype(str).to_numpy()[:500], [str(split.train["movie_id"].iloc[0]), "nothing"])
+    whole = mf.predict(users, movies)
+    assert np.array_equal(mf.predict(users, movies, batch_size=7), whole)
+    # An unknown user gets the global mean plus the movie's bias; unknown user and movie, the global mean.
+    known_movie = mf.movies_.get_loc(movies[-2])
+    assert whole[-2] == pytest.approx(np.clip(mf.mean_ + mf.q_[known_movie, -1], *mf.rating_scale))
+    assert whole[-1] == pytest.approx(mf.mean_)
+    assert len(mf.predict([], [])) == 0
