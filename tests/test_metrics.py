@@ -115,3 +115,11 @@ def test_categorical_id_columns_give_the_same_users_and_figures_as_strings():
     assert recall_and_ndcg(USERS, LISTS, categorical, ks=(2, 3)) == recall_and_ndcg(USERS, LISTS, TEST, ks=(2, 3))
     integers = pd.DataFrame({"user_id": [10, 9, 10], "movie_id": [1, 2, 3]})
     assert users_of(integers).tolist() == ["10", "9"]  # sorted as strings, as the ids are compared
+
+
+def test_ids_that_read_the_same_as_strings_are_one_id():
+    from tfrs_pipeline.baselines import movie_mean
+
+    mixed = pd.DataFrame({"user_id": [1, "1", 2], "movie_id": [5, "5", 6], "rating": [4.0, 2.0, 3.0]})
+    assert users_of(mixed).tolist() == ["1", "2"]
+    assert movie_mean(mixed, ["5"], shrinkage=0.0).tolist() == [3.0]

@@ -78,8 +78,10 @@ def distinct_ids(column: pd.Series) -> pd.Index:
     """
     if isinstance(column.dtype, pd.CategoricalDtype):
         codes = column.cat.codes.to_numpy()
-        return column.cat.categories[np.unique(codes[codes >= 0])].astype(str)
-    return pd.Index(column.unique()).astype(str)
+        distinct = column.cat.categories[np.unique(codes[codes >= 0])]
+    else:
+        distinct = pd.Index(column.unique())
+    return distinct.astype(str).unique()  # 1 and "1" are one id, as when every value was a string
 
 
 def users_of(frame: pd.DataFrame) -> np.ndarray:
