@@ -177,7 +177,14 @@ class HistoryPooling(tf.keras.layers.Layer):
             if self.dropout > 0:
                 # Denoising: each user's history loses a random share of its movies this step.
                 keep = tf.cast(tf.random.uniform(tf.shape(keep)) >= self.dropout, dtype)
-            sums = tf.math.unsorted_segment_sum(self.embedding(movies) * keep[:, None], rows, tf.size(unique_users))
+            # One fused gather-and-sum over the kept draws; its gradient arrives with one row per
+            # distinct movie (the 70k draws of a batch at 100K ratings come from at most 1,682
+            # movies), where a gather per draw would hand the optimizer 70k rows to de-duplicate.
+            pooled = keep > 0
+            self.embedding(movies[:0])  # builds the table on a first call
+            sums = tf.cast(tf.sparse.segment_sum(self.embedding.embeddings, tf.boolean_mask(movies, pooled),
+                                                 tf.boolean_mask(rows, pooled), num_segments=tf.size(unique_users),
+                                                 sparse_gradient=True), dtype)
             counts = tf.math.unsorted_segment_sum(keep, rows, tf.size(unique_users))
         else:
             # Every movie counts: a sparse product sums each user's rows without holding one vector per
@@ -191,7 +198,7 @@ class HistoryPooling(tf.keras.layers.Layer):
         if leave_out_rows is not None:
             leave_out_rows = tf.cast(leave_out_rows, tf.int64)
             if sampled:
-                kept = self._kept_draws(movies, keep, offsets.row_splits, position, leave_out_rows)
+                kept = self._kept_draws(movies, keep, rows, position, leave_out_rows)
             else:
                 kept = self._kept_copy(keep, offsets.row_splits, starts, position, user_rows, leave_out_rows)
             sums -= kept[:, None] * self.embedding(leave_out_rows)
@@ -206,11 +213,20 @@ class HistoryPooling(tf.keras.layers.Layer):
         drawn = tf.cast(tf.random.uniform(tf.shape(slots.flat_values)) * tf.cast(length, tf.float32), tf.int64)
         return slots.with_flat_values(tf.where(length > self.sample, tf.minimum(drawn, length - 1), slots.flat_values))
 
-    def _kept_draws(self, movies, keep, splits, position, leave_out_rows) -> tf.Tensor:
-        """How many kept draws of each example's user are the left-out movie (at most ``sample`` compared each)."""
-        drawn = tf.gather(tf.RaggedTensor.from_row_splits(movies, splits), position)
-        kept = tf.gather(tf.RaggedTensor.from_row_splits(keep, splits), position)
-        return tf.reduce_sum(tf.cast(tf.equal(drawn, leave_out_rows[:, None]), kept.dtype) * kept, axis=1)
+    def _kept_draws(self, movies, keep, draw_users, position, leave_out_rows) -> tf.Tensor:
+        """How many kept draws of each example's user are the left-out movie.
+
+        The draws' (user, movie) keys are sorted once; each example's count is the kept
+        weight between its key's first and last place, found by binary search.
+        """
+        keys = draw_users * self.num_movies + movies
+        order = tf.argsort(keys, stable=True)
+        sorted_keys = tf.gather(keys, order)
+        cumulative = tf.concat([tf.zeros([1]), tf.cumsum(tf.cast(tf.gather(keep, order), tf.float32))], axis=0)
+        wanted = tf.cast(position, tf.int64) * self.num_movies + leave_out_rows
+        first = tf.searchsorted(sorted_keys, wanted, side="left")
+        last = tf.searchsorted(sorted_keys, wanted, side="right")
+        return tf.cast(tf.gather(cumulative, last) - tf.gather(cumulative, first), keep.dtype)
 
     def _kept_copy(self, keep, splits, starts, position, user_rows, leave_out_rows) -> tf.Tensor:
         """1 where the left-out movie is in the example's user's history and was not dropped, else 0."""
