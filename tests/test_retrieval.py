@@ -143,3 +143,60 @@ def test_history_pooling_of_users_without_history_is_zero_even_with_a_left_out_m
         mixed = pooling(tf.constant([0, 1]), tf.constant([1, 1]), training=training).numpy()
         assert np.isfinite(mixed).all()
 
+
+
+@pytest.mark.parametrize("temperature", [None, 0.2])
+@pytest.mark.parametrize("remove_accidental_hits", [True, False])
+@pytest.mark.parametrize("logq", [True, False])
+def test_in_batch_loss_over_distinct_movies_equals_the_tfrs_task_loss_and_gradients(temperature, remove_accidental_hits,
+                                                                                     logq):
+    import tensorflow_recommenders as tfrs
+
+    from tfrs_pipeline.retrieval import Retrieval
+
+    rng = np.random.default_rng(0)
+    movies = tf.constant(rng.integers(0, 20, 64))  # 64 ratings of at most 20 movies: many repeats
+    table = tf.constant(rng.normal(size=(20, 8)), tf.float32)
+    query = tf.constant(rng.normal(size=(64, 8)), tf.float32)
+    probability = tf.constant(rng.uniform(1e-3, 0.2, 20), tf.float32)
+    reference = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=remove_accidental_hits)
+    ours = Retrieval(temperature=temperature, remove_accidental_hits=remove_accidental_hits)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([query, table])
+        extra = {"candidate_ids": movies} if remove_accidental_hits else {}
+        if logq:
+            extra["candidate_sampling_probability"] = tf.gather(probability, movies)
+        expected = reference(query, tf.gather(table, movies), compute_metrics=False, **extra)
+        distinct, positive = tf.unique(movies)
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(positive), positive, tf.size(distinct))
+        got = ours.in_batch_loss(query, tf.gather(table, distinct), positive, counts,
+                                 tf.gather(probability, distinct) if logq else None)
+    assert int(tf.size(distinct)) < 64
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5)
+    for a, b in zip(tape.gradient(got, [query, table]), tape.gradient(expected, [query, table])):
+        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy(), atol=1e-4)
+
+
+def test_training_history_pooling_hands_the_optimizer_one_gradient_row_per_distinct_movie():
+    from tfrs_pipeline.features import UserTable
+
+    # Three users whose histories share movies; no sampling, no dropout: the mean is exact.
+    histories = [[1, 2, 3], [2, 3, 4, 5], [1, 5]]
+    users = UserTable(np.zeros(4, np.int32), np.zeros(4, np.int32), np.zeros(4, np.int32),
+                      history_splits=np.r_[0, 0, np.cumsum([len(h) for h in histories])],
+                      history_values=np.concatenate(histories))
+    pooling = HistoryPooling(users, num_movies=6, dim=3)
+    user_rows = tf.constant([1, 2, 2, 3, 1])
+    weights = tf.constant(np.random.default_rng(0).normal(size=(5, 3)), tf.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(pooling(user_rows, training=True) * weights)
+    gradient = tape.gradient(loss, pooling.embedding.embeddings)
+    assert isinstance(gradient, tf.IndexedSlices)
+    rows = gradient.indices.numpy()
+    assert len(rows) == len(set(rows))  # nothing left for the optimizer to de-duplicate
+    # The gradient of a mean: each user's output weight, shared by the movies of their history.
+    expected = np.zeros((6, 3))
+    for row, weight in zip(user_rows.numpy(), weights.numpy()):
+        for movie in histories[row - 1]:
+            expected[movie] += weight / len(histories[row - 1])
+    np.testing.assert_allclose(tf.convert_to_tensor(gradient).numpy(), expected, atol=1e-5)
