@@ -218,22 +218,26 @@ class ListRanker(tfrs.Model):
         rows = tf.shape(self.neighbours, out_type=tf.int64)[0]
         batch = tf.shape(movie_rows, out_type=tf.int64)[0]
         sources = tf.gather(self.neighbours, movie_rows)  # [batch, N, k] catalog rows, 0 = none
-        lists = tf.broadcast_to(tf.range(batch)[:, None, None], tf.shape(sources, out_type=tf.int64))
+        # Each (list, source movie) as one integer key: list * rows + source. Row 0 (no source) is
+        # never among the rated keys, so an empty neighbour slot is never found.
+        keys = sources + (tf.range(batch) * rows)[:, None, None]
+        rated_keys = tf.boolean_mask(history.value_rowids() * rows + history.flat_values, history.flat_values > 0)
 
         def dense_lookup():
-            # One flag per (list, catalog movie): fast while batch x catalog stays small.
-            rated = tf.scatter_nd(tf.stack([history.value_rowids(), history.flat_values], axis=1),
-                                  tf.ones(tf.shape(history.flat_values), tf.float32), tf.stack([batch, rows]))
-            return tf.gather_nd(rated, tf.stack([lists, sources], axis=-1)) > 0
+            # One 0/1 flag per (list, catalog movie): fast while batch x catalog stays small.
+            rated = tf.tensor_scatter_nd_update(tf.zeros([batch * rows]), rated_keys[:, None],
+                                                tf.ones(tf.shape(rated_keys)))  # a movie rated twice is still 1
+            return tf.gather(rated, keys)
 
         def sorted_lookup():
-            # Sorted (list, rated movie) keys; a sentinel past every key keeps the search in range.
-            rated = tf.concat([tf.sort(history.value_rowids() * rows + history.flat_values), [tf.int64.max]], axis=0)
-            keys = tf.reshape(lists * rows + sources, [-1])
-            return tf.reshape(tf.gather(rated, tf.searchsorted(rated, keys)) == keys, tf.shape(sources))
+            # Sorted keys of the rated movies; a sentinel past every key keeps the search in range.
+            rated = tf.concat([tf.sort(rated_keys), [tf.int64.max]], axis=0)
+            flat = tf.reshape(keys, [-1])
+            return tf.reshape(tf.cast(tf.gather(rated, tf.searchsorted(rated, flat)) == flat, tf.float32),
+                              tf.shape(sources))
 
-        found = tf.cond(batch * rows <= _DENSE_LOOKUP_LIMIT, dense_lookup, sorted_lookup) & (sources > 0)
-        return tf.reduce_sum(tf.where(found, tf.gather(self.neighbour_weights, movie_rows), 0.0), axis=2)
+        found = tf.cond(batch * rows <= _DENSE_LOOKUP_LIMIT, dense_lookup, sorted_lookup)  # [batch, N, k] 0 or 1
+        return tf.reduce_sum(found * tf.gather(self.neighbour_weights, movie_rows), axis=2)
 
     def features(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor):
         """The relevance features [batch, N, len(FEATURES)], predicted ratings [batch, N] and the valid-slot mask."""
