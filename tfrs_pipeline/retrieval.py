@@ -22,7 +22,7 @@ from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
 from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, id_positions, rows_per_block, users_of
 from tfrs_pipeline.towers import CandidateTower, QueryTower
-from tfrs_pipeline.training_loop import StageBackup, TrainingResult, fit, in_float32, make_optimizer
+from tfrs_pipeline.training_loop import StageBackup, TrainingResult, build_optimizer, fit, in_float32, make_optimizer
 
 
 class Retrieval(tfrs.tasks.Retrieval):
@@ -204,12 +204,14 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = RetrievalModel(prepared, config)
-        model.candidate_embeddings()  # creates the candidate tower's variables under the strategy
+        model.candidate_embeddings()  # creates the towers' variables under the strategy
+        model.query_tower(tf.constant(prepared.vocab.user_ids[:1]))
     # The index is re-embedded, never trained: plain variables outside the strategy hold it, the
     # same on every replica (MultiWorkerMirroredStrategy cannot broadcast its string movie ids).
     model.refresh_index()
     with strategy.scope():
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        build_optimizer(model)
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     # Validation's factorized top-K scores each batch against the whole catalog.
     validation = (make_dataset(prepared.validation, rows_per_block(len(prepared.movies.movie_ids), 8192))

@@ -187,6 +187,16 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
     return OPTIMIZERS[name](learning_rate=learning_rate)
 
 
+def build_optimizer(model: tf.keras.Model) -> None:
+    """Creates the compiled optimizer's moment variables for every trainable variable, before ``fit``.
+
+    Call it under the strategy's scope once every variable of the model exists. Left to
+    ``fit``, the first training step creates them, and TensorFlow traces a step that creates
+    variables twice: on the retrieval model that second trace cost 0.6 to 1.2 s of the first epoch.
+    """
+    model.optimizer.build(model.trainable_variables)
+
+
 def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset | None, *, epochs: int,
         monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
         stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None,
