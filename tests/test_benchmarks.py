@@ -28,3 +28,17 @@ def test_retrieval_step_profile_prints_each_part_and_the_tutorial_step(capsys):
     for part in ("query tower", "candidate tower", "loss + gradients + optimizer", "tutorial configuration"):
         assert part in printed
     assert "examples/s: ours" in printed
+
+
+def test_retrieval_benchmark_prints_both_throughputs_overall_and_after_the_first_epoch(tmp_path, capsys):
+    out = tmp_path / "retrieval.json"
+    assert main(["benchmark", "retrieval", "--data", "synthetic:300x200x8000", "--epochs", "2",
+                 "--set", "retrieval.patience=5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    for model in ("tutorial", "ours"):
+        assert results[model]["examples_per_second"] > 0
+        assert results[model]["examples_per_second_after_first_epoch"] > 0
+    ratio = results["ours"]["examples_per_second"] / results["tutorial"]["examples_per_second"]
+    assert f"throughput, ours / tutorial: {ratio:.1f}x" in printed
+    assert "in the epochs after the first" in printed
