@@ -219,9 +219,10 @@ def _hammer(url: str, worker: int, requests: int) -> list[tuple[int, int]]:
     return seen
 
 
-@pytest.mark.parametrize("batching", [False, True], ids=["direct", "batching"])
-def test_32_concurrent_clients_get_no_5xx_and_no_dropped_connection(base, batching):
-    server = make_server(base, port=0, limits=LIMITS, batching=batching, batch_window_ms=2)
+@pytest.mark.parametrize("batching,threads", [(False, 1), (True, 1), (True, 2)],
+                         ids=["direct", "batching", "batching-2-threads"])
+def test_32_concurrent_clients_get_no_5xx_and_no_dropped_connection(base, batching, threads):
+    server = make_server(base, port=0, limits=LIMITS, batching=batching, batch_window_ms=2, batch_threads=threads)
     server.start()
     try:
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -423,3 +424,40 @@ def test_a_damaged_newest_version_at_start_leaves_the_one_before_it_serving(base
         assert versions.get().version == 1
     finally:
         versions.stop()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batches_run_one_at_a_time_or_side_by_side_as_configured(threads):
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from tfrs_pipeline.serve.batching import Batcher
+
+    first_running, release = threading.Event(), threading.Event()
+    overlapped = []
+
+    def run(function, inputs):
+        if inputs["x"][0] == 0:  # the first batch holds its call until released
+            first_running.set()
+            release.wait(10)
+        else:
+            overlapped.append(not release.is_set())
+            release.set()
+        return {"y": inputs["x"] * 2}
+
+    async def scenario():
+        batcher = Batcher(run, window_ms=0.0, threads=threads)
+        first = asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([0])}))
+        await asyncio.to_thread(first_running.wait, 10)
+        second = asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([1])}))
+        if threads == 1:
+            await asyncio.sleep(0.2)
+            assert not second.done()  # waits for the one call there is
+            release.set()
+        return await asyncio.wait_for(asyncio.gather(first, second), 10)
+
+    answers = asyncio.run(scenario())
+    assert [a["y"].tolist() for a in answers] == [[0], [2]]
+    assert overlapped == [threads == 2]  # with two threads the second batch ran while the first held its call

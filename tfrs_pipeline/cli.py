@@ -302,7 +302,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
                          labels_path=args.labels, poll_seconds=args.poll_seconds, limits=limits,
                          batching=args.batching, batch_window_ms=args.batch_window_ms,
-                         max_batch_rows=args.max_batch_rows)
+                         max_batch_rows=args.max_batch_rows, batch_threads=args.batch_threads)
     versions = server.versions
     for state in versions.states():
         if state.error:
@@ -478,6 +478,9 @@ def _register_model_commands(commands) -> None:
                        help="with --batching: how long a batch waits for more requests (default 2)")
     serve.add_argument("--max-batch-rows", type=_positive, default=256,
                        help="with --batching: rows that close a batch at once (default 256)")
+    serve.add_argument("--batch-threads", type=_positive, default=1,
+                       help="with --batching: batches that may run at the same time, TF Serving's "
+                            "num_batch_threads (default 1)")
     serve.add_argument("--max-body-bytes", type=_byte_count, default=4 * 1024 * 1024,
                        help="largest request body; larger ones get 413 (default 4194304)")
     serve.add_argument("--max-batch", type=_positive, default=1024, help="most rows per request (default 1024)")

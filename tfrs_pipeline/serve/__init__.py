@@ -96,7 +96,8 @@ class HttpServer:
 
 def make_server(model: str | Path, host: str = "127.0.0.1", port: int = 8501, *, version_policy="latest",
                 labels_path: str | Path | None = None, poll_seconds: float = 2.0, limits: Limits | None = None,
-                batching: bool = False, batch_window_ms: float = 2.0, max_batch_rows: int = 256) -> HttpServer:
+                batching: bool = False, batch_window_ms: float = 2.0, max_batch_rows: int = 256,
+                batch_threads: int = 1) -> HttpServer:
     """A server for ``saved_models/NAME`` (every version, per the policy) or ``saved_models/NAME/VERSION``
     (that version alone), bound and with its first version loaded; ``port=0`` picks a free port.
 
@@ -112,7 +113,7 @@ def make_server(model: str | Path, host: str = "127.0.0.1", port: int = 8501, *,
     sock = _bind(host, port)
     try:
         application = ServerApp(versions, limits, batching=batching, batch_window_ms=batch_window_ms,
-                                max_batch_rows=max_batch_rows)
+                                max_batch_rows=max_batch_rows, batch_threads=batch_threads)
         versions.start()
     except BaseException:
         sock.close()

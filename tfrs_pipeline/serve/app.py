@@ -128,13 +128,14 @@ class ServerApp:
         batching: merge concurrent requests to one signature into one call.
         batch_window_ms: how long a batch waits for more requests (milliseconds).
         max_batch_rows: rows that close a batch at once.
+        batch_threads: batches that may run at the same time.
     """
 
     def __init__(self, versions: ModelVersions, limits: Limits | None = None, *, batching: bool = False,
-                 batch_window_ms: float = 2.0, max_batch_rows: int = 256) -> None:
+                 batch_window_ms: float = 2.0, max_batch_rows: int = 256, batch_threads: int = 1) -> None:
         self.versions = versions
         self.limits = limits or Limits()
-        self.batcher = Batcher(run_signature, batch_window_ms, max_batch_rows) if batching else None
+        self.batcher = Batcher(run_signature, batch_window_ms, max_batch_rows, batch_threads) if batching else None
         self.metrics = Metrics(versions, self.batcher)
         routes = [
             Route("/v1/models/{rest:path}", self.models, methods=["GET", "POST"]),

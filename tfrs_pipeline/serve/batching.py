@@ -2,10 +2,12 @@
 ``--enable_batching`` does.
 
 Requests join a batch when they name the same version and signature, the same scalar
-inputs (``k``) and the same row width of list inputs. One worker runs one batch at a time
-(TensorFlow already spreads one call over every core): a batch runs once ``window_ms`` has
-passed since its first request arrived, or at once when it holds ``max_rows`` rows; requests
-that arrive while a batch runs wait for the next one, so batches grow with the load. Each
+inputs (``k``) and the same row width of list inputs. A batch runs once ``window_ms`` has
+passed since its first request arrived, or at once when it holds ``max_rows`` rows, and when
+one of ``threads`` calls is free (TF Serving's ``num_batch_threads``; TensorFlow already spreads
+one call over every core, so more than one mainly overlaps a call with the answers and new
+requests of the last); requests that arrive while every call is busy wait, so batches grow with
+the load. Each
 request then gets its own rows of the outputs. A failing batch fails every request in it
 with the same error (the inputs were checked one by one before they joined).
 
@@ -47,14 +49,19 @@ class Batcher:
         run: ``run(function, inputs) -> outputs`` (NumPy in, NumPy out); called in a worker thread.
         window_ms: how long the first request of a batch waits for others (milliseconds).
         max_rows: rows (users) that close a batch at once.
+        threads: batches that may run at the same time.
     """
 
-    def __init__(self, run: Callable, window_ms: float = 2.0, max_rows: int = 256) -> None:
-        if window_ms < 0 or max_rows < 1:
-            raise ValueError(f"window_ms must be >= 0 and max_rows >= 1, got {window_ms} and {max_rows}")
+    def __init__(self, run: Callable, window_ms: float = 2.0, max_rows: int = 256, threads: int = 1) -> None:
+        if window_ms < 0 or max_rows < 1 or threads < 1:
+            raise ValueError(f"window_ms must be >= 0 and max_rows and threads >= 1, got {window_ms}, {max_rows} "
+                             f"and {threads}")
         self.run = run
         self.window = window_ms / 1000.0
         self.max_rows = max_rows
+        self.threads = threads
+        self._free: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task] = set()
         self._queue: deque[_Pending] = deque()  # every batch not yet run, oldest first
         self._open: dict[tuple, _Pending] = {}  # per key, the batch new requests join
         self._wake: asyncio.Event | None = None
@@ -71,6 +78,7 @@ class Batcher:
         key = (*key, tuple(sorted((n, int(v)) for n, v in scalars.items())), widths)
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
+            self._free = asyncio.Semaphore(self.threads)
             self._worker = asyncio.get_running_loop().create_task(self._work())
         pending = self._open.get(key)
         if pending is None or pending.rows >= self.max_rows:  # none open, or full: this request starts one
@@ -93,10 +101,17 @@ class Batcher:
                 if wait > 0 and pending.rows < self.max_rows:
                     await asyncio.sleep(wait)
                     continue  # look again: the oldest batch may have filled up meanwhile
+                await self._free.acquire()  # a free call; the batch keeps growing meanwhile
                 self._queue.popleft()
                 if self._open.get(pending.key) is pending:
                     del self._open[pending.key]
-                await self._call(pending)
+                task = asyncio.get_running_loop().create_task(self._call(pending))
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._free.release()
 
     async def _call(self, pending: _Pending) -> None:
         names = list(pending.parts[0])
