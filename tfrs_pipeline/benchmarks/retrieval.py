@@ -26,7 +26,7 @@ from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
 from tfrs_pipeline.metrics import ranking_report
 from tfrs_pipeline.retrieval import RetrievalModel, train_retrieval
 from tfrs_pipeline.split import split_ratings
-from tfrs_pipeline.training_loop import make_optimizer
+from tfrs_pipeline.training_loop import Progress, make_optimizer
 
 
 class TutorialModel(tfrs.Model):
@@ -45,24 +45,12 @@ class TutorialModel(tfrs.Model):
         return self.task(self.user_model(features["user_id"]), self.movie_model(features["movie_id"]))
 
 
-class _EpochTimes(tf.keras.callbacks.Callback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
-def _timed_fit(model, dataset, epochs: int) -> tuple[float, list[float]]:
-    """Seconds of ``fit`` and of each epoch."""
-    times = _EpochTimes()
+def _timed_fit(model, dataset, epochs: int, examples: int) -> tuple[float, list[float]]:
+    """Seconds of ``fit`` and of each epoch (timed as our own stages are, by :class:`Progress`)."""
+    progress = Progress("tutorial", examples, (), verbose=0)
     start = time.perf_counter()
-    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[times])
-    return time.perf_counter() - start, times.seconds
+    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[progress])
+    return time.perf_counter() - start, progress.seconds
 
 
 def _after_first_epoch(examples: int, epoch_seconds: list[float]) -> float | None:
@@ -88,7 +76,7 @@ def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, wi
                              tf.data.Dataset.from_tensor_slices(catalog_ids))
     tutorial.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
     tutorial_data = make_dataset(split.train, 8192, shuffle=True, seed=config.runtime.seed)
-    seconds, epoch_seconds = _timed_fit(tutorial, tutorial_data, tutorial_epochs)
+    seconds, epoch_seconds = _timed_fit(tutorial, tutorial_data, tutorial_epochs, len(split.train))
     tutorial_index = SeenAwareBruteForce(k=100).reindex(tutorial.movie_model(tf.constant(catalog_ids)), tf.constant(catalog_ids))
     results["tutorial"] = {"seconds": seconds, "examples_per_second": tutorial_epochs * len(split.train) / seconds,
                            "examples_per_second_after_first_epoch": _after_first_epoch(len(split.train), epoch_seconds),
