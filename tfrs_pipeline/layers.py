@@ -173,6 +173,7 @@ class HistoryPooling(tf.keras.layers.Layer):
         movies = tf.gather(self.values, tf.gather(starts, rows) + offsets.flat_values)
         dtype = self.embedding.compute_dtype
         keep = tf.ones(tf.shape(movies), dtype)
+        self.embedding(movies[:0])  # builds the table on a first call: both branches read it directly
         if training:
             if self.dropout > 0:
                 # Denoising: each user's history loses a random share of its movies this step.
@@ -181,7 +182,6 @@ class HistoryPooling(tf.keras.layers.Layer):
             # distinct movie (the 70k draws of a batch at 100K ratings come from at most 1,682
             # movies), where a gather per draw would hand the optimizer 70k rows to de-duplicate.
             pooled = keep > 0
-            self.embedding(movies[:0])  # builds the table on a first call
             sums = tf.cast(tf.sparse.segment_sum(self.embedding.embeddings, tf.boolean_mask(movies, pooled),
                                                  tf.boolean_mask(rows, pooled), num_segments=tf.size(unique_users),
                                                  sparse_gradient=True), dtype)
@@ -191,7 +191,6 @@ class HistoryPooling(tf.keras.layers.Layer):
             # rated movie (a validation batch of 8,192 ratings at 20M pools about 5M of them).
             rated = tf.SparseTensor(tf.stack([rows, movies], axis=1), tf.ones(tf.shape(movies), tf.float32),
                                     tf.stack([tf.size(unique_users, out_type=tf.int64), self.num_movies]))
-            self.embedding(movies[:0])  # builds the table on a first call (as the training branch would)
             sums = tf.cast(tf.sparse.sparse_dense_matmul(rated, self.embedding.embeddings), dtype)
             counts = tf.cast(lengths, dtype)
         sums, counts = tf.gather(sums, position), tf.gather(counts, position)

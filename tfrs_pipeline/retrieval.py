@@ -40,26 +40,27 @@ class Retrieval(tfrs.tasks.Retrieval):
     Evaluation and metrics are the parent's ``call``.
     """
 
-    def in_batch_loss(self, query: tf.Tensor, candidates: tf.Tensor, positive: tf.Tensor, counts: tf.Tensor,
+    def in_batch_loss(self, query: tf.Tensor, candidates: tf.Tensor, positive: tf.Tensor,
                       sampling_probability: tf.Tensor | None = None) -> tf.Tensor:
         """The summed in-batch softmax loss, from the batch's distinct candidates.
 
         Args:
             query: [B, d] query embeddings, one per example.
             candidates: [D, d] embeddings of the batch's distinct movies.
-            positive: [B] the column of each example's own movie among ``candidates``.
-            counts: [D] how many examples of the batch rated each distinct movie.
+            positive: [B] the column of each example's own movie among ``candidates`` (as ``tf.unique`` gives it).
             sampling_probability: [D] each distinct movie's sampling probability (logQ correction).
         """
         if self._temperature is not None:
             query = query / self._temperature
         scores = tf.linalg.matmul(query, candidates, transpose_b=True)
+        positive = tf.cast(positive, tf.int32)
+        # How many examples of the batch rated each distinct movie.
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(positive), positive, tf.shape(candidates)[0])
         log_counts = tf.math.log(tf.cast(counts, scores.dtype))
         shift = log_counts
         if sampling_probability is not None:
             shift -= tf.math.log(tf.clip_by_value(sampling_probability, 1e-6, 1.0))
         scores += shift[None, :]
-        positive = tf.cast(positive, tf.int32)
         own_log_counts = tf.gather(log_counts, positive)
         if self._remove_accidental_hits:
             # The other examples of a query's own movie are not negatives: its column counts once.
@@ -117,10 +118,9 @@ class RetrievalModel(tfrs.Model):
         if training and self.config.negatives == "in-batch":
             # Each distinct movie of the batch goes through the candidate tower and the softmax once.
             distinct, positive = tf.unique(movie_id)
-            counts = tf.math.unsorted_segment_sum(tf.ones_like(positive), positive, tf.size(distinct))
             probability = (tf.gather(self.sampling_probability, self.candidate_tower.rows(distinct))
                            if self.config.logq_correction else None)
-            return in_float32(lambda: self.task.in_batch_loss(query, self.candidate_tower(distinct), positive, counts,
+            return in_float32(lambda: self.task.in_batch_loss(query, self.candidate_tower(distinct), positive,
                                                               probability))
         candidate = self.candidate_tower(movie_id)
         if training:
