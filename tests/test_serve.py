@@ -461,3 +461,40 @@ def test_batches_run_one_at_a_time_or_side_by_side_as_configured(threads):
     answers = asyncio.run(scenario())
     assert [a["y"].tolist() for a in answers] == [[0], [2]]
     assert overlapped == [threads == 2]  # with two threads the second batch ran while the first held its call
+
+
+def test_a_waiting_batch_starts_before_the_last_batchs_answers_are_written():
+    # With one call at a time, the model must not sit idle while the event loop writes the
+    # answers of the batch that just finished: the next batch's call starts first.
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from tfrs_pipeline.serve.batching import Batcher
+
+    first_running, release = threading.Event(), threading.Event()
+
+    def run(function, inputs):
+        if inputs["x"][0] == 0:
+            first_running.set()
+            release.wait(10)
+        return {"y": inputs["x"] * 2}
+
+    async def scenario():
+        batcher = Batcher(run, window_ms=0.0, threads=1)
+
+        async def first_request():
+            await batcher.submit(("a",), None, {"x": np.array([0])})
+            return batcher.calls == 2  # when this request could write its answer: the second call was handed out
+
+        first = asyncio.ensure_future(first_request())
+        await asyncio.to_thread(first_running.wait, 10)
+        second = asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([1])}))
+        await asyncio.sleep(0.05)  # the second batch is queued behind the busy call
+        release.set()
+        return await asyncio.wait_for(asyncio.gather(first, second), 10)
+
+    second_handed_out_first, answer = asyncio.run(scenario())
+    assert second_handed_out_first
+    assert answer["y"].tolist() == [2]

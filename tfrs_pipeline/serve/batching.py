@@ -7,9 +7,10 @@ passed since its first request arrived, or at once when it holds ``max_rows`` ro
 one of ``threads`` calls is free (TF Serving's ``num_batch_threads``; TensorFlow already spreads
 one call over every core, so more than one mainly overlaps a call with the answers and new
 requests of the last); requests that arrive while every call is busy wait, so batches grow with
-the load. Each
-request then gets its own rows of the outputs. A failing batch fails every request in it
-with the same error (the inputs were checked one by one before they joined).
+the load. When a call returns, the next waiting batch is handed to a thread before the
+finished batch's requests are woken: the model does not sit idle while the event loop writes
+their answers. Each request then gets its own rows of the outputs. A failing batch fails
+every request in it with the same error (the inputs were checked one by one before they joined).
 
 Example:
     >>> batcher = Batcher(run=lambda function, inputs: function(**inputs), window_ms=2.0)  # doctest: +SKIP
@@ -19,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -61,7 +63,7 @@ class Batcher:
         self.max_rows = max_rows
         self.threads = threads
         self._free: asyncio.Semaphore | None = None
-        self._running: set[asyncio.Task] = set()
+        self._running: set[asyncio.Future] = set()
         self._queue: deque[_Pending] = deque()  # every batch not yet run, oldest first
         self._open: dict[tuple, _Pending] = {}  # per key, the batch new requests join
         self._wake: asyncio.Event | None = None
@@ -92,6 +94,7 @@ class Batcher:
         return await future
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -105,27 +108,30 @@ class Batcher:
                 self._queue.popleft()
                 if self._open.get(pending.key) is pending:
                     del self._open[pending.key]
-                task = asyncio.get_running_loop().create_task(self._call(pending))
-                self._running.add(task)
-                task.add_done_callback(self._finished)
+                self._start(pending, loop)
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        self._free.release()
-
-    async def _call(self, pending: _Pending) -> None:
+    def _start(self, pending: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """Hands the batch to a worker thread at once; :meth:`_deliver` runs when it returns."""
         names = list(pending.parts[0])
         inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in names}
         self.calls += 1
         self.rows += pending.rows
-        try:
-            outputs = await asyncio.to_thread(self.run, pending.function, {**inputs, **pending.scalars})
-        except Exception as error:  # every request of the batch gets the error
+        call = loop.run_in_executor(None, self.run, pending.function, {**inputs, **pending.scalars})
+        self._running.add(call)
+        call.add_done_callback(functools.partial(self._deliver, pending))
+
+    def _deliver(self, pending: _Pending, call: asyncio.Future) -> None:
+        """Frees the call before waking the batch's requests, so that the next batch starts before
+        this one's answers are written (the event loop runs what it was given in order)."""
+        self._running.discard(call)
+        self._free.release()
+        error = asyncio.CancelledError() if call.cancelled() else call.exception()
+        if error is not None:  # every request of the batch gets the error
             for future in pending.futures:
                 if not future.done():
                     future.set_exception(error)
             return
-        start = 0
+        outputs, start = call.result(), 0
         for size, future in zip(pending.sizes, pending.futures):
             if not future.done():
                 future.set_result({name: value[start : start + size] for name, value in outputs.items()})
