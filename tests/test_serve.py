@@ -143,6 +143,21 @@ def test_non_finite_scores_are_written_as_tf_serving_writes_them(client, trained
     assert math.isinf(body["outputs"]["retrieval_scores"][0][-1])
 
 
+def test_float_outputs_read_back_as_the_models_float32_values(client, base):
+    import numpy as np
+    import tensorflow as tf
+
+    status, body, text = _predict(client, inputs={"user_id": ["1", "2"], "k": 5})
+    expected = tf.saved_model.load(str(base / "1")).signatures["serving_default"](
+        user_id=tf.constant(["1", "2"]), k=tf.constant(5))
+    for name in ("scores", "predicted_ratings", "retrieval_scores"):
+        assert np.array_equal(np.asarray(body["outputs"][name], np.float32), expected[name].numpy()), name
+    assert body["outputs"]["titles"] == [[t.decode() for t in row] for row in expected["titles"].numpy()]
+    # The shortest decimal of each float32, not the 17 digits of its float64 widening.
+    value = next(v for v in expected["predicted_ratings"].numpy().ravel() if str(v) != repr(float(v)))
+    assert str(value) in text and repr(float(value)) not in text
+
+
 def test_a_post_to_an_unknown_route_does_not_leak_its_body_into_the_next_request(client):
     smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     status, _, _ = client.request("POST", "/nowhere", raw=smuggled)

@@ -296,6 +296,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tfrs_pipeline.serve.versions import parse_version_policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    # One access-log line per request: skip the record fields this format never shows (the
+    # logging docs' "Optimization" section), the caller's source line above all.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     model = args.model_base or args.model  # one of them: argparse requires it
     limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
                     max_k=args.max_k, timeout_seconds=args.request_timeout)

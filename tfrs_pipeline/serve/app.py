@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 
 import numpy as np
@@ -41,6 +42,21 @@ access_log = logging.getLogger("tfrs_pipeline.access")
 log = logging.getLogger("tfrs_pipeline.serve")
 
 _STATES = (LOADING, AVAILABLE, UNLOADING, END)
+
+#: Distinct paths whose metrics route label is remembered (paths come from clients: bounded).
+_ROUTE_CACHE_SIZE = 1024
+
+
+async def _within(awaitable, seconds: float):
+    """``awaitable``'s result, or ``asyncio.TimeoutError`` after ``seconds``.
+
+    ``asyncio.timeout`` (Python 3.11) arms a timer on the current task; ``asyncio.wait_for``
+    before 3.12 wraps the awaitable in a task of its own, one more task per request.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def _json(body: dict, status: int = 200) -> Response:
@@ -84,6 +100,24 @@ class Metrics:
                   ).set_function(lambda: batcher.calls)
             Gauge("tfrs_batch_rows", "Rows sent in batched calls", registry=self.registry
                   ).set_function(lambda: batcher.rows)
+
+        self._children: dict[tuple[str, str, int], tuple] = {}
+        self._routes: dict[str, str] = {}
+
+    def observe(self, path: str, method: str, status: int, seconds: float) -> None:
+        """Counts one answered request and its latency under its route's label."""
+        route = self._routes.get(path)
+        if route is None:
+            route = _route_of(path)
+            if len(self._routes) < _ROUTE_CACHE_SIZE:
+                self._routes[path] = route
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups validate and lock: once per distinct label set
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                               self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -202,7 +236,7 @@ class ServerApp:
                 chunks.append(chunk)
 
         try:
-            await asyncio.wait_for(read(), self.limits.timeout_seconds)
+            await _within(read(), self.limits.timeout_seconds)
         except asyncio.TimeoutError:
             raise BadRequest(f"the request body did not arrive within {self.limits.timeout_seconds:g} s", 408) from None
         return b"".join(chunks)
@@ -213,7 +247,7 @@ class ServerApp:
         else:
             call = run_in_threadpool(run_signature, function, inputs)
         try:
-            return await asyncio.wait_for(call, self.limits.timeout_seconds)
+            return await _within(call, self.limits.timeout_seconds)
         except asyncio.TimeoutError:
             raise BadRequest(f"the model did not answer within {self.limits.timeout_seconds:g} s", 504) from None
 
@@ -323,9 +357,7 @@ class _AccessLog:
         finally:
             seconds = time.perf_counter() - start
             self.metrics.in_flight.dec()
-            route = _route_of(scope["path"])
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(seconds)
+            self.metrics.observe(scope["path"], scope["method"], status, seconds)
             client = scope.get("client") or ("-", 0)
             access_log.info('%s "%s %s" %d %.1f ms', client[0], scope["method"], scope["path"], status,
                             seconds * 1000.0)

@@ -10,7 +10,9 @@
 Errors are ``{"error": "..."}`` with TensorFlow Serving's codes: 400 for a bad argument
 (including errors raised inside the graph, such as a negative ``k``), 404 for an unknown
 model, version, label or signature, 413 for a body over the limit. Non-finite floats are
-written as TensorFlow Serving writes them: ``NaN``, ``Infinity``, ``-Infinity``.
+written as TensorFlow Serving writes them: ``NaN``, ``Infinity``, ``-Infinity``. A float32
+output is written as the shortest decimal that reads back as the same float32 (``4.618762``,
+not the 17 digits of its float64 widening).
 
 Row format and scalar inputs: TensorFlow Serving stacks each named input across instances,
 so a scalar such as ``k`` has no row form. Instances may repeat the same ``k``; different
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 import tensorflow as tf
 
 from tfrs_pipeline.metrics import as_str
@@ -235,21 +238,40 @@ def _short(value) -> str:
 
 
 def jsonable(value: np.ndarray):
-    """An output array as JSON values (strings decoded)."""
+    """An output array as JSON values: strings decoded, float32 as its shortest decimal."""
     if value.dtype.kind in "OS":
         return as_str(value).tolist()
-    return value.tolist()  # NaN and infinities stay floats: json.dumps writes NaN, Infinity, -Infinity
+    if value.dtype == np.float32:
+        # str() of a float32 is its shortest round-trip decimal; NaN and infinities stay floats
+        # (json.dumps writes NaN, Infinity, -Infinity).
+        return value.astype(str).astype(np.float64).tolist()
+    return value.tolist()
 
 
 def encode_predict(outputs: dict[str, np.ndarray], rows: bool) -> bytes:
-    """The answer to a ``:predict`` request, in the request's format."""
-    if not rows:
-        body = {"outputs": {name: jsonable(value) for name, value in outputs.items()}}
+    """The answer to a ``:predict`` request, in the request's format.
+
+    orjson writes the arrays directly; an answer holding a non-finite float goes through
+    :func:`jsonable` and the json module instead, since orjson would write ``null`` for it.
+    """
+    finite = all(value.dtype.kind != "f" or np.isfinite(value).all() for value in outputs.values())
+    if finite:
+        columns = {name: _decoded(value.tolist()) if value.dtype.kind in "OS" else np.ascontiguousarray(value)
+                   for name, value in outputs.items()}
     else:
         columns = {name: jsonable(value) for name, value in outputs.items()}
+    if not rows:
+        body = {"outputs": columns}
+    else:
         count = len(next(iter(columns.values()))) if columns else 0
         body = {"predictions": [{name: column[row] for name, column in columns.items()} for row in range(count)]}
-    return encode(body)
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) if finite else encode(body)
+
+
+def _decoded(items: list) -> list:
+    """Nested lists of ``bytes`` (a string tensor's ``tolist()``) as ``str``."""
+    return [_decoded(item) if isinstance(item, list) else item.decode("utf-8") if isinstance(item, bytes) else item
+            for item in items]
 
 
 def encode(body: dict) -> bytes:
