@@ -242,13 +242,23 @@ def test_32_concurrent_clients_get_no_5xx_and_no_dropped_connection(base, batchi
     try:
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             results = [f.result(timeout=120) for f in [pool.submit(_hammer, server.url, w, 8) for w in range(32)]]
+        metrics = Client(server.url).request("GET", "/metrics")[2]
     finally:
         server.stop()
     answers = [pair for result in results for pair in result]
     assert len(answers) == 32 * 8  # every request answered: a reset or drop would have raised
     assert [got for got, expected in answers if got != expected] == []
     if batching:
-        assert server.application.batcher.calls < server.application.batcher.rows  # some requests shared a call
+        batcher = server.application.batcher
+        assert batcher.calls < batcher.rows  # some requests shared a call
+        # Each call's rows, queueing and call time are in the metrics, one observation per call.
+        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                  if line.startswith("tfrs_batch_") and not line.startswith("tfrs_batch_size_bucket")}
+        assert 0 < values["tfrs_batch_size_count"] <= batcher.calls
+        assert values["tfrs_batch_size_count"] < values["tfrs_batch_size_sum"] <= batcher.rows
+        assert values["tfrs_batch_queue_seconds_count"] == values["tfrs_batch_call_seconds_count"] == \
+            values["tfrs_batch_size_count"]
+        assert values["tfrs_batch_call_seconds_sum"] > 0
 
 
 def test_a_silent_client_does_not_block_others(server, client):

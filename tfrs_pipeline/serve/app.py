@@ -43,6 +43,9 @@ log = logging.getLogger("tfrs_pipeline.serve")
 
 _STATES = (LOADING, AVAILABLE, UNLOADING, END)
 
+#: Histogram buckets (seconds) for what takes milliseconds.
+_FAST_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
 #: Distinct paths whose metrics route label is remembered (paths come from clients: bounded).
 _ROUTE_CACHE_SIZE = 1024
 
@@ -91,8 +94,7 @@ class Metrics:
         self.requests = Counter("tfrs_requests", "HTTP requests answered", ["route", "method", "status"],
                                 registry=self.registry)
         self.latency = Histogram("tfrs_request_seconds", "Seconds from request to answer", ["route"],
-                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-                                 registry=self.registry)
+                                 buckets=_FAST_BUCKETS + (0.5, 1, 2.5, 5, 10), registry=self.registry)
         self.in_flight = Gauge("tfrs_requests_in_flight", "Requests being answered", registry=self.registry)
         self.registry.register(_VersionStates(versions))
         if batcher is not None:
@@ -100,6 +102,21 @@ class Metrics:
                   ).set_function(lambda: batcher.calls)
             Gauge("tfrs_batch_rows", "Rows sent in batched calls", registry=self.registry
                   ).set_function(lambda: batcher.rows)
+            # What --batch-window-ms and --batch-threads are tuned by (TF Serving exports the same three).
+            sizes = Histogram("tfrs_batch_size", "Rows per batched call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                              registry=self.registry)
+            queued = Histogram("tfrs_batch_queue_seconds", "Seconds from a batch's first request until its call "
+                               "started (the window, then waiting for a free call)", buckets=_FAST_BUCKETS,
+                               registry=self.registry)
+            calls = Histogram("tfrs_batch_call_seconds", "Seconds of each batched signature call",
+                              buckets=_FAST_BUCKETS, registry=self.registry)
+
+            def on_batch(rows: int, queued_seconds: float, call_seconds: float) -> None:
+                sizes.observe(rows)
+                queued.observe(queued_seconds)
+                calls.observe(call_seconds)
+
+            batcher.on_batch = on_batch
 
         self._children: dict[tuple[str, str, int], tuple] = {}
         self._routes: dict[str, str] = {}

@@ -52,9 +52,13 @@ class Batcher:
         window_ms: how long the first request of a batch waits for others (milliseconds).
         max_rows: rows (users) that close a batch at once.
         threads: batches that may run at the same time.
+        on_batch: ``on_batch(rows, queued_seconds, call_seconds)`` after each call that returned:
+            its rows, the time from its first request's arrival until a thread started it, and
+            the call's own time (for the metrics; called on the event loop).
     """
 
-    def __init__(self, run: Callable, window_ms: float = 2.0, max_rows: int = 256, threads: int = 1) -> None:
+    def __init__(self, run: Callable, window_ms: float = 2.0, max_rows: int = 256, threads: int = 1,
+                 on_batch: Callable[[int, float, float], None] | None = None) -> None:
         if window_ms < 0 or max_rows < 1 or threads < 1:
             raise ValueError(f"window_ms must be >= 0 and max_rows and threads >= 1, got {window_ms}, {max_rows} "
                              f"and {threads}")
@@ -62,6 +66,7 @@ class Batcher:
         self.window = window_ms / 1000.0
         self.max_rows = max_rows
         self.threads = threads
+        self.on_batch = on_batch
         self._free: asyncio.Semaphore | None = None
         self._running: set[asyncio.Future] = set()
         self._queue: deque[_Pending] = deque()  # every batch not yet run, oldest first
@@ -116,9 +121,14 @@ class Batcher:
         inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in names}
         self.calls += 1
         self.rows += pending.rows
-        call = loop.run_in_executor(None, self.run, pending.function, {**inputs, **pending.scalars})
+        call = loop.run_in_executor(None, self._timed_run, pending.function, {**inputs, **pending.scalars})
         self._running.add(call)
         call.add_done_callback(functools.partial(self._deliver, pending))
+
+    def _timed_run(self, function: Callable, inputs: dict[str, np.ndarray]) -> tuple[dict, float, float]:
+        started = time.monotonic()
+        outputs = self.run(function, inputs)
+        return outputs, started, time.monotonic()
 
     def _deliver(self, pending: _Pending, call: asyncio.Future) -> None:
         """Frees the call before waking the batch's requests, so that the next batch starts before
@@ -131,7 +141,10 @@ class Batcher:
                 if not future.done():
                     future.set_exception(error)
             return
-        outputs, start = call.result(), 0
+        outputs, started, finished = call.result()
+        if self.on_batch is not None:
+            self.on_batch(pending.rows, started - pending.arrived, finished - started)
+        start = 0
         for size, future in zip(pending.sizes, pending.futures):
             if not future.done():
                 future.set_result({name: value[start : start + size] for name, value in outputs.items()})
