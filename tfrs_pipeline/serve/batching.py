@@ -142,10 +142,10 @@ class Batcher:
                     future.set_exception(error)
             return
         outputs, started, finished = call.result()
-        if self.on_batch is not None:
-            self.on_batch(pending.rows, started - pending.arrived, finished - started)
         start = 0
         for size, future in zip(pending.sizes, pending.futures):
             if not future.done():
                 future.set_result({name: value[start : start + size] for name, value in outputs.items()})
             start += size
+        if self.on_batch is not None:
+            self.on_batch(pending.rows, started - pending.arrived, finished - started)
