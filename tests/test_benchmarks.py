@@ -42,3 +42,23 @@ def test_retrieval_benchmark_prints_both_throughputs_overall_and_after_the_first
     ratio = results["ours"]["examples_per_second"] / results["tutorial"]["examples_per_second"]
     assert f"throughput, ours / tutorial: {ratio:.1f}x" in printed
     assert "in the epochs after the first" in printed
+
+
+def test_serving_benchmark_prints_every_client_count_and_the_servers_batches(trained, tmp_path, capsys):
+    out = tmp_path / "serving.json"
+    assert main(["benchmark", "serving", "--model", str(trained.path), "--clients", "1,4", "--requests", "10",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for row in ("in process batch 1", "HTTP direct, 1 client", "HTTP direct, 4 clients", "HTTP batching, 4 clients",
+                "HTTP p50 at 1 client / in-process p50", "batching at 4 clients / 1 client throughput"):
+        assert row in printed, row
+    results = json.loads(out.read_text())
+    for label in ("direct_1", "direct_4", "batching_1", "batching_4"):
+        assert results["http"][label]["requests"] == int(label[-1]) * 10
+        assert results["http"][label]["p50_ms"] <= results["http"][label]["p99_ms"]
+    # The server's batches over the measured requests alone (the warm-up is left out).
+    one, four = results["http"]["batching_1"]["batches"], results["http"]["batching_4"]["batches"]
+    assert one["calls"] == 10 and one["rows_per_call"] == 1.0  # one client: every call holds its one request
+    assert four["calls"] * four["rows_per_call"] == 40 and 1.0 <= four["rows_per_call"] <= 4.0
+    assert four["call_ms"] > 0 and four["queue_ms"] > 0
+    assert "batches at 4 clients:" in printed

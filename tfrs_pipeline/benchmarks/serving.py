@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +87,13 @@ class _LoopbackClient:
         self.socket.close()
 
 
-def _http_clients(url: str, name: str, users: list[str], clients: int, requests: int, k: int) -> dict:
-    """``clients`` threads, each on its own keep-alive connection, ``requests`` one-user predict calls each."""
+def _http_clients(url: str, name: str, users: list[str], clients: int, requests: int, k: int,
+                  measuring: Callable[[], None] | None = None) -> dict:
+    """``clients`` threads, each on its own keep-alive connection, ``requests`` one-user predict calls each.
+
+    Args:
+        measuring: called after the warm-up, just before the measured requests.
+    """
     import concurrent.futures
 
     host, port = url.removeprefix("http://").split(":")
@@ -115,10 +122,38 @@ def _http_clients(url: str, name: str, users: list[str], clients: int, requests:
         return times
 
     client(clients, 20)  # warm-up on a connection of its own
+    if measuring is not None:
+        measuring()
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         times = [t for result in pool.map(client, range(clients)) for t in result]
     return _summary(np.asarray(times), time.perf_counter() - start, clients * requests)
+
+
+_BATCH_SERIES = ("tfrs_batch_size_sum", "tfrs_batch_size_count", "tfrs_batch_queue_seconds_sum",
+                  "tfrs_batch_call_seconds_sum")
+
+
+def _batch_totals(url: str) -> dict[str, float]:
+    """The server's running batch totals, read from its ``/metrics``."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as answer:
+        lines = answer.read().decode().splitlines()
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in lines if line.split(" ")[0] in _BATCH_SERIES}
+
+
+def _read_totals(url: str, into: dict[str, float]) -> None:
+    into.update(_batch_totals(url))
+
+
+def _batch_means(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Rows per call, milliseconds queued and milliseconds per call over the calls between two readings."""
+    calls = after["tfrs_batch_size_count"] - before["tfrs_batch_size_count"]
+    per_call = lambda name: (after[name] - before[name]) / max(calls, 1)  # noqa: E731
+    return {"calls": int(calls), "rows_per_call": per_call("tfrs_batch_size_sum"),
+            "queue_ms": per_call("tfrs_batch_queue_seconds_sum") * 1000.0,
+            "call_ms": per_call("tfrs_batch_call_seconds_sum") * 1000.0}
 
 
 def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32), requests: int = 200, k: int = 10,
@@ -142,7 +177,12 @@ def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32
         process, url = _start_server(recommender.path, batching)
         try:
             for count in clients:
-                results["http"][f"{label}_{count}"] = _http_clients(url, recommender.name, users, count, requests, k)
+                before: dict[str, float] = {}
+                measured = _http_clients(url, recommender.name, users, count, requests, k,
+                                         measuring=functools.partial(_read_totals, url, before) if batching else None)
+                if batching:  # the server's own view: how full its batches were and where the time went
+                    measured["batches"] = _batch_means(before, _batch_totals(url))
+                results["http"][f"{label}_{count}"] = measured
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -163,6 +203,12 @@ def format_serving_benchmark(results: dict, clients) -> str:
             r = results["http"][f"{label}_{count}"]
             lines.append(f"  {'HTTP ' + label + f', {count} client' + ('s' if count > 1 else ''):24} "
                          f"{r['users_per_second']:9,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+    for count in clients:
+        b = results["http"][f"batching_{count}"].get("batches")
+        if b:
+            lines.append(f"  batches at {count} client{'s' if count > 1 else ''}: {b['rows_per_call']:.1f} rows per call, "
+                         f"{b['queue_ms']:.2f} ms from first request to call, {b['call_ms']:.2f} ms per call "
+                         f"(means of {b['calls']:,} calls)")
     one = results["http"][f"direct_{clients[0]}"]
     lines.append(f"  HTTP p50 at {clients[0]} client / in-process p50: "
                  f"{one['p50_ms'] / results['in_process_batch_1']['p50_ms']:.2f}x")
