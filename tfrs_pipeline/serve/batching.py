@@ -68,7 +68,6 @@ class Batcher:
         self.threads = threads
         self.on_batch = on_batch
         self._free: asyncio.Semaphore | None = None
-        self._running: set[asyncio.Future] = set()
         self._queue: deque[_Pending] = deque()  # every batch not yet run, oldest first
         self._open: dict[tuple, _Pending] = {}  # per key, the batch new requests join
         self._wake: asyncio.Event | None = None
@@ -122,7 +121,6 @@ class Batcher:
         self.calls += 1
         self.rows += pending.rows
         call = loop.run_in_executor(None, self._timed_run, pending.function, {**inputs, **pending.scalars})
-        self._running.add(call)
         call.add_done_callback(functools.partial(self._deliver, pending))
 
     def _timed_run(self, function: Callable, inputs: dict[str, np.ndarray]) -> tuple[dict, float, float]:
@@ -133,7 +131,6 @@ class Batcher:
     def _deliver(self, pending: _Pending, call: asyncio.Future) -> None:
         """Frees the call before waking the batch's requests, so that the next batch starts before
         this one's answers are written (the event loop runs what it was given in order)."""
-        self._running.discard(call)
         self._free.release()
         error = asyncio.CancelledError() if call.cancelled() else call.exception()
         if error is not None:  # every request of the batch gets the error
