@@ -256,7 +256,7 @@ def encode_predict(outputs: dict[str, np.ndarray], rows: bool) -> bytes:
     """
     finite = all(value.dtype.kind != "f" or np.isfinite(value).all() for value in outputs.values())
     if finite:
-        columns = {name: _decoded(value.tolist()) if value.dtype.kind in "OS" else np.ascontiguousarray(value)
+        columns = {name: jsonable(value) if value.dtype.kind in "OS" else np.ascontiguousarray(value)
                    for name, value in outputs.items()}
     else:
         columns = {name: jsonable(value) for name, value in outputs.items()}
@@ -266,12 +266,6 @@ def encode_predict(outputs: dict[str, np.ndarray], rows: bool) -> bytes:
         count = len(next(iter(columns.values()))) if columns else 0
         body = {"predictions": [{name: column[row] for name, column in columns.items()} for row in range(count)]}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) if finite else encode(body)
-
-
-def _decoded(items: list) -> list:
-    """Nested lists of ``bytes`` (a string tensor's ``tolist()``) as ``str``."""
-    return [_decoded(item) if isinstance(item, list) else item.decode("utf-8") if isinstance(item, bytes) else item
-            for item in items]
 
 
 def encode(body: dict) -> bytes:
