@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +86,11 @@ class _LoopbackClient:
 
 
 def _http_clients(url: str, name: str, users: list[str], clients: int, requests: int, k: int,
-                  measuring: Callable[[], None] | None = None) -> dict:
+                  batches: bool = False) -> dict:
     """``clients`` threads, each on its own keep-alive connection, ``requests`` one-user predict calls each.
 
     Args:
-        measuring: called after the warm-up, just before the measured requests.
+        batches: also report the server's batch means over the measured requests (``--batching``).
     """
     import concurrent.futures
 
@@ -122,12 +120,14 @@ def _http_clients(url: str, name: str, users: list[str], clients: int, requests:
         return times
 
     client(clients, 20)  # warm-up on a connection of its own
-    if measuring is not None:
-        measuring()
+    before = _batch_totals(url) if batches else None
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         times = [t for result in pool.map(client, range(clients)) for t in result]
-    return _summary(np.asarray(times), time.perf_counter() - start, clients * requests)
+    summary = _summary(np.asarray(times), time.perf_counter() - start, clients * requests)
+    if before is not None:  # the server's own view: how full its batches were and where the time went
+        summary["batches"] = _batch_means(before, _batch_totals(url))
+    return summary
 
 
 _BATCH_SERIES = ("tfrs_batch_size_sum", "tfrs_batch_size_count", "tfrs_batch_queue_seconds_sum",
@@ -143,17 +143,13 @@ def _batch_totals(url: str) -> dict[str, float]:
     return {line.split(" ")[0]: float(line.split(" ")[1]) for line in lines if line.split(" ")[0] in _BATCH_SERIES}
 
 
-def _read_totals(url: str, into: dict[str, float]) -> None:
-    into.update(_batch_totals(url))
-
-
 def _batch_means(before: dict[str, float], after: dict[str, float]) -> dict:
     """Rows per call, milliseconds queued and milliseconds per call over the calls between two readings."""
     calls = after["tfrs_batch_size_count"] - before["tfrs_batch_size_count"]
-    per_call = lambda name: (after[name] - before[name]) / max(calls, 1)  # noqa: E731
-    return {"calls": int(calls), "rows_per_call": per_call("tfrs_batch_size_sum"),
-            "queue_ms": per_call("tfrs_batch_queue_seconds_sum") * 1000.0,
-            "call_ms": per_call("tfrs_batch_call_seconds_sum") * 1000.0}
+    mean = {name: (after[name] - before[name]) / max(calls, 1) for name in _BATCH_SERIES}
+    return {"calls": int(calls), "rows_per_call": mean["tfrs_batch_size_sum"],
+            "queue_ms": mean["tfrs_batch_queue_seconds_sum"] * 1000.0,
+            "call_ms": mean["tfrs_batch_call_seconds_sum"] * 1000.0}
 
 
 def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32), requests: int = 200, k: int = 10,
@@ -177,12 +173,8 @@ def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32
         process, url = _start_server(recommender.path, batching)
         try:
             for count in clients:
-                before: dict[str, float] = {}
-                measured = _http_clients(url, recommender.name, users, count, requests, k,
-                                         measuring=functools.partial(_read_totals, url, before) if batching else None)
-                if batching:  # the server's own view: how full its batches were and where the time went
-                    measured["batches"] = _batch_means(before, _batch_totals(url))
-                results["http"][f"{label}_{count}"] = measured
+                results["http"][f"{label}_{count}"] = _http_clients(url, recommender.name, users, count, requests,
+                                                                    k, batches=batching)
         finally:
             process.terminate()
             process.wait(timeout=60)
