@@ -102,7 +102,7 @@ class Metrics:
                   ).set_function(lambda: batcher.calls)
             Gauge("tfrs_batch_rows", "Rows sent in batched calls", registry=self.registry
                   ).set_function(lambda: batcher.rows)
-            # What --batch-window-ms and --batch-threads are tuned by (TF Serving exports the same three).
+            # What --batch-window-ms and --batch-threads are tuned by.
             sizes = Histogram("tfrs_batch_size", "Rows per batched call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
                               registry=self.registry)
             queued = Histogram("tfrs_batch_queue_seconds", "Seconds from a batch's first request until its call "
