@@ -198,3 +198,20 @@ def test_training_history_pooling_hands_the_optimizer_one_gradient_row_per_disti
         for movie in histories[row - 1]:
             expected[movie] += weight / len(histories[row - 1])
     np.testing.assert_allclose(tf.convert_to_tensor(gradient).numpy(), expected, atol=1e-5)
+
+
+def test_several_steps_per_call_train_the_same_model():
+    data = load_data("synthetic:200x100x6000")
+    from tfrs_pipeline.split import split_ratings
+
+    split = split_ratings(data, SplitConfig(seed=1))
+    prepared = prepare(data, split.train, 0.05, 1)
+    runs = {}
+    for steps in (1, 16):
+        config = RetrievalConfig(epochs=3, batch_size=64, patience=3, steps_per_execution=steps)
+        runs[steps] = train_retrieval(prepared, config, verbose=0)
+    # 72 batches an epoch, 216 planned: enough for the multi-step loop to pay, so it is used
+    assert int(runs[16].model._steps_per_execution.numpy()) == 16
+    assert int(runs[1].model._steps_per_execution.numpy()) == 1
+    np.testing.assert_allclose(runs[16].history["loss"], runs[1].history["loss"], rtol=1e-4)
+    np.testing.assert_allclose(runs[16].history["val_hit_rate_at_100"], runs[1].history["val_hit_rate_at_100"], atol=1e-6)

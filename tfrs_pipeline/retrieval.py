@@ -22,7 +22,15 @@ from tfrs_pipeline.features import Prepared, make_dataset
 from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
 from tfrs_pipeline.metrics import TOP_KS, hit_ranks, hit_rate_at_k, id_positions, rows_per_block, users_of
 from tfrs_pipeline.towers import CandidateTower, QueryTower
-from tfrs_pipeline.training_loop import StageBackup, TrainingResult, build_optimizer, fit, in_float32, make_optimizer
+from tfrs_pipeline.training_loop import (
+    StageBackup,
+    TrainingResult,
+    build_optimizer,
+    fit,
+    in_float32,
+    make_optimizer,
+    steps_per_call,
+)
 
 
 class Retrieval(tfrs.tasks.Retrieval):
@@ -217,7 +225,9 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     # same on every replica (MultiWorkerMirroredStrategy cannot broadcast its string movie ids).
     model.refresh_index()
     with strategy.scope():
-        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                      steps_per_execution=steps_per_call(config.steps_per_execution, strategy, len(prepared.train),
+                                                          config.batch_size, config.epochs))
         build_optimizer(model)
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     # Validation's factorized top-K scores each batch against the whole catalog.
