@@ -40,7 +40,7 @@ def test_progress_in_logs_reports_within_a_long_epoch(capsys):
 
 
 def test_progress_counts_every_batch_when_keras_runs_several_per_call(capsys):
-    # retrieval and ranking train with steps_per_execution: Keras reports once per call, with the last batch
+    # retrieval trains with steps_per_execution: Keras reports once per call, with the last batch
     model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse", steps_per_execution=4)
     x, y = np.ones((128, 2), np.float32), np.ones((128, 1), np.float32)

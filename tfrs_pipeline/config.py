@@ -178,7 +178,6 @@ class RankingConfig:
         dropout: dropout rate in the MLP.
         learning_rate: Adam step size.
         batch_size: training examples per step.
-        steps_per_execution: training steps per call into TensorFlow (as in :class:`RetrievalConfig`).
         epochs: most epochs to train.
         patience: epochs without validation RMSE improvement before stopping early.
         reduce_lr_on_plateau: divide the learning rate by 3 after an epoch without improvement.
@@ -204,7 +203,6 @@ class RankingConfig:
     dropout: float = 0.1
     learning_rate: float = 0.002
     batch_size: int = 1024
-    steps_per_execution: int = 16
     epochs: int = 30
     patience: int = 3
     reduce_lr_on_plateau: bool = True
@@ -285,7 +283,6 @@ class PipelineConfig:
             ("ranking.embedding_dim", self.ranking.embedding_dim),
             ("ranking.batch_size", self.ranking.batch_size),
             ("ranking.epochs", self.ranking.epochs),
-            ("ranking.steps_per_execution", self.ranking.steps_per_execution),
             ("ranking.list_batch_size", self.ranking.list_batch_size),
             ("ranking.list_epochs", self.ranking.list_epochs),
             ("serving.num_candidates", self.serving.num_candidates),

@@ -24,7 +24,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_pipeline.config import RankingConfig
 from tfrs_pipeline.features import Prepared, UserTable, make_dataset
 from tfrs_pipeline.layers import HistoryPooling, IdEmbedding, MovieFeatures, UserFeatures
-from tfrs_pipeline.training_loop import StageBackup, TrainingResult, build_optimizer, fit, in_float32, steps_per_call
+from tfrs_pipeline.training_loop import StageBackup, TrainingResult, build_optimizer, fit, in_float32
 
 #: Sampled negatives per interaction when the ranking stage learns relevance (implicit feedback).
 NEGATIVES_PER_POSITIVE = 4
@@ -154,9 +154,7 @@ def train_ranking(prepared: Prepared, config: RankingConfig, *, seed: int = 7, l
     with strategy.scope():
         model = RankingModel(prepared, config)
         model({"user_id": tf.constant(prepared.vocab.user_ids[:1]), "movie_id": tf.constant(prepared.vocab.movie_ids[:1])})
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
-                      steps_per_execution=steps_per_call(config.steps_per_execution, strategy, len(prepared.train),
-                                                          config.batch_size, config.epochs))
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
         build_optimizer(model)
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
