@@ -121,6 +121,7 @@ class RankingModel(tfrs.Model):
         )
         return tf.cast(prediction, tf.float32)
 
+    @tf.autograph.experimental.do_not_convert
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         if self.implicit:
             return self._relevance_loss(features, training)
