@@ -292,6 +292,7 @@ class ListRanker(tfrs.Model):
             return np.zeros((0, lists.movie_ids.shape[1], len(FEATURES)), np.float32), np.zeros((0, 0), bool)
         return np.concatenate(features), np.concatenate(valid)
 
+    # Traced without AutoGraph, as the rating model's loss is (no control flow on tensors).
     @tf.autograph.experimental.do_not_convert
     def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         scores = self(inputs, training=training)

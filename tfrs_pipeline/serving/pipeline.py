@@ -44,7 +44,7 @@ import tensorflow as tf
 from tfrs_pipeline.features import MovieTable, id_lookup
 from tfrs_pipeline.serving.blend import blend_top_k, rank_candidates
 from tfrs_pipeline.serving.candidates import CandidateRetriever
-from tfrs_pipeline.serving.specs import EXCLUDE_MOVIE_IDS, MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
+from tfrs_pipeline.serving.specs import EXCLUDE_MOVIE_IDS, MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K, signature
 
 _NEG_INF = -np.inf
 
@@ -110,19 +110,19 @@ class TwoStagePipeline(tf.Module):
             "known_user": known,
         }
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, K])
+    @signature(USER_IDS, K)
     def serve(self, user_id, k):
         return self._two_stage(user_id, k, exclude_seen=True)
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, K])
+    @signature(USER_IDS, K)
     def serve_including_seen(self, user_id, k):
         return self._two_stage(user_id, k, exclude_seen=False)
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, EXCLUDE_MOVIE_IDS, K])
+    @signature(USER_IDS, EXCLUDE_MOVIE_IDS, K)
     def serve_excluding(self, user_id, exclude_movie_ids, k):
         return self._two_stage(user_id, k, exclude_seen=True, also_exclude=self._positions(exclude_movie_ids))
 
-    @tf.function(autograph=False, input_signature=[MOVIE_ID_LISTS, K])
+    @signature(MOVIE_ID_LISTS, K)
     def recommend_from_history(self, movie_ids, k):
         positions = self._positions(movie_ids)
         candidates, retrieval_scores, history_known = self.retriever.from_history(movie_ids, positions,
@@ -141,13 +141,13 @@ class TwoStagePipeline(tf.Module):
             "history_known": history_known,
         }
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, K])
+    @signature(USER_IDS, K)
     def retrieve(self, user_id, k):
         movie_ids, scores, known = self.retriever(user_id, k)
         return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "retrieval_scores": scores,
                 "known_user": known}
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, MOVIE_ID_LISTS])
+    @signature(USER_IDS, MOVIE_ID_LISTS)
     def rank(self, user_id, movie_ids):
         return {
             "predicted_ratings": rank_candidates(self.ranking, user_id, movie_ids),
@@ -155,7 +155,7 @@ class TwoStagePipeline(tf.Module):
             "known_movie": self.catalog_lookup(movie_ids) > 0,
         }
 
-    @tf.function(autograph=False, input_signature=[MOVIE_IDS, K])
+    @signature(MOVIE_IDS, K)
     def similar_movies(self, movie_id, k):
         positions = self.catalog_lookup(movie_id) - 1
         known = positions >= 0
@@ -187,7 +187,7 @@ class TwoStagePipeline(tf.Module):
                                    * tf.gather(target, history.value_rowids()), axis=1)
         return history, tf.RaggedTensor.from_row_splits(similarity, history.row_splits)
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, MOVIE_IDS, K])
+    @signature(USER_IDS, MOVIE_IDS, K)
     def explain(self, user_id, movie_id, k):
         """The user's rated movies that contribute most to ``movie_id``, with their shares of the positive total."""
         positions, contributions = self._history_contributions(user_id, movie_id)

@@ -19,3 +19,12 @@ MOVIE_ID_LISTS = tf.TensorSpec([None, None], tf.string, name="movie_ids")
 K = tf.TensorSpec([], tf.int32, name="k")
 #: Movies never to return, per row [batch, n] ("" pads shorter rows).
 EXCLUDE_MOVIE_IDS = tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")
+
+
+def signature(*inputs: tf.TensorSpec):
+    """``tf.function`` of an exported signature taking ``inputs``, traced without AutoGraph.
+
+    Nothing exported has control flow on tensors, so AutoGraph's rewriting of its code would
+    only cost time at every export.
+    """
+    return tf.function(input_signature=list(inputs), autograph=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrs_pipeline.serving.candidates import CandidateRetriever
-from tfrs_pipeline.serving.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K
+from tfrs_pipeline.serving.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K, signature
 
 
 class QueryTowerExport(tf.Module):
@@ -23,7 +23,7 @@ class QueryTowerExport(tf.Module):
         super().__init__(name="query_tower")
         self.query_tower = query_tower
 
-    @tf.function(autograph=False, input_signature=[USER_IDS])
+    @signature(USER_IDS)
     def serve(self, user_id):
         return {"embeddings": self.query_tower.serve(user_id), "known_user": self.query_tower.known(user_id)}
 
@@ -35,7 +35,7 @@ class CandidateTowerExport(tf.Module):
         super().__init__(name="candidate_tower")
         self.candidate_tower = candidate_tower
 
-    @tf.function(autograph=False, input_signature=[MOVIE_IDS])
+    @signature(MOVIE_IDS)
     def serve(self, movie_id):
         return {"embeddings": self.candidate_tower(movie_id), "known_movie": self.candidate_tower.known(movie_id)}
 
@@ -57,11 +57,11 @@ class IndexExport(tf.Module):
         movie_ids, scores, known = self.retriever(user_id, k, exclude_seen=exclude_seen)
         return {"movie_ids": movie_ids, "scores": scores, "known_user": known}
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, K])
+    @signature(USER_IDS, K)
     def serve(self, user_id, k):
         return self._answer(user_id, k, exclude_seen=True)
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, K])
+    @signature(USER_IDS, K)
     def include_seen(self, user_id, k):
         return self._answer(user_id, k, exclude_seen=False)
 
@@ -79,8 +79,8 @@ class RankingExport(tf.Module):
         self.list_ranker = list_ranker
         if list_ranker is not None:
             # Only then: saving traces every function with an input signature, used or not.
-            self.score_candidates = tf.function(self._score_candidates, autograph=False, input_signature=[
-                USER_IDS, MOVIE_ID_LISTS, tf.TensorSpec([None, None], tf.float32, name="retrieval_scores")])
+            self.score_candidates = signature(USER_IDS, MOVIE_ID_LISTS, tf.TensorSpec(
+                [None, None], tf.float32, name="retrieval_scores"))(self._score_candidates)
 
     def _score_candidates(self, user_id, movie_ids, retrieval_scores):
         scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores)
@@ -92,7 +92,7 @@ class RankingExport(tf.Module):
             signatures["score_candidates"] = self.score_candidates
         return signatures
 
-    @tf.function(autograph=False, input_signature=[USER_IDS, MOVIE_IDS])
+    @signature(USER_IDS, MOVIE_IDS)
     def serve(self, user_id, movie_id):
         return {
             "predicted_rating": self.ranking_model({"user_id": user_id, "movie_id": movie_id}),
