@@ -49,7 +49,11 @@ class SeenAwareBruteForce(tfrs.layers.factorized_top_k.BruteForce):
         return self._compute_score(queries, self._candidates)
 
     def call(self, queries: tf.Tensor, k: int | tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        k = self._k if k is None else k
+        return self._top_k(queries, self._k if k is None else k)
+
+    # Called from TFRS's metrics, which AutoGraph converts; this code needs no conversion.
+    @tf.autograph.experimental.do_not_convert
+    def _top_k(self, queries: tf.Tensor, k: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         scores = self.scores(queries)
         values, positions = tf.math.top_k(scores, k=tf.minimum(tf.cast(k, tf.int32), tf.shape(scores)[1]))
         return values, tf.gather(self._identifiers, positions)

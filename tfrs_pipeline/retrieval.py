@@ -129,8 +129,7 @@ class RetrievalModel(tfrs.Model):
         movie_id = features["movie_id"]
         if training and self.config.negatives == "in-batch":
             return self._in_batch_loss(features["user_id"], movie_id)
-        query = self.query_tower(features["user_id"], leave_out_movie_id=movie_id, training=training)
-        candidate = self.candidate_tower(movie_id)
+        query, candidate = self._towers(features["user_id"], movie_id, training)
         if training:
             return self._full_softmax_loss(query, candidate, movie_id)
         extra = {}
@@ -152,6 +151,13 @@ class RetrievalModel(tfrs.Model):
         probability = (tf.gather(self.sampling_probability, self.candidate_tower.rows(distinct))
                        if self.config.logq_correction else None)
         return in_float32(lambda: self.task.in_batch_loss(query, self.candidate_tower(distinct), positive, probability))
+
+    @tf.autograph.experimental.do_not_convert
+    def _towers(self, user_id: tf.Tensor, movie_id: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """Each example's query (its movie left out of the history) and candidate embeddings, without
+        AutoGraph (the first validation traced them for 0.5 s)."""
+        return (self.query_tower(user_id, leave_out_movie_id=movie_id, training=training),
+                self.candidate_tower(movie_id))
 
     def _full_softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, movie_id: tf.Tensor) -> tf.Tensor:
         """Softmax over the whole catalog: each query's positive against every movie, no sampling bias.
