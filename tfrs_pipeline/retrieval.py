@@ -30,6 +30,7 @@ from tfrs_pipeline.training_loop import (
     in_float32,
     make_optimizer,
     steps_per_call,
+    trace_step_once,
 )
 
 
@@ -235,11 +236,12 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     # The index is re-embedded, never trained: plain variables outside the strategy hold it, the
     # same on every replica (MultiWorkerMirroredStrategy cannot broadcast its string movie ids).
     model.refresh_index()
+    steps = steps_per_call(config.steps_per_execution, strategy, len(prepared.train), config.batch_size, config.epochs)
     with strategy.scope():
-        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                      steps_per_execution=steps_per_call(config.steps_per_execution, strategy, len(prepared.train),
-                                                          config.batch_size, config.epochs))
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), steps_per_execution=steps)
         build_optimizer(model)
+    if steps > 1:
+        trace_step_once(model)
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     # Validation's factorized top-K scores each batch against the whole catalog.
     validation = (make_dataset(prepared.validation, rows_per_block(len(prepared.movies.movie_ids), 8192))
