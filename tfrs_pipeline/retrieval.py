@@ -156,7 +156,7 @@ class RetrievalModel(tfrs.Model):
     @tf.autograph.experimental.do_not_convert
     def _towers(self, user_id: tf.Tensor, movie_id: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """Each example's query (its movie left out of the history) and candidate embeddings, without
-        AutoGraph (the first validation traced them for 0.5 s)."""
+        AutoGraph (converting them took 0.7 s of the first validation at 100K ratings)."""
         return (self.query_tower(user_id, leave_out_movie_id=movie_id, training=training),
                 self.candidate_tower(movie_id))
 

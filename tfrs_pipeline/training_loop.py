@@ -189,8 +189,9 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
     return OPTIMIZERS[name](learning_rate=learning_rate)
 
 
-#: Fewest planned training steps for which several steps per call pay: Keras traces the step twice for its
-#: multi-step loop (about 0.5 s more on the retrieval model), and each step saves 3 to 5 ms.
+#: Fewest planned training steps for which several steps per call pay: the multi-step loop's first call
+#: costs about 0.5 s more on the retrieval model (its step traced once, see :func:`trace_step_once`), and
+#: each later step saves 3 to 5 ms.
 MULTI_STEP_FROM = 200
 
 
