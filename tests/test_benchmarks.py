@@ -47,8 +47,9 @@ def test_retrieval_benchmark_prints_both_throughputs_overall_and_after_the_first
 def test_serving_benchmark_prints_every_client_count_and_the_servers_batches(trained, tmp_path, capsys):
     out = tmp_path / "serving.json"
     assert main(["benchmark", "serving", "--model", str(trained.path), "--clients", "1,4", "--requests", "10",
-                 "--out", str(out)]) == 0
+                 "--intra-op-threads", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    assert "server --intra-op-threads=1)" in printed.splitlines()[0]  # handed to the server it started
     for row in ("in process batch 1", "HTTP direct, 1 client", "HTTP direct, 4 clients", "HTTP batching, 4 clients",
                 "HTTP p50 at 1 client / in-process p50", "batching at 4 clients / 1 client throughput"):
         assert row in printed, row

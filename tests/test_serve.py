@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -386,6 +387,23 @@ def test_sigterm_finishes_the_request_in_flight(base, tmp_path):
             process.kill()
         _, stderr = process.communicate(timeout=30)
     assert "Application shutdown complete" in stderr
+
+
+def test_tensorflow_thread_pools_are_sized_as_asked(base):
+    # TF Serving's --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism.
+    command = [sys.executable, "-m", "tfrs_pipeline.cli", "serve", "--model", str(base / "1"), "--port", "0",
+               "--intra-op-threads", "1", "--inter-op-threads", "3"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = process.stdout.readline()
+        assert "TensorFlow threads: 1 intra-op, 3 inter-op" in line
+        url = next(word for word in line.split() if word.startswith("http://"))
+        with urllib.request.urlopen(url + "/healthz", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
 
 
 def test_exported_graphs_hold_only_stock_tensorflow_ops(trained):

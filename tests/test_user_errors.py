@@ -51,6 +51,7 @@ CASES = [
     ("serve --model MODEL --host no-such-host.invalid --port 0", "cannot serve on host 'no-such-host.invalid'"),
     ("serve --model MODEL --port 70000", "expected a TCP port number from 0 to 65535, got 70000"),
     ("serve --model MODEL --port http", "expected a TCP port number from 0 to 65535, got 'http'"),
+    ("serve --model MODEL --intra-op-threads 0", "argument --intra-op-threads: expected a positive integer"),
     ("benchmark serving", "benchmark serving needs --model"),
     ("benchmark serving --model MODEL --clients 0,8", "expected client counts from 1 to 256 such as 1,8,32, got '0,8'"),
     ("benchmark index --catalog 10000,0", "expected catalog sizes from 1 to 50,000,000 such as 10000,100000, got '10000,0'"),

@@ -292,7 +292,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from tfrs_pipeline.serve import Limits, make_server
+    from tfrs_pipeline.serve import Limits, make_server, set_tensorflow_threads, tensorflow_threads
     from tfrs_pipeline.serve.versions import parse_version_policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -301,6 +301,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None
     model = args.model_base or args.model  # one of them: argparse requires it
+    set_tensorflow_threads(args.intra_op_threads, args.inter_op_threads)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
                     max_k=args.max_k, timeout_seconds=args.request_timeout)
     server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
@@ -313,8 +314,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"tfrs-pipeline: warning: version {state.version} is not served: {state.error}", file=sys.stderr)
     served = ", ".join(str(s.version) for s in versions.available())
     print(f"serving {versions.base} (version {served}) on {server.url}  (POST /v1/models/{versions.name}:predict, "
-          "GET /recommend?user_id=ID&k=10, GET /similar?movie_id=ID, GET /metrics); SIGTERM or Ctrl-C stops",
-          flush=True)
+          "GET /recommend?user_id=ID&k=10, GET /similar?movie_id=ID, GET /metrics); SIGTERM or Ctrl-C stops; "
+          f"TensorFlow threads: {tensorflow_threads()}", flush=True)
     server.run()
     return 0
 
@@ -345,7 +346,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         if not args.model:
             raise ConfigError("benchmark serving needs --model saved_models/NAME (train one with "
                               "`tfrs-pipeline demo` or `tfrs-pipeline train`)")
-        benchmarks.benchmark_serving(args.model, clients=tuple(args.clients), requests=args.requests, out=args.out)
+        server_options = [f"--{name}-op-threads={value}" for name, value in
+                          (("intra", args.intra_op_threads), ("inter", args.inter_op_threads)) if value]
+        benchmarks.benchmark_serving(args.model, clients=tuple(args.clients), requests=args.requests, out=args.out,
+                                     server_options=server_options)
     return 0
 
 
@@ -442,6 +446,10 @@ def _register_model_commands(commands) -> None:
                            help="serving: requests per client at each client count (default 200)")
     benchmark.add_argument("--clients", type=_counts(1, 256, "1,8,32", "client counts"), default=[1, 8, 32],
                            help="serving: concurrent HTTP clients to measure, comma-separated (default 1,8,32)")
+    benchmark.add_argument("--intra-op-threads", type=_positive,
+                           help="serving: the server's --intra-op-threads (default: TensorFlow's choice)")
+    benchmark.add_argument("--inter-op-threads", type=_positive,
+                           help="serving: the server's --inter-op-threads (default: TensorFlow's choice)")
     benchmark.add_argument("--sizes", type=_synthetic_sizes, default=["100k", "1m", "20m"],
                            help="scale: synthetic data sizes, comma-separated (default 100k,1m,20m)")
     benchmark.add_argument("--epochs", type=_positive,
@@ -485,6 +493,12 @@ def _register_model_commands(commands) -> None:
     serve.add_argument("--batch-threads", type=_positive, default=1,
                        help="with --batching: batches that may run at the same time, TF Serving's "
                             "num_batch_threads (default 1)")
+    serve.add_argument("--intra-op-threads", type=_positive,
+                       help="threads one TensorFlow op may use, TF Serving's --tensorflow_intra_op_parallelism "
+                            "(default: TensorFlow's choice, one per core)")
+    serve.add_argument("--inter-op-threads", type=_positive,
+                       help="TensorFlow ops that may run at the same time, TF Serving's "
+                            "--tensorflow_inter_op_parallelism (default: TensorFlow's choice, one per core)")
     serve.add_argument("--max-body-bytes", type=_byte_count, default=4 * 1024 * 1024,
                        help="largest request body; larger ones get 413 (default 4194304)")
     serve.add_argument("--max-batch", type=_positive, default=1024, help="most rows per request (default 1024)")

@@ -45,13 +45,17 @@ def _in_process(signature, users: list[str], batch: int, requests: int, k: int) 
     return _summary(np.asarray(times), time.perf_counter() - start, batch * requests)
 
 
-def _start_server(model: str | Path, batching: bool):
-    """``tfrs-pipeline serve`` in its own process (clients and server must not share a GIL); returns it and its URL."""
+def _start_server(model: str | Path, batching: bool, options: list[str] | tuple[str, ...] = ()):
+    """``tfrs-pipeline serve`` in its own process (clients and server must not share a GIL); returns it and its URL.
+
+    Args:
+        options: more of ``serve``'s options, such as ``--intra-op-threads=1``.
+    """
     import os
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "tfrs_pipeline.cli", "serve", "--model", str(model), "--port", "0"]
+    command = [sys.executable, "-m", "tfrs_pipeline.cli", "serve", "--model", str(model), "--port", "0", *options]
     command += ["--batching"] if batching else []
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -168,25 +172,27 @@ def _batch_means(before: dict[str, float], after: dict[str, float]) -> dict:
 
 
 def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32), requests: int = 200, k: int = 10,
-                      out: str | Path | None = None) -> dict:
+                      out: str | Path | None = None, server_options: list[str] | tuple[str, ...] = ()) -> dict:
     """Users per second and p50/p99 milliseconds of ``serving_default``: in-process, and over HTTP on loopback
     at each client count with and without server-side batching (the server runs in its own process).
 
     Args:
         requests: requests per client at each client count (and in-process calls per measurement).
+        server_options: more of ``tfrs-pipeline serve``'s options for the server, such as ``--intra-op-threads=1``.
     """
     from tfrs_pipeline.client import Recommender
 
     recommender = Recommender.load(model)
     signature = recommender.signatures["serving_default"]
     users = [str(u) for u in recommender.known_users()]
-    results: dict = {"model": str(recommender.path), "k": k, "requests_per_client": requests, "http": {}}
+    results: dict = {"model": str(recommender.path), "k": k, "requests_per_client": requests, "http": {},
+                     "server_options": list(server_options)}
     with _collector_paused():
         results["in_process_batch_1"] = _in_process(signature, users, 1, requests, k)
         results["in_process_batch_32"] = _in_process(signature, users, 32, max(requests // 4, 10), k)
     for batching in (False, True):
         label = "batching" if batching else "direct"
-        process, url = _start_server(recommender.path, batching)
+        process, url = _start_server(recommender.path, batching, server_options)
         try:
             for count in clients:
                 with _collector_paused():
@@ -202,7 +208,8 @@ def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32
 
 def format_serving_benchmark(results: dict, clients) -> str:
     lines = [f"serving {results['model']} (serving_default, one user per request, k={results['k']}, "
-             f"{results['requests_per_client']} requests per client):",
+             f"{results['requests_per_client']} requests per client"
+             + (f"; server {' '.join(results['server_options'])}" if results.get("server_options") else "") + "):",
              f"  {'':24} {'users/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
     for name in ("in_process_batch_1", "in_process_batch_32"):
         r = results[name]

@@ -35,7 +35,8 @@ from tfrs_pipeline.serve.versions import ModelVersions
 #: Python's thread switch interval while serving (its default is 0.005 s).
 SWITCH_INTERVAL_SECONDS = 0.0005
 
-__all__ = ["HttpServer", "Limits", "ModelVersions", "ServerApp", "make_server"]
+__all__ = ["HttpServer", "Limits", "ModelVersions", "ServerApp", "make_server", "set_tensorflow_threads",
+           "tensorflow_threads"]
 
 
 class HttpServer:
@@ -92,6 +93,34 @@ class HttpServer:
         self.uvicorn.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=60)
+
+
+def set_tensorflow_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
+    """Sizes TensorFlow's thread pools for this process, as TensorFlow Serving's
+    ``--tensorflow_intra_op_parallelism`` and ``--tensorflow_inter_op_parallelism`` do (None:
+    TensorFlow's choice, one thread per core). Call it before the first model loads.
+
+    Raises:
+        ConfigError: TensorFlow has started its thread pools already.
+    """
+    import tensorflow as tf
+
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as error:
+        raise ConfigError(f"TensorFlow's threads can only be set before it starts: {error}") from None
+
+
+def tensorflow_threads() -> str:
+    """TensorFlow's thread pool sizes, as set (``"1 intra-op, default inter-op"``)."""
+    import tensorflow as tf
+
+    sizes = (tf.config.threading.get_intra_op_parallelism_threads(),
+             tf.config.threading.get_inter_op_parallelism_threads())
+    return ", ".join(f"{size or 'default'} {name}-op" for size, name in zip(sizes, ("intra", "inter")))
 
 
 def make_server(model: str | Path, host: str = "127.0.0.1", port: int = 8501, *, version_policy="latest",
