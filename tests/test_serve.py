@@ -566,3 +566,65 @@ def test_a_waiting_batch_starts_before_the_last_batchs_answers_are_written():
     second_handed_out_first, answer = asyncio.run(scenario())
     assert second_handed_out_first
     assert answer["y"].tolist() == [2]
+
+
+def test_the_batch_thread_starts_the_next_batch_while_the_event_loop_is_busy():
+    # The batch threads take due batches themselves: a loop busy reading requests and writing
+    # answers (here: blocked outright) does not hold the model idle.
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from tfrs_pipeline.serve.batching import Batcher
+
+    first_running, release, second_running = threading.Event(), threading.Event(), threading.Event()
+
+    def run(function, inputs):
+        if inputs["x"][0] == 0:
+            first_running.set()
+            release.wait(10)
+        else:
+            second_running.set()
+        return {"y": inputs["x"] * 2}
+
+    async def scenario():
+        batcher = Batcher(run, window_ms=0.0, threads=1)
+        first = asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([0])}))
+        await asyncio.to_thread(first_running.wait, 10)
+        second = asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([1])}))
+        await asyncio.sleep(0.05)  # the second batch is queued behind the busy call
+        release.set()
+        started_while_blocked = second_running.wait(5)  # blocks the event loop
+        answers = await asyncio.wait_for(asyncio.gather(first, second), 10)
+        batcher.close()
+        return started_while_blocked, answers
+
+    started_while_blocked, answers = asyncio.run(scenario())
+    assert started_while_blocked
+    assert [a["y"].tolist() for a in answers] == [[0], [2]]
+
+
+def test_closing_the_batcher_fails_queued_requests_and_ends_its_threads():
+    import asyncio
+
+    import numpy as np
+
+    from tfrs_pipeline.serve.batching import Batcher
+
+    calls = []
+
+    async def scenario():
+        batcher = Batcher(lambda function, inputs: calls.append(inputs) or inputs, window_ms=60_000.0, threads=2)
+        waiting = asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([0])}))
+        await asyncio.sleep(0.05)  # queued: its window has a minute to run
+        await asyncio.to_thread(batcher.close)
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await asyncio.wait_for(waiting, 10)
+        with pytest.raises(RuntimeError, match="closed"):
+            await batcher.submit(("a",), None, {"x": np.array([1])})
+        return batcher
+
+    batcher = asyncio.run(scenario())
+    assert calls == []
+    assert len(batcher._workers) == 2 and not any(worker.is_alive() for worker in batcher._workers)

@@ -202,6 +202,8 @@ class ServerApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
         yield
+        if self.batcher is not None:
+            await run_in_threadpool(self.batcher.close)
         await run_in_threadpool(self.versions.stop)
 
     # -- TensorFlow Serving's routes --------------------------------------------------------------
