@@ -628,3 +628,29 @@ def test_closing_the_batcher_fails_queued_requests_and_ends_its_threads():
     batcher = asyncio.run(scenario())
     assert calls == []
     assert len(batcher._workers) == 2 and not any(worker.is_alive() for worker in batcher._workers)
+
+
+def test_a_failing_batch_fails_its_requests_and_the_batch_thread_serves_the_next():
+    import asyncio
+
+    import numpy as np
+
+    from tfrs_pipeline.serve.batching import Batcher
+
+    def run(function, inputs):
+        if inputs["x"].min() < 0:
+            raise ValueError("negative x")
+        return {"y": inputs["x"] * 2}
+
+    async def scenario():
+        batcher = Batcher(run, window_ms=50.0, threads=1)
+        failing = [asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([x])})) for x in (-1, 3)]
+        failed = await asyncio.wait_for(asyncio.gather(*failing, return_exceptions=True), 10)
+        # Rows of another width are another batch: the one thread still takes it.
+        after = await asyncio.wait_for(batcher.submit(("a",), None, {"x": np.array([[4, 5]])}), 10)
+        batcher.close()
+        return failed, after
+
+    failed, after = asyncio.run(scenario())
+    assert all(isinstance(error, ValueError) and "negative x" in str(error) for error in failed)
+    assert after["y"].tolist() == [[8, 10]]

@@ -124,12 +124,11 @@ class Batcher:
         """One batch thread: runs due batches until :meth:`close`."""
         pending = self._next(wait=True)
         while pending is not None:
-            names = list(pending.parts[0])
-            inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in names}
             started = time.monotonic()
             try:
+                inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in pending.parts[0]}
                 outputs, error = self.run(pending.function, {**inputs, **pending.scalars}), None
-            except Exception as raised:  # every request of the batch gets it
+            except Exception as raised:  # every request of the batch gets it; the thread carries on
                 outputs, error = None, raised
             finished = time.monotonic()
             # The next due batch is this thread's before the event loop writes the answers.
