@@ -107,3 +107,29 @@ def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
     monkeypatch.setattr(list_ranking, "_DENSE_LOOKUP_LIMIT", 0)
     np.testing.assert_array_equal(model.neighbour_scores(users, rows).numpy(), dense)
     assert np.abs(dense).sum() > 0
+
+
+def test_stored_item_item_scores_equal_the_computed_ones_bit_for_bit(ranker, monkeypatch):
+    import tfrs_pipeline.list_ranking as list_ranking
+
+    prepared, model = ranker
+    users = len(prepared.vocab.user_ids) + 1  # row 0: unknown users
+    catalog = len(prepared.movies.movie_ids) + 1
+    rng = np.random.default_rng(3)
+    user_rows = tf.constant(rng.integers(0, users, 40))
+    movie_rows = tf.constant(rng.integers(0, catalog, (40, 25)))
+    computed = model.neighbour_scores(user_rows, movie_rows).numpy()
+    try:
+        assert not model.materialize_neighbour_scores(limit=users * catalog - 1)  # over the limit: nothing stored
+        assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
+        monkeypatch.setattr(list_ranking, "_MATERIALIZE_STEP", 7 * catalog * 16)  # several blocks of 7 users
+        assert model.materialize_neighbour_scores(limit=users * catalog)
+        assert tf.shape(model.neighbour_table).numpy().tolist() == [users, catalog]
+        stored = model.neighbour_scores(user_rows, movie_rows).numpy()
+        np.testing.assert_array_equal(stored, computed)
+        assert np.abs(stored).sum() > 0
+        # New histories make the stored scores stale: use_tables drops them.
+        model.use_tables(prepared.movies, prepared.users)
+        assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
+    finally:
+        model.neighbour_table.assign(tf.zeros([0, 0]))

@@ -38,7 +38,7 @@ from tfrs_pipeline.evaluation import evaluate_export
 from tfrs_pipeline.export import export_model
 from tfrs_pipeline.features import Prepared, prepare
 from tfrs_pipeline.index import SeenMovies
-from tfrs_pipeline.list_ranking import candidate_lists, train_list_ranker
+from tfrs_pipeline.list_ranking import MATERIALIZE_LIMIT, candidate_lists, train_list_ranker
 from tfrs_pipeline.metrics import rows_per_block
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking import train_ranking
@@ -264,6 +264,12 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
     if stages.list_ranker is not None:
         stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
     with run.phases("export"):
+        if stages.list_ranker is not None:
+            cells = len(prepared.vocab.user_ids) + 1, len(prepared.full_movies.movie_ids) + 1
+            stored = stages.list_ranker_model.materialize_neighbour_scores()
+            log(f"list ranker: item-item scores of {cells[0]:,} users x {cells[1]:,} movies "
+                + (f"stored ({cells[0] * cells[1] * 4 / 2**20:,.1f} MiB)" if stored
+                   else f"computed per request (over the {MATERIALIZE_LIMIT:,}-cell table limit)"))
         _export(run, stages, model_dir)
 
 
