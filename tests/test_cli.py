@@ -21,6 +21,7 @@ def test_train_prints_configuration_then_metrics_and_exports_a_new_version(tmp_p
     assert printed.index("[retrieval]") < printed.index("retrieval epoch 1/1: loss") < printed.index("ranking RMSE")
     assert "ranking epoch 1/1: root_mean_squared_error" in printed and "examples/s" in printed
     assert "batch_size = 512" in printed and "most-popular" in printed
+    assert "item-item scores of 200 users x 120 movies stored for serving" in printed
     assert (out / "1" / "saved_model.pb").is_file() and (out / "1" / "logs" / "retrieval").is_dir()
     assert main(args) == 0  # a second run is version 2; version 1 stays
     assert (out / "2" / "saved_model.pb").is_file() and (out / "1" / "saved_model.pb").is_file()

@@ -265,11 +265,12 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
         stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
     with run.phases("export"):
         if stages.list_ranker is not None:
-            cells = len(prepared.vocab.user_ids) + 1, len(prepared.full_movies.movie_ids) + 1
+            users, movies = len(prepared.vocab.user_ids), len(prepared.full_movies.movie_ids)
+            cells = (users + 1) * (movies + 1)  # with a row for unknown ids on each side
             stored = stages.list_ranker_model.materialize_neighbour_scores()
-            log(f"list ranker: item-item scores of {cells[0]:,} users x {cells[1]:,} movies "
-                + (f"stored ({cells[0] * cells[1] * 4 / 2**20:,.1f} MiB)" if stored
-                   else f"computed per request (over the {MATERIALIZE_LIMIT:,}-cell table limit)"))
+            log(f"list ranker: item-item scores of {users:,} users x {movies:,} movies "
+                + (f"stored for serving ({cells * 4 / 2**20:,.1f} MiB)" if stored
+                   else f"computed per request ({cells:,} cells is over the {MATERIALIZE_LIMIT:,}-cell limit)"))
         _export(run, stages, model_dir)
 
 
