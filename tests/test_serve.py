@@ -654,3 +654,25 @@ def test_a_failing_batch_fails_its_requests_and_the_batch_thread_serves_the_next
     failed, after = asyncio.run(scenario())
     assert all(isinstance(error, ValueError) and "negative x" in str(error) for error in failed)
     assert after["y"].tolist() == [[8, 10]]
+
+
+def test_a_full_batch_runs_at_once_without_waiting_for_its_window():
+    import asyncio
+
+    import numpy as np
+
+    from tfrs_pipeline.serve.batching import Batcher
+
+    async def scenario():
+        batcher = Batcher(lambda function, inputs: inputs, window_ms=60_000.0, max_rows=3, threads=1)
+        rows = [asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([x])})) for x in (0, 1)]
+        await asyncio.sleep(0.05)  # the thread now sleeps until the batch's window ends, a minute on
+        waited = not any(task.done() for task in rows)
+        rows.append(asyncio.ensure_future(batcher.submit(("a",), None, {"x": np.array([2])})))
+        done, _ = await asyncio.wait(rows, timeout=10)
+        batcher.close()
+        return waited, [task.result()["x"].tolist() for task in rows] if len(done) == 3 else None, batcher.calls
+
+    waited, answers, calls = asyncio.run(scenario())
+    assert waited
+    assert answers == [[0], [1], [2]] and calls == 1  # its third row filled it: one call within seconds, not a minute

@@ -98,13 +98,17 @@ class Batcher:
                 for worker in self._workers:
                     worker.start()
             pending = self._open.get(key)
-            if pending is None or pending.rows >= self.max_rows:  # none open, or full: this request starts one
+            started = pending is None or pending.rows >= self.max_rows  # none open, or full: this request starts one
+            if started:
                 pending = self._open[key] = _Pending(key, function, scalars, time.monotonic(), loop)
                 self._queue.append(pending)
             pending.parts.append(batched)
             pending.futures.append(future)
             pending.sizes.append(len(next(iter(batched.values()))) if batched else 1)
-            self._changed.notify()
+            # A waiting thread already sleeps until the oldest batch is due: wake it only for a new
+            # batch (the queue may have been empty) or one that is now full.
+            if started or pending.rows >= self.max_rows:
+                self._changed.notify()
         return await future
 
     def close(self) -> None:
