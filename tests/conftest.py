@@ -87,7 +87,7 @@ def real_small() -> Path:
 TINY = {
     "data.source": "synthetic:300x200x8000",
     "retrieval.epochs": 2, "retrieval.batch_size": 512,
-    "ranking.epochs": 2, "ranking.batch_size": 512, "ranking.list_epochs": 3,
+    "rating.epochs": 2, "rating.batch_size": 512, "ranker.epochs": 3,
     "runtime.verbose": 0,
 }
 
@@ -96,7 +96,7 @@ TINY = {
 def trained(tmp_path_factory):
     """One tiny two-stage model trained and exported through ``run_training`` (shared by tests)."""
     from tfrs_pipeline.config import PipelineConfig, apply_overrides
-    from tfrs_pipeline.train import run_training
+    from tfrs_pipeline.pipeline import run_training
 
     config = apply_overrides(PipelineConfig(), TINY)
     return run_training(config, tmp_path_factory.mktemp("models") / "tiny", log=lambda *_: None)

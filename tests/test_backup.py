@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from conftest import TINY
 
-import tfrs_pipeline.train as train_module
-from tfrs_pipeline import training_loop
+import tfrs_pipeline.pipeline as pipeline_module
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
 from tfrs_pipeline.errors import ConfigError
-from tfrs_pipeline.train import run_training
+from tfrs_pipeline.pipeline import run_training
+from tfrs_pipeline.training import loop as training_loop
 
 
 class Crash(RuntimeError):
@@ -29,6 +29,7 @@ def _stages_trained(monkeypatch) -> list[tuple[str, int]]:
     return trained
 
 
+@pytest.mark.slow
 def test_a_run_that_crashed_after_retrieval_resumes_with_its_weights_and_ends_as_an_uninterrupted_run(
         trained, tmp_path, monkeypatch):
     config = apply_overrides(PipelineConfig(), {**TINY, "runtime.backup_dir": str(tmp_path / "backup")})
@@ -38,7 +39,7 @@ def test_a_run_that_crashed_after_retrieval_resumes_with_its_weights_and_ends_as
         raise Crash("the machine went away while ranking")
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "train_ranking", crash)
+        patch.setattr(pipeline_module, "train_rating_model", crash)
         with pytest.raises(Crash):
             run_training(config, tmp_path / "model", log=lambda *_: None)
     assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())  # nothing published
@@ -55,8 +56,9 @@ def test_a_run_that_crashed_after_retrieval_resumes_with_its_weights_and_ends_as
     assert not (tmp_path / "backup").exists()  # published: nothing is left to resume
 
 
+@pytest.mark.slow
 def test_a_stage_that_crashed_mid_way_resumes_from_its_last_finished_epoch(tmp_path, monkeypatch):
-    overrides = {**TINY, "retrieval.epochs": 3, "ranking.list_ranker": False, "ranking.epochs": 1,
+    overrides = {**TINY, "retrieval.epochs": 3, "ranker.enabled": False, "rating.epochs": 1,
                  "runtime.backup_dir": str(tmp_path / "backup")}
     config = apply_overrides(PipelineConfig(), overrides)
     epochs = _stages_trained(monkeypatch)
@@ -83,10 +85,10 @@ def test_a_stage_that_crashed_mid_way_resumes_from_its_last_finished_epoch(tmp_p
 def test_a_backup_of_another_configuration_is_refused_not_resumed(tmp_path):
     folder = tmp_path / "backup"
     first = apply_overrides(PipelineConfig(), {**TINY, "runtime.backup_dir": str(folder)})
-    assert train_module._claim_backup(first, writer=True, log=lambda *_: None) == folder
+    assert pipeline_module._claim_backup(first, writer=True, log=lambda *_: None) == folder
     # Verbosity is not part of what is backed up; the seed is.
     again = apply_overrides(first, {"runtime.verbose": 2})
-    assert train_module._claim_backup(again, writer=True, log=lambda *_: None) == folder
+    assert pipeline_module._claim_backup(again, writer=True, log=lambda *_: None) == folder
     other = apply_overrides(first, {"runtime.seed": 8})
     with pytest.raises(ConfigError, match="another configuration"):
-        train_module._claim_backup(other, writer=True, log=lambda *_: None)
+        pipeline_module._claim_backup(other, writer=True, log=lambda *_: None)

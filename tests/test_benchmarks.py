@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tfrs_pipeline.cli import main
 
 
+@pytest.mark.slow
 def test_scale_benchmark_trains_each_size_in_its_own_process_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "scale.json"
-    assert main(["benchmark", "scale", "--sizes", "300x200x8000", "--epochs", "1", "--set", "ranking.list_ranker=false",
+    assert main(["benchmark", "scale", "--sizes", "300x200x8000", "--epochs", "1", "--set", "ranker.enabled=false",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "scale benchmark (train options: --epochs 1 --set ranking.list_ranker=false)" in printed
+    assert "scale benchmark (train options: --epochs 1 --set ranker.enabled=false)" in printed
     row = json.loads(out.read_text())["sizes"]["300x200x8000"]
     assert row["ratings"] == 8000 and row["train_ratings"] + row["test_ratings"] == 8000
     assert row["retrieval"]["epochs"] == 1 and row["retrieval"]["examples_per_second"] > 0
@@ -22,6 +25,7 @@ def test_scale_benchmark_trains_each_size_in_its_own_process_and_prints_the_tabl
     assert peaks == sorted(peaks)  # a high-water mark never falls
 
 
+@pytest.mark.slow
 def test_retrieval_step_profile_prints_each_part_and_the_tutorial_step(capsys):
     assert main(["benchmark", "retrieval", "--data", "synthetic:300x200x8000", "--profile-steps"]) == 0
     printed = capsys.readouterr().out
@@ -30,6 +34,7 @@ def test_retrieval_step_profile_prints_each_part_and_the_tutorial_step(capsys):
     assert "examples/s: ours" in printed
 
 
+@pytest.mark.slow
 def test_retrieval_benchmark_prints_both_throughputs_overall_and_after_the_first_epoch(tmp_path, capsys):
     out = tmp_path / "retrieval.json"
     assert main(["benchmark", "retrieval", "--data", "synthetic:300x200x8000", "--epochs", "2",
@@ -44,6 +49,7 @@ def test_retrieval_benchmark_prints_both_throughputs_overall_and_after_the_first
     assert "in the epochs after the first" in printed
 
 
+@pytest.mark.slow
 def test_serving_benchmark_prints_every_client_count_and_the_servers_batches(trained, tmp_path, capsys):
     out = tmp_path / "serving.json"
     assert main(["benchmark", "serving", "--model", str(trained.path), "--clients", "1,4", "--requests", "10",

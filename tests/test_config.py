@@ -9,7 +9,7 @@ from tfrs_pipeline.errors import ConfigError
 
 
 def test_toml_round_trip_keeps_every_value(tmp_path):
-    config = apply_overrides(PipelineConfig(), {"retrieval.epochs": 3, "ranking.hidden_units": "16,8",
+    config = apply_overrides(PipelineConfig(), {"retrieval.epochs": 3, "rating.hidden_units": "16,8",
                                                 "split.kind": "temporal", "data.source": 'csv:"odd".csv'})
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config))
@@ -21,9 +21,9 @@ def test_toml_round_trip_keeps_every_value(tmp_path):
     ({"retrieval.nope": 1}, "unknown configuration key 'retrieval.nope'"),
     ({"split.kind": "sideways"}, "split.kind must be one of random, temporal, leave-last-out; got 'sideways'"),
     ({"split.test_fraction": 1.5}, "split.test_fraction must be between 0 and 1"),
-    ({"ranking.learning_rate": "inf"}, "ranking.learning_rate must be a finite number above 0, got inf"),
-    ({"ranking.list_learning_rate": 0}, "ranking.list_learning_rate must be a finite number above 0, got 0.0"),
-    ({"ranking.list_item_model": "svd"}, "ranking.list_item_model must be one of auto, ease, cosine; got 'svd'"),
+    ({"rating.learning_rate": "inf"}, "rating.learning_rate must be a finite number above 0, got inf"),
+    ({"ranker.learning_rate": 0}, "ranker.learning_rate must be a finite number above 0, got 0.0"),
+    ({"ranker.item_model": "svd"}, "ranker.item_model must be one of auto, ease, cosine; got 'svd'"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -254,6 +254,7 @@ def test_command_line_errors_are_one_line_with_nonzero_exit(capsys):
     assert err.count("\n") == 1 and "/does/not/exist" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_importing_after_tensorflow_with_keras_3_fails_clearly():
     code = "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\nimport tensorflow\nimport tfrs_pipeline"
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}

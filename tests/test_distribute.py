@@ -8,46 +8,47 @@ import sys
 
 import pytest
 
-SCRIPT = """
+# Logical devices must be set before TensorFlow starts: the mirrored run needs a process of its own.
+MIRRORED = """
 import json, sys
 import tfrs_pipeline
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
-from tfrs_pipeline.train import run_training
-results = {}
-for strategy in ("default", "mirrored"):
-    config = apply_overrides(PipelineConfig(), {
-        "data.source": "synthetic:400x200x12000", "retrieval.epochs": 4, "retrieval.batch_size": 512,
-        "ranking.epochs": 4, "ranking.batch_size": 512, "runtime.strategy": strategy, "runtime.verbose": 0})
-    trained = run_training(config, sys.argv[1] + "/" + strategy, log=lambda *_: None)
-    results[strategy] = {"replicas": tf.distribute.MirroredStrategy().num_replicas_in_sync if strategy == "mirrored" else 1,
-                         "recall_at_50": trained.metrics["excluding_seen"]["recall_at_50"],
-                         "rmse": trained.metrics["ranking"]["rmse"]}
-print(json.dumps(results))
+from tfrs_pipeline.pipeline import run_training
+config = apply_overrides(PipelineConfig(), {**json.loads(sys.argv[2]), "runtime.strategy": "mirrored"})
+trained = run_training(config, sys.argv[1], log=lambda *_: None)
+print(json.dumps({"replicas": trained.metrics["training"]["replicas"],
+                  "recall_at_50": trained.metrics["excluding_seen"]["recall_at_50"],
+                  "rmse": trained.metrics["ranking"]["rmse"]}))
 """
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_on_two_cpu_devices_matches_one_device(tmp_path):
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=600)
+def test_mirrored_strategy_on_two_cpu_devices_matches_one_device(trained, tmp_path):
+    from conftest import TINY
+
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path / "mirrored"), json.dumps(TINY)],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(result.stdout.strip().splitlines()[-1])
-    assert results["mirrored"]["replicas"] == 2
-    assert results["mirrored"]["recall_at_50"] == pytest.approx(results["default"]["recall_at_50"], abs=0.06)
-    assert results["mirrored"]["rmse"] == pytest.approx(results["default"]["rmse"], abs=0.05)
+    mirrored = json.loads(result.stdout.strip().splitlines()[-1])
+    one_device = trained.metrics  # the session's model: the same configuration and seed on one device
+    assert mirrored["replicas"] == 2 and one_device["training"]["replicas"] == 1
+    assert mirrored["recall_at_50"] == pytest.approx(one_device["excluding_seen"]["recall_at_50"], abs=0.06)
+    assert mirrored["rmse"] == pytest.approx(one_device["ranking"]["rmse"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_exports_and_restores_the_policy(tmp_path):
     import numpy as np
     import tensorflow as tf
     from conftest import TINY
 
     from tfrs_pipeline.config import PipelineConfig, apply_overrides
-    from tfrs_pipeline.train import run_training
+    from tfrs_pipeline.pipeline import run_training
 
-    config = apply_overrides(PipelineConfig(), {**TINY, "runtime.mixed_precision": True, "ranking.epochs": 1})
+    config = apply_overrides(PipelineConfig(), {**TINY, "runtime.mixed_precision": True, "rating.epochs": 1})
     trained = run_training(config, tmp_path / "mixed", log=lambda *_: None)
     assert tf.keras.mixed_precision.global_policy().name == "float32"
     out = tf.saved_model.load(str(trained.path)).signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(3))
@@ -59,7 +60,7 @@ WORKER = """
 import json, sys
 import tfrs_pipeline
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
-from tfrs_pipeline.train import run_training
+from tfrs_pipeline.pipeline import run_training
 overrides = json.loads(sys.argv[2])
 trained = run_training(apply_overrides(PipelineConfig(), overrides), sys.argv[1], log=lambda *_: None)
 print(json.dumps({"recall_at_50": trained.metrics["excluding_seen"]["recall_at_50"],
@@ -81,7 +82,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_local_workers_train_and_only_the_chief_publishes(tmp_path):
+def test_two_local_workers_train_and_only_the_chief_publishes(trained, tmp_path):
     import os
 
     from conftest import TINY
@@ -104,10 +105,9 @@ def test_two_local_workers_train_and_only_the_chief_publishes(tmp_path):
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
     chief, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
-    single = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path / "single"), json.dumps(overrides)],
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    alone = json.loads(single.stdout.strip().splitlines()[-1])
+    # One worker alone is the session's model: the same configuration and seed.
+    alone = {"recall_at_50": trained.metrics["excluding_seen"]["recall_at_50"],
+             "rmse": trained.metrics["ranking"]["rmse"], "replicas": trained.metrics["training"]["replicas"]}
 
     assert chief["replicas"] == other["replicas"] == 2 and alone["replicas"] == 1
     assert [p.name for p in (tmp_path / "multi").iterdir()] == ["1"]  # the chief's version, nothing else
@@ -119,7 +119,7 @@ def test_two_local_workers_train_and_only_the_chief_publishes(tmp_path):
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     from tfrs_pipeline.config import RuntimeConfig
     from tfrs_pipeline.errors import ConfigError
-    from tfrs_pipeline.train import make_strategy
+    from tfrs_pipeline.training.distribute import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="--strategy multi-worker needs TF_CONFIG"):

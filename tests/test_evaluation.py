@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfrs_pipeline.client import Recommender
-from tfrs_pipeline.metrics import recall_and_ndcg, users_of
+from tfrs_pipeline.ids import users_of
+from tfrs_pipeline.metrics import recall_and_ndcg
+from tfrs_pipeline.recommender import Recommender
 
 
 def test_recall_and_ndcg_match_trec_eval_through_ir_measures_on_an_exported_model(trained):
@@ -39,22 +40,22 @@ def test_metrics_json_has_the_ablation_of_every_system(trained):
 
 
 def test_a_catalog_too_big_for_the_score_budget_is_scored_in_smaller_blocks_with_the_same_figures(trained, monkeypatch):
-    from tfrs_pipeline import metrics
-    from tfrs_pipeline.evaluation import factorized_top_k_of_export
+    from tfrs_pipeline import ids
+    from tfrs_pipeline.evaluation.evaluate import factorized_top_k_of_export
 
     model = Recommender.load(trained.path)
     catalog_ids = model.catalog["movie_id"].to_numpy()
     whole = factorized_top_k_of_export(model.model_dir, trained.split.test, catalog_ids)
     # A budget of 7 queries against this catalog stands in for a million-movie catalog's 268.
-    monkeypatch.setattr(metrics, "SCORES_PER_BLOCK", 7 * len(catalog_ids))
-    assert metrics.rows_per_block(len(catalog_ids), 4096) == 7
+    monkeypatch.setattr(ids, "SCORES_PER_BLOCK", 7 * len(catalog_ids))
+    assert ids.rows_per_block(len(catalog_ids), 4096) == 7
     blocked = factorized_top_k_of_export(model.model_dir, trained.split.test, catalog_ids)
     assert blocked == pytest.approx(whole, abs=1e-6)
     assert whole["top_100"] > whole["top_10"] > 0
 
 
 def test_rows_per_block_keeps_the_preferred_block_until_the_scores_pass_the_budget():
-    from tfrs_pipeline.metrics import SCORES_PER_BLOCK, rows_per_block
+    from tfrs_pipeline.ids import SCORES_PER_BLOCK, rows_per_block
 
     assert rows_per_block(27_278, 8192) == 8192  # MovieLens 20M's catalog: unchanged
     assert rows_per_block(1_000_000, 8192) * 1_000_000 <= SCORES_PER_BLOCK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import run_tensorflow_only
 
@@ -44,6 +45,7 @@ def test_stage_signatures_have_named_inputs_and_outputs(trained):
     assert set(ranking.structured_outputs) == {"predicted_rating", "known_user", "known_movie"}
 
 
+@pytest.mark.slow
 def test_stages_give_the_same_answers_in_a_tensorflow_only_process_for_any_k(trained):
     stages = trained.path / "stages"
     code = f"""
@@ -81,13 +83,14 @@ def test_vocabularies_are_assets_not_graph_constants(trained):
         assert longest < len(users), f"{folder}: a string constant of {longest} values in the graph"
 
 
+@pytest.mark.slow
 def test_a_model_without_the_list_ranker_exports_and_orders_by_the_rating_blend(tmp_path):
     from conftest import TINY
 
     from tfrs_pipeline.config import PipelineConfig, apply_overrides
-    from tfrs_pipeline.train import run_training
+    from tfrs_pipeline.pipeline import run_training
 
-    config = apply_overrides(PipelineConfig(), {**TINY, "ranking.list_ranker": False, "ranking.epochs": 1})
+    config = apply_overrides(PipelineConfig(), {**TINY, "ranker.enabled": False, "rating.epochs": 1})
     trained = run_training(config, tmp_path / "blend", log=lambda *_: None)
     ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking"))
     assert set(ranking.signatures) == {"serving_default"}

@@ -8,17 +8,11 @@ import pytest
 
 from tfrs_pipeline.config import SplitConfig
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.features import (
-    CORE_FEATURES,
-    SIDE_FEATURES,
-    MovieTable,
-    UserTable,
-    Vocabularies,
-    make_dataset,
-    shuffled_row_batches,
-)
+from tfrs_pipeline.data.split import split_ratings
+from tfrs_pipeline.features.dataset import CORE_FEATURES, SIDE_FEATURES, make_dataset, shuffled_row_batches
+from tfrs_pipeline.features.tables import MovieTable, UserTable
+from tfrs_pipeline.features.vocabulary import Vocabularies
 from tfrs_pipeline.model_dir import ModelDir
-from tfrs_pipeline.split import split_ratings
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,7 @@ def test_every_shuffled_epoch_is_a_fresh_permutation_of_all_rows():
 
 
 def test_histories_seen_in_training_and_validation_never_hold_a_validation_movie():
-    from tfrs_pipeline.features import prepare
+    from tfrs_pipeline.features.dataset import prepare
 
     data = load_data("synthetic:200x120x4000")
     split = split_ratings(data, SplitConfig(seed=5))
@@ -128,7 +122,7 @@ def test_id_positions_match_string_lookup_for_categorical_and_plain_columns():
     import numpy as np
     import pandas as pd
 
-    from tfrs_pipeline.features import id_positions
+    from tfrs_pipeline.ids import id_positions
 
     index = pd.Index(["10", "2", "7"])
     plain = pd.Series([7, 2, 99, 10, 7])

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import TINY
 
-from tfrs_pipeline.client import Recommender
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.train import format_metrics, run_training
+from tfrs_pipeline.evaluation.summary import format_metrics
+from tfrs_pipeline.pipeline import run_training
+from tfrs_pipeline.recommender import Recommender
 
 
+@pytest.mark.slow
 def test_plays_without_ratings_train_a_relevance_ranker_and_serve(tmp_path):
     ratings = load_data(TINY["data.source"]).interactions
     plays = ratings[ratings["rating"] >= 3].rename(columns={"movie_id": "item_id"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfrs_pipeline.index import SeenAwareBruteForce
+from tfrs_pipeline.retrieval.index import SeenAwareBruteForce
 
 
 def _index():

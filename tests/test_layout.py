@@ -9,16 +9,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tfrs_pipeline"
 
-#: Layers from the bottom up; a module may import its own layer and the ones below.
+#: Layers from the bottom up; a module may import its own layer and the ones below. Generic
+#: machinery (ids, metrics, data, training, features) sits below the stages that use it.
 LAYERS = [
-    {"errors", "config", "data", "metrics"},
-    {"split"},
-    {"model_dir", "features", "neighbours"},
-    {"layers", "index", "training_loop", "client"},
-    {"towers", "ranking", "retrieval", "baselines", "list_ranking"},
-    {"serving"},
-    {"export", "evaluation"},
-    {"train", "report", "serve"},
+    {"errors", "ids"},
+    {"config", "metrics"},
+    {"data"},
+    {"training", "model_dir", "features"},
+    {"retrieval"},
+    {"ranking"},
+    {"baselines", "export", "recommender"},
+    {"evaluation"},
+    {"pipeline", "server"},
     {"demo", "benchmarks"},
     {"cli"},
 ]
@@ -33,8 +35,16 @@ def _modules():
         yield relative.parts[0], path
 
 
-def _imports(path: Path) -> set[str]:
-    """First-level package modules imported anywhere in the file (lazy imports inside functions too)."""
+def _module_name(path: Path) -> str:
+    parts = ("tfrs_pipeline", *path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path) for path in PACKAGE.rglob("*.py")}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Package modules imported anywhere in the file (lazy imports inside functions too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names = []
@@ -42,11 +52,13 @@ def _imports(path: Path) -> set[str]:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "tfrs_pipeline" and len(parts) > 1 and parts[1] in LAYER_OF:
-                found.add(parts[1])
+        found |= {name for name in names if name in MODULES and name != "tfrs_pipeline"}
     return found
+
+
+def _imports(path: Path) -> set[str]:
+    """First-level package parts (``retrieval``, ``ids``) imported anywhere in the file."""
+    return {name.split(".")[1] for name in _imported_modules(path)}
 
 
 def test_every_module_has_a_layer():
@@ -59,6 +71,45 @@ def test_imports_point_down_the_pipeline(top, path):
     assert not upward, f"{path.relative_to(PACKAGE)} imports {sorted(upward)}, which sit above it"
 
 
+def test_no_module_imports_itself_through_others():
+    graph = {_module_name(path): _imported_modules(path) - {_module_name(path)} for path in PACKAGE.rglob("*.py")}
+    # A package's __init__ importing its own modules is how packages work, not a cycle.
+    graph = {module: {m for m in imported if not module.startswith(m + ".")} for module, imported in graph.items()}
+    visiting, done = [], set()
+
+    def visit(module: str) -> None:
+        if module in visiting:
+            raise AssertionError("import cycle: " + " -> ".join(visiting[visiting.index(module):] + [module]))
+        if module in done:
+            return
+        visiting.append(module)
+        for imported in sorted(graph.get(module, ())):
+            visit(imported)
+        visiting.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def _stem(name: str) -> str:
+    for ending in ("ing", "ers", "er", "es", "s", "e"):
+        if name.endswith(ending) and len(name) - len(ending) >= 4:
+            return name[: -len(ending)]
+    return name
+
+
+@pytest.mark.parametrize("folder", [PACKAGE, *sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").exists())],
+                         ids=lambda p: p.name)
+def test_no_two_sibling_names_are_forms_of_one_word(folder):
+    names = sorted(p.stem for p in folder.iterdir() if not p.name.startswith("_") and (p.suffix == ".py" or p.is_dir())
+                   and p.name != "__pycache__")
+    stems = {}
+    for name in names:
+        stems.setdefault(_stem(name), []).append(name)
+    assert not [group for group in stems.values() if len(group) > 1]
+
+
 def _calls(path: Path, dotted: str) -> bool:
     return any(isinstance(node, ast.Attribute) and ast.unparse(node) == dotted
                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
@@ -66,7 +117,7 @@ def _calls(path: Path, dotted: str) -> bool:
 
 def test_only_export_writes_saved_models():
     writers = {str(path.relative_to(PACKAGE)) for _, path in _modules() if _calls(path, "tf.saved_model.save")}
-    assert writers == {"export.py"}
+    assert writers == {"export/writer.py"}
 
 
 def test_only_model_dir_spells_the_model_folder_file_names():
@@ -85,7 +136,9 @@ def test_metrics_import_no_model_code_and_no_tensorflow():
     tree = ast.parse((PACKAGE / "metrics.py").read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "collections", "numpy", "pandas"}
+    assert imported <= {"__future__", "collections", "numpy", "pandas", "tfrs_pipeline"}
+    assert {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and node.module.startswith("tfrs_pipeline")} <= {"tfrs_pipeline.ids"}
 
 
 def test_the_package_root_exports_the_public_api():

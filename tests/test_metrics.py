@@ -8,17 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfrs_pipeline.metrics import (
-    as_str,
-    catalog_positions,
-    hit_ranks,
-    hit_rate_at_k,
-    ndcg,
-    ranking_report,
-    recall_and_ndcg,
-    rmse,
-    users_of,
-)
+from tfrs_pipeline.ids import as_str, catalog_positions, users_of
+from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, ndcg, ranking_report, recall_and_ndcg, rmse
 
 USERS = np.array(["u1", "u2"], dtype=object)
 LISTS = np.array([[b"a", b"b", b"c"], [b"c", b"a", b"d"]], dtype=object)  # bytes, as TensorFlow returns them

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -20,6 +21,7 @@ def _with_parameters(notebook, **values):
     return notebook
 
 
+@pytest.mark.slow
 def test_evaluate_top_k_notebook_runs_against_a_trained_model(trained, tmp_path):
     notebook = _with_parameters(nbformat.read(NOTEBOOKS / "evaluate_top_k.ipynb", as_version=4),
                                 MODEL_PATH=str(trained.path.parent), K=5)

@@ -8,7 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from tfrs_pipeline.report import write_report  # noqa: E402
+from tfrs_pipeline.evaluation.report import write_report  # noqa: E402
 
 
 def test_write_report_writes_metrics_and_every_plot(trained, tmp_path):

@@ -11,7 +11,7 @@ from conftest import TINY, run_tensorflow_only
 
 pytest.importorskip("scann", reason="ScaNN is an optional extra (pip install -e '.[scann]')")
 
-from tfrs_pipeline.index import ScannIndex, ScannParameters, SeenAwareBruteForce  # noqa: E402
+from tfrs_pipeline.retrieval.index import ScannIndex, ScannParameters, SeenAwareBruteForce  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +43,12 @@ def test_scann_exclusion_never_returns_excluded_movies(indexes):
         assert len(row) == 10 and not {int(m.decode()[1:]) for m in row} & set(excluded)
 
 
+@pytest.mark.slow
 def test_pipeline_exported_with_scann_loads_with_import_scann(tmp_path):
     from tfrs_pipeline.config import PipelineConfig, apply_overrides
-    from tfrs_pipeline.train import run_training
+    from tfrs_pipeline.pipeline import run_training
 
-    config = apply_overrides(PipelineConfig(), {**TINY, "retrieval.index": "scann", "ranking.epochs": 1})
+    config = apply_overrides(PipelineConfig(), {**TINY, "retrieval.index": "scann", "rating.epochs": 1})
     trained = run_training(config, tmp_path / "scann", log=lambda *_: None)
     assert trained.metrics["excluding_seen"]["recall_at_100"] > 0
     code = f"""
@@ -69,6 +70,7 @@ def test_scann_parameters_grow_with_the_catalog_and_search_a_shrinking_fraction(
         ScannParameters.for_catalog(0)
 
 
+@pytest.mark.slow
 def test_index_benchmark_prints_latency_recall_and_reloads_the_export(tmp_path, capsys):
     from tfrs_pipeline.cli import main
 

@@ -6,8 +6,8 @@ import pytest
 
 from tfrs_pipeline.config import SplitConfig
 from tfrs_pipeline.data import load_data
+from tfrs_pipeline.data.split import SplitRecord, hold_out, reproduce_split, split_ratings
 from tfrs_pipeline.errors import DataError
-from tfrs_pipeline.split import SplitRecord, hold_out, reproduce_split, split_ratings
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfrs_pipeline.training_loop import LazyAdam, Progress, steps_per_call
+from tfrs_pipeline.training.loop import Progress, steps_per_call
+from tfrs_pipeline.training.optimizers import LazyAdam
 
 
 def test_lazy_adam_moves_only_the_embedding_rows_a_batch_uses():

@@ -20,17 +20,18 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.features import Vocabularies, id_lookup
-from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
-from tfrs_pipeline.metrics import RecommendFn, distinct_ids, id_positions, users_of
-from tfrs_pipeline.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
+from tfrs_pipeline.features.vocabulary import Vocabularies, id_lookup
+from tfrs_pipeline.ids import distinct_ids, id_positions, users_of
+from tfrs_pipeline.metrics import RecommendFn
+from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
+from tfrs_pipeline.retrieval.index import SeenAwareBruteForce, SeenMovies
 
 
 @dataclass
 class BiasedMatrixFactorization:
     """Rating = mu + b_u + b_i + p_u . q_i, fitted by ALS with L2 penalty ``regularization``.
 
-    Example:
+    Examples:
         >>> mf = BiasedMatrixFactorization(factors=16).fit(train)  # doctest: +SKIP
         >>> mf.predict(test["user_id"], test["movie_id"])  # doctest: +SKIP
     """

@@ -12,6 +12,10 @@ import re
 import sys
 from collections.abc import Sequence
 
+import tfrs_pipeline  # noqa: F401  (selects Keras 2; imports no TensorFlow)
+from tfrs_pipeline.config import CHOICES, DataConfig, PipelineConfig, apply_overrides, load_toml
+from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError
+
 
 def _import_tensorflow_quietly() -> None:
     """Imports TensorFlow without its start-up log lines on stderr.
@@ -36,10 +40,6 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-_import_tensorflow_quietly()
-import tfrs_pipeline  # noqa: E402,F401
-from tfrs_pipeline.config import CHOICES, DataConfig, PipelineConfig, apply_overrides, load_toml  # noqa: E402
-from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError  # noqa: E402
 
 
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -92,6 +92,17 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
     return apply_overrides(PipelineConfig(), _data_overrides(args)).validate().data
 
 
+def _add_data(commands) -> None:
+    data = commands.add_parser("data", help="inspect a data source")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND", parser_class=_Parser)
+    describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
+    _add_data_options(describe)
+    describe.add_argument("--top", type=_positive, default=10, help="most-rated movies to list (default 10)")
+    describe.add_argument("--split", choices=CHOICES["split.kind"],
+                          help="also report a split's sizes and cold-start counts (default: no split)")
+    describe.set_defaults(handler=_cmd_data_describe)
+
+
 def _cmd_data_describe(args: argparse.Namespace) -> int:
     from tfrs_pipeline.data import load_data
     from tfrs_pipeline.data.describe import describe
@@ -100,11 +111,22 @@ def _cmd_data_describe(args: argparse.Namespace) -> int:
     data = load_data(config.source, config)
     print(describe(data, top=args.top))
     if args.split:
-        from tfrs_pipeline.split import split_ratings
+        from tfrs_pipeline.data.split import split_ratings
 
         split_config = apply_overrides(PipelineConfig(), {"split.kind": args.split}).split
         print(split_ratings(data, split_config).describe())
     return 0
+
+
+class _Renamed(argparse.Action):
+    """An option that was renamed: using it is a usage error naming the new one."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is now {self.new}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,15 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    data = commands.add_parser("data", help="inspect a data source")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND", parser_class=_Parser)
-    describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
-    _add_data_options(describe)
-    describe.add_argument("--top", type=_positive, default=10, help="most-rated movies to list (default 10)")
-    describe.add_argument("--split", choices=CHOICES["split.kind"],
-                          help="also report a split's sizes and cold-start counts (default: no split)")
-    describe.set_defaults(handler=_cmd_data_describe)
-    _register_model_commands(commands)
+    _add_data(commands)
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_recommend(commands)
+    _add_similar(commands)
+    _add_demo(commands)
+    _add_benchmark(commands)
+    _add_serve(commands)
     return parser
 
 
@@ -148,7 +169,7 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
     overrides = _data_overrides(args)
     pairs = {
         "split.kind": args.split, "split.test_fraction": args.test_fraction, "split.seed": args.split_seed,
-        "retrieval.epochs": args.retrieval_epochs or args.epochs, "ranking.epochs": args.ranking_epochs or args.epochs,
+        "retrieval.epochs": args.retrieval_epochs or args.epochs, "rating.epochs": args.rating_epochs or args.epochs,
         "runtime.strategy": args.strategy, "runtime.seed": args.seed,
         "runtime.mixed_precision": True if args.mixed_precision else None,
         "runtime.verbose": args.verbose, "runtime.backup_dir": args.backup_dir,
@@ -162,198 +183,7 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from tfrs_pipeline.train import format_metrics, format_phases, run_training
-
-    config = load_config(args.config, _training_overrides(args))
-    result = run_training(config, args.out)
-    print(format_metrics(result.metrics))
-    print(format_phases(result.metrics["training"]))
-    print(f"exported: {result.path}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    from tfrs_pipeline.evaluation import evaluate_export
-    from tfrs_pipeline.train import format_metrics
-
-    model = _load_model(args.model)
-    data, split = model.model_dir.recorded_split(args.data)
-    log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
-    metrics = evaluate_export(model, split.train, split.test, data.rating_scale, log=log)
-    if args.report:
-        from tfrs_pipeline.report import write_report
-
-        written = write_report(model, split, metrics, args.report, data.rating_scale)
-        log(f"report: {', '.join(str(p) for p in written)}")
-    print(json.dumps(metrics, indent=2) if args.format == "json" else format_metrics(metrics))
-    return 0
-
-
-def _load_model(path: str):
-    """The newest version of ``path`` that loads; a damaged newer version is named on stderr."""
-    from tfrs_pipeline.client import Recommender
-
-    model = Recommender.load(path)
-    for note in model.skipped:
-        print(f"tfrs-pipeline: warning: {note}; using version {model.model_dir.version}", file=sys.stderr)
-    return model
-
-
-def _note_cap(asked: int, got: int, limit: str) -> None:
-    if got < asked:
-        print(f"tfrs-pipeline: note: --k {asked} capped at {got}, the number of {limit}", file=sys.stderr)
-
-
-def _id_list(text: str, option: str) -> list[str]:
-    from tfrs_pipeline.client import split_ids
-
-    ids = split_ids(text)
-    if not ids:
-        raise ConfigError(f"{option} takes movie ids separated by commas, got {text!r}")
-    return ids
-
-
-def _recommend_from_history(model, history: list[str], k: int) -> int:
-    if "recommend_from_history" not in model.signatures:
-        raise ModelError(f"{model.path} was exported before --history existed; retrain it to use --history")
-    out = model.recommend_from_history([history], k=k)
-    known = int(out["history_known"][0])
-    if not known:
-        print(f"none of {', '.join(history)} is in the model's catalog: well-rated popular movies")
-    print(f"top {out['movie_ids'].shape[1]} for a visitor who rated {known} known movie(s) ({', '.join(history)}):")
-    predicted = "relevance" if model.implicit else "predicted"
-    print(f"  {'#':>3}  {'retrieval':>9}  {predicted:>9}  {'movie id':>9}  title")
-    for rank, (movie, title, score, rating) in enumerate(
-            zip(out["movie_ids"][0], out["titles"][0], out["retrieval_scores"][0], out["predicted_ratings"][0]), 1):
-        print(f"  {rank:>3}  {score:>9.3f}  {rating:>9.2f}  {movie:>9}  {title}")
-    return 0
-
-
-def _cmd_recommend(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    model = _load_model(args.model)
-    exclude = [_id_list(args.exclude, "--exclude")] if args.exclude else None
-    if args.history:
-        return _recommend_from_history(model, _id_list(args.history, "--history"), args.k)
-    if exclude and not args.exclude_seen:
-        raise ConfigError("--exclude works with seen movies excluded; leave out --include-seen")
-    if exclude and "recommend_excluding" not in model.signatures:
-        raise ModelError(f"{model.path} was exported before --exclude existed; retrain it to use --exclude")
-    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude)
-    _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
-              "(serving.num_candidates at training)")
-    if not bool(out["known_user"][0]):
-        if not args.allow_unknown:
-            raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
-                             "what the model serves such users (well-rated popular movies)")
-        print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
-    print(f"top {out['movie_ids'].shape[1]} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
-    # Models exported before the list ranker have no ranking score.
-    ranking_scores = out.get("scores", np.full(out["movie_ids"].shape, np.nan))[0]
-    predicted = "relevance" if model.implicit else "predicted"
-    print(f"  {'#':>3}  {'score':>7}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
-    for rank, (movie, title, ranking_score, rating, score) in enumerate(
-            zip(out["movie_ids"][0], out["titles"][0], ranking_scores, out["predicted_ratings"][0],
-                out["retrieval_scores"][0]), 1):
-        print(f"  {rank:>3}  {ranking_score:>7.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
-    if args.explain:
-        if "explain" not in model.signatures:
-            raise ModelError(f"{model.path} was exported before explanations existed; retrain it to use --explain")
-        reasons = model.explain(args.user, out["movie_ids"][0], k=3)
-        print("because the user rated (share of the movie's item-item score from their ratings):")
-        for movie, titles, shares in zip(out["movie_ids"][0], reasons["titles"], reasons["shares"]):
-            because = "; ".join(f"{t} ({s:.0%})" for t, s in zip(titles, shares) if t) or "no rated movie points to it"
-            print(f"  {movie:>9}: {because}")
-    return 0
-
-
-def _cmd_similar(args: argparse.Namespace) -> int:
-    model = _load_model(args.model)
-    movie_id = model.find_movie(args.movie)
-    out = model.similar_items([movie_id], k=args.k)
-    _note_cap(args.k, out["movie_ids"].shape[1], "the other movies of the catalog")
-    print(f"movies similar to {model.title_of(movie_id)} (id {movie_id}):")
-    for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0], out["scores"][0]), 1):
-        print(f"  {rank:>3}  {score:>6.3f}  {movie:>9}  {name}")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from tfrs_pipeline.demo import run_demo
-
-    run_demo(args.out, data=args.data or "synthetic:100k", quick=args.quick)
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
-    from tfrs_pipeline.serve import Limits, make_server, set_tensorflow_threads, tensorflow_threads
-    from tfrs_pipeline.serve.versions import parse_version_policy
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    # One access-log line per request: skip the record fields this format never shows (the
-    # logging docs' "Optimization" section), the caller's source line above all.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
-    model = args.model_base or args.model  # one of them: argparse requires it
-    set_tensorflow_threads(args.intra_op_threads, args.inter_op_threads)
-    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
-                    max_k=args.max_k, timeout_seconds=args.request_timeout)
-    server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
-                         labels_path=args.labels, poll_seconds=args.poll_seconds, limits=limits,
-                         batching=args.batching, batch_window_ms=args.batch_window_ms,
-                         max_batch_rows=args.max_batch_rows, batch_threads=args.batch_threads)
-    versions = server.versions
-    for state in versions.states():
-        if state.error:
-            print(f"tfrs-pipeline: warning: version {state.version} is not served: {state.error}", file=sys.stderr)
-    served = ", ".join(str(s.version) for s in versions.available())
-    print(f"serving {versions.base} (version {served}) on {server.url}  (POST /v1/models/{versions.name}:predict, "
-          "GET /recommend?user_id=ID&k=10, GET /similar?movie_id=ID, GET /metrics); SIGTERM or Ctrl-C stops; "
-          f"TensorFlow threads: {tensorflow_threads()}", flush=True)
-    server.run()
-    return 0
-
-
-def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from tfrs_pipeline import benchmarks
-
-    config = load_config(args.config, _training_overrides(args))
-    if args.benchmark == "retrieval":
-        if args.profile_steps:
-            benchmarks.profile_retrieval_step(config.data.source, config=config)
-        else:
-            benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
-    elif args.benchmark == "two-stage":
-        benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
-    elif args.benchmark == "scale":
-        train_args = []
-        for flag, value in (("--epochs", args.epochs), ("--retrieval-epochs", args.retrieval_epochs),
-                            ("--ranking-epochs", args.ranking_epochs)):
-            train_args += [flag, str(value)] if value is not None else []
-        for assignment in args.set or []:
-            train_args += ["--set", assignment]
-        benchmarks.benchmark_scale(tuple(args.sizes), train_args=train_args, out=args.out)
-    elif args.benchmark == "index":
-        benchmarks.benchmark_index(tuple(args.catalog), dim=args.dim, queries=args.queries, seed=config.runtime.seed,
-                                   export=not args.no_export, out=args.out)
-    else:
-        if not args.model:
-            raise ConfigError("benchmark serving needs --model saved_models/NAME (train one with "
-                              "`tfrs-pipeline demo` or `tfrs-pipeline train`)")
-        server_options = [f"--{name}-op-threads={value}" for name, value in
-                          (("intra", args.intra_op_threads), ("inter", args.inter_op_threads)) if value]
-        benchmarks.benchmark_serving(args.model, clients=tuple(args.clients), requests=args.requests, out=args.out,
-                                     server_options=server_options)
-    return 0
-
-
-def _register_model_commands(commands) -> None:
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train both stages, export, evaluate")
     _add_data_options(train)
     defaults = PipelineConfig()
@@ -366,10 +196,11 @@ def _register_model_commands(commands) -> None:
     train.add_argument("--split-seed", type=int, help=f"seed of the split (default {defaults.split.seed})")
     train.add_argument("--epochs", type=int,
                        help=f"most epochs for both stages; early stopping may stop sooner (default "
-                            f"{defaults.retrieval.epochs} retrieval, {defaults.ranking.epochs} ranking)")
+                            f"{defaults.retrieval.epochs} retrieval, {defaults.rating.epochs} rating model)")
     train.add_argument("--retrieval-epochs", type=int,
                        help=f"most retrieval epochs (default {defaults.retrieval.epochs})")
-    train.add_argument("--ranking-epochs", type=int, help=f"most rating-head epochs (default {defaults.ranking.epochs})")
+    train.add_argument("--rating-epochs", type=int, help=f"most rating-model epochs (default {defaults.rating.epochs})")
+    train.add_argument("--ranking-epochs", action=_Renamed, new="--rating-epochs", help=argparse.SUPPRESS)
     train.add_argument("--strategy", choices=CHOICES["runtime.strategy"],
                        help="mirrored: tf.distribute.MirroredStrategy over local GPUs; multi-worker: "
                             "MultiWorkerMirroredStrategy over the workers in TF_CONFIG, the chief publishes "
@@ -386,6 +217,20 @@ def _register_model_commands(commands) -> None:
                        help="any configuration key, such as retrieval.embedding_dim=64; repeatable (default: none)")
     train.set_defaults(handler=_cmd_train)
 
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tfrs_pipeline.evaluation.summary import format_metrics, format_phases
+    from tfrs_pipeline.pipeline import run_training
+
+    config = load_config(args.config, _training_overrides(args))
+    result = run_training(config, args.out)
+    print(format_metrics(result.metrics))
+    print(format_phases(result.metrics["training"]))
+    print(f"exported: {result.path}")
+    return 0
+
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics of an exported model on its recorded test split")
     evaluate.add_argument("--model", required=True,
                           help="saved_models/NAME (its newest version that loads) or saved_models/NAME/VERSION (required)")
@@ -394,6 +239,65 @@ def _register_model_commands(commands) -> None:
     evaluate.add_argument("--report", metavar="DIR", help="also write metrics.json and PNG plots to DIR (default: none)")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from tfrs_pipeline.evaluation.evaluate import evaluate_export
+    from tfrs_pipeline.evaluation.summary import format_metrics
+
+    model = _load_model(args.model)
+    data, split = model.model_dir.recorded_split(args.data)
+    log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
+    metrics = evaluate_export(model, split.train, split.test, data.rating_scale, log=log)
+    if args.report:
+        from tfrs_pipeline.evaluation.report import write_report
+
+        written = write_report(model, split, metrics, args.report, data.rating_scale)
+        log(f"report: {', '.join(str(p) for p in written)}")
+    print(json.dumps(metrics, indent=2) if args.format == "json" else format_metrics(metrics))
+    return 0
+
+
+def _load_model(path: str):
+    """The newest version of ``path`` that loads; a damaged newer version is named on stderr."""
+    from tfrs_pipeline.recommender import Recommender
+
+    model = Recommender.load(path)
+    for note in model.skipped:
+        print(f"tfrs-pipeline: warning: {note}; using version {model.model_dir.version}", file=sys.stderr)
+    return model
+
+
+def _note_cap(asked: int, got: int, limit: str) -> None:
+    if got < asked:
+        print(f"tfrs-pipeline: note: --k {asked} capped at {got}, the number of {limit}", file=sys.stderr)
+
+
+def _id_list(text: str, option: str) -> list[str]:
+    from tfrs_pipeline.recommender import split_ids
+
+    ids = split_ids(text)
+    if not ids:
+        raise ConfigError(f"{option} takes movie ids separated by commas, got {text!r}")
+    return ids
+
+
+def _recommend_from_history(model, history: list[str], k: int) -> int:
+    out = model.recommend_from_history([history], k=k)
+    known = int(out["history_known"][0])
+    if not known:
+        print(f"none of {', '.join(history)} is in the model's catalog: well-rated popular movies")
+    print(f"top {out['movie_ids'].shape[1]} for a visitor who rated {known} known movie(s) ({', '.join(history)}):")
+    predicted = "relevance" if model.implicit else "predicted"
+    print(f"  {'#':>3}  {'retrieval':>9}  {predicted:>9}  {'movie id':>9}  title")
+    for rank, (movie, title, score, rating) in enumerate(
+            zip(out["movie_ids"][0], out["titles"][0], out["retrieval_scores"][0], out["predicted_ratings"][0]), 1):
+        print(f"  {rank:>3}  {score:>9.3f}  {rating:>9.2f}  {movie:>9}  {title}")
+    return 0
+
+
+def _add_recommend(commands) -> None:
     recommend = commands.add_parser("recommend", help="top movies for a user, with predicted ratings")
     recommend.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
     who = recommend.add_mutually_exclusive_group(required=True)
@@ -413,12 +317,59 @@ def _register_model_commands(commands) -> None:
                                 "(default: off)")
     recommend.set_defaults(handler=_cmd_recommend)
 
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    exclude = [_id_list(args.exclude, "--exclude")] if args.exclude else None
+    if args.history:
+        return _recommend_from_history(model, _id_list(args.history, "--history"), args.k)
+    if exclude and not args.exclude_seen:
+        raise ConfigError("--exclude works with seen movies excluded; leave out --include-seen")
+    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude)
+    _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
+              "(serving.num_candidates at training)")
+    if not bool(out["known_user"][0]):
+        if not args.allow_unknown:
+            raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
+                             "what the model serves such users (well-rated popular movies)")
+        print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
+    print(f"top {out['movie_ids'].shape[1]} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
+    ranking_scores = out["scores"][0]
+    predicted = "relevance" if model.implicit else "predicted"
+    print(f"  {'#':>3}  {'score':>7}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
+    for rank, (movie, title, ranking_score, rating, score) in enumerate(
+            zip(out["movie_ids"][0], out["titles"][0], ranking_scores, out["predicted_ratings"][0],
+                out["retrieval_scores"][0]), 1):
+        print(f"  {rank:>3}  {ranking_score:>7.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
+    if args.explain:
+        reasons = model.explain(args.user, out["movie_ids"][0], k=3)
+        print("because the user rated (share of the movie's item-item score from their ratings):")
+        for movie, titles, shares in zip(out["movie_ids"][0], reasons["titles"], reasons["shares"]):
+            because = "; ".join(f"{t} ({s:.0%})" for t, s in zip(titles, shares) if t) or "no rated movie points to it"
+            print(f"  {movie:>9}: {because}")
+    return 0
+
+
+def _add_similar(commands) -> None:
     similar = commands.add_parser("similar", help="movies closest to a movie in the retrieval embedding space")
     similar.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
     similar.add_argument("--movie", required=True, help="movie id, or a title or part of one (required)")
     similar.add_argument("--k", type=_positive, default=10, help="how many similar movies (default 10)")
     similar.set_defaults(handler=_cmd_similar)
 
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    movie_id = model.find_movie(args.movie)
+    out = model.similar_items([movie_id], k=args.k)
+    _note_cap(args.k, out["movie_ids"].shape[1], "the other movies of the catalog")
+    print(f"movies similar to {model.title_of(movie_id)} (id {movie_id}):")
+    for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0], out["scores"][0]), 1):
+        print(f"  {rank:>3}  {score:>6.3f}  {movie:>9}  {name}")
+    return 0
+
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="train on the embedded data, export, show metrics and recommendations")
     demo.add_argument("--out", default="saved_models/demo", help="model folder (default saved_models/demo)")
     demo.add_argument("--data", help="data source (default synthetic:100k)")
@@ -426,50 +377,15 @@ def _register_model_commands(commands) -> None:
                       help="a few epochs on small data, seconds; for tests (default: the full demo, about a minute)")
     demo.set_defaults(handler=_cmd_demo)
 
-    benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale"),
-                           help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
-                                "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
-                                "brute force vs ScaNN latency and recall on synthetic catalogs; scale: the whole training run at "
-                                "growing data sizes")
-    _add_data_options(benchmark)
-    benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
-    benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
-                           help="any configuration key, repeatable (default: none)")
-    benchmark.add_argument("--with-ease", action="store_true",
-                           help="retrieval: add the closed-form EASE baseline (default: off)")
-    benchmark.add_argument("--profile-steps", action="store_true",
-                           help="retrieval: milliseconds per training step, part by part, beside the tutorial's step, "
-                                "instead of training (default: off)")
-    benchmark.add_argument("--model", help="serving: saved_models/NAME (required for serving)")
-    benchmark.add_argument("--requests", type=_positive, default=200,
-                           help="serving: requests per client at each client count (default 200)")
-    benchmark.add_argument("--clients", type=_counts(1, 256, "1,8,32", "client counts"), default=[1, 8, 32],
-                           help="serving: concurrent HTTP clients to measure, comma-separated (default 1,8,32)")
-    benchmark.add_argument("--intra-op-threads", type=_positive,
-                           help="serving: the server's --intra-op-threads (default: TensorFlow's choice)")
-    benchmark.add_argument("--inter-op-threads", type=_positive,
-                           help="serving: the server's --inter-op-threads (default: TensorFlow's choice)")
-    benchmark.add_argument("--sizes", type=_synthetic_sizes, default=["100k", "1m", "20m"],
-                           help="scale: synthetic data sizes, comma-separated (default 100k,1m,20m)")
-    benchmark.add_argument("--epochs", type=_positive,
-                           help="most epochs for both stages (default: the configuration's)")
-    benchmark.add_argument("--retrieval-epochs", type=_positive, help="most retrieval epochs (default: the configuration's)")
-    benchmark.add_argument("--ranking-epochs", type=_positive, help="most rating-head epochs (default: the configuration's)")
-    benchmark.add_argument("--catalog", type=_counts(1, 50_000_000, "10000,100000", "catalog sizes"),
-                           default=[10_000, 100_000, 1_000_000],
-                           help="index: catalog sizes in movies, comma-separated (default 10000,100000,1000000)")
-    benchmark.add_argument("--dim", type=_positive, default=64, help="index: embedding dimension (default 64)")
-    benchmark.add_argument("--queries", type=_positive, default=200,
-                           help="index: queries for recall and batch-1 latency (default 200)")
-    benchmark.add_argument("--no-export", action="store_true",
-                           help="index: skip exporting and reloading the largest ScaNN index (default: export)")
-    benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
-    for name in ("split", "test_fraction", "split_seed", "strategy",
-                 "seed", "verbose", "backup_dir"):
-        benchmark.set_defaults(**{name: None})
-    benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tfrs_pipeline.demo import run_demo
+
+    run_demo(args.out, data=args.data or "synthetic:100k", quick=args.quick)
+    return 0
+
+
+def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="serve a model base over HTTP (TensorFlow Serving's REST API)")
     which = serve.add_mutually_exclusive_group(required=True)
     which.add_argument("--model-base", help="saved_models/NAME: serve its versions and load new ones as they appear "
@@ -508,6 +424,118 @@ def _register_model_commands(commands) -> None:
     serve.add_argument("--request-timeout", type=_seconds, default=30.0,
                        help="seconds before an unanswered request gets 504 (default 30)")
     serve.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from tfrs_pipeline.server import make_server, set_tensorflow_threads, tensorflow_threads
+    from tfrs_pipeline.server.rest import Limits
+    from tfrs_pipeline.server.versions import parse_version_policy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    # One access-log line per request: skip the record fields this format never shows (the
+    # logging docs' "Optimization" section), the caller's source line above all.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
+    model = args.model_base or args.model  # one of them: argparse requires it
+    set_tensorflow_threads(args.intra_op_threads, args.inter_op_threads)
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
+                    max_k=args.max_k, timeout_seconds=args.request_timeout)
+    server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
+                         labels_path=args.labels, poll_seconds=args.poll_seconds, limits=limits,
+                         batching=args.batching, batch_window_ms=args.batch_window_ms,
+                         max_batch_rows=args.max_batch_rows, batch_threads=args.batch_threads)
+    versions = server.versions
+    for state in versions.states():
+        if state.error:
+            print(f"tfrs-pipeline: warning: version {state.version} is not served: {state.error}", file=sys.stderr)
+    served = ", ".join(str(s.version) for s in versions.available())
+    print(f"serving {versions.base} (version {served}) on {server.url}  (POST /v1/models/{versions.name}:predict, "
+          "GET /recommend?user_id=ID&k=10, GET /similar?movie_id=ID, GET /metrics); SIGTERM or Ctrl-C stops; "
+          f"TensorFlow threads: {tensorflow_threads()}", flush=True)
+    server.run()
+    return 0
+
+
+def _add_benchmark(commands) -> None:
+    benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale"),
+                           help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
+                                "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
+                                "brute force vs ScaNN latency and recall on synthetic catalogs; scale: the whole training run at "
+                                "growing data sizes")
+    _add_data_options(benchmark)
+    benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
+    benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
+                           help="any configuration key, repeatable (default: none)")
+    benchmark.add_argument("--with-ease", action="store_true",
+                           help="retrieval: add the closed-form EASE baseline (default: off)")
+    benchmark.add_argument("--profile-steps", action="store_true",
+                           help="retrieval: milliseconds per training step, part by part, beside the tutorial's step, "
+                                "instead of training (default: off)")
+    benchmark.add_argument("--model", help="serving: saved_models/NAME (required for serving)")
+    benchmark.add_argument("--requests", type=_positive, default=200,
+                           help="serving: requests per client at each client count (default 200)")
+    benchmark.add_argument("--clients", type=_counts(1, 256, "1,8,32", "client counts"), default=[1, 8, 32],
+                           help="serving: concurrent HTTP clients to measure, comma-separated (default 1,8,32)")
+    benchmark.add_argument("--intra-op-threads", type=_positive,
+                           help="serving: the server's --intra-op-threads (default: TensorFlow's choice)")
+    benchmark.add_argument("--inter-op-threads", type=_positive,
+                           help="serving: the server's --inter-op-threads (default: TensorFlow's choice)")
+    benchmark.add_argument("--sizes", type=_synthetic_sizes, default=["100k", "1m", "20m"],
+                           help="scale: synthetic data sizes, comma-separated (default 100k,1m,20m)")
+    benchmark.add_argument("--epochs", type=_positive,
+                           help="most epochs for both stages (default: the configuration's)")
+    benchmark.add_argument("--retrieval-epochs", type=_positive, help="most retrieval epochs (default: the configuration's)")
+    benchmark.add_argument("--rating-epochs", type=_positive, help="most rating-model epochs (default: the configuration's)")
+    benchmark.add_argument("--ranking-epochs", action=_Renamed, new="--rating-epochs", help=argparse.SUPPRESS)
+    benchmark.add_argument("--catalog", type=_counts(1, 50_000_000, "10000,100000", "catalog sizes"),
+                           default=[10_000, 100_000, 1_000_000],
+                           help="index: catalog sizes in movies, comma-separated (default 10000,100000,1000000)")
+    benchmark.add_argument("--dim", type=_positive, default=64, help="index: embedding dimension (default 64)")
+    benchmark.add_argument("--queries", type=_positive, default=200,
+                           help="index: queries for recall and batch-1 latency (default 200)")
+    benchmark.add_argument("--no-export", action="store_true",
+                           help="index: skip exporting and reloading the largest ScaNN index (default: export)")
+    benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
+    for name in ("split", "test_fraction", "split_seed", "strategy",
+                 "seed", "verbose", "backup_dir"):
+        benchmark.set_defaults(**{name: None})
+    benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from tfrs_pipeline import benchmarks
+
+    config = load_config(args.config, _training_overrides(args))
+    if args.benchmark == "retrieval":
+        if args.profile_steps:
+            benchmarks.profile_retrieval_step(config.data.source, config=config)
+        else:
+            benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
+    elif args.benchmark == "two-stage":
+        benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
+    elif args.benchmark == "scale":
+        train_args = []
+        for flag, value in (("--epochs", args.epochs), ("--retrieval-epochs", args.retrieval_epochs),
+                            ("--rating-epochs", args.rating_epochs)):
+            train_args += [flag, str(value)] if value is not None else []
+        for assignment in args.set or []:
+            train_args += ["--set", assignment]
+        benchmarks.benchmark_scale(tuple(args.sizes), train_args=train_args, out=args.out)
+    elif args.benchmark == "index":
+        benchmarks.benchmark_index(tuple(args.catalog), dim=args.dim, queries=args.queries, seed=config.runtime.seed,
+                                   export=not args.no_export, out=args.out)
+    else:
+        if not args.model:
+            raise ConfigError("benchmark serving needs --model saved_models/NAME (train one with "
+                              "`tfrs-pipeline demo` or `tfrs-pipeline train`)")
+        server_options = [f"--{name}-op-threads={value}" for name, value in
+                          (("intra", args.intra_op_threads), ("inter", args.inter_op_threads)) if value]
+        benchmarks.benchmark_serving(args.model, clients=tuple(args.clients), requests=args.requests, out=args.out,
+                                     server_options=server_options)
+    return 0
 
 
 #: The largest ``--k`` and ``--requests`` the command line takes.
@@ -597,7 +625,8 @@ def load_config(config_path: str | None, overrides: dict[str, object]) -> Pipeli
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and usage errors answer before TensorFlow is imported
+    _import_tensorflow_quietly()
     if args.command != "data":
         import tensorflow as tf
 

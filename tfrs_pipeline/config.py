@@ -1,9 +1,11 @@
 """Configuration: one dataclass tree, loaded from TOML or the command line, saved beside every model.
 
-Example:
-    >>> config = PipelineConfig()
-    >>> config = apply_overrides(config, {"retrieval.epochs": 3})
-    >>> print(to_toml(config))  # doctest: +SKIP
+Examples:
+    >>> config = apply_overrides(PipelineConfig(), {"retrieval.epochs": 3, "ranker.enabled": False})
+    >>> config.retrieval.epochs, config.ranker.enabled
+    (3, False)
+    >>> print(to_toml(config).splitlines()[0])
+    [data]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ CHOICES: dict[str, tuple] = {
     "retrieval.optimizer": ("adagrad", "adam", "lazy_adam", "sgd"),
     "retrieval.index": ("brute-force", "scann"),
     "retrieval.negatives": ("in-batch", "catalog"),
-    "ranking.list_item_model": ("auto", "ease", "cosine"),
+    "ranker.item_model": ("auto", "ease", "cosine"),
     "runtime.strategy": ("default", "mirrored", "multi-worker"),
     "runtime.verbose": (-1, 0, 1, 2),
 }
@@ -164,8 +166,11 @@ class RetrievalConfig:
 
 
 @dataclass
-class RankingConfig:
-    """The rating-prediction model of the second stage.
+class RatingConfig:
+    """The rating model: a predicted rating (or, on implicit feedback, a relevance) for any user and movie.
+
+    It gives every recommended movie its predicted rating, and the list ranker uses it as
+    its rating head (see :class:`RankerConfig`).
 
     Args:
         embedding_dim: size of the user and movie embeddings.
@@ -182,16 +187,6 @@ class RankingConfig:
         epochs: most epochs to train.
         patience: epochs without validation RMSE improvement before stopping early.
         reduce_lr_on_plateau: divide the learning rate by 3 after an epoch without improvement.
-        list_ranker: order the retrieved candidates with the list ranker (trained on
-            retrieval's own candidate lists); off, the rating blend of the first release orders them.
-        list_hidden_units: widths of the list ranker's relevance MLP (none: a linear function of
-            the features, best on ml-latest-small's few hundred training lists).
-        list_learning_rate: its Adam step size.
-        list_batch_size: candidate lists per training step.
-        list_epochs: most epochs of list training.
-        list_patience: epochs without validation NDCG@10 improvement before stopping early.
-        list_neighbours: item-item weights kept per movie for the ranker's item-item feature.
-        list_item_model: ``ease``, ``cosine`` (ItemKNN) or ``auto`` (EASE up to 20,000 movies).
     """
 
     embedding_dim: int = 32
@@ -207,14 +202,36 @@ class RankingConfig:
     epochs: int = 30
     patience: int = 3
     reduce_lr_on_plateau: bool = True
-    list_ranker: bool = True
-    list_hidden_units: list[int] = field(default_factory=list)
-    list_learning_rate: float = 0.01
-    list_batch_size: int = 32
-    list_epochs: int = 100
-    list_patience: int = 10
-    list_neighbours: int = 256
-    list_item_model: str = "auto"
+
+
+@dataclass
+class RankerConfig:
+    """The list ranker, the second stage: it orders the candidates that retrieval hands it.
+
+    It is trained on retrieval's own candidate lists (softmax over each list), with the
+    rating model as its rating head and an item-item score among its features.
+
+    Args:
+        enabled: order the retrieved candidates with the list ranker; off, the rating blend
+            (retrieval logit + w * predicted rating, w chosen on validation) orders them.
+        hidden_units: widths of the relevance MLP (none: a linear function of the features,
+            best on ml-latest-small's few hundred training lists).
+        learning_rate: Adam step size.
+        batch_size: candidate lists per training step.
+        epochs: most epochs to train.
+        patience: epochs without validation NDCG@10 improvement before stopping early.
+        neighbours: item-item weights kept per movie for the item-item feature.
+        item_model: ``ease``, ``cosine`` (ItemKNN) or ``auto`` (EASE up to 20,000 movies).
+    """
+
+    enabled: bool = True
+    hidden_units: list[int] = field(default_factory=list)
+    learning_rate: float = 0.01
+    batch_size: int = 32
+    epochs: int = 100
+    patience: int = 10
+    neighbours: int = 256
+    item_model: str = "auto"
 
 
 @dataclass
@@ -255,17 +272,44 @@ class RuntimeConfig:
 
 @dataclass
 class PipelineConfig:
-    """Everything a training run needs, printed at its start and saved beside the model."""
+    """Everything a training run needs, printed at its start and saved beside the model (``config.toml``).
+
+    Args:
+        data: where the ratings come from (:class:`DataConfig`).
+        split: how they are split into training and test (:class:`SplitConfig`).
+        retrieval: the two-tower retrieval model (:class:`RetrievalConfig`).
+        rating: the rating model (:class:`RatingConfig`).
+        ranker: the list ranker that orders the candidates (:class:`RankerConfig`).
+        serving: how the two stages are put together (:class:`ServingConfig`).
+        runtime: devices, precision, seed and backups (:class:`RuntimeConfig`).
+
+    Examples:
+        >>> config = PipelineConfig()
+        >>> config.serving.num_candidates, config.ranker.item_model
+        (100, 'auto')
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    ranking: RankingConfig = field(default_factory=RankingConfig)
+    rating: RatingConfig = field(default_factory=RatingConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def validate(self) -> PipelineConfig:
-        """Checks values a dataclass cannot; returns self so calls can be chained."""
+        """Checks values a dataclass cannot; returns self so calls can be chained.
+
+        Returns:
+            This configuration.
+
+        Raises:
+            ConfigError: naming the first key whose value is out of its range.
+
+        Examples:
+            >>> PipelineConfig().validate().split.kind
+            'random'
+        """
         for dotted, allowed in CHOICES.items():
             section, _, key = dotted.partition(".")
             value = getattr(getattr(self, section), key)
@@ -281,11 +325,11 @@ class PipelineConfig:
             ("retrieval.batch_size", self.retrieval.batch_size),
             ("retrieval.epochs", self.retrieval.epochs),
             ("retrieval.steps_per_execution", self.retrieval.steps_per_execution),
-            ("ranking.embedding_dim", self.ranking.embedding_dim),
-            ("ranking.batch_size", self.ranking.batch_size),
-            ("ranking.epochs", self.ranking.epochs),
-            ("ranking.list_batch_size", self.ranking.list_batch_size),
-            ("ranking.list_epochs", self.ranking.list_epochs),
+            ("rating.embedding_dim", self.rating.embedding_dim),
+            ("rating.batch_size", self.rating.batch_size),
+            ("rating.epochs", self.rating.epochs),
+            ("ranker.batch_size", self.ranker.batch_size),
+            ("ranker.epochs", self.ranker.epochs),
             ("serving.num_candidates", self.serving.num_candidates),
             ("serving.k", self.serving.k),
             ("split.leave_last", self.split.leave_last),
@@ -293,8 +337,8 @@ class PipelineConfig:
             if int(value) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
         for name, value in [("retrieval.learning_rate", self.retrieval.learning_rate),
-                            ("ranking.learning_rate", self.ranking.learning_rate),
-                            ("ranking.list_learning_rate", self.ranking.list_learning_rate)]:
+                            ("rating.learning_rate", self.rating.learning_rate),
+                            ("ranker.learning_rate", self.ranker.learning_rate)]:
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a finite number above 0, got {value}")
         if self.retrieval.temperature <= 0:
@@ -371,12 +415,46 @@ def _coerce(name: str, value: Any, default: Any, annotation: str = "") -> Any:
         ) from None
 
 
+#: Keys of the ``[ranking]`` section, which held both the rating model and the list ranker, and their names now.
+RENAMED_KEYS = {
+    **{f"ranking.{key}": f"rating.{key}" for key in (
+        "embedding_dim", "hidden_units", "cross_layer", "history_features", "history_sample", "side_features", "l2",
+        "dropout", "learning_rate", "batch_size", "epochs", "patience", "reduce_lr_on_plateau")},
+    "ranking.list_ranker": "ranker.enabled",
+    **{f"ranking.list_{key}": f"ranker.{key}" for key in (
+        "hidden_units", "learning_rate", "batch_size", "epochs", "patience", "neighbours", "item_model")},
+}
+
+
 def apply_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
-    """Returns a copy of ``config`` with dotted keys (``"retrieval.epochs"``) replaced."""
+    """A copy of ``config`` with dotted keys replaced, each value converted to the key's type.
+
+    Args:
+        config: the configuration to start from (left unchanged).
+        overrides: ``{"section.key": value}``; strings are converted (``"16,8"`` to ``[16, 8]``,
+            ``"true"`` to ``True``), as on the command line's ``--set``.
+
+    Returns:
+        The new configuration (not validated: call :meth:`PipelineConfig.validate`).
+
+    Raises:
+        ConfigError: an unknown or renamed key, or a value of the wrong type, named in the message.
+
+    Examples:
+        >>> apply_overrides(PipelineConfig(), {"rating.hidden_units": "16,8"}).rating.hidden_units
+        [16, 8]
+        >>> apply_overrides(PipelineConfig(), {"ranking.epochs": 3})
+        Traceback (most recent call last):
+        ...
+        tfrs_pipeline.errors.ConfigError: ranking.epochs is now rating.epochs (the [ranking] section became [rating], the rating model, and [ranker], the list ranker)
+    """
     config = dataclasses.replace(
         config, **{f.name: dataclasses.replace(getattr(config, f.name)) for f in dataclasses.fields(config)}
     )
     for dotted, value in overrides.items():
+        if dotted in RENAMED_KEYS:
+            raise ConfigError(f"{dotted} is now {RENAMED_KEYS[dotted]} (the [ranking] section became [rating], the "
+                              "rating model, and [ranker], the list ranker)")
         section_name, _, key = dotted.partition(".")
         section = getattr(config, section_name, None)
         if section is None or not dataclasses.is_dataclass(section):
@@ -418,7 +496,25 @@ def read_toml_file(path: str | Path, what: str = "configuration file") -> dict[s
 
 
 def load_toml(path: str | Path, base: PipelineConfig | None = None) -> PipelineConfig:
-    """Reads a TOML configuration file; a bad file or key raises a ConfigError naming it."""
+    """Reads a TOML configuration file, such as a model's ``config.toml``.
+
+    Args:
+        path: the file; sections and keys as in :class:`PipelineConfig` (``[retrieval]``, ``epochs = 3``).
+        base: the configuration the file's values replace (default: the built-in one).
+
+    Returns:
+        The configuration (not validated).
+
+    Raises:
+        ConfigError: a missing, unreadable or invalid file, or a bad key, naming the file.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "my.toml"
+        >>> _ = path.write_text("[retrieval]\\nembedding_dim = 32\\n")
+        >>> load_toml(path).retrieval.embedding_dim
+        32
+    """
     values = read_toml_file(path)
     try:
         return from_dict(values, base)

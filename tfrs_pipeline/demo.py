@@ -10,17 +10,18 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from tfrs_pipeline.client import Recommender
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
-from tfrs_pipeline.train import format_metrics, run_training
+from tfrs_pipeline.evaluation.summary import format_metrics
+from tfrs_pipeline.pipeline import run_training
+from tfrs_pipeline.recommender import Recommender
 
 
 def demo_config(data: str, quick: bool) -> PipelineConfig:
     """The demo's configuration: the defaults with epochs sized for about a minute on 2 cores."""
-    overrides = {"data.source": data, "retrieval.epochs": 8, "ranking.epochs": 20}
+    overrides = {"data.source": data, "retrieval.epochs": 8, "rating.epochs": 20}
     if quick:
         overrides.update({"data.source": data if data != "synthetic:100k" else "synthetic:300x200x8000",
-                          "retrieval.epochs": 2, "ranking.epochs": 2, "retrieval.batch_size": 512})
+                          "retrieval.epochs": 2, "rating.epochs": 2, "retrieval.batch_size": 512})
     return apply_overrides(PipelineConfig(), overrides).validate()
 
 

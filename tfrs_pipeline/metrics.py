@@ -15,7 +15,7 @@ Definitions (``test`` is a frame of held-out ``user_id``, ``movie_id`` rows):
 * ``ndcg``: binary-relevance NDCG@K, averaged over test users.
 * ``rmse``: root mean squared error of predicted ratings.
 
-Example:
+Examples:
     >>> import pandas as pd
     >>> test = pd.DataFrame({"user_id": ["u", "u"], "movie_id": ["a", "c"]})
     >>> ranks = hit_ranks(np.array(["u"]), np.array([["a", "b", "c"]]), test)
@@ -32,77 +32,20 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from tfrs_pipeline.ids import as_str, catalog_positions, id_positions, users_of
+
 #: A recommender as evaluation sees it: (user ids, k, exclude_seen) -> movie ids [users, k].
 RecommendFn = Callable[[np.ndarray, int, bool], np.ndarray]
 
+
 #: The K of every factorized top-K accuracy we report (TFRS's tutorial uses the same).
 TOP_KS = (1, 5, 10, 50, 100)
-
-#: Most scores (float32) one block of queries against a whole catalog may hold: 1 GiB.
-SCORES_PER_BLOCK = 2**28
-
-
-def rows_per_block(catalog_size: int, preferred: int) -> int:
-    """Queries per block when each query scores ``catalog_size`` movies: ``preferred``, fewer when
-    the block's scores would pass :data:`SCORES_PER_BLOCK` (a million-movie catalog), at least 1.
-
-    >>> rows_per_block(27_278, 8192), rows_per_block(1_000_000, 8192)
-    (8192, 268)
-    """
-    return max(1, min(preferred, SCORES_PER_BLOCK // max(int(catalog_size), 1)))
-
-
-def as_str(values) -> np.ndarray:
-    """Ids and titles as Python strings (TensorFlow returns ``bytes``), same shape."""
-    values = np.asarray(values)
-    return np.asarray([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.ravel(values)],
-                      dtype=object).reshape(np.shape(values))
-
-
-def id_positions(index: pd.Index, column: pd.Series) -> np.ndarray:
-    """``index.get_indexer`` of each value of an id column as a string (-1: not in ``index``).
-
-    A categorical column is looked up once per distinct id, without one Python string per
-    row (at 20M ratings those strings alone take gigabytes).
-    """
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        per_id = np.append(index.get_indexer(column.cat.categories.astype(str)), -1)  # code -1 (missing) -> -1
-        return per_id[column.cat.codes.to_numpy()]
-    return index.get_indexer(column.astype(str))
-
-
-def distinct_ids(column: pd.Series) -> pd.Index:
-    """The distinct values of an id column as strings, in no particular order.
-
-    A categorical column gives the categories it uses, without one Python string per row.
-    """
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        distinct = column.cat.categories[np.unique(codes[codes >= 0])]
-    else:
-        distinct = pd.Index(column.unique())
-    return distinct.astype(str).unique()  # 1 and "1" are one id, as when every value was a string
-
-
-def users_of(frame: pd.DataFrame) -> np.ndarray:
-    """The distinct users of a split side, sorted (the order every ranked-list evaluation uses)."""
-    return np.asarray(sorted(set(distinct_ids(frame["user_id"]))), dtype=object)
 
 
 def _user_keys(test: pd.DataFrame) -> np.ndarray:
     """Each test rating's user as its position among the sorted test users: integers that group and
     sort as the user id strings do, without one string per rating."""
     return id_positions(pd.Index(users_of(test)), test["user_id"])
-
-
-def catalog_positions(ids, catalog: pd.Index) -> np.ndarray:
-    """Positions (int32) of movie ids (``bytes`` or ``str``) in ``catalog``, same shape; -1 where absent.
-
-    Ranked lists kept this way take 4 bytes a movie instead of a Python string (13.8M of them
-    for 138k users' top 100).
-    """
-    ids = np.asarray(ids)
-    return catalog.get_indexer(as_str(ids).ravel()).astype(np.int32).reshape(ids.shape)
 
 
 def hit_ranks(users: np.ndarray, recommended: np.ndarray, test: pd.DataFrame,

@@ -21,15 +21,16 @@ A version is claimed by creating its staging folder with ``os.mkdir`` (atomic: t
 concurrent runs never share a version) and published by renaming that folder, so the
 newest integer version is always complete. Each version carries a checksum manifest;
 a damaged file (a truncated copy, a disk error) is found before TensorFlow reads it, and
-:meth:`ModelDir.loadable` hands callers the versions to try, newest first. It needs
+:meth:`ModelDir.candidates` hands callers the versions to try, newest first. It needs
 neither TensorFlow nor TFRS.
 
-Example:
-    >>> staging = ModelDir.create("saved_models/demo")  # doctest: +SKIP
-    >>> staging.write_config(config)  # doctest: +SKIP
-    >>> published = staging.publish()  # saved_models/demo/1  # doctest: +SKIP
-    >>> ModelDir.resolve("saved_models/demo").version  # doctest: +SKIP
-    1
+Examples:
+    >>> staging = ModelDir.create(tmp_folder / "demo")
+    >>> staging.path.name
+    '.1.partial'
+    >>> staging.write_config(PipelineConfig())
+    >>> staging.publish().path.name
+    '1'
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from tfrs_pipeline.config import PipelineConfig, load_toml, to_toml
+from tfrs_pipeline.data.schema import RatingsData
+from tfrs_pipeline.data.split import Split, SplitRecord
 from tfrs_pipeline.errors import ModelError
-from tfrs_pipeline.split import SplitRecord
 
 SAVED_MODEL = "saved_model.pb"
 CONFIG = "config.toml"
@@ -78,6 +80,11 @@ class ModelDir:
     Args:
         path: the folder (``saved_models/NAME/VERSION``, or a staging folder made by :meth:`create`).
         version: the version it is (or will be published as); read from the folder name by default.
+
+    Examples:
+        >>> model_dir = ModelDir.resolve(model_path)  # saved_models/NAME: its newest version
+        >>> model_dir.version, model_dir.read_config().serving.k
+        (1, 10)
     """
 
     def __init__(self, path: str | Path, version: int | None = None) -> None:
@@ -102,6 +109,7 @@ class ModelDir:
 
     @property
     def published_path(self) -> Path:
+        """``saved_models/NAME/VERSION``: where this folder is (or will be, once published)."""
         return self.base / str(self.version)
 
     # -- finding and claiming versions ------------------------------------------------------------
@@ -109,6 +117,12 @@ class ModelDir:
     @classmethod
     def resolve(cls, path: str | Path) -> ModelDir:
         """``saved_models/NAME`` -> its newest published version; ``saved_models/NAME/VERSION`` as given.
+
+        Args:
+            path: a model base or one of its version folders.
+
+        Returns:
+            The version folder.
 
         Raises:
             ModelError: no exported model there, or a version still being written.
@@ -118,6 +132,12 @@ class ModelDir:
     @classmethod
     def candidates(cls, path: str | Path) -> list[ModelDir]:
         """The versions to try loading, newest first: every published version of a base, or the one given.
+
+        Args:
+            path: a model base or one of its version folders.
+
+        Returns:
+            The version folders, newest first.
 
         Raises:
             ModelError: no exported model there, or a staging folder (never loaded).
@@ -143,6 +163,12 @@ class ModelDir:
 
         The claim is ``os.mkdir`` of ``.VERSION.partial``, which fails if another run made
         it first; then the next number is tried. Versions being written count as taken.
+
+        Args:
+            base: ``saved_models/NAME`` (made if missing).
+
+        Returns:
+            The staging folder, which :meth:`publish` renames to its version.
         """
         base = Path(base)
         base.mkdir(parents=True, exist_ok=True)
@@ -163,7 +189,11 @@ class ModelDir:
             return cls(staging, version)
 
     def publish(self) -> ModelDir:
-        """Renames the staging folder to its integer version; returns the published folder."""
+        """Renames the staging folder to its integer version.
+
+        Returns:
+            The published folder.
+        """
         final = self.published_path
         if self.path != final:
             self.path.rename(final)
@@ -194,20 +224,25 @@ class ModelDir:
 
     @property
     def history_path(self) -> Path:
+        """The training history file (``history.json``)."""
         return self.path / HISTORY
 
     # -- records ----------------------------------------------------------------------------------
 
     def write_config(self, config: PipelineConfig) -> None:
+        """Saves the configuration the model is trained with (``config.toml``)."""
         (self.path / CONFIG).write_text(to_toml(config), encoding="utf-8")
 
     def read_config(self) -> PipelineConfig:
+        """The configuration the model was trained with."""
         return load_toml(self.path / CONFIG)
 
     def write_split(self, record: SplitRecord) -> None:
+        """Saves the record that rebuilds the model's train/test split (``split.json``)."""
         record.save(self.path / SPLIT)
 
     def read_split(self) -> SplitRecord:
+        """The recorded split; a missing or damaged record raises a ModelError naming the file."""
         path = self.path / SPLIT
         if not path.is_file():
             raise ModelError(f"{path} is missing: the model's split cannot be rebuilt")
@@ -217,19 +252,22 @@ class ModelDir:
             raise ModelError(f"{path} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
                              "evaluate a version whose split.json is intact") from None
 
-    def recorded_split(self, data_source: str | None = None):
+    def recorded_split(self, data_source: str | None = None) -> tuple[RatingsData, Split]:
         """The data and exact split this model was trained on: ``(data, split)``.
 
         Args:
             data_source: read the data from here instead of the recorded source (it must be
                 the same data: the fingerprints are checked).
 
+        Returns:
+            ``(data, split)``: the ratings, and their training and test sides as at training.
+
         Raises:
             DataError: the data or the rebuilt test set differ from those recorded.
         """
         from tfrs_pipeline.config import apply_overrides
         from tfrs_pipeline.data import load_data
-        from tfrs_pipeline.split import reproduce_split
+        from tfrs_pipeline.data.split import reproduce_split
 
         config = self.read_config()
         if data_source:
@@ -252,18 +290,23 @@ class ModelDir:
         return path.read_text(encoding="utf-8").splitlines()
 
     def write_history(self, history: dict[str, Any]) -> None:
+        """Saves the per-epoch training logs and the two-stage choices (``history.json``)."""
         _write_json(self.path / HISTORY, history)
 
     def read_history(self) -> dict[str, Any]:
+        """The per-epoch training logs and the two-stage choices."""
         return _read_json(self.path / HISTORY)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Saves the test figures (``metrics.json``)."""
         _write_json(self.path / METRICS, metrics)
 
     def read_metrics(self) -> dict[str, Any]:
+        """The test figures measured when the model was trained."""
         return _read_json(self.path / METRICS)
 
     def write_card(self, text: str) -> None:
+        """Writes the model card (``README.md``)."""
         (self.path / CARD).write_text(text, encoding="utf-8")
 
     # -- integrity ---------------------------------------------------------------------------------
@@ -279,6 +322,7 @@ class ModelDir:
 
     @property
     def has_manifest(self) -> bool:
+        """Whether the version carries a checksum manifest."""
         return (self.path / MANIFEST).is_file()
 
     def verify(self) -> None:

@@ -13,14 +13,14 @@
 
 from tfrs_pipeline.benchmarks.index import benchmark_index, format_index_benchmark
 from tfrs_pipeline.benchmarks.retrieval import (
-    benchmark_retrieval,
-    compare_retrieval_variants,
-    format_retrieval_benchmark,
-    profile_retrieval_step,
+           benchmark_retrieval,
+           compare_retrieval_variants,
+           format_retrieval_benchmark,
+           profile_retrieval_step,
 )
 from tfrs_pipeline.benchmarks.scale import benchmark_scale, format_scale_benchmark
 from tfrs_pipeline.benchmarks.serving import benchmark_serving, format_serving_benchmark
-from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_ranking
+from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_rating_model
 
-__all__ = ["benchmark_scale", "format_scale_benchmark", "benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_ranking",
+__all__ = ["benchmark_scale", "format_scale_benchmark", "benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_rating_model",
            "compare_retrieval_variants", "profile_retrieval_step", "format_retrieval_benchmark", "format_serving_benchmark"]

@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_pipeline.benchmarks.output import write_results
-from tfrs_pipeline.index import ScannIndex, SeenAwareBruteForce
-from tfrs_pipeline.train import peak_rss_mib
+from tfrs_pipeline.retrieval.index import ScannIndex, SeenAwareBruteForce
+from tfrs_pipeline.training.memory import peak_rss_mib
 
 
 def synthetic_catalog(movies: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,7 +89,7 @@ print(json.dumps({"load_seconds": loaded, "movie_ids": out["movie_ids"].numpy().
 def _export_and_reload(index: ScannIndex, dim: int, queries: np.ndarray, folder: Path) -> dict:
     """Writes the index as a SavedModel, loads it in a clean Python (``import scann``, then
     ``tf.saved_model.load``, none of this package) and checks it answers as in process."""
-    from tfrs_pipeline.export import save
+    from tfrs_pipeline.export.writer import save
 
     module = IndexExport(index, dim)
     begin = time.perf_counter()

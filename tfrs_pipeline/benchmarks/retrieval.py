@@ -20,13 +20,13 @@ import tensorflow_recommenders as tfrs
 from tfrs_pipeline.baselines import ease_recommender, index_recommender, most_popular_recommender
 from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
-from tfrs_pipeline.data import load_data
-from tfrs_pipeline.features import make_dataset, prepare
-from tfrs_pipeline.index import SeenAwareBruteForce, SeenMovies
+from tfrs_pipeline.features.dataset import make_dataset
 from tfrs_pipeline.metrics import ranking_report
-from tfrs_pipeline.retrieval import RetrievalModel, train_retrieval
-from tfrs_pipeline.split import split_ratings
-from tfrs_pipeline.training_loop import Progress, make_optimizer
+from tfrs_pipeline.pipeline import load_and_prepare
+from tfrs_pipeline.retrieval.index import SeenAwareBruteForce, SeenMovies
+from tfrs_pipeline.retrieval.model import RetrievalModel, train_retrieval
+from tfrs_pipeline.training.loop import Progress
+from tfrs_pipeline.training.optimizers import make_optimizer
 
 
 class TutorialModel(tfrs.Model):
@@ -61,11 +61,9 @@ def _after_first_epoch(examples: int, epoch_seconds: list[float]) -> float | Non
 def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, with_ease: bool = False,
                         tutorial_epochs: int = 3, out: str | Path | None = None) -> dict:
     """Trains the tutorial configuration and ours on one split; prints and returns both."""
-    config = (config or PipelineConfig()).validate()
-    data = load_data(source, config.data)
-    split = split_ratings(data, config.split)
-    print(split.describe())
-    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    config = apply_overrides(config or PipelineConfig(), {"data.source": source}).validate()
+    run = load_and_prepare(config)
+    split, prepared = run.split, run.prepared
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
     catalog_ids = prepared.movies.movie_ids.astype(str)
     results: dict = {"data": source, "split": vars(split.record), "train_ratings": len(split.train)}
@@ -131,10 +129,9 @@ def compare_retrieval_variants(source: str, variants: dict[str, dict], *, epochs
     """Trains each retrieval variant (configuration overrides) on one split; a table beside most-popular."""
     import pandas as pd
 
-    config = (config or PipelineConfig()).validate()
-    data = load_data(source, config.data)
-    split = split_ratings(data, config.split)
-    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    config = apply_overrides(config or PipelineConfig(), {"data.source": source}).validate()
+    run = load_and_prepare(config)
+    split, prepared = run.split, run.prepared
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
     rows = {}
     for name, overrides in variants.items():
@@ -163,10 +160,9 @@ def profile_retrieval_step(source: str, *, config: PipelineConfig | None = None,
     gradients and the optimizer update (what ``fit`` runs per step), and the tutorial
     configuration's whole step (batch 8192, factorized metrics over the catalog every step).
     """
-    config = (config or PipelineConfig()).validate()
-    data = load_data(source, config.data)
-    split = split_ratings(data, config.split)
-    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    config = apply_overrides(config or PipelineConfig(), {"data.source": source}).validate()
+    run = load_and_prepare(config)
+    split, prepared = run.split, run.prepared
     tf.keras.utils.set_random_seed(config.runtime.seed)
     model = RetrievalModel(prepared, config.retrieval)
     model.refresh_index()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.model_dir import ModelDir
-from tfrs_pipeline.train import peak_rss_mib
+from tfrs_pipeline.training.memory import peak_rss_mib
 
 PHASES = ("data", "retrieval", "ranking", "list_ranker", "export", "evaluation")
 

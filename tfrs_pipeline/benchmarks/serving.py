@@ -180,7 +180,7 @@ def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32
         requests: requests per client at each client count (and in-process calls per measurement).
         server_options: more of ``tfrs-pipeline serve``'s options for the server, such as ``--intra-op-threads=1``.
     """
-    from tfrs_pipeline.client import Recommender
+    from tfrs_pipeline.recommender import Recommender
 
     recommender = Recommender.load(model)
     signature = recommender.signatures["serving_default"]

@@ -8,10 +8,8 @@ import numpy as np
 
 from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
-from tfrs_pipeline.data import load_data
-from tfrs_pipeline.features import prepare
 from tfrs_pipeline.metrics import rmse
-from tfrs_pipeline.split import split_ratings
+from tfrs_pipeline.pipeline import load_and_prepare
 
 
 def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, out: str | Path | None = None) -> dict:
@@ -23,7 +21,8 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, ou
     """
     import tempfile
 
-    from tfrs_pipeline.train import format_ablation, run_training
+    from tfrs_pipeline.evaluation.summary import format_ablation
+    from tfrs_pipeline.pipeline import run_training
 
     config = apply_overrides(config or PipelineConfig(), {"data.source": source}).validate()
     with tempfile.TemporaryDirectory() as folder:
@@ -48,19 +47,18 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, ou
     return results
 
 
-def compare_ranking(source: str, *, epochs: int = 30, config: PipelineConfig | None = None):
+def compare_rating_model(source: str, *, epochs: int = 30, config: PipelineConfig | None = None):
     """Test RMSE of the ranking model beside global mean, movie mean and biased matrix factorization."""
     import pandas as pd
 
     from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
-    from tfrs_pipeline.ranking import predict_ratings, train_ranking
+    from tfrs_pipeline.ranking.rating import predict_ratings, train_rating_model
 
-    config = apply_overrides(config or PipelineConfig(), {"ranking.epochs": epochs}).validate()
-    data = load_data(source, config.data)
-    split = split_ratings(data, config.split)
-    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    config = apply_overrides(config or PipelineConfig(), {"data.source": source, "rating.epochs": epochs}).validate()
+    run = load_and_prepare(config)
+    data, split, prepared = run.data, run.split, run.prepared
     test = split.test
-    model = train_ranking(prepared, config.ranking, seed=config.runtime.seed, verbose=0).model
+    model = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=0).model
     mf = BiasedMatrixFactorization(factors=32, regularization=15.0, rating_scale=data.rating_scale).fit(split.train)
     predictions = {
         "global mean": np.full(len(test), split.train["rating"].mean()),

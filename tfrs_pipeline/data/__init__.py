@@ -3,7 +3,7 @@
 A source is named by a string: ``synthetic[:SIZE]`` (the offline default),
 ``movielens:PATH``, ``tfds:NAME``, ``csv:PATH`` (any delimited text) or ``parquet:PATH``.
 
-Example:
+Examples:
     >>> from tfrs_pipeline.data import load_data
     >>> data = load_data("synthetic:200x100x4000")
     >>> len(data.interactions)
@@ -23,6 +23,20 @@ SOURCE_KINDS = ("synthetic", "movielens", "tfds", "csv", "parquet")
 
 def load_data(source: str | None = None, config: DataConfig | None = None) -> RatingsData:
     """Reads, validates and returns the ratings named by ``source`` (or ``config.source``).
+
+    Args:
+        source: ``synthetic[:SIZE]``, ``movielens:PATH``, ``tfds:NAME``, ``csv:PATH`` or
+            ``parquet:PATH`` (default: ``config.source``).
+        config: column names, separators, rating scale and what to do with bad rows (default:
+            :class:`~tfrs_pipeline.config.DataConfig`'s defaults).
+
+    Returns:
+        The interactions, movies and users in the common schema, with the validation report.
+
+    Examples:
+        >>> data = load_data("synthetic:50x40x600")
+        >>> len(data.interactions), list(data.interactions.columns)
+        (600, ['user_id', 'movie_id', 'rating', 'timestamp'])
 
     Raises:
         DataError: an unknown source kind, a missing or malformed file, or no ratings left.

@@ -1,0 +1,135 @@
+"""The list ranker: candidate lists shaped like serving, item-item weights, the item-item score, its start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfrs_pipeline.config import RankerConfig, RatingConfig, SplitConfig
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.data.split import split_ratings
+from tfrs_pipeline.features.dataset import prepare
+from tfrs_pipeline.ranking.list_ranker import ListRanker, candidate_lists, split_lists
+from tfrs_pipeline.ranking.neighbours import ItemNeighbours
+from tfrs_pipeline.ranking.rating import RatingModel
+
+
+def test_candidate_lists_label_the_hold_out_movies_among_the_candidates():
+    def retriever(user_id, k):
+        users = user_id.numpy().astype(str)
+        ids = np.array([["a", "b", "c"] if u == "u1" else ["c", "d", "e"] for u in users])
+        return tf.constant(ids), tf.constant(np.tile([3.0, 2.0, 1.0], (len(users), 1)), tf.float32), tf.ones(len(users), bool)
+
+    holdout = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "movie_id": ["c", "z", "d"]})
+    lists = candidate_lists(retriever, holdout, num_candidates=3)
+    assert lists.user_ids.tolist() == ["u1", "u2"]
+    assert lists.labels.tolist() == [[0, 0, 1], [0, 1, 0]]
+    assert lists.relevant.tolist() == [2, 1]  # u1's "z" was not retrieved but is still relevant
+    train, stop = split_lists(lists, 0.5, seed=0)
+    assert len(train) + len(stop) == 2 and len(stop) == 1
+
+
+RATINGS = pd.DataFrame({"user_id": ["1", "1", "2", "2", "2", "3"], "movie_id": ["a", "b", "a", "b", "c", "c"]})
+
+
+def test_cosine_neighbours_are_co_ratings_over_the_root_of_both_counts():
+    table = ItemNeighbours.build(RATINGS, np.array(["a", "b", "c", "d"]), k=3, kind="cosine")
+    # a: users {1, 2}; b: {1, 2}; c: {2, 3}; d: nobody.
+    weights = {(int(row), int(n)): w for row in range(1, 5) for n, w in zip(table.neighbours[row], table.weights[row]) if n}
+    assert weights[(1, 2)] == pytest.approx(2 / 2)  # a-b
+    assert weights[(1, 3)] == pytest.approx(1 / 2)  # a-c
+    assert (1, 1) not in weights and not any(row == 4 for row, _ in weights)  # never itself; d has no ratings
+    assert table.neighbours[0].tolist() == [0, 0, 0]
+
+
+def test_ease_neighbours_keep_the_closed_form_weights_pointing_to_each_movie():
+    catalog = np.array(["a", "b", "c"])
+    table = ItemNeighbours.build(RATINGS, catalog, k=2, kind="ease")
+    x = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float64)
+    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(3))
+    b = -p / np.diag(p)
+    for row in range(1, 4):
+        for neighbour, weight in zip(table.neighbours[row], table.weights[row]):
+            assert neighbour != row and weight == pytest.approx(b[neighbour - 1, row - 1], rel=1e-4)
+    assert table.kind == "ease"
+    assert ItemNeighbours.build(RATINGS, catalog, k=2).kind == "ease"  # auto, small catalog
+
+
+@pytest.fixture(scope="module")
+def ranker():
+    data = load_data("synthetic:150x80x3000")
+    split = split_ratings(data, SplitConfig(seed=4))
+    prepared = prepare(data, split.train, 0.1, 4)
+    rating_model = RatingModel(prepared, RatingConfig())
+    embeddings = np.random.default_rng(0).normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32)
+    return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=RankerConfig(neighbours=16))
+
+
+def test_item_item_score_is_the_sum_of_the_kept_weights_from_the_history(ranker):
+    prepared, model = ranker
+    user = prepared.vocab.user_ids[3]
+    catalog = list(prepared.movies.movie_ids)
+    history = set(prepared.train.loc[prepared.train["user_id"] == user, "movie_id"])
+    candidates = [m for m in catalog if m not in history][:20]
+    rows = np.array([catalog.index(m) + 1 for m in candidates])
+    got = model.neighbour_scores(model.user_lookup(tf.constant([user])), tf.constant(rows[None, :]))[0].numpy()
+    neighbours, weights = model.neighbours.numpy(), model.neighbour_weights.numpy()
+    rated = {catalog.index(h) + 1 for h in history}
+    expected = [sum(w for n, w in zip(neighbours[row], weights[row]) if n in rated) for row in rows]
+    assert any(expected)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    history_rows, contributions = model.contributions(tf.constant([user] * 3), tf.constant(candidates[:3]))
+    np.testing.assert_allclose(contributions.to_tensor().numpy().sum(axis=1), expected[:3], atol=1e-5)
+    assert sorted(history_rows[0].numpy().tolist()) == sorted(catalog.index(h) + 1 for h in history)
+
+
+def test_an_untrained_ranker_keeps_retrieval_order_and_never_ranks_empty_slots(ranker):
+    prepared, model = ranker
+    users = tf.constant(prepared.vocab.user_ids[:2])
+    movie_ids = tf.constant([list(prepared.movies.movie_ids[:4])] * 2)
+    retrieval = tf.constant([[0.9, 0.5, 0.2, -np.inf], [0.3, 0.8, 0.1, 0.0]], tf.float32)
+    model.normalization.adapt(tf.zeros([4, 11]) + tf.random.normal([4, 11]))
+    scores, predicted = model.score(users, movie_ids, retrieval)
+    assert np.argsort(-scores.numpy()[0])[:3].tolist() == [0, 1, 2] and scores.numpy()[0, 3] == -np.inf
+    assert np.argsort(-scores.numpy()[1]).tolist() == [1, 0, 2, 3]
+    assert predicted.shape == (2, 4)
+
+
+def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
+    import tfrs_pipeline.ranking.list_ranker as list_ranking
+
+    prepared, model = ranker
+    users = model.user_lookup(tf.constant(prepared.vocab.user_ids[:6]))
+    rows = tf.constant(np.arange(1, 31).reshape(6, 5))
+    dense = model.neighbour_scores(users, rows).numpy()
+    monkeypatch.setattr(list_ranking, "_DENSE_LOOKUP_LIMIT", 0)
+    np.testing.assert_array_equal(model.neighbour_scores(users, rows).numpy(), dense)
+    assert np.abs(dense).sum() > 0
+
+
+def test_stored_item_item_scores_equal_the_computed_ones_bit_for_bit(ranker, monkeypatch):
+    import tfrs_pipeline.ranking.list_ranker as list_ranking
+
+    prepared, model = ranker
+    users = len(prepared.vocab.user_ids) + 1  # row 0: unknown users
+    catalog = len(prepared.movies.movie_ids) + 1
+    rng = np.random.default_rng(3)
+    user_rows = tf.constant(rng.integers(0, users, 40))
+    movie_rows = tf.constant(rng.integers(0, catalog, (40, 25)))
+    computed = model.neighbour_scores(user_rows, movie_rows).numpy()
+    try:
+        assert not model.materialize_neighbour_scores(limit=users * catalog - 1)  # over the limit: nothing stored
+        assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
+        monkeypatch.setattr(list_ranking, "_MATERIALIZE_STEP", 7 * catalog * 16)  # several blocks of 7 users
+        assert model.materialize_neighbour_scores(limit=users * catalog)
+        assert tf.shape(model.neighbour_table).numpy().tolist() == [users, catalog]
+        stored = model.neighbour_scores(user_rows, movie_rows).numpy()
+        np.testing.assert_array_equal(stored, computed)
+        assert np.abs(stored).sum() > 0
+        # New histories make the stored scores stale: use_tables drops them.
+        model.use_tables(prepared.movies, prepared.users)
+        assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
+    finally:
+        model.neighbour_table.assign(tf.zeros([0, 0]))

@@ -1,0 +1,103 @@
+"""The Python API over an exported model: Recommender, from the package root, with TensorFlow alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfrs_pipeline
+from tfrs_pipeline.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return tfrs_pipeline.Recommender.load(trained.path.parent)
+
+
+def test_load_resolves_the_newest_version(model, trained):
+    assert model.path == trained.path and model.version == 1 and model.name == trained.path.parent.name
+
+
+def test_recommend_returns_decoded_titles_and_excludes_seen_movies(model, trained):
+    out = model.recommend(["1", "stranger"], k=5)
+    assert out["movie_ids"].shape == (2, 5) and isinstance(out["titles"][0, 0], str)
+    assert out["known_user"].tolist() == [True, False]
+    seen = set(trained.split.train.loc[trained.split.train["user_id"] == "1", "movie_id"])
+    assert not seen & set(out["movie_ids"][0])
+    catalog = model.catalog.set_index("movie_id")["title"]
+    assert [catalog[m] for m in out["movie_ids"][0]] == out["titles"][0].tolist()
+
+
+def test_batched_calls_equal_one_call(model):
+    users = [str(u) for u in range(1, 40)]
+    whole = model.call("serving_default", 4096, user_id=users, k=4)
+    pieces = model.call("serving_default", 7, user_id=users, k=4)
+    assert whole["movie_ids"].tolist() == pieces["movie_ids"].tolist()
+    np.testing.assert_allclose(whole["predicted_ratings"], pieces["predicted_ratings"], atol=1e-5)
+    only_ids = model.call("serving_default", 7, user_id=users, k=4, keep=("movie_ids",))
+    assert list(only_ids) == ["movie_ids"] and only_ids["movie_ids"].tolist() == whole["movie_ids"].tolist()
+
+
+def test_rank_retrieve_and_similar_items(model):
+    ranked = model.rank(["1"], [["1", "2", "no-such-movie"]])
+    assert ranked["predicted_ratings"].shape == (1, 3) and ranked["known_movie"].tolist() == [[True, True, False]]
+    assert model.retrieve(["1"], k=30)["movie_ids"].shape == (1, 30)
+    similar = model.similar_items(["1"], k=3)
+    assert "1" not in similar["movie_ids"][0].tolist() and similar["known_movie"].tolist() == [True]
+
+
+def test_find_movie_by_id_title_or_unique_part(model):
+    first = model.catalog.iloc[0]
+    assert model.find_movie(first["movie_id"]) == first["movie_id"]
+    assert model.find_movie(first["title"].upper()) == first["movie_id"]
+    with pytest.raises(ModelError, match="no movie with id or title"):
+        model.find_movie("zz-no-such-title-zz")
+    with pytest.raises(ModelError, match=r"movies match '\('"):
+        model.find_movie("(")  # every synthetic title has a year in brackets
+
+
+def test_errors_name_the_signature_and_the_inputs(model):
+    with pytest.raises(ModelError, match="no signature 'nope'; this model has .*explain"):
+        model.call("nope", user_id=["1"])
+    with pytest.raises(ModelError, match=r"missing \['k'\]"):
+        model.call("retrieve", user_id=["1"])
+    with pytest.raises(ModelError, match=r"signature 'retrieve' has outputs .*movie_ids.*, not \['scores'\]"):
+        model.call("retrieve", user_id=["1"], k=3, keep=("movie_ids", "scores"))
+
+
+@pytest.mark.slow
+def test_the_client_and_the_server_import_no_tfrs_and_no_training_code(trained):
+    code = f"""
+import sys
+from tfrs_pipeline.server import make_server
+import json, urllib.request
+server = make_server({str(trained.path.parent)!r}, port=0)
+server.start()
+with urllib.request.urlopen(server.url + "/recommend?user_id=1&k=3", timeout=60) as response:
+    out = json.loads(response.read())
+server.stop()
+assert len(out["movies"]) == 3
+loaded = sorted(m for m in sys.modules if m.startswith(("tensorflow_recommenders", "tfrs_pipeline")))
+print(loaded)
+forbidden = [m for m in loaded if m.startswith("tensorflow_recommenders") or m.split(".")[-1] in
+             ("train", "retrieval", "ranking", "towers", "layers", "features", "export", "evaluation", "baselines")]
+assert not forbidden, forbidden
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_per_call_exclusions_and_recommendations_from_a_history(model, trained):
+    plain = model.recommend(["1", "2"], k=4)["movie_ids"]
+    excluded = model.recommend(["1", "2"], k=4, exclude=[plain[0][:2], []])["movie_ids"]
+    assert not set(plain[0][:2]) & set(excluded[0]) and excluded.shape == (2, 4) and all(excluded[0])
+    assert list(excluded[1]) == list(plain[1])  # an empty list excludes nothing
+    rated = trained.split.train.loc[trained.split.train["user_id"].astype(str) == "1", "movie_id"].astype(str).tolist()
+    out = model.recommend_from_history([rated[:5], ["nope"]], k=6)
+    assert list(out["history_known"]) == [5, 0] and not set(rated[:5]) & set(out["movie_ids"][0])
+    assert all(title for title in out["titles"][0])
+    with pytest.raises(ModelError, match="exclude= works with exclude_seen=True"):
+        model.recommend(["1"], k=3, exclude_seen=False, exclude=[["1"]])

@@ -1,0 +1,115 @@
+"""The two-stage pipeline SavedModel: signatures, exclusions, cold start, a TensorFlow-only process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_tensorflow_only
+
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.data.split import SplitRecord, reproduce_split
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    return tf.saved_model.load(str(trained.path))
+
+
+@pytest.fixture(scope="module")
+def split(trained):
+    return reproduce_split(load_data("synthetic:300x200x8000"), SplitRecord.load(trained.path / "split.json"))
+
+
+def _call(model, name, **inputs):
+    return {k: v.numpy() for k, v in model.signatures[name](**{n: tf.constant(x) for n, x in inputs.items()}).items()}
+
+
+def test_serving_default_returns_k_unseen_movies_in_the_list_rankers_order_with_titles(loaded, split):
+    out = _call(loaded, "serving_default", user_id=["1", "2"], k=7)
+    assert set(out) == {"movie_ids", "titles", "scores", "predicted_ratings", "retrieval_scores", "known_user"}
+    assert out["movie_ids"].shape == (2, 7) and out["known_user"].tolist() == [True, True]
+    assert np.all(np.diff(out["scores"], axis=1) <= 1e-6)
+    low, high = 0.5, 5.0
+    assert np.all((out["predicted_ratings"] >= low) & (out["predicted_ratings"] <= high))
+    seen = set(split.train.loc[split.train.user_id == "1", "movie_id"])
+    assert not seen & set(out["movie_ids"][0].astype(str))
+    data = load_data("synthetic:300x200x8000")
+    titles = dict(zip(data.movies.movie_id, data.movies.title))
+    assert [t.decode() for t in out["titles"][0]] == [titles[m.decode()] for m in out["movie_ids"][0]]
+
+
+def test_including_seen_may_return_rated_movies(loaded, split):
+    heavy = split.train.groupby("user_id", observed=True).size().idxmax()
+    out = _call(loaded, "recommend_including_seen", user_id=[str(heavy)], k=100)
+    seen = set(split.train.loc[split.train.user_id == heavy, "movie_id"])
+    assert seen & set(out["movie_ids"][0].astype(str))
+
+
+def test_unknown_user_gets_well_rated_popular_movies_and_a_flag(loaded, split):
+    out = _call(loaded, "serving_default", user_id=["never-seen"], k=5)
+    assert out["known_user"].tolist() == [False] and out["movie_ids"].shape == (1, 5)
+    counts = split.train["movie_id"].value_counts()
+    assert counts.reindex(out["movie_ids"][0].astype(str)).fillna(0).mean() > counts.mean()
+
+
+def test_rank_and_similar_movies_signatures(loaded):
+    ranked = _call(loaded, "rank", user_id=["1", "1"], movie_ids=[["1", "2", "x"], ["3", "4", "5"]])
+    assert ranked["predicted_ratings"].shape == (2, 3)
+    assert ranked["known_movie"].tolist() == [[True, True, False], [True, True, True]]
+    similar = _call(loaded, "similar_movies", movie_id=["1", "unknown-movie"], k=4)
+    assert similar["movie_ids"].shape == (2, 4)
+    assert b"1" not in similar["movie_ids"][0].tolist()  # never the movie itself
+    assert similar["known_movie"].tolist() == [True, False]
+    assert np.all(np.diff(similar["scores"][0]) <= 1e-6)
+
+
+def test_retrieve_accepts_any_k_and_the_rating_blend_never_loses_retrieval_hit_rate_on_validation(loaded, trained):
+    for k in (1, 33):
+        assert _call(loaded, "retrieve", user_id=["1"], k=k)["movie_ids"].shape == (1, k)
+    history = json.loads((trained.path / "history.json").read_text())
+    by_weight = history["validation_hit_rate_by_rating_weight"]
+    assert by_weight[str(history["rating_weight"])] >= by_weight["0.0"]
+
+
+@pytest.mark.slow
+def test_pipeline_answers_match_in_a_tensorflow_only_process(loaded, trained):
+    code = f"""
+import json
+m = tf.saved_model.load({str(trained.path)!r})
+a = m.signatures["serving_default"](user_id=tf.constant(["1", "nobody"]), k=tf.constant(5))
+s = m.signatures["similar_movies"](movie_id=tf.constant(["3"]), k=tf.constant(3))
+print(json.dumps([a["movie_ids"].numpy().astype(str).tolist(), a["predicted_ratings"].numpy().round(4).tolist(),
+                  a["known_user"].numpy().tolist(), s["movie_ids"].numpy().astype(str).tolist()]))
+"""
+    ids, ratings, known, similar = json.loads(run_tensorflow_only(code).strip().splitlines()[-1])
+    here = _call(loaded, "serving_default", user_id=["1", "nobody"], k=5)
+    assert ids == here["movie_ids"].astype(str).tolist() and known == [True, False]
+    np.testing.assert_allclose(ratings, here["predicted_ratings"], atol=1e-3)
+    assert similar == _call(loaded, "similar_movies", movie_id=["3"], k=3)["movie_ids"].astype(str).tolist()
+
+
+def test_served_order_is_the_ranking_stages_order_of_the_retrieved_candidates(loaded, trained):
+    served = _call(loaded, "serving_default", user_id=["3"], k=100)
+    retrieved = _call(loaded, "retrieve", user_id=["3"], k=100)
+    assert sorted(served["movie_ids"][0].tolist()) == sorted(retrieved["movie_ids"][0].tolist())
+    ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking")).signatures["score_candidates"]
+    scored = ranking(user_id=tf.constant(["3"]), movie_ids=tf.constant(retrieved["movie_ids"]),
+                     retrieval_scores=tf.constant(retrieved["retrieval_scores"]))
+    order = np.argsort(-scored["scores"].numpy()[0], kind="stable")
+    np.testing.assert_allclose(np.sort(served["scores"][0])[::-1], scored["scores"].numpy()[0][order], atol=1e-4)
+
+
+def test_explain_names_rated_movies_and_their_shares(loaded, split):
+    served = _call(loaded, "serving_default", user_id=["4"], k=5)
+    out = _call(loaded, "explain", user_id=["4"] * 5, movie_id=served["movie_ids"][0].astype(str), k=3)
+    rated = set(split.train.loc[split.train.user_id == "4", "movie_id"])
+    named = [m for row in out["movie_ids"].astype(str) for m in row if m]
+    assert named and set(named) <= rated
+    assert np.all(out["shares"] >= 0) and np.all(out["shares"].sum(axis=1) <= 1 + 1e-5)
+    assert np.all(np.diff(out["contributions"], axis=1) <= 1e-6)
+    assert out["known_user"].all() and out["known_movie"].all()
+    unknown = _call(loaded, "explain", user_id=["nobody"], movie_id=["1"], k=3)
+    assert unknown["known_user"].tolist() == [False] and not any(unknown["movie_ids"].astype(str)[0])

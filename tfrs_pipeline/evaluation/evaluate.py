@@ -1,0 +1,231 @@
+"""Evaluation of an exported model: every number of ``metrics.json``, measured on what ships.
+
+The metric definitions live in :mod:`tfrs_pipeline.metrics`; this module calls the
+exported SavedModels (through :class:`tfrs_pipeline.recommender.Recommender`) on the recorded
+test split, beside the baselines of :mod:`tfrs_pipeline.baselines`:
+
+* ``factorized_top_k/top_K``: TFRS ``FactorizedTopK`` top-K accuracy from the exported
+  towers, seen (training) movies *not* excluded.
+* ``excluding_seen``: the user's training movies excluded; ``hit_rate_at_K`` is the share
+  of test ratings whose movie is in the user's top K (the "recall" of
+  ``../shared/README.md``), ``recall_at_K`` the per-user recall (hits / the user's test
+  movies, averaged over users), ``capped_recall_at_K`` the same over min(K, test movies),
+  and ``ndcg_at_10`` binary-relevance NDCG of the top 10, averaged over users.
+* ``ranking/rmse``: RMSE of predicted ratings on every test rating (not measured on implicit
+  feedback, where there are no ratings: ``ranking/note`` says so).
+* ``ablation``: the top 10 of retrieval alone, of the two stages with the rating blend
+  (retrieval logit + w * predicted rating), of the two stages as served (the list ranker), of EASE and of
+  most-popular, each with the same numbers, on the same split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_pipeline.baselines import BiasedMatrixFactorization, ease_recommender, most_popular_from_training, movie_mean
+from tfrs_pipeline.features.vocabulary import Vocabularies
+from tfrs_pipeline.ids import distinct_ids, id_positions, rows_per_block, users_of
+from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse
+from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.ranking.blend import blend_top_k
+from tfrs_pipeline.ranking.neighbours import EASE_MAX_CATALOG
+from tfrs_pipeline.recommender import Recommender, load_saved_model
+from tfrs_pipeline.retrieval.index import SeenMovies
+
+
+def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_ids: np.ndarray,
+                               ks=TOP_KS, batch: int = 4096) -> dict[str, float]:
+    """TFRS ``FactorizedTopK`` on the test split, computed from the exported towers (seen movies kept).
+
+    A K above the catalog size is measured at the whole catalog (every movie is in such a top K).
+    ``batch`` ratings are scored at once, fewer on catalogs too big for ``batch`` x catalog scores.
+    """
+    import tensorflow_recommenders as tfrs
+
+    query_tower = load_saved_model(model_dir.stage("query_tower")).signatures["serving_default"]
+    candidate_tower = load_saved_model(model_dir.stage("candidate_tower")).signatures["serving_default"]
+    catalog = tf.constant(catalog_ids.astype(str))
+    embeddings = tf.concat([candidate_tower(movie_id=catalog[i : i + batch])["embeddings"]
+                            for i in range(0, len(catalog_ids), batch)], axis=0)
+    measured = sorted({min(k, len(catalog_ids)) for k in ks})
+    scored = rows_per_block(len(catalog_ids), batch)
+    index = tfrs.layers.factorized_top_k.BruteForce(k=max(measured))
+    index.index(embeddings, catalog)
+    metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=measured)
+    # One query per test user, gathered for each of their ratings: the query tower pools a user's
+    # whole history, so per rating it would repeat that work (4M ratings, 138k users at 20M).
+    users = users_of(test)
+    queries = tf.concat([query_tower(user_id=tf.constant(users[i : i + batch]))["embeddings"]
+                         for i in range(0, len(users), batch)], axis=0)
+    rows = id_positions(pd.Index(users), test["user_id"])
+    movies = test["movie_id"].astype(str).to_numpy()
+    for start in range(0, len(test), scored):
+        movie_batch = tf.constant(movies[start : start + scored])
+        metric.update_state(tf.gather(queries, rows[start : start + scored]),
+                            candidate_tower(movie_id=movie_batch)["embeddings"], true_candidate_ids=movie_batch)
+    values = dict(zip(measured, (float(value) for value in metric.result())))
+    return {f"top_{k}": values[min(k, len(catalog_ids))] for k in ks}
+
+
+def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, test: pd.DataFrame,
+                    rating_scale: tuple[float, float], *, mf_factors: int = 32, mf_regularization: float = 15.0,
+                    with_ease: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Every number of ``metrics.json``, measured on the exported SavedModels (what ships).
+
+    Args:
+        model: the exported model (a :class:`~tfrs_pipeline.recommender.Recommender`, a version
+            folder or its path).
+        train: the training ratings (their movies are excluded from each user's lists).
+        test: the held-out ratings the figures are measured on.
+        rating_scale: lowest and highest rating, for the baselines' predictions.
+        mf_factors: the matrix factorization baseline's factors.
+        mf_regularization: its L2 penalty.
+        with_ease: add the EASE baseline to the ablation (skipped above 20,000 movies).
+        log: where progress lines go.
+
+    Examples:
+        >>> from tfrs_pipeline.model_dir import ModelDir
+        >>> split = ModelDir.resolve(model_path).recorded_split()[1]
+        >>> metrics = evaluate_export(model_path, split.train, split.test, (1, 5), with_ease=False, log=lambda *_: None)
+        >>> sorted(metrics["ablation"])
+        ['most popular', 'retrieval alone', 'two-stage, as served', 'two-stage, rating blend']
+
+    Returns:
+        ``factorized_top_k``, ``excluding_seen``, ``ranking``, ``pipeline``, ``ablation`` and
+        ``baselines`` (``most_popular``, ``matrix_factorization``) with the same keys where they apply.
+    """
+    recommender = model if isinstance(model, Recommender) else Recommender.load(model)
+    catalog_ids = recommender.catalog["movie_id"].to_numpy()
+    users = users_of(test)
+    block = rows_per_block(len(catalog_ids), 1024)  # users per call: each scores the whole catalog
+    test_users = test["user_id"].astype(str).to_numpy()
+    test_movies = test["movie_id"].astype(str).to_numpy()
+
+    log("evaluating: factorized top-K (TFRS definition) from the exported towers")
+    metrics: dict = {"factorized_top_k": factorized_top_k_of_export(recommender.model_dir, test, catalog_ids)}
+
+    log("evaluating: recall and NDCG with seen movies excluded, retrieval only and two-stage")
+    # Only the ids are kept, and only while they are scored (138k users' top 100 at 20M ratings).
+    # Ranked lists are kept as catalog positions: 4 bytes a movie, not a Python string.
+    catalog = pd.Index(catalog_ids.astype(str))
+    retrieved = recommender.call("retrieve", block, user_id=users, k=100, keep=("movie_ids",),
+                                 positions_in=catalog)["movie_ids"]
+    metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test, catalog=catalog)
+    del retrieved
+    served = recommender.call("serving_default", block, user_id=users, k=10, keep=("movie_ids",),
+                              positions_in=catalog)["movie_ids"]
+    metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,), catalog=catalog),
+                           "rating_weight": float(recommender.model.rating_weight.numpy())}
+    implicit = recommender.implicit
+    blend = "two-stage, relevance blend" if implicit else "two-stage, rating blend"
+    metrics["ablation"] = {"retrieval alone": _at_10(metrics["excluding_seen"]),
+                           blend: recall_and_ndcg(users, _rating_blend_lists(recommender, users), test, ks=(10,)),
+                           "two-stage, as served": _at_10(metrics["pipeline"])}
+
+    popular = ranking_report(most_popular_from_training(train, catalog_ids), test, batch_users=block, catalog=catalog)
+    popular["pipeline"] = _at_10(popular["excluding_seen"])
+    if implicit:
+        note = "implicit feedback: there are no ratings, so RMSE is not measured"
+        log(f"evaluating: {note}")
+        metrics["ranking"] = popular["ranking"] = {"note": note}
+        mf_ranking = {"note": note}
+    else:
+        log("evaluating: ranking RMSE on every test rating")
+        predicted = recommender.call("rank", 16384, user_id=test_users, movie_ids=test_movies[:, None],
+                                       keep=("predicted_ratings",))
+        metrics["ranking"] = {"rmse": rmse(predicted["predicted_ratings"][:, 0], test["rating"])}
+        log("evaluating: baselines (most-popular, movie mean rating, biased matrix factorization)")
+        popular["ranking"] = {"rmse": rmse(movie_mean(train, test_movies), test["rating"])}
+        mf = BiasedMatrixFactorization(factors=mf_factors, regularization=mf_regularization,
+                                       rating_scale=tuple(rating_scale)).fit(train)
+        mf_ranking = {"rmse": rmse(mf.predict(test_users, test_movies), test["rating"])}
+    metrics["ablation"]["most popular"] = _at_10(popular["excluding_seen"])
+    if with_ease and len(catalog_ids) <= EASE_MAX_CATALOG:
+        log("evaluating: EASE (closed form, lambda 200)")
+        seen = SeenMovies(Vocabularies(list(users_of(train)), [], [], [], [], []), catalog_ids, train)
+        ease = ease_recommender(train, catalog_ids, seen)
+        lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
+        metrics["ablation"]["EASE"] = recall_and_ndcg(users, lists, test, ks=(10,))
+    metrics["baselines"] = {
+        "most_popular": popular,
+        "matrix_factorization": {"ranking": mf_ranking, "factors": mf_factors, "regularization": mf_regularization},
+    }
+    if "recommend_from_history" in recommender.signatures:
+        log("evaluating: cold start (test users as visitors the model never saw, from their training movies)")
+        metrics["cold_start"] = cold_start_report(recommender, train, test)
+    metrics["test"] = {"ratings": int(len(test)), "users": int(len(users)),
+                       "cold_users": int(len(set(users) - set(distinct_ids(train["user_id"]))))}
+    return metrics
+
+
+#: Movies a cold-start visitor is taken to have rated, besides "all of them".
+COLD_START_HISTORY = 5
+
+
+def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """Top-10 recall and NDCG of ``recommend_from_history`` for the test users as if the model had
+    never seen them: from their ``COLD_START_HISTORY`` most recent training movies, and from all of
+    them. The signature excludes only the movies it is given, so with 5 the list may hold movies
+    the user rated earlier (counted as misses); with all, it excludes what ``serving_default`` does.
+    """
+    users = users_of(test)
+    # Each test user's training movies, oldest first (ties in data order), as integer codes: strings
+    # are made per batch of users, not for every training rating.
+    owner = id_positions(pd.Index(users), train["user_id"])
+    rows = np.flatnonzero(owner >= 0)
+    rows = rows[np.lexsort((train["timestamp"].to_numpy()[rows], owner[rows]))]
+    movie_codes, movie_names = pd.factorize(train["movie_id"])
+    movie_names = np.asarray(movie_names).astype(str)
+    splits = np.searchsorted(owner[rows], np.arange(len(users) + 1))
+
+    def histories(start: int, stop: int, last: int | None = None) -> list[list[str]]:
+        """Users ``start .. stop - 1``'s training movies, only the ``last`` most recent if given."""
+        chosen = []
+        for user in range(start, stop):
+            begin, end = splits[user], splits[user + 1]
+            if last:
+                begin = max(begin, end - last)
+            chosen.append(movie_names[movie_codes[rows[begin:end]]].tolist())
+        return chosen
+
+    report = {}
+    for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
+        lists = np.concatenate([recommender.recommend_from_history(histories(i, min(i + 256, len(users)), last),
+                                                                   k=10)["movie_ids"]
+                                for i in range(0, len(users), 256)])
+        report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
+    recent = histories(0, len(users), COLD_START_HISTORY)
+    # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
+    # Most rated first: value_counts of the ids as strings, from codes (same order, ties included).
+    counts = pd.Series(np.bincount(movie_codes[movie_codes >= 0], minlength=len(movie_names)), index=movie_names)
+    popular = counts.sort_values(ascending=False, kind="stable").index.to_numpy()[: 10 + COLD_START_HISTORY]
+    lists = np.array([[m for m in popular if m not in set(h)][:10] for h in recent])
+    report[f"most_popular_history_{COLD_START_HISTORY}"] = recall_and_ndcg(users, lists, test, ks=(10,))
+    return report
+
+
+def _at_10(numbers: dict[str, float]) -> dict[str, float]:
+    return {key: value for key, value in numbers.items() if key.endswith("_at_10")}
+
+
+def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10) -> np.ndarray:
+    """The rating blend's two-stage top ``k``: candidates kept by retrieval logit + w * predicted rating."""
+    num_candidates = recommender.model_dir.read_config().serving.num_candidates
+    # The blend's factors as exported.
+    scale, weight = recommender.model.logit_scale, recommender.model.rating_weight
+    lists = []
+    block = rows_per_block(len(recommender.catalog), 1024)
+    for start in range(0, len(users), block):
+        batch = users[start : start + block]
+        candidates = recommender.call("retrieve", block, user_id=batch, k=num_candidates,
+                                      keep=("movie_ids", "retrieval_scores"))
+        predicted = recommender.call("rank", block, user_id=batch, movie_ids=candidates["movie_ids"],
+                                     keep=("predicted_ratings",))
+        order = blend_top_k(tf.constant(candidates["retrieval_scores"]), tf.constant(predicted["predicted_ratings"]),
+                            scale, weight, k)
+        lists.append(np.take_along_axis(candidates["movie_ids"], order.numpy(), axis=1))
+    return np.concatenate(lists)

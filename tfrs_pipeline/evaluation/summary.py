@@ -1,0 +1,92 @@
+"""The figures of a run as people read them: the metrics table, the phases line and the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tfrs_pipeline.config import PipelineConfig
+
+
+def format_metrics(metrics: dict) -> str:
+    """The headline numbers beside most-popular (and matrix factorization for RMSE), then the top-10 ablation."""
+    popular = metrics["baselines"]["most_popular"]
+    mf = metrics["baselines"]["matrix_factorization"]["ranking"]
+    rows = [("metric", "model", "most-popular")]
+    for k, v in metrics["factorized_top_k"].items():
+        rows.append((f"factorized {k} (seen kept)", f"{v:.4f}", f"{popular['factorized_top_k'][k]:.4f}"))
+    for k in ("hit_rate_at_10", "hit_rate_at_100", "recall_at_10", "recall_at_100", "ndcg_at_10"):
+        if k in metrics["excluding_seen"]:
+            rows.append((f"retrieval {k} (seen excluded)", f"{metrics['excluding_seen'][k]:.4f}",
+                         f"{popular['excluding_seen'][k]:.4f}"))
+    for k in ("hit_rate_at_10", "recall_at_10", "ndcg_at_10"):
+        if k in metrics["pipeline"]:
+            rows.append((f"two-stage {k}", f"{metrics['pipeline'][k]:.4f}", f"{popular['pipeline'][k]:.4f}"))
+    if "rmse" in metrics["ranking"]:
+        rows.append(("ranking RMSE", f"{metrics['ranking']['rmse']:.4f}",
+                     f"{popular['ranking']['rmse']:.4f} (movie mean); MF {mf['rmse']:.4f}"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"  {name:<{width}}  {a:>8}  {b}" for name, a, b in rows]
+    if "note" in metrics["ranking"]:
+        lines.append(f"  ranking: {metrics['ranking']['note']}")
+    if "ablation" in metrics:
+        lines.append(format_ablation(metrics["ablation"]))
+    for name, numbers in metrics.get("cold_start", {}).items():
+        what = "most popular" if name.startswith("most_popular") else "recommend_from_history"
+        lines.append(f"  cold start, {what} from {name.rsplit('_', 1)[1]} training movies: "
+                     f"hit rate@10 {numbers['hit_rate_at_10']:.4f}, recall@10 {numbers['recall_at_10']:.4f}, "
+                     f"NDCG@10 {numbers['ndcg_at_10']:.4f}")
+    return "\n".join(lines)
+
+
+def format_phases(training: dict) -> str:
+    """One line: each phase's seconds and the peak memory when it ended, and the export's size."""
+    phases = training.get("phases", {})
+    cells = [f"{name.replace('_', ' ')} {r['seconds']:.0f} s ({r['peak_rss_mib'] / 1024:.1f} GiB)"
+             for name, r in phases.items()]
+    return "phases (peak memory so far): " + ", ".join(cells) + f"; export {training.get('export_mib', 0):.1f} MiB"
+
+
+def format_ablation(ablation: dict[str, dict[str, float]]) -> str:
+    """One line per system: its top 10 with seen movies excluded."""
+    width = max(len(name) for name in ablation)
+    lines = ["", f"  top 10, seen movies excluded{'':>{max(0, width - 27)}}  hit rate@10  recall@10    NDCG@10"]
+    for name, numbers in ablation.items():
+        lines.append(f"  {name:<{max(width, 27)}}  {numbers['hit_rate_at_10']:>11.4f}  {numbers['recall_at_10']:>9.4f}"
+                     f"  {numbers['ndcg_at_10']:>9.4f}")
+    return "\n".join(lines)
+
+
+def model_card(config: PipelineConfig, metrics: dict, path: Path) -> str:
+    """A short README for the version folder: data, split, metrics, how to load."""
+    split = metrics["split"]
+    return f"""# Model card: {path.parent.name} version {path.name}
+
+Two-stage movie recommender (tfrs-pipeline): two-tower retrieval over the whole catalog
+(seen movies excluded), then a list ranker that orders {config.serving.num_candidates} candidates, each with
+its predicted rating.
+
+## Data and split
+- data: `{metrics['data']['source']}` ({metrics['data']['ratings']:,} ratings; {metrics['data']['validation']['rows_dropped']:,} rows dropped by validation)
+- split: {split['kind']} (test fraction {split['test_fraction']}, seed {split['seed']}), {split['train_ratings']:,} training / {split['test_ratings']:,} test ratings
+- data fingerprint: `{split['data_fingerprint']}`; test-set fingerprint `{split['test_fingerprint']}`
+
+## Test metrics (beside the most-popular baseline)
+```
+{format_metrics(metrics)}
+```
+Factorized top-K: TFRS `FactorizedTopK`, seen movies kept. Hit rate: share of test ratings
+whose movie is in the user's top K; recall: per-user hits / the user's test movies, averaged
+over users; both with the user's training movies excluded. Full numbers in `metrics.json`;
+training curves in `history.json`; configuration in `config.toml`.
+
+## Load and call (TensorFlow alone)
+```python
+import tensorflow as tf
+model = tf.saved_model.load("{path}")
+out = model.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(10))
+print(out["titles"], out["predicted_ratings"])
+```
+Signatures: `serving_default(user_id, k)`, `retrieve(user_id, k)`, `rank(user_id, movie_ids)`,
+`similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`. Stages alone: `stages/query_tower`, `stages/candidate_tower`,
+`stages/index`, `stages/ranking`. Serve over HTTP: `tfrs-pipeline serve --model {path.parent}`.
+"""

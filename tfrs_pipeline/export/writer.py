@@ -1,0 +1,76 @@
+"""Where a SavedModel is written: the two-stage pipeline and each stage, into a model folder.
+
+This is the only module that calls ``tf.saved_model.save``. Every signature takes and
+returns named tensors (``user_id``, ``k`` in; ``movie_ids``, ``scores`` out) and ``k`` is an
+input tensor, so a loaded model answers any ``k``. Loading needs TensorFlow alone:
+
+    >>> import tensorflow as tf
+    >>> index = tf.saved_model.load("saved_models/demo/1/stages/index")  # doctest: +SKIP
+    >>> index.signatures["serving_default"](user_id=tf.constant(["42"]), k=tf.constant(5))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfrs_pipeline.export.stages import CandidateTowerExport, IndexExport, QueryTowerExport, RankingExport
+from tfrs_pipeline.export.two_stage import TwoStagePipeline
+from tfrs_pipeline.features.tables import MovieTable
+from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.ranking.blend import logit_scale
+from tfrs_pipeline.retrieval.candidates import CandidateRetriever, well_rated_popular
+from tfrs_pipeline.retrieval.index import SeenMovies, serving_index
+
+
+def save(module: tf.Module, path: str | Path, signatures: dict | None = None) -> Path:
+    """Writes ``module`` as a SavedModel; ``serving_default`` is ``module.serve`` unless ``signatures`` say otherwise.
+
+    Args:
+        module: the TensorFlow module to write.
+        path: its folder (made if missing).
+        signatures: signature name -> traced function (default: ``serving_default`` is ``module.serve``).
+
+    Returns:
+        The folder written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.save(module, str(path), signatures=signatures or {"serving_default": module.serve})
+    return path
+
+
+def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, seen: SeenMovies, *,
+                 index_kind: str, num_candidates: int, rating_weight: float, list_ranker=None) -> TwoStagePipeline:
+    """Writes the two-stage pipeline into ``model_dir`` and each stage under its ``stages/`` folder.
+
+    Args:
+        model_dir: the (staging) version folder.
+        retrieval: the trained retrieval model (its brute-force index built over ``movies``).
+        ranking: the trained ranking model.
+        movies: the catalog, in the index's row order.
+        seen: each training user's rated movies (excluded from recommendations).
+        index_kind: ``brute-force`` or ``scann`` (built from the same embeddings).
+        num_candidates: movies retrieved per user before ranking.
+        rating_weight: the two-stage blend's rating weight.
+        list_ranker: the list ranker that orders the candidates (None: the rating blend does).
+
+    Returns:
+        The exported pipeline module (as written).
+    """
+    embeddings = retrieval.candidate_embeddings()
+    index = serving_index(retrieval, index_kind, embeddings)
+    catalog_ids = tf.Variable(movies.movie_ids.astype(str), trainable=False, name="catalog_ids")
+    retriever = CandidateRetriever(retrieval.query_tower, index, seen, catalog_ids, well_rated_popular(movies))
+    config = retrieval.config
+    pipeline = TwoStagePipeline(retriever, ranking, movies, embeddings[:, : config.embedding_dim], num_candidates,
+                                logit_scale(config.normalize, config.temperature), rating_weight, list_ranker)
+    save(pipeline, model_dir.path, pipeline.signatures())
+    index_stage = IndexExport(CandidateRetriever(retrieval.query_tower, index, seen))
+    save(QueryTowerExport(retrieval.query_tower), model_dir.stage("query_tower"))
+    save(CandidateTowerExport(retrieval.candidate_tower), model_dir.stage("candidate_tower"))
+    save(index_stage, model_dir.stage("index"), index_stage.signatures())
+    ranking_stage = RankingExport(ranking, list_ranker)
+    save(ranking_stage, model_dir.stage("ranking"), ranking_stage.signatures())
+    return pipeline

@@ -1,0 +1,352 @@
+"""``tfrs-pipeline train``: data -> split -> both stages -> export -> evaluation, as named phases.
+
+:func:`run_training` runs the phases in order; each one is a function of its own that
+takes what the phase before it produced:
+
+1. :func:`load_and_prepare`: read and validate the data, split it, build vocabularies and tables.
+2. :func:`fit_stages`: train retrieval, then the rating model; choose the rating blend's weight on
+   validation; train the list ranker on retrieval's candidate lists for the validation users.
+3. :func:`export`: write the pipeline, every stage and the records into the staging version folder.
+4. :func:`evaluate`: measure the exported model on the test split; write ``metrics.json`` and the model card.
+
+The version folder is claimed and written under a staging name and renamed when
+complete (:class:`~tfrs_pipeline.model_dir.ModelDir`), so ``saved_models/NAME``'s newest
+version is never a half-written model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfrs_pipeline.config import PipelineConfig, to_toml
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.data.schema import RatingsData
+from tfrs_pipeline.data.split import Split, split_ratings
+from tfrs_pipeline.errors import ConfigError, ModelError
+from tfrs_pipeline.evaluation.evaluate import evaluate_export
+from tfrs_pipeline.evaluation.summary import model_card
+from tfrs_pipeline.export.writer import export_model
+from tfrs_pipeline.features.dataset import Prepared, prepare
+from tfrs_pipeline.ids import rows_per_block
+from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.ranking.blend import choose_rating_weight, logit_scale
+from tfrs_pipeline.ranking.list_ranker import MATERIALIZE_LIMIT, candidate_lists, train_list_ranker
+from tfrs_pipeline.ranking.rating import train_rating_model
+from tfrs_pipeline.retrieval.candidates import CandidateRetriever
+from tfrs_pipeline.retrieval.index import SeenMovies
+from tfrs_pipeline.retrieval.model import train_retrieval
+from tfrs_pipeline.training.backup import StageBackup
+from tfrs_pipeline.training.distribute import describe_devices, is_chief, make_strategy
+from tfrs_pipeline.training.loop import TrainingResult
+from tfrs_pipeline.training.memory import Phases
+
+
+@dataclass
+class PreparedRun:
+    """What :func:`load_and_prepare` hands on: the configuration, data, split and model inputs, and
+    the seconds and peak memory of each phase so far."""
+
+    config: PipelineConfig
+    data: RatingsData
+    split: Split
+    prepared: Prepared | None  # None once training state is released
+    phases: Phases = field(default_factory=Phases)
+
+
+@dataclass
+class FittedStages:
+    """What :func:`fit_stages` hands on: both trained stages and the chosen rating weight."""
+
+    retrieval: TrainingResult
+    rating: TrainingResult
+    rating_weight: float
+    validation_hit_rate_by_weight: dict[float, float]
+    list_ranker: TrainingResult | None = None
+    replicas: int = 1
+
+    @property
+    def list_ranker_model(self):
+        return self.list_ranker.model if self.list_ranker is not None else None
+
+
+@dataclass
+class TrainedModel:
+    """Where a training run exported its model, what it measured, and the data and split it used.
+
+    Args:
+        model_dir: the published version folder.
+        metrics: every figure of its ``metrics.json``.
+        seconds: wall time of the whole run.
+        data: the ratings it was trained on.
+        split: their training and test sides.
+    """
+
+    model_dir: ModelDir
+    metrics: dict
+    seconds: float
+    data: RatingsData
+    split: Split
+
+    @property
+    def path(self) -> Path:
+        """``saved_models/NAME/VERSION``, the published folder."""
+        return self.model_dir.path
+
+
+def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
+    """Phase 1: reads and validates ``config.data``, splits it, and builds the models' inputs."""
+    phases = Phases()
+    with phases("data"):
+        data, split, prepared = _load_split_prepare(config, log)
+    return PreparedRun(config, data, split, prepared, phases)
+
+
+def _load_split_prepare(config: PipelineConfig, log) -> tuple[RatingsData, Split, Prepared]:
+    log(f"[1/6] data: {config.data.source}")
+    data = load_data(config.data.source, config.data)
+    log(data.report.format())
+    log("[2/6] split")
+    split = split_ratings(data, config.split)
+    log(split.describe())
+    prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
+    catalog = len(prepared.movies.movie_ids)
+    if config.serving.num_candidates > catalog:
+        log(f"note: serving.num_candidates {config.serving.num_candidates} is capped at the catalog's {catalog} movies")
+    return data, split, prepared
+
+
+def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
+               strategy: tf.distribute.Strategy | None = None) -> FittedStages:
+    """Phase 2: trains retrieval, the rating model and the list ranker (TensorBoard logs in ``model_dir``), then picks the rating weight.
+
+    Args:
+        strategy: the distribution strategy (default: made from ``run.config.runtime``).
+    """
+    config, prepared = run.config, run.prepared
+    strategy = strategy or make_strategy(config.runtime)
+
+    def backup(stage: str) -> StageBackup | None:
+        folder = config.runtime.backup_dir
+        return StageBackup(folder, stage, writer=is_chief(strategy)) if folder else None
+
+    log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
+    with run.phases("retrieval"):
+        retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
+                                    log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy,
+                                    backup=backup("retrieval"))
+    log(f"retrieval: {retrieval.seconds:.1f} s, {retrieval.examples_per_second:,.0f} training examples/s, "
+        f"best epoch {retrieval.best_epoch}")
+    log("[4/6] rating model")
+    # The phase, log and backup names stay "ranking": they are keys of metrics.json and folders users have.
+    with run.phases("ranking"):
+        rating = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=config.runtime.verbose,
+                                    log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy,
+                                    backup=backup("ranking"))
+    log(f"rating model: {rating.seconds:.1f} s, {rating.examples_per_second:,.0f} training examples/s, "
+        f"best epoch {rating.best_epoch}")
+    # The rating weight, the validation users' candidate lists and the list ranker.
+    with run.phases("list_ranker"):
+        model = retrieval.model
+        # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
+        retriever = CandidateRetriever(model.query_tower, model.index,
+                                       SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train))
+        scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
+        weight, recall = choose_rating_weight(retriever, rating.model, prepared.validation, config.serving.num_candidates,
+                                              scale, k=config.serving.k)
+        list_ranker = None
+        if config.ranker.enabled and len(prepared.validation):
+            lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates,
+                                    batch_users=rows_per_block(len(prepared.movies.movie_ids), 1024))
+            log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies, "
+                f"{int(lists.labels.sum()):,} of {int(lists.relevant.sum()):,} validation ratings among the candidates")
+            embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
+            list_ranker = train_list_ranker(rating.model, prepared, embeddings, lists, scale, config.ranker,
+                                            seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
+                                            log_dir=model_dir.logs("list_ranking") if model_dir else None,
+                                            backup=backup("list_ranking"))
+            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
+    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync)
+
+
+def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
+    """Phase 3: the pipeline and stage SavedModels, configuration, split record, vocabularies and history."""
+    config, prepared = run.config, run.prepared
+    log(f"[5/6] export to {model_dir.published_path}")
+    log(f"two-stage: rating weight {stages.rating_weight:g} (validation hit rate@{config.serving.k} by weight: "
+        + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_hit_rate_by_weight.items()) + ")")
+    # Validation is over: the exported model serves with every training rating as history and popularity.
+    stages.retrieval.model.query_tower.use_history(prepared.full_users)
+    stages.rating.model.use_history(prepared.full_users)
+    if stages.list_ranker is not None:
+        stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
+    with run.phases("export"):
+        if stages.list_ranker is not None:
+            users, movies = len(prepared.vocab.user_ids), len(prepared.full_movies.movie_ids)
+            cells = (users + 1) * (movies + 1)  # with a row for unknown ids on each side
+            stored = stages.list_ranker_model.materialize_neighbour_scores()
+            log(f"list ranker: item-item scores of {users:,} users x {movies:,} movies "
+                + (f"stored for serving ({cells * 4 / 2**20:,.1f} MiB)" if stored
+                   else f"computed per request ({cells:,} cells is over the {MATERIALIZE_LIMIT:,}-cell limit)"))
+        _export(run, stages, model_dir)
+
+
+def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
+    config, prepared = run.config, run.prepared
+    seen = SeenMovies(prepared.vocab, prepared.full_movies.movie_ids, run.split.train)
+    export_model(model_dir, stages.retrieval.model, stages.rating.model, prepared.full_movies, seen,
+                 index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
+                 rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model)
+    model_dir.write_config(config)
+    model_dir.write_split(run.split.record)
+    model_dir.write_vocabularies(vars(prepared.vocab))
+    model_dir.write_history({
+        "retrieval": stages.retrieval.history, "ranking": stages.rating.history,
+        "rating_weight": stages.rating_weight,
+        "validation_hit_rate_by_rating_weight": {str(w): r for w, r in stages.validation_hit_rate_by_weight.items()},
+        "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.rating.best_epoch,
+        **({"list_ranking": stages.list_ranker.history, "list_ranking_best_epoch": stages.list_ranker.best_epoch}
+           if stages.list_ranker is not None else {}),
+    })
+
+
+def release_training_state(run: PreparedRun, stages: FittedStages) -> None:
+    """Drops what only training needs (the models and their optimizer state, data sets, feature
+    tables) once the model is exported: evaluation reads the export, and at 20M ratings the
+    training side holds gigabytes. The stages keep their histories and timings."""
+    for result in (stages.retrieval, stages.rating, stages.list_ranker):
+        if result is not None:
+            result.model = None
+    run.prepared = None
+    gc.collect()
+
+
+def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> dict:
+    """Phase 4: metrics of the exported model on the test split, beside baselines; writes them and the model card."""
+    log("[6/6] evaluation of the exported model on the test split")
+    with run.phases("evaluation"):
+        metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale, log=log)
+    metrics["training"] = {
+        "retrieval_seconds": stages.retrieval.seconds,
+        "retrieval_examples_per_second": stages.retrieval.examples_per_second,
+        "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
+        "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
+        "devices": describe_devices(),
+        "replicas": stages.replicas,
+        # Seconds of each phase and the process's peak resident memory (MiB) when it ended.
+        "phases": run.phases.record,
+        "export_mib": model_dir.size_bytes(without_logs=True) / 2**20,
+    }
+    metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
+                       "validation": run.data.report.to_dict()}
+    metrics["split"] = vars(run.split.record)
+    model_dir.write_metrics(metrics)
+    model_dir.write_card(model_card(run.config, metrics, model_dir.published_path))
+    return metrics
+
+
+def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], None] = print) -> TrainedModel:
+    """Trains both stages on ``config.data`` and publishes ``out/VERSION``; returns where, and what it measured.
+
+    In a multi-worker run every worker trains (each on its shard of every batch) and exports,
+    so that any collective step stays in lock step, but only the chief publishes into ``out``;
+    the other workers write into a temporary folder that is removed at the end.
+
+    Args:
+        config: the whole configuration (validated here).
+        out: the model base, ``saved_models/NAME``: the run publishes its next integer version.
+        log: where progress lines go (default ``print``).
+
+    Returns:
+        The published folder, the metrics, the run's wall time, and its data and split.
+
+    Raises:
+        ConfigError, DataError: bad configuration or data, before anything is trained.
+        ModelError: a metric came out NaN or infinite; nothing is published.
+
+    Examples:
+        >>> from tfrs_pipeline.config import apply_overrides
+        >>> config = apply_overrides(PipelineConfig(), {"data.source": "synthetic:60x50x1500", "retrieval.epochs": 1,
+        ...                                             "rating.epochs": 1, "ranker.epochs": 1, "runtime.verbose": 0})
+        >>> trained = run_training(config, tmp_folder / "doc", log=lambda *_: None)
+        >>> trained.path.name, "ndcg_at_10" in trained.metrics["pipeline"]
+        ('1', True)
+    """
+    start = time.perf_counter()
+    config.validate()
+    policy = tf.keras.mixed_precision.global_policy()
+    strategy = make_strategy(config.runtime)  # before anything else runs TensorFlow (multi-worker needs it)
+    log("configuration:\n" + to_toml(config))
+    log(describe_devices())
+    scratch = None
+    if not is_chief(strategy):
+        resolver = strategy.cluster_resolver
+        scratch = Path(tempfile.mkdtemp(prefix=f"tfrs-{resolver.task_type}-{resolver.task_id}-"))
+        log(f"{resolver.task_type} {resolver.task_id}: not the chief, so this worker's export goes to {scratch} "
+            f"and is removed at the end; the chief publishes into {out}")
+        out = scratch
+    staging = ModelDir.create(out)
+    try:
+        backup = _claim_backup(config, is_chief(strategy), log)
+        run = load_and_prepare(config, log)
+        stages = fit_stages(run, staging, log, strategy)
+        export(run, stages, staging, log)
+        release_training_state(run, stages)
+        metrics = evaluate(run, stages, staging, log)
+        _require_finite(metrics)
+        staging.write_manifest()
+        published = staging.publish()
+        if backup is not None and is_chief(strategy):
+            shutil.rmtree(backup, ignore_errors=True)  # published: nothing is left to resume
+    except BaseException:
+        staging.discard()
+        raise
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)  # --mixed-precision must not outlive the run
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    log(f"done in {seconds:.0f} s: {published.path}")
+    return TrainedModel(published, metrics, seconds, run.data, run.split)
+
+
+def _claim_backup(config: PipelineConfig, writer: bool, log=print) -> Path | None:
+    """The run's backup folder (``runtime.backup_dir``), checked to belong to this configuration.
+
+    The folder records the configuration it backs up; a run of another configuration (other
+    data, split, models or seed) is refused rather than resumed from the wrong weights.
+    """
+    if not config.runtime.backup_dir:
+        return None
+    folder = Path(config.runtime.backup_dir)
+    mine = to_toml(dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, verbose=-1, backup_dir="")))
+    record = folder / "configuration.toml"
+    if record.exists():
+        if record.read_text() != mine:
+            raise ConfigError(f"--backup-dir {folder} holds the backup of a run with another configuration "
+                              f"({record}); remove the folder or choose another one")
+        stages = sorted(path.name for path in folder.iterdir() if path.is_dir())
+        log(f"resuming from the backup in {folder} (stages backed up: {', '.join(stages) or 'none yet'})")
+    elif writer:
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(mine)
+    return folder
+
+
+def _require_finite(metrics: dict, path: str = "") -> None:
+    """Refuses to publish a model any of whose metrics is NaN or infinite (its scores are then broken)."""
+    for key, value in metrics.items():
+        name = f"{path}{key}"
+        if isinstance(value, dict):
+            _require_finite(value, f"{name}/")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ModelError(f"the model was not published: its metric {name} is {value}")

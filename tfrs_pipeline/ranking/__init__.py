@@ -1,0 +1,10 @@
+"""Ranking, the second stage: it orders retrieval's candidates and predicts each one's rating.
+
+* :mod:`~tfrs_pipeline.ranking.rating`: :class:`RatingModel`, a predicted rating for any
+  user and movie (configured by ``[rating]``).
+* :mod:`~tfrs_pipeline.ranking.list_ranker`: :class:`ListRanker`, trained on retrieval's own
+  candidate lists, which orders the candidates (configured by ``[ranker]``).
+* :mod:`~tfrs_pipeline.ranking.neighbours`: the item-item weights (EASE or ItemKNN) behind
+  the ranker's item-item feature and its explanations.
+* :mod:`~tfrs_pipeline.ranking.blend`: the rating blend, the ordering used when the list ranker is off.
+"""

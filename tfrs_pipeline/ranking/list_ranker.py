@@ -1,0 +1,410 @@
+"""The second stage's list ranker: orders retrieval's candidates, trained on the lists it will rank.
+
+Training examples have the shape of serving. For each user of the validation hold-out,
+the retrieval stage proposes its top ``N`` movies with the user's fitting-part movies
+excluded, from a query built on the fitting part alone; a candidate is relevant (label
+1) where the user went on to rate it in the hold-out. The retrieval model never trained
+on those ratings and never saw them in a history, so the candidates and their scores
+look as they will at serving time.
+
+:class:`ListRanker` is a ``tfrs.Model`` with two heads:
+
+* the **relevance head** scores each candidate from features computed in the graph from
+  ids alone: the retrieval logit (absolute and relative to the list's best), the
+  predicted rating (absolute and relative to the list's mean), the movie's popularity
+  and shrunk mean rating, the user's activity, the match of the movie's genres with the
+  user's history, the mean cosine between the movie and the user's rated movies in the
+  candidate-embedding space, and the movie's item-item score from the user's rated movies
+  (EASE or ItemKNN weights, :mod:`~tfrs_pipeline.ranking.neighbours`). A small MLP adds to the retrieval logit (initialised at
+  zero, so training starts from retrieval's order). It is trained with a softmax
+  cross-entropy over each list (``tfrs.tasks.Ranking``);
+* the **rating head** is the rating model (:class:`~tfrs_pipeline.ranking.rating.RatingModel`,
+  trained before on the fitting part's ratings and kept frozen here), so every ranked
+  movie carries a predicted rating and the RMSE is the rating model's.
+
+Examples:
+    >>> lists = candidate_lists(retriever, prepared.validation, num_candidates=100)  # doctest: +SKIP
+    >>> result = train_list_ranker(rating_model, prepared, embeddings, lists, scale=5.0,
+    ...                            config=RankerConfig())  # doctest: +SKIP
+    >>> scores, ratings = result.model.score(user_ids, movie_ids, retrieval_scores)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+from scipy import sparse
+
+from tfrs_pipeline.config import RankerConfig
+from tfrs_pipeline.features.dataset import Prepared, shuffled_row_batches
+from tfrs_pipeline.features.tables import MovieTable, UserTable
+from tfrs_pipeline.features.vocabulary import Vocabularies, id_lookup
+from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists
+from tfrs_pipeline.ranking.neighbours import ItemNeighbours
+from tfrs_pipeline.ranking.rating import RatingModel
+from tfrs_pipeline.training.backup import StageBackup
+from tfrs_pipeline.training.loop import TrainingResult, fit, in_float32
+
+#: The relevance head's input features, in order (for reports and the README).
+FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating", "predicted rating minus the list's mean",
+            "log(1 + training ratings of the movie)", "movie's shrunk mean rating", "log(1 + user's history length)",
+            "genre match with the user's history", "mean cosine to the user's rated movies",
+            "item-item score from the user's rated movies (EASE or ItemKNN)", "the same per rated movie")
+
+
+#: Largest lists x catalog flag table (float32 cells) the item-item score builds; above it, a binary search.
+_DENSE_LOOKUP_LIMIT = 32_000_000
+
+#: Largest users x catalog table of item-item scores (float32 cells, 64 MB) the export stores; above
+#: it the exported model computes them per request.
+MATERIALIZE_LIMIT = 16_000_000
+
+#: Item-item score cells computed per step while materializing (bounds the [users, catalog, neighbours] temporaries).
+_MATERIALIZE_STEP = 8_000_000
+
+
+@dataclass
+class CandidateLists:
+    """Retrieval's candidate lists for a set of users, with hold-out labels.
+
+    Args:
+        user_ids: one user per list [lists].
+        movie_ids: candidates, best retrieval score first [lists, N].
+        retrieval_scores: their index scores [lists, N] (``-inf`` past the user's unseen movies).
+        labels: 1.0 where the user rated the candidate in the hold-out [lists, N].
+        relevant: how many hold-out movies each user has, retrieved or not [lists].
+    """
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    retrieval_scores: np.ndarray
+    labels: np.ndarray
+    relevant: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def take(self, rows: np.ndarray) -> CandidateLists:
+        return CandidateLists(self.user_ids[rows], self.movie_ids[rows], self.retrieval_scores[rows], self.labels[rows],
+                              self.relevant[rows])
+
+
+def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch_users: int = 1024) -> CandidateLists:
+    """Retrieves ``num_candidates`` movies for every user of ``holdout`` and labels the ones they rated there.
+
+    ``retriever`` must exclude (and build its queries from) the ratings outside the hold-out only.
+    ``batch_users`` are retrieved at once (each scores the whole catalog: fewer on a huge one, see
+    :func:`~tfrs_pipeline.ids.rows_per_block`).
+    """
+    users = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
+    ids, scores = [], []
+    for start in range(0, len(users), batch_users):
+        batch = tf.constant(users[start : start + batch_users].astype(str))
+        movie_ids, retrieval_scores, _ = retriever(batch, tf.constant(num_candidates))
+        ids.append(movie_ids.numpy().astype(str))
+        scores.append(retrieval_scores.numpy())
+    ids = np.concatenate(ids) if ids else np.zeros((0, num_candidates), str)
+    scores = np.concatenate(scores) if scores else np.zeros((0, num_candidates), np.float32)
+    pairs = set(zip(holdout["user_id"].astype(str), holdout["movie_id"].astype(str)))
+    labels = np.array([[(user, movie) in pairs for movie in row] for user, row in zip(users, ids)], np.float32)
+    labels = labels.reshape(ids.shape)
+    relevant = holdout["user_id"].astype(str).value_counts().reindex(users).to_numpy()
+    return CandidateLists(users, ids, scores, labels, relevant)
+
+
+def history_catalog_rows(vocab: Vocabularies, users: UserTable, movies: MovieTable) -> np.ndarray:
+    """Each history entry of ``users`` as a catalog row (1-based; the table's own values are vocabulary rows)."""
+    catalog_rows = pd.Index(movies.movie_ids).get_indexer(vocab.movie_ids) + 1
+    return np.concatenate([[0], catalog_rows])[users.history_values].astype(np.int64)
+
+
+def user_profiles(vocab: Vocabularies, users: UserTable, movies: MovieTable, embeddings: np.ndarray):
+    """Per user row: (mean genre vector, mean unit embedding, history length) of the history's movies.
+
+    Args:
+        embeddings: unit-length candidate embeddings in catalog order [movies, dim].
+    """
+    history = history_catalog_rows(vocab, users, movies)
+    lengths = np.diff(users.history_splits).astype(np.float32)
+    # Users x catalog rows, one entry per rated movie: a sparse product sums each user's rows without
+    # gathering one row per rating (16M x 64 floats, 4 GB, at 20M ratings).
+    rated = sparse.csr_matrix((np.ones(len(history), np.float32), history, users.history_splits),
+                              shape=(len(lengths), len(movies.genres)))
+    padded = np.vstack([np.zeros((1, embeddings.shape[1]), np.float32), embeddings])
+    denominator = np.maximum(lengths, 1.0)[:, None]
+    return (rated @ movies.genres.astype(np.float32)) / denominator, (rated @ padded) / denominator, lengths
+
+
+class ListRanker(tfrs.Model):
+    """Scores retrieval's candidates for each user; the rating head predicts their ratings.
+
+    Args:
+        rating_model: the trained rating model (frozen here).
+        prepared: vocabularies and the fitting part's tables (popularity, histories).
+        embeddings: candidate-tower embeddings of the catalog [movies, dim] (their direction is used).
+        scale: retrieval score -> logit factor.
+        config: ``list_hidden_units`` of the relevance MLP.
+    """
+
+    def __init__(self, rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
+                 config: RankerConfig) -> None:
+        super().__init__()
+        self.rating_model = rating_model
+        self.rating_model.trainable = False
+        self.vocab = prepared.vocab
+        self.scale = tf.constant(float(scale), tf.float32)
+        unit = np.asarray(embeddings, np.float32)
+        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        self._unit_embeddings = unit
+        self.catalog_lookup = id_lookup(prepared.movies.movie_ids, "catalog_ids")
+        self.user_lookup = id_lookup(prepared.vocab.user_ids, "user_ids")
+        self.embeddings = tf.Variable(np.vstack([np.zeros((1, unit.shape[1]), np.float32), unit]), trainable=False,
+                                      name="unit_movie_embeddings")
+        genres = prepared.movies.genres / np.maximum(np.linalg.norm(prepared.movies.genres, axis=1, keepdims=True), 1e-12)
+        self.genres = tf.Variable(genres.astype(np.float32), trainable=False, name="unit_genres")
+        # Tables that change with the data they are counted on: swapped by use_tables at export.
+        rows, users = len(prepared.movies.movie_ids) + 1, len(prepared.vocab.user_ids) + 1
+        self.popularity = tf.Variable(tf.zeros([rows]), trainable=False, name="log_popularity")
+        self.mean_rating = tf.Variable(tf.zeros([rows]), trainable=False, name="mean_rating")
+        self.genre_profile = tf.Variable(tf.zeros([users, genres.shape[1]]), trainable=False, name="genre_profile")
+        self.embedding_profile = tf.Variable(tf.zeros([users, unit.shape[1]]), trainable=False, name="embedding_profile")
+        self.activity = tf.Variable(tf.zeros([users]), trainable=False, name="log_activity")
+        self.history_splits = tf.Variable(tf.zeros([users + 1], tf.int64), trainable=False, shape=[None],
+                                          name="history_splits")
+        self.history_rows = tf.Variable(tf.zeros([0], tf.int64), trainable=False, shape=[None], name="history_rows")
+        # Item-item weights from the fitting part only: a hold-out rating must not count for its own movie.
+        table = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, k=config.neighbours,
+                                     kind=config.item_model)
+        self.item_model = table.kind
+        self.neighbours = tf.Variable(table.neighbours, trainable=False, name="item_neighbours")
+        self.neighbour_weights = tf.Variable(table.weights, trainable=False, name="item_neighbour_weights")
+        # Every (user, movie) item-item score, filled at export by materialize_neighbour_scores; empty: computed per call.
+        self.neighbour_table = tf.Variable(tf.zeros([0, 0]), trainable=False, shape=[None, None],
+                                           name="item_item_scores")
+        self.use_tables(prepared.movies, prepared.users)
+        self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
+        layers = [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
+        # Zero output at first: the untrained ranker keeps retrieval's order.
+        self.mlp = tf.keras.Sequential(layers + [tf.keras.layers.Dense(1, kernel_initializer="zeros")], name="relevance_mlp")
+        self.task = in_float32(lambda: tfrs.tasks.Ranking(
+            loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)))
+
+    def use_tables(self, movies: MovieTable, users: UserTable) -> None:
+        """Counts popularity and user profiles on another side of the data (the whole training side, at export)."""
+        genre_profile, embedding_profile, lengths = user_profiles(self.vocab, users, movies, self._unit_embeddings)
+        norms = np.maximum(np.linalg.norm(genre_profile, axis=1, keepdims=True), 1e-12)
+        self.popularity.assign(np.log1p(movies.train_count).astype(np.float32))
+        self.mean_rating.assign(movies.mean_rating.astype(np.float32))
+        self.genre_profile.assign((genre_profile / norms).astype(np.float32))
+        self.embedding_profile.assign(embedding_profile.astype(np.float32))
+        self.activity.assign(np.log1p(lengths).astype(np.float32))
+        self.history_splits.assign(users.history_splits.astype(np.int64))
+        self.history_rows.assign(history_catalog_rows(self.vocab, users, movies))
+        self.neighbour_table.assign(tf.zeros([0, 0]))  # a stored table would hold the old histories' scores
+
+    def materialize_neighbour_scores(self, limit: int = MATERIALIZE_LIMIT) -> bool:
+        """Stores every (user, movie) item-item score, so that a ranked list reads its scores instead
+        of looking up each candidate's neighbours among the user's rated movies (at 100K ratings, a
+        third of a serving call's op time). The stored scores are the ones :meth:`neighbour_scores`
+        computes, bit for bit. Call it after :meth:`use_tables`.
+
+        Returns:
+            True if stored; False where users x catalog is over ``limit`` cells (scores stay per call).
+        """
+        # User rows (0: unknown users) and catalog rows (0: unknown movies).
+        users, rows = int(tf.size(self.history_splits)) - 1, int(tf.shape(self.neighbours)[0])
+        if users * rows > limit:
+            return False
+        step = max(1, _MATERIALIZE_STEP // (rows * int(tf.shape(self.neighbours)[1])))
+        every_movie = tf.range(rows, dtype=tf.int64)
+        blocks = []
+        for start in range(0, users, step):
+            user_rows = tf.range(start, min(start + step, users), dtype=tf.int64)
+            movie_rows = tf.tile(every_movie[None, :], [tf.size(user_rows), 1])
+            blocks.append(self._computed_neighbour_scores(user_rows, movie_rows))
+        self.neighbour_table.assign(tf.concat(blocks, axis=0))
+        return True
+
+    def _history(self, user_rows: tf.Tensor) -> tf.RaggedTensor:
+        """Catalog rows of each user's rated movies, one ragged row per user."""
+        user_rows = tf.cast(user_rows, tf.int64)
+        positions = tf.ragged.range(tf.gather(self.history_splits, user_rows), tf.gather(self.history_splits, user_rows + 1))
+        return tf.RaggedTensor.from_row_splits(tf.gather(self.history_rows, positions.flat_values), positions.row_splits)
+
+    def contributions(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """Each history movie's weight to ``movie_id`` in the item-item score, one ragged row per user.
+
+        Returns:
+            (catalog rows of the user's rated movies, their weights to the movie); the
+            weights sum to the ranker's item-item feature for that (user, movie).
+        """
+        history = self._history(self.user_lookup(user_id))
+        target = tf.gather(self.catalog_lookup(movie_id), history.value_rowids())
+        matches = tf.equal(tf.gather(self.neighbours, target), history.flat_values[:, None])
+        weights = tf.reduce_sum(tf.where(matches, tf.gather(self.neighbour_weights, target), 0.0), axis=1)
+        return history, tf.RaggedTensor.from_row_splits(weights, history.row_splits)
+
+    def neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
+        """Item-item score [batch, N]: the kept weights to each candidate whose source movie the user rated
+        (read from the stored table where :meth:`materialize_neighbour_scores` filled it)."""
+        table = self.neighbour_table
+
+        def stored():
+            user_rows64, movie_rows64 = tf.cast(user_rows, tf.int64), tf.cast(movie_rows, tf.int64)
+            cells = user_rows64[:, None] * tf.shape(table, out_type=tf.int64)[1] + movie_rows64
+            return tf.gather(tf.reshape(table, [-1]), cells)
+
+        return tf.cond(tf.size(table) > 0, stored, lambda: self._computed_neighbour_scores(user_rows, movie_rows))
+
+    def _computed_neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
+        history = self._history(user_rows)
+        rows = tf.shape(self.neighbours, out_type=tf.int64)[0]
+        batch = tf.shape(movie_rows, out_type=tf.int64)[0]
+        sources = tf.gather(self.neighbours, movie_rows)  # [batch, N, k] catalog rows, 0 = none
+        # Each (list, source movie) as one integer key: list * rows + source. Row 0 (no source) is
+        # never among the rated keys, so an empty neighbour slot is never found.
+        keys = sources + (tf.range(batch) * rows)[:, None, None]
+        rated_keys = tf.boolean_mask(history.value_rowids() * rows + history.flat_values, history.flat_values > 0)
+
+        def dense_lookup():
+            # One 0/1 flag per (list, catalog movie): fast while batch x catalog stays small.
+            rated = tf.tensor_scatter_nd_update(tf.zeros([batch * rows]), rated_keys[:, None],
+                                                tf.ones(tf.shape(rated_keys)))  # a movie rated twice is still 1
+            return tf.gather(rated, keys)
+
+        def sorted_lookup():
+            # Sorted keys of the rated movies; a sentinel past every key keeps the search in range.
+            rated = tf.concat([tf.sort(rated_keys), [tf.int64.max]], axis=0)
+            flat = tf.reshape(keys, [-1])
+            return tf.reshape(tf.cast(tf.gather(rated, tf.searchsorted(rated, flat)) == flat, tf.float32),
+                              tf.shape(sources))
+
+        found = tf.cond(batch * rows <= _DENSE_LOOKUP_LIMIT, dense_lookup, sorted_lookup)  # [batch, N, k] 0 or 1
+        return tf.reduce_sum(found * tf.gather(self.neighbour_weights, movie_rows), axis=2)
+
+    def features(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor):
+        """The relevance features [batch, N, len(FEATURES)], predicted ratings [batch, N] and the valid-slot mask."""
+        valid = tf.math.is_finite(retrieval_scores)
+        logits = tf.where(valid, retrieval_scores * self.scale, 0.0)
+        best = tf.reduce_max(tf.where(valid, logits, -1e9), axis=1, keepdims=True)
+        batch, width = tf.shape(movie_ids)[0], tf.shape(movie_ids)[1]
+        users = tf.reshape(tf.repeat(user_id[:, None], width, axis=1), [-1])
+        predicted = tf.reshape(tf.cast(self.rating_model({"user_id": users, "movie_id": tf.reshape(movie_ids, [-1])}),
+                                       tf.float32), [batch, width])
+        predicted = tf.stop_gradient(predicted)
+        valid_count = tf.maximum(tf.reduce_sum(tf.cast(valid, tf.float32), axis=1, keepdims=True), 1.0)
+        mean_predicted = tf.reduce_sum(tf.where(valid, predicted, 0.0), axis=1, keepdims=True) / valid_count
+        movie_rows = self.catalog_lookup(movie_ids)
+        user_rows = self.user_lookup(user_id)
+        genre_match = tf.einsum("bng,bg->bn", tf.gather(self.genres, movie_rows), tf.gather(self.genre_profile, user_rows))
+        similarity = tf.einsum("bnd,bd->bn", tf.gather(self.embeddings, movie_rows),
+                               tf.gather(self.embedding_profile, user_rows))
+        activity = tf.repeat(tf.gather(self.activity, user_rows)[:, None], width, axis=1)
+        neighbour = self.neighbour_scores(user_rows, movie_rows)
+        columns = [logits, logits - best, predicted, predicted - mean_predicted, tf.gather(self.popularity, movie_rows),
+                   tf.gather(self.mean_rating, movie_rows), activity, genre_match, similarity, neighbour,
+                   neighbour / tf.maximum(tf.math.expm1(activity), 1.0)]
+        return tf.stack(columns, axis=-1), predicted, valid
+
+    def score(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor, training: bool = False):
+        """Relevance scores [batch, N] (``-inf`` on empty slots) and predicted ratings [batch, N]."""
+        features, predicted, valid = self.features(user_id, movie_ids, retrieval_scores)
+        return self.score_features(features, valid, training=training), predicted
+
+    def score_features(self, features: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Relevance scores from computed :meth:`features` (the rating head is frozen, so they can be computed once)."""
+        adjustment = tf.squeeze(self.mlp(self.normalization(features), training=training), axis=-1)
+        scores = features[:, :, 0] + tf.cast(adjustment, tf.float32)
+        return tf.where(valid, scores, tf.constant(-np.inf, tf.float32))
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        if "features" in inputs:
+            return self.score_features(inputs["features"], inputs["valid"], training=training)
+        return self.score(inputs["user_id"], inputs["movie_ids"], inputs["retrieval_scores"], training=training)[0]
+
+    def list_features(self, lists: CandidateLists, batch_lists: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`features` and the valid-slot mask of every list, computed in batches (NumPy)."""
+        features, valid = [], []
+        for start in range(0, len(lists), batch_lists):
+            part = lists.take(np.arange(start, min(start + batch_lists, len(lists))))
+            computed, _, mask = self.features(tf.constant(part.user_ids.astype(str)), tf.constant(part.movie_ids),
+                                              tf.constant(part.retrieval_scores))
+            features.append(computed.numpy())
+            valid.append(mask.numpy())
+        if not features:
+            return np.zeros((0, lists.movie_ids.shape[1], len(FEATURES)), np.float32), np.zeros((0, 0), bool)
+        return np.concatenate(features), np.concatenate(valid)
+
+    # Traced without AutoGraph, as the rating model's loss is (no control flow on tensors).
+    @tf.autograph.experimental.do_not_convert
+    def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        scores = self(inputs, training=training)
+        labels = inputs["labels"]
+        # Softmax over each list; empty slots get a vanishing share, lists' labels sum to 1.
+        scores = tf.where(tf.math.is_finite(scores), scores, -1e9)
+        targets = labels / tf.maximum(tf.reduce_sum(labels, axis=1, keepdims=True), 1e-9)
+        total = in_float32(lambda: self.task(labels=targets, predictions=scores))
+        return total / tf.cast(tf.shape(labels)[0], total.dtype)
+
+
+class _ListValidation(tf.keras.callbacks.Callback):
+    """Logs ``val_ndcg_at_10`` and ``val_recall_at_10`` of the ranker's order on held-out users' lists."""
+
+    def __init__(self, lists: CandidateLists, features: np.ndarray, valid: np.ndarray, k: int = 10) -> None:
+        super().__init__()
+        self.lists, self.features, self.valid, self.k = lists, tf.constant(features), tf.constant(valid), k
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores = self.model.score_features(self.features, self.valid).numpy()
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.k]
+        hits = np.take_along_axis(self.lists.labels, order, axis=1)
+        if logs is not None:
+            logs[f"val_ndcg_at_{self.k}"] = ndcg_of_lists(hits, self.lists.relevant)
+            logs[f"val_recall_at_{self.k}"] = recall_of_lists(hits, self.lists.relevant)
+
+
+def split_lists(lists: CandidateLists, stop_fraction: float, seed: int) -> tuple[CandidateLists, CandidateLists]:
+    """Lists with at least one relevant candidate, split by user into (training, early-stopping) parts."""
+    useful = np.flatnonzero(lists.labels.sum(axis=1) > 0)
+    rng = np.random.default_rng(seed + 2)
+    shuffled = rng.permutation(useful)
+    stop = max(1, int(round(len(shuffled) * stop_fraction))) if len(shuffled) > 1 else 0
+    return lists.take(np.sort(shuffled[stop:])), lists.take(np.sort(shuffled[:stop]))
+
+
+def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, lists: CandidateLists,
+                      scale: float, config: RankerConfig, *, seed: int = 7, log_dir: str | Path | None = None,
+                      verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
+                      backup: StageBackup | None = None) -> TrainingResult:
+    """Trains the relevance head on ``lists``; early-stops on NDCG@10 of a fifth of their users (best weights kept).
+
+    Returns:
+        The :class:`ListRanker`, its per-epoch history, seconds and lists per second.
+    """
+    tf.keras.utils.set_random_seed(seed)
+    train, stop = split_lists(lists, 0.2, seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        # In float32 whatever the precision policy: its few features are scores and counts, not embeddings.
+        model = in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config))
+        features, valid = model.list_features(train)
+        if len(train):
+            model.normalization.adapt(features[valid])
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    if not len(train):
+        return TrainingResult(model)
+    tensors = {"features": tf.constant(features), "valid": tf.constant(valid),
+               "labels": tf.constant(train.labels.astype(np.float32))}
+    dataset = shuffled_row_batches(len(train), config.batch_size, seed).map(
+        lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    callbacks = [_ListValidation(stop, *model.list_features(stop))] if len(stop) else []
+    return fit(model, dataset, None, epochs=config.epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
+               mode="max" if len(stop) else "min", patience=config.patience, examples=len(train), log_dir=log_dir,
+               verbose=verbose, stage="list ranking", shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
+               extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup)

@@ -1,0 +1,380 @@
+"""Using an exported model from Python: :class:`Recommender`, over a loaded SavedModel.
+
+It imports TensorFlow and nothing of TFRS or of the training code, so a server or a
+notebook that only serves loads no training machinery. The surface follows ``implicit``'s:
+``recommend``, ``similar_items``, ``rank``, ``retrieve``, ``explain``, ``find_movie``, ``catalog``.
+
+Examples:
+    >>> from tfrs_pipeline import Recommender
+    >>> model = Recommender.load("saved_models/demo")  # doctest: +SKIP
+    >>> out = model.recommend(["42"], k=10)  # doctest: +SKIP
+    >>> out["titles"][0], out["predicted_ratings"][0]  # doctest: +SKIP
+    >>> model.similar_items([model.find_movie("Toy Story (1995)")], k=5)["titles"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_pipeline.errors import ModelError
+from tfrs_pipeline.ids import as_str, catalog_positions
+from tfrs_pipeline.model_dir import ModelDir
+
+#: Ids as callers pass them: a list (or array) of strings or numbers, one per row.
+Ids = Sequence[str] | np.ndarray
+
+
+def load_saved_model(path: str | Path):
+    """``tf.saved_model.load``, registering ScaNN's ops first when the model was exported with them.
+
+    Raises:
+        ModelError: the SavedModel is unreadable (damaged files), or needs ScaNN and it is missing.
+    """
+    try:
+        return _load_with_scann(path)
+    except ModelError:
+        raise
+    except Exception as error:  # a damaged SavedModel fails in protobuf, in TensorFlow's readers or in Keras
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{path}: the SavedModel cannot be loaded ({type(error).__name__}: {first})") from None
+
+
+def _load_with_scann(path: str | Path):
+    try:
+        return tf.saved_model.load(str(path))
+    except (RuntimeError, tf.errors.NotFoundError) as error:
+        if "Scann" not in str(error):
+            raise
+        try:
+            import scann  # noqa: F401  (registers the ScaNN TensorFlow ops)
+        except ImportError:
+            raise ModelError(f"{path} was exported with a ScaNN index: install ScaNN (pip install 'scann[tf]') "
+                             "to load it") from None
+        return tf.saved_model.load(str(path))
+
+
+def _decoded(array: np.ndarray) -> np.ndarray:
+    """String tensors' bytes as Python strings (object arrays); other arrays unchanged."""
+    if array.dtype.kind in "OS":
+        return as_str(array)
+    return array
+
+
+class Recommender:
+    """An exported two-stage model, called through its signatures.
+
+    Every method takes plain Python or NumPy values, batches large inputs, and returns a
+    dict of NumPy arrays named as the signature's outputs (strings decoded).
+
+    Args:
+        model: the loaded pipeline SavedModel.
+        model_dir: its version folder.
+        skipped: why newer versions were passed over, one line each (set by :meth:`load`).
+
+    Examples:
+        >>> model = Recommender.load(model_path)  # saved_models/NAME, trained by `tfrs-pipeline train`
+        >>> out = model.recommend(["5"], k=3)
+        >>> out["movie_ids"].shape, out["titles"].shape, bool(out["known_user"][0])
+        ((1, 3), (1, 3), True)
+    """
+
+    def __init__(self, model: tf.Module, model_dir: ModelDir, skipped: list[str] | None = None) -> None:
+        self.model = model
+        self.model_dir = model_dir
+        self.signatures = dict(model.signatures)
+        #: Why newer versions were passed over (damaged files), one line each; empty normally.
+        self.skipped = list(skipped or [])
+        self._catalog: pd.DataFrame | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | ModelDir) -> Recommender:
+        """Loads ``saved_models/NAME`` (its newest version that loads) or ``saved_models/NAME/VERSION``.
+
+        Each version is checked against its checksum manifest first. When the newest version of
+        a base is damaged the next newest is used, and :attr:`skipped` says why.
+
+        Args:
+            path: a model base, one of its version folders, or a :class:`ModelDir`.
+
+        Returns:
+            The recommender over the version that loaded.
+
+        Raises:
+            ModelError: no exported model there, the version asked for is damaged, no version
+                loads, or ScaNN is needed and missing.
+        """
+        candidates = [path] if isinstance(path, ModelDir) else ModelDir.candidates(path)
+        skipped = []
+        for model_dir in candidates:
+            try:
+                model_dir.verify()
+                return cls(load_saved_model(model_dir.path), model_dir, skipped)
+            except ModelError as error:
+                if len(candidates) == 1:
+                    raise
+                skipped.append(f"skipped version {model_dir.version}: {error}")
+        raise ModelError(f"{path}: no version loads ({'; '.join(skipped)})")
+
+    @property
+    def path(self) -> Path:
+        """The version folder it was loaded from."""
+        return self.model_dir.path
+
+    @property
+    def implicit(self) -> bool:
+        """True when the model was trained on implicit feedback: ``predicted_ratings`` are relevance (0 to 1)."""
+        flag = getattr(self.model, "implicit", None)
+        return bool(flag.numpy()) if flag is not None else False
+
+    @property
+    def name(self) -> str:
+        """The model's name (``NAME`` of ``saved_models/NAME``)."""
+        return self.model_dir.name
+
+    @property
+    def version(self) -> int | None:
+        """The version it was loaded from."""
+        return self.model_dir.version
+
+    # -- calling signatures -----------------------------------------------------------------------
+
+    def call(self, signature_name: str, batch_size: int = 4096, *, keep: tuple[str, ...] | None = None,
+             positions_in: pd.Index | None = None, **inputs) -> dict[str, np.ndarray]:
+        """Calls a signature; inputs with a batch axis are sent ``batch_size`` rows at a time.
+
+        Args:
+            keep: the outputs to return (default: all). Over many rows the others cost memory:
+                the titles of 138k users' top 100 are 13.8M strings.
+            positions_in: string outputs come back as positions (int32, -1 where absent) in this
+                index, converted batch by batch, instead of as strings (``movie_ids`` in the
+                catalog: 4 bytes a movie rather than a Python string).
+
+        Raises:
+            ModelError: the model has no such signature, an input is missing or unexpected, or
+                ``keep`` names an output it does not have.
+        """
+        function = self._signature(signature_name)
+        specs = function.structured_input_signature[1]
+        missing, extra = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
+        if missing or extra:
+            raise ModelError(f"signature {signature_name!r} takes inputs {sorted(specs)}; missing {missing}, "
+                             f"unexpected {extra}")
+        unknown = sorted(set(keep or ()) - set(function.structured_outputs))
+        if unknown:
+            raise ModelError(f"signature {signature_name!r} has outputs {sorted(function.structured_outputs)}, "
+                             f"not {unknown}")
+        scalars = {name: tf.constant(inputs[name], spec.dtype) for name, spec in specs.items() if spec.shape.rank == 0}
+        batched = {name: np.asarray(inputs[name]) for name, spec in specs.items() if spec.shape.rank != 0}
+        rows = len(next(iter(batched.values()))) if batched else 0
+        outputs: dict[str, list[np.ndarray]] = {}
+        for start in range(0, max(rows, 1), batch_size):
+            sliced = {name: tf.constant(_as_input(value[start : start + batch_size], specs[name].dtype))
+                      for name, value in batched.items()}
+            for name, tensor in function(**sliced, **scalars).items():
+                if keep is None or name in keep:
+                    values = tensor.numpy()
+                    if positions_in is not None and tensor.dtype == tf.string:
+                        values = catalog_positions(values, positions_in)
+                    outputs.setdefault(name, []).append(values)
+        return {name: _decoded(np.concatenate(parts)) for name, parts in outputs.items()}
+
+    def _signature(self, name: str):
+        if name not in self.signatures:
+            raise ModelError(f"{self.path}: no signature {name!r}; this model has {', '.join(sorted(self.signatures))}")
+        return self.signatures[name]
+
+    def recommend(self, user_ids: Ids, k: int = 10, exclude_seen: bool = True,
+                  exclude: Sequence[Ids] | None = None) -> dict[str, np.ndarray]:
+        """The two-stage top ``k`` for each user, best first.
+
+        Args:
+            user_ids: user ids as in the training data (unknown ones get well-rated popular movies).
+            k: how many movies per user (at most the candidates retrieval hands the ranker).
+            exclude_seen: leave out the movies each user rated in training.
+            exclude: movie ids never to return, one list per user (out of stock, already shown).
+
+        Returns:
+            ``movie_ids``, ``titles``, ``scores`` (the ranker's), ``predicted_ratings``,
+            ``retrieval_scores`` [users, k] and ``known_user`` [users].
+
+        Examples:
+            >>> out = model.recommend(["5", "6"], k=2)  # model = Recommender.load("saved_models/demo")
+            >>> out["predicted_ratings"].shape
+            (2, 2)
+        """
+        if exclude is not None:
+            if not exclude_seen:
+                raise ModelError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
+            return self.call("recommend_excluding", user_id=_strings(user_ids), exclude_movie_ids=_padded(exclude),
+                             k=int(k))
+        signature = "serving_default" if exclude_seen else "recommend_including_seen"
+        return self.call(signature, user_id=_strings(user_ids), k=int(k))
+
+    def recommend_from_history(self, histories: Sequence[Ids], k: int = 10) -> dict[str, np.ndarray]:
+        """Top ``k`` for visitors the model never saw, from the movies each just rated or watched.
+
+        Args:
+            histories: one list of movie ids per visitor (lengths may differ).
+            k: how many movies per visitor.
+
+        Returns:
+            ``movie_ids``, ``titles``, ``scores``, ``predicted_ratings``, ``retrieval_scores``
+            [visitors, k] and ``history_known`` [visitors] (how many of the movies the model knows).
+
+        Examples:
+            >>> out = model.recommend_from_history([["1", "2"], ["no such movie"]], k=4)
+            >>> out["history_known"].tolist()
+            [2, 0]
+        """
+        return self.call("recommend_from_history", movie_ids=_padded(histories), k=int(k))
+
+    def retrieve(self, user_ids: Ids, k: int = 100) -> dict[str, np.ndarray]:
+        """Retrieval alone, seen movies excluded.
+
+        Args:
+            user_ids: user ids as in the training data.
+            k: how many candidates per user.
+
+        Returns:
+            ``movie_ids``, ``titles``, ``retrieval_scores`` [users, k] and ``known_user`` [users].
+        """
+        return self.call("retrieve", user_id=_strings(user_ids), k=int(k))
+
+    def rank(self, user_ids: Ids, movie_ids: Sequence[Ids]) -> dict[str, np.ndarray]:
+        """Predicted ratings of the movies given for each user.
+
+        Args:
+            user_ids: user ids [users].
+            movie_ids: movie ids [users, n], one row per user.
+
+        Returns:
+            ``predicted_ratings`` [users, n].
+
+        Examples:
+            >>> model.rank(["5"], [["1", "2", "3"]])["predicted_ratings"].shape
+            (1, 3)
+        """
+        return self.call("rank", user_id=_strings(user_ids), movie_ids=_strings(movie_ids))
+
+    def similar_items(self, movie_ids: Ids, k: int = 10) -> dict[str, np.ndarray]:
+        """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself.
+
+        Args:
+            movie_ids: movie ids [movies].
+            k: how many similar movies per movie.
+
+        Returns:
+            ``movie_ids``, ``titles``, ``scores`` [movies, k] and ``known_movie`` [movies].
+
+        Examples:
+            >>> out = model.similar_items(["1"], k=3)
+            >>> "1" in out["movie_ids"][0]
+            False
+        """
+        return self.call("similar_movies", movie_id=_strings(movie_ids), k=int(k))
+
+    def explain(self, user_id: str, movie_ids: Ids, k: int = 3) -> dict[str, np.ndarray]:
+        """For one user and each of ``movie_ids``: the ``k`` rated movies that contribute most to it.
+
+        Args:
+            user_id: one user id.
+            movie_ids: the movies to explain, such as the user's recommendations.
+            k: how many rated movies per explained movie.
+
+        Returns:
+            ``movie_ids``, ``titles``, ``contributions`` (terms of the list ranker's item-item
+            score) and ``shares`` (of the positive total) [movies, k]; empty slots are "".
+
+        Examples:
+            >>> movies = model.recommend(["5"], k=2)["movie_ids"][0]
+            >>> model.explain("5", movies, k=3)["titles"].shape
+            (2, 3)
+        """
+        movie_ids = _strings(movie_ids)
+        return self.call("explain", user_id=np.full(len(movie_ids), str(user_id)), movie_id=movie_ids, k=int(k))
+
+    # -- the catalog --------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> pd.DataFrame:
+        """Every movie the model can recommend: ``movie_id`` and ``title``, in catalog order."""
+        if self._catalog is None:
+            self._catalog = pd.DataFrame({"movie_id": as_str(self.model.catalog_ids.numpy()),
+                                          "title": as_str(self.model.titles.numpy())})
+        return self._catalog
+
+    def title_of(self, movie_id: str) -> str:
+        """The title of a catalog movie ("" when unknown).
+
+        Args:
+            movie_id: a movie id.
+
+        Returns:
+            Its title.
+        """
+        match = self.catalog.loc[self.catalog["movie_id"] == str(movie_id), "title"]
+        return str(match.iloc[0]) if len(match) else ""
+
+    def find_movie(self, text: str) -> str:
+        """A movie id from an id, an exact title, or a unique part of a title (case-insensitive).
+
+        Args:
+            text: what the user typed.
+
+        Returns:
+            The movie's id.
+
+        Examples:
+            >>> model.find_movie(model.title_of("7")) == "7"
+            True
+
+        Raises:
+            ModelError: no movie matches, or several do (the message lists the first few with their ids).
+        """
+        ids, titles = self.catalog["movie_id"], self.catalog["title"]
+        if (ids == text).any():
+            return text
+        lowered = titles.str.lower()
+        matches = np.flatnonzero(lowered == text.lower())
+        if not len(matches):
+            matches = np.flatnonzero(lowered.str.contains(text.lower(), regex=False))
+        if len(matches) == 1:
+            return str(ids.iloc[matches[0]])
+        if not len(matches):
+            raise ModelError(f"no movie with id or title {text!r} in the model's catalog ({len(ids):,} movies)")
+        shown = "; ".join(f"{ids.iloc[i]}: {titles.iloc[i]}" for i in matches[:5])
+        raise ModelError(f"{len(matches)} movies match {text!r} ({shown}{'; ...' if len(matches) > 5 else ''}); "
+                         "give the id")
+
+    def known_users(self) -> list[str]:
+        """The users the model was trained on (its user vocabulary).
+
+        Returns:
+            Their ids, as strings.
+        """
+        return self.model_dir.read_vocabulary("user_ids")
+
+
+def _strings(values) -> np.ndarray:
+    return np.asarray(values).astype(str)
+
+
+def split_ids(text: str) -> list[str]:
+    """Ids written as ``"1, 50,260"`` -> ``["1", "50", "260"]`` (empty parts dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _padded(lists) -> np.ndarray:
+    """Lists of ids as one [rows, longest] string array, "" after each shorter list."""
+    lists = [[str(v) for v in row] for row in lists]
+    width = max((len(row) for row in lists), default=0)
+    return np.array([row + [""] * (width - len(row)) for row in lists], dtype=object).reshape(len(lists), width)
+
+
+def _as_input(values: np.ndarray, dtype: tf.DType) -> np.ndarray:
+    return values.astype(str) if dtype == tf.string else values

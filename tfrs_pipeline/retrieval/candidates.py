@@ -1,0 +1,117 @@
+"""Candidate retrieval as every signature does it: query tower -> index -> seen movies excluded.
+
+:class:`CandidateRetriever` is the one implementation behind the pipeline's
+``serving_default``, ``retrieve`` and ``recommend_including_seen``, the index stage, and
+the validation lists the two-stage weight is chosen on. Users unknown to the model get
+the well-rated popular list (when the retriever has one) and ``known_user = False``.
+
+Examples:
+    >>> retriever = CandidateRetriever(model.query_tower, model.index, seen,
+    ...                                catalog_ids, well_rated_popular(movies))  # doctest: +SKIP
+    >>> movie_ids, scores, known = retriever(tf.constant(["42"]), tf.constant(100))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_pipeline.features.tables import MovieTable
+from tfrs_pipeline.retrieval.index import SeenMovies
+
+
+def well_rated_popular(movies: MovieTable) -> np.ndarray:
+    """Catalog positions ordered best first by shrunk mean rating x log(1 + training ratings)."""
+    quality = movies.mean_rating[1:] * np.log1p(movies.train_count[1:])
+    return np.argsort(-quality, kind="stable")
+
+
+class CandidateRetriever(tf.Module):
+    """Top ``k`` movies for each user, seen movies excluded unless asked otherwise.
+
+    Args:
+        query_tower: user ids -> queries (``serve``: unknown users get the mean query) and ``known``.
+        index: a brute-force or ScaNN index over the catalog (``__call__`` and ``query_excluding``).
+        seen: each training user's rated movies as catalog positions.
+        catalog_ids: the catalog's movie ids (a variable shared with the pipeline), for the fallback.
+        fallback_positions: catalog positions of the list unknown users get, best first;
+            ``None`` keeps the index's answer to the mean query for them.
+    """
+
+    def __init__(self, query_tower, index, seen: SeenMovies, catalog_ids: tf.Variable | None = None,
+                 fallback_positions: np.ndarray | None = None) -> None:
+        super().__init__(name="candidate_retriever")
+        self.query_tower = query_tower
+        self.index = index
+        self.seen = seen
+        self.catalog_ids = catalog_ids
+        self.fallback_positions = (None if fallback_positions is None else
+                                   tf.Variable(np.asarray(fallback_positions, np.int64), trainable=False,
+                                               name="fallback_positions"))
+
+    def __call__(self, user_id: tf.Tensor, k: tf.Tensor, exclude_seen: bool = True,
+                 also_exclude: tf.Tensor | None = None):
+        """Returns ``(movie_ids [batch, k'], scores [batch, k'], known_user [batch])``, ``k' = min(k, catalog)``.
+
+        Past the unseen movies (``k`` above what a user has left) scores are ``-inf``.
+        Unknown users' scores, when the popular list answers them, are descending
+        placeholders in (-1, 0]. ``also_exclude`` [batch, n] holds catalog positions never to
+        return besides the seen movies (-1: nothing).
+        """
+        known = self.query_tower.known(user_id)
+        queries = self.query_tower.serve(user_id)
+        if also_exclude is not None:
+            exclude = self._exclusions(also_exclude, self.seen(user_id) if exclude_seen else None)
+            scores, movie_ids = self.index.query_excluding(queries, exclude, k)
+            return self._with_fallback(movie_ids, scores, known, exclude)
+        if exclude_seen:
+            scores, movie_ids = self.index.query_excluding(queries, self.seen(user_id), k)
+        else:
+            scores, movie_ids = self.index(queries, k)
+        return self._with_fallback(movie_ids, scores, known)
+
+    def from_history(self, movie_ids: tf.Tensor, positions: tf.Tensor, k: tf.Tensor):
+        """Top ``k`` for visitors unknown to the model, from the movies each just rated [batch, n].
+
+        ``positions`` are those movies' catalog positions (-1: unknown or padding); they are never
+        returned. A visitor with no known movie gets the popular list. Returns
+        ``(movie_ids, scores, history_known [batch])``, the count of known movies per visitor.
+        """
+        history_known = tf.reduce_sum(tf.cast(positions >= 0, tf.int32), axis=1)
+        exclude = self._exclusions(positions)
+        scores, ids = self.index.query_excluding(self.query_tower.from_history(movie_ids), exclude, k)
+        ids, scores, _ = self._with_fallback(ids, scores, history_known > 0, exclude)
+        return ids, scores, history_known
+
+    def _exclusions(self, positions: tf.Tensor, seen: tf.RaggedTensor | None = None) -> tf.RaggedTensor:
+        """Catalog positions [batch, n] (-1 ignored), merged with ``seen``: sorted, unique, one row per query."""
+        stride = tf.constant(2**31, tf.int64)
+        positions = tf.cast(positions, tf.int64)
+        rows = tf.broadcast_to(tf.range(tf.shape(positions, out_type=tf.int64)[0])[:, None], tf.shape(positions, out_type=tf.int64))
+        keys = tf.boolean_mask(rows * stride + positions, positions >= 0)
+        if seen is not None:
+            keys = tf.concat([keys, seen.value_rowids() * stride + tf.cast(seen.flat_values, tf.int64)], axis=0)
+        keys = tf.sort(tf.unique(keys)[0])
+        return tf.RaggedTensor.from_value_rowids(keys % stride, keys // stride,
+                                                 nrows=tf.shape(positions, out_type=tf.int64)[0])
+
+    def _with_fallback(self, movie_ids, scores, known, exclude: tf.RaggedTensor | None = None):
+        """Rows of unknown users replaced by the popular list (skipping ``exclude``)."""
+        if self.fallback_positions is None:
+            return movie_ids, scores, known
+        width, batch = tf.shape(movie_ids)[1], tf.shape(known)[0]
+        if exclude is None:
+            fallback_ids = tf.tile(tf.gather(self.catalog_ids, self.fallback_positions[:width])[None, :], [batch, 1])
+        else:
+            # Popular order as scores over the catalog, the excluded movies last.
+            count = tf.shape(self.catalog_ids, out_type=tf.int64)[0]
+            rank = tf.scatter_nd(self.fallback_positions[:, None], -tf.range(count, dtype=tf.float32), [count])
+            ranks = tf.tile(rank[None, :], [batch, 1])
+            ranks = tf.tensor_scatter_nd_update(
+                ranks, tf.stack([exclude.value_rowids(), exclude.flat_values], axis=1),
+                tf.fill(tf.shape(exclude.flat_values), tf.constant(-np.inf)))
+            fallback_ids = tf.gather(self.catalog_ids, tf.math.top_k(ranks, k=width)[1])
+        fallback_scores = tf.tile(-tf.cast(tf.range(width), tf.float32)[None, :] / tf.cast(width, tf.float32), [batch, 1])
+        movie_ids = tf.where(known[:, None], movie_ids, fallback_ids)
+        scores = tf.where(known[:, None], scores, fallback_scores)
+        return movie_ids, scores, known
