@@ -1,0 +1,54 @@
+"""The documentation builds without a broken link or reference, and every Python example in it runs.
+
+Examples run in a folder whose ``saved_models/demo`` is the session's small trained model, so
+they must use ids that model has (users "1" to "300", movies "1" to "200"). An example that
+trains a model of its own runs in the slow tier.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _python_examples():
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"```python\n(.*?)```", text, flags=re.DOTALL):
+            line = text[: match.start()].count("\n") + 1
+            marks = [pytest.mark.slow] if "run_training(" in match.group(1) else []
+            yield pytest.param(match.group(1), id=f"{page.relative_to(ROOT)}:{line}", marks=marks)
+
+
+@pytest.fixture(scope="module")
+def demo_folder(trained, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reader")
+    shutil.copytree(trained.path, folder / "saved_models" / "demo" / "1")
+    return folder
+
+
+@pytest.mark.parametrize("code", list(_python_examples()))
+def test_every_python_example_runs(code, demo_folder, monkeypatch, capsys):
+    monkeypatch.chdir(demo_folder)
+    exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})
+
+
+@pytest.mark.slow
+def test_the_documentation_site_builds_strictly(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip('mkdocs is not installed: pip install -e ".[docs]"')
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "site" / "api" / "index.html").is_file()
