@@ -111,7 +111,7 @@ def test_demo_quick_trains_exports_and_shows_recommendations(tmp_path, capsys):
 def test_recommend_explain_names_the_rated_movies_behind_each_recommendation(trained, capsys):
     assert main(["recommend", "--model", str(trained.path.parent), "--user", "4", "--k", "3", "--explain"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[1].split()[:3] == ["#", "score", "predicted"]
+    assert lines[1].split()[:4] == ["#", "ranker", "score", "predicted"]
     assert lines[5].startswith("because the user rated") and len(lines) == 2 + 3 + 1 + 3
     assert any("%)" in line for line in lines[6:])
 

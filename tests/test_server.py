@@ -197,7 +197,9 @@ def test_browser_routes_health_and_metrics(client, caplog):
         _wait_for(lambda: any('"GET /recommend" 200' in r.getMessage() and r.getMessage().endswith(" ms")
                               for r in caplog.records if r.name == "tfrs_pipeline.access"), seconds=10)
     assert status == 200 and body["known_user"] is True and len(body["movies"]) == 4
-    assert set(body["movies"][0]) == {"movie_id", "title", "predicted_rating", "retrieval_score"}
+    assert set(body["movies"][0]) == {"movie_id", "title", "ranker_score", "predicted_rating", "retrieval_score"}
+    ranker_scores = [movie["ranker_score"] for movie in body["movies"]]
+    assert ranker_scores == sorted(ranker_scores, reverse=True)  # the list's order, shown beside each movie
     assert client.request("GET", "/recommend?user_id=stranger&k=2")[1]["known_user"] is False
     assert client.request("GET", "/similar?movie_id=1&k=3")[0] == 200
     status, body, _ = client.request("GET", "/recommend?user_id=1&k=-5")

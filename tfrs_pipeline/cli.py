@@ -307,9 +307,11 @@ def _add_recommend(commands) -> None:
     recommend.add_argument("--exclude", help="movie ids never to recommend, comma-separated (default: none)")
     recommend.add_argument("--k", type=_positive, default=10,
                            help="length of the list, capped at the candidates retrieved (default 10)")
-    recommend.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=True,
-                           help="leave out movies the user rated in training (default) or not (--include-seen)")
-    recommend.add_argument("--include-seen", dest="exclude_seen", action="store_false", help=argparse.SUPPRESS)
+    seen = recommend.add_mutually_exclusive_group()
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
+                      help="leave out movies the user rated in training (the default)")
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
+                      help="allow movies the user rated in training (default: excluded)")
     recommend.add_argument("--allow-unknown", action="store_true",
                            help="show the popular fallback for unknown users (default: an unknown user is an error)")
     recommend.add_argument("--explain", action="store_true",
@@ -336,11 +338,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     print(f"top {out['movie_ids'].shape[1]} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
     ranking_scores = out["scores"][0]
     predicted = "relevance" if model.implicit else "predicted"
-    print(f"  {'#':>3}  {'score':>7}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
+    # The ranker's score orders the list; it is a score, not a rating (it is not on the rating scale).
+    print(f"  {'#':>3}  {'ranker score':>12}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
     for rank, (movie, title, ranking_score, rating, score) in enumerate(
             zip(out["movie_ids"][0], out["titles"][0], ranking_scores, out["predicted_ratings"][0],
                 out["retrieval_scores"][0]), 1):
-        print(f"  {rank:>3}  {ranking_score:>7.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
+        print(f"  {rank:>3}  {ranking_score:>12.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
     if args.explain:
         reasons = model.explain(args.user, out["movie_ids"][0], k=3)
         print("because the user rated (share of the movie's item-item score from their ratings):")

@@ -287,7 +287,9 @@ class ServerApp:
         out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
         known = ("history_known", int(out["history_known"][0])) if "history_known" in out else (
             "known_user", bool(out["known_user"][0]))
-        return _json(_movies(out, ["movie_ids", "titles", "predicted_ratings", "retrieval_scores"], known))
+        # Best first by the ranker's score, which orders the list; the predicted rating is not the order.
+        return _json(_movies(out, ["movie_ids", "titles", "scores", "predicted_ratings", "retrieval_scores"], known,
+                             {"scores": "ranker_score"}))
 
     async def similar(self, request: Request) -> Response:
         query = request.query_params
@@ -339,9 +341,9 @@ def _id_list(text: str, name: str) -> list[str]:
     return ids
 
 
-def _movies(outputs: dict, columns: list[str], known: tuple[str, object]) -> dict:
+def _movies(outputs: dict, columns: list[str], known: tuple[str, object], renamed: dict | None = None) -> dict:
     names = {"movie_ids": "movie_id", "titles": "title", "predicted_ratings": "predicted_rating",
-             "retrieval_scores": "retrieval_score", "scores": "score"}
+             "retrieval_scores": "retrieval_score", "scores": "score", **(renamed or {})}
     values = [rest.jsonable(outputs[c][0]) for c in columns]
     rows = [dict(zip((names[c] for c in columns), row)) for row in zip(*values)]
     rows = [row for row in rows if row["movie_id"]]  # past the movies left: empty slots
