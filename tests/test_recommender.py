@@ -68,6 +68,34 @@ def test_errors_name_the_signature_and_the_inputs(model):
         model.call("retrieve", user_id=["1"], k=3, keep=("movie_ids", "scores"))
 
 
+def test_one_id_is_as_good_as_a_list_of_one(model):
+    one, listed = model.recommend("42", k=10), model.recommend(["42"], k=10)
+    assert one["movie_ids"].shape == (1, 10) and one["movie_ids"].tolist() == listed["movie_ids"].tolist()
+    assert model.recommend(42, k=3)["movie_ids"].tolist() == model.recommend(["42"], k=3)["movie_ids"].tolist()
+    assert model.similar_items("1", k=3)["movie_ids"].shape == (1, 3)
+    assert model.recommend_from_history(["1", "2"], k=3)["history_known"].tolist() == [2]  # one visitor's list
+    assert model.recommend("42", k=3, exclude=["1", "2"])["movie_ids"].shape == (1, 3)  # one user's exclusions
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m: m.recommend("42", k=0), "k must be a whole number from 1 up, got 0"),
+    (lambda m: m.recommend("42", k=-1), "k must be a whole number from 1 up, got -1"),
+    (lambda m: m.recommend("42", k=1.5), "k must be a whole number from 1 up, got 1.5"),
+    (lambda m: m.recommend("42", k="10"), "k must be a whole number from 1 up, got '10'"),
+    (lambda m: m.recommend("42", k=True), "k must be a whole number from 1 up, got True"),
+    (lambda m: m.recommend(["1", "2"], k=3, exclude=[["5"]]), r"exclude must hold one list per user \(2\), got 1"),
+    (lambda m: m.recommend([["1"]], k=3), r"user_ids must hold ids \(strings or whole numbers\), got \['1'\]"),
+    (lambda m: m.recommend(None, k=3), "user_ids must be one id or a list of ids, got None"),
+    (lambda m: m.rank(["1"], [["1"], ["2"]]), r"movie_ids must hold one list per user \(1\), got 2"),
+    (lambda m: m.rank(["1", "2"], [["1"], ["2", "3"]]), "movie_ids must hold as many movies for every user"),
+    (lambda m: m.explain(["1", "2"], ["3"]), "user_id must be one user id"),
+    (lambda m: m.similar_items("1", k=2.0), "k must be a whole number from 1 up, got 2.0"),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_bad_arguments_are_value_errors_naming_the_argument(model, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
 @pytest.mark.slow
 def test_the_client_and_the_server_import_no_tfrs_and_no_training_code(trained):
     code = f"""
@@ -99,5 +127,5 @@ def test_per_call_exclusions_and_recommendations_from_a_history(model, trained):
     out = model.recommend_from_history([rated[:5], ["nope"]], k=6)
     assert list(out["history_known"]) == [5, 0] and not set(rated[:5]) & set(out["movie_ids"][0])
     assert all(title for title in out["titles"][0])
-    with pytest.raises(ModelError, match="exclude= works with exclude_seen=True"):
+    with pytest.raises(ValueError, match="exclude= works with exclude_seen=True"):
         model.recommend(["1"], k=3, exclude_seen=False, exclude=[["1"]])

@@ -58,6 +58,7 @@ _EXPORTS = {
     "DataError": "tfrs_pipeline.errors",
     "ConfigError": "tfrs_pipeline.errors",
     "ModelError": "tfrs_pipeline.errors",
+    "ArgumentError": "tfrs_pipeline.errors",
 }
 
 __all__ = ["KerasVersionError", "__version__", *_EXPORTS]

@@ -21,3 +21,7 @@ class ModelError(PipelineError):
 
 class TrainingError(PipelineError):
     """Training went wrong in a way the user can act on (a loss that became NaN or infinite)."""
+
+
+class ArgumentError(PipelineError, ValueError):
+    """A value passed to a function or method is not allowed; the message names the argument and what is."""

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.errors import ModelError
+from tfrs_pipeline.errors import ArgumentError, ModelError
 from tfrs_pipeline.ids import as_str, catalog_positions
 from tfrs_pipeline.model_dir import ModelDir
 
@@ -128,8 +128,7 @@ class Recommender:
     @property
     def implicit(self) -> bool:
         """True when the model was trained on implicit feedback: ``predicted_ratings`` are relevance (0 to 1)."""
-        flag = getattr(self.model, "implicit", None)
-        return bool(flag.numpy()) if flag is not None else False
+        return bool(self.model.implicit.numpy())
 
     @property
     def name(self) -> str:
@@ -207,13 +206,14 @@ class Recommender:
             >>> out["predicted_ratings"].shape
             (2, 2)
         """
+        users, k = _ids(user_ids, "user_ids"), _count(k, "k")
         if exclude is not None:
             if not exclude_seen:
-                raise ModelError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
-            return self.call("recommend_excluding", user_id=_strings(user_ids), exclude_movie_ids=_padded(exclude),
-                             k=int(k))
+                raise ArgumentError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
+            lists = _id_lists(exclude, "exclude", len(users), "user")
+            return self.call("recommend_excluding", user_id=users, exclude_movie_ids=_padded(lists), k=k)
         signature = "serving_default" if exclude_seen else "recommend_including_seen"
-        return self.call(signature, user_id=_strings(user_ids), k=int(k))
+        return self.call(signature, user_id=users, k=k)
 
     def recommend_from_history(self, histories: Sequence[Ids], k: int = 10) -> dict[str, np.ndarray]:
         """Top ``k`` for visitors the model never saw, from the movies each just rated or watched.
@@ -231,7 +231,8 @@ class Recommender:
             >>> out["history_known"].tolist()
             [2, 0]
         """
-        return self.call("recommend_from_history", movie_ids=_padded(histories), k=int(k))
+        lists = _id_lists(histories, "histories")
+        return self.call("recommend_from_history", movie_ids=_padded(lists), k=_count(k, "k"))
 
     def retrieve(self, user_ids: Ids, k: int = 100) -> dict[str, np.ndarray]:
         """Retrieval alone, seen movies excluded.
@@ -243,7 +244,7 @@ class Recommender:
         Returns:
             ``movie_ids``, ``titles``, ``retrieval_scores`` [users, k] and ``known_user`` [users].
         """
-        return self.call("retrieve", user_id=_strings(user_ids), k=int(k))
+        return self.call("retrieve", user_id=_ids(user_ids, "user_ids"), k=_count(k, "k"))
 
     def rank(self, user_ids: Ids, movie_ids: Sequence[Ids]) -> dict[str, np.ndarray]:
         """Predicted ratings of the movies given for each user.
@@ -259,7 +260,12 @@ class Recommender:
             >>> model.rank(["5"], [["1", "2", "3"]])["predicted_ratings"].shape
             (1, 3)
         """
-        return self.call("rank", user_id=_strings(user_ids), movie_ids=_strings(movie_ids))
+        users = _ids(user_ids, "user_ids")
+        lists = _id_lists(movie_ids, "movie_ids", len(users), "user")
+        if len({len(row) for row in lists}) > 1:
+            raise ArgumentError(f"movie_ids must hold as many movies for every user, got lists of "
+                                f"{sorted({len(row) for row in lists})} movies")
+        return self.call("rank", user_id=users, movie_ids=_padded(lists))
 
     def similar_items(self, movie_ids: Ids, k: int = 10) -> dict[str, np.ndarray]:
         """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself.
@@ -276,7 +282,7 @@ class Recommender:
             >>> "1" in out["movie_ids"][0]
             False
         """
-        return self.call("similar_movies", movie_id=_strings(movie_ids), k=int(k))
+        return self.call("similar_movies", movie_id=_ids(movie_ids, "movie_ids"), k=_count(k, "k"))
 
     def explain(self, user_id: str, movie_ids: Ids, k: int = 3) -> dict[str, np.ndarray]:
         """For one user and each of ``movie_ids``: the ``k`` rated movies that contribute most to it.
@@ -295,8 +301,11 @@ class Recommender:
             >>> model.explain("5", movies, k=3)["titles"].shape
             (2, 3)
         """
-        movie_ids = _strings(movie_ids)
-        return self.call("explain", user_id=np.full(len(movie_ids), str(user_id)), movie_id=movie_ids, k=int(k))
+        if not _is_id(user_id):
+            raise ArgumentError(f"user_id must be one user id, got {_shown(user_id)}")
+        movie_ids = _ids(movie_ids, "movie_ids")
+        return self.call("explain", user_id=np.full(len(movie_ids), str(user_id), dtype=object), movie_id=movie_ids,
+                         k=_count(k, "k"))
 
     # -- the catalog --------------------------------------------------------------------------------
 
@@ -360,8 +369,53 @@ class Recommender:
         return self.model_dir.read_vocabulary("user_ids")
 
 
-def _strings(values) -> np.ndarray:
-    return np.asarray(values).astype(str)
+def _is_id(value) -> bool:
+    return isinstance(value, (str, bytes, int, np.integer, np.str_, np.bytes_)) and not isinstance(value, bool)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _id(value, name: str) -> str:
+    if not _is_id(value):
+        raise ArgumentError(f"{name} must hold ids (strings or whole numbers), got {_shown(value)}")
+    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+def _ids(values, name: str) -> np.ndarray:
+    """One id or a flat sequence of them, as a string array; anything else names ``name``."""
+    if _is_id(values):
+        values = [values]
+    elif isinstance(values, np.ndarray) and values.ndim != 1:
+        raise ArgumentError(f"{name} must be one id or a flat list of ids, got an array of shape {values.shape}")
+    elif not isinstance(values, (list, tuple, np.ndarray, pd.Series, pd.Index)):
+        raise ArgumentError(f"{name} must be one id or a list of ids, got {_shown(values)}")
+    return np.array([_id(value, name) for value in values], dtype=object)
+
+
+def _id_lists(values, name: str, rows: int | None = None, per: str = "row") -> list[list[str]]:
+    """One list of ids per row (a flat list of ids is one row's); ``rows`` of them when given."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise ArgumentError(f"{name} must be a list of lists of ids, got {_shown(values)}")
+    if values and all(_is_id(value) for value in values):
+        values = [values]  # a flat list: one row's
+    lists = [list(_ids(row, name)) for row in values]
+    if rows is not None and len(lists) != rows:
+        raise ArgumentError(f"{name} must hold one list per {per} ({rows}), got {len(lists)}")
+    return lists
+
+
+def _count(value, name: str) -> int:
+    """A whole number from 1 up (``k``); a float, a bool or a string is refused, never rounded."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ArgumentError(f"{name} must be a whole number from 1 up, got {_shown(value)}")
+    if not 1 <= int(value) <= 2**31 - 1:
+        raise ArgumentError(f"{name} must be a whole number from 1 up, got {value}")
+    return int(value)
 
 
 def split_ids(text: str) -> list[str]:
