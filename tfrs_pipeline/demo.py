@@ -21,7 +21,7 @@ def demo_config(data: str, quick: bool) -> PipelineConfig:
     overrides = {"data.source": data, "retrieval.epochs": 8, "rating.epochs": 20}
     if quick:
         overrides.update({"data.source": data if data != "synthetic:100k" else "synthetic:300x200x8000",
-                          "retrieval.epochs": 2, "rating.epochs": 2, "retrieval.batch_size": 512})
+                          "retrieval.epochs": 2, "rating.epochs": 2, "ranker.epochs": 3, "retrieval.batch_size": 512})
     return apply_overrides(PipelineConfig(), overrides).validate()
 
 
