@@ -32,8 +32,13 @@ class BiasedMatrixFactorization:
     """Rating = mu + b_u + b_i + p_u . q_i, fitted by ALS with L2 penalty ``regularization``.
 
     Examples:
-        >>> mf = BiasedMatrixFactorization(factors=16).fit(train)  # doctest: +SKIP
-        >>> mf.predict(test["user_id"], test["movie_id"])  # doctest: +SKIP
+        >>> from tfrs_pipeline.config import SplitConfig
+        >>> from tfrs_pipeline.data import load_data
+        >>> from tfrs_pipeline.data.split import split_ratings
+        >>> split = split_ratings(load_data("synthetic:50x40x600"), SplitConfig())
+        >>> mf = BiasedMatrixFactorization(factors=16).fit(split.train)
+        >>> mf.predict(split.test["user_id"], split.test["movie_id"]).shape
+        (120,)
     """
 
     factors: int = 16

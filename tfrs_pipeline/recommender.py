@@ -6,10 +6,12 @@ notebook that only serves loads no training machinery. The surface follows ``imp
 
 Examples:
     >>> from tfrs_pipeline import Recommender
-    >>> model = Recommender.load("saved_models/demo")  # doctest: +SKIP
-    >>> out = model.recommend(["42"], k=10)  # doctest: +SKIP
-    >>> out["titles"][0], out["predicted_ratings"][0]  # doctest: +SKIP
-    >>> model.similar_items([model.find_movie("Toy Story (1995)")], k=5)["titles"]  # doctest: +SKIP
+    >>> model = Recommender.load(model_path)  # saved_models/NAME: its newest version
+    >>> out = model.recommend("42", k=10)
+    >>> out["titles"].shape, out["predicted_ratings"].shape
+    ((1, 10), (1, 10))
+    >>> model.similar_items(model.find_movie(model.title_of("50")), k=5)["titles"].shape
+    (1, 5)
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tfrs_pipeline.pipeline import load_and_prepare
 def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, out: str | Path | None = None) -> dict:
     """Trains both stages on ``source`` (into a temporary model folder) and prints the top-10 ablation.
 
-    Retrieval alone, the two stages with the first release's rating blend, the two stages as
+    Retrieval alone, the two stages with the rating blend, the two stages as
     served (the list ranker), EASE and most-popular, all on the same split, with RMSE and
     the seconds of each stage.
     """
@@ -39,7 +39,7 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, ou
     else:
         print(f"  ranking: {metrics['ranking']['note']}")
     training = metrics["training"]
-    print(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating head {training['ranking_seconds']:.1f}, "
+    print(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating model {training['ranking_seconds']:.1f}, "
           f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}")
     results = {"data": source, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"), "training": training,
                "seconds": trained.seconds}

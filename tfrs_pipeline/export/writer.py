@@ -5,8 +5,9 @@ returns named tensors (``user_id``, ``k`` in; ``movie_ids``, ``scores`` out) and
 input tensor, so a loaded model answers any ``k``. Loading needs TensorFlow alone:
 
     >>> import tensorflow as tf
-    >>> index = tf.saved_model.load("saved_models/demo/1/stages/index")  # doctest: +SKIP
-    >>> index.signatures["serving_default"](user_id=tf.constant(["42"]), k=tf.constant(5))  # doctest: +SKIP
+    >>> index = tf.saved_model.load(f"{model_path}/1/stages/index")  # saved_models/NAME/VERSION/stages/index
+    >>> sorted(index.signatures["serving_default"](user_id=tf.constant(["42"]), k=tf.constant(5)))
+    ['known_user', 'movie_ids', 'scores']
 """
 
 from __future__ import annotations

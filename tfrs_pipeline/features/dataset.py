@@ -5,8 +5,13 @@ models (keyed by id), so serving needs ids alone, and the input pipeline carries
 what changes per example.
 
 Examples:
-    >>> vocab = Vocabularies.from_training(split.train, data)  # doctest: +SKIP
-    >>> dataset = make_dataset(split.train, batch_size=4096, shuffle=True, seed=7)  # doctest: +SKIP
+    >>> from tfrs_pipeline.config import SplitConfig
+    >>> from tfrs_pipeline.data import load_data
+    >>> from tfrs_pipeline.data.split import split_ratings
+    >>> split = split_ratings(load_data("synthetic:50x40x600"), SplitConfig())
+    >>> batch = next(iter(make_dataset(split.train, batch_size=128, shuffle=True, seed=7)))
+    >>> sorted(batch), batch["user_id"].shape
+    (['movie_id', 'timestamp', 'user_id', 'user_rating'], TensorShape([128]))
 """
 
 from __future__ import annotations

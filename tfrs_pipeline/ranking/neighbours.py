@@ -14,9 +14,11 @@ kept weights whose source the user rated (``x_u B`` restricted to the kept entri
 ``explain`` decomposes that sum.
 
 Examples:
-    >>> table = ItemNeighbours.build(train, catalog_ids, k=256)  # doctest: +SKIP
-    >>> table.kind, table.neighbours.shape  # [catalog + 1, k]; row 0 (unknown movie) is empty  # doctest: +SKIP
-    ('ease', (9743, 256))
+    >>> from tfrs_pipeline.data import load_data
+    >>> data = load_data("synthetic:50x40x600")
+    >>> table = ItemNeighbours.build(data.interactions, sorted(data.movies["movie_id"]), k=8)
+    >>> table.kind, table.neighbours.shape  # [catalog + 1, k]; row 0 (unknown movie) is empty
+    ('ease', (41, 8))
 """
 
 from __future__ import annotations

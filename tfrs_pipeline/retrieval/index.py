@@ -7,11 +7,10 @@ their scores before the top-k (``query_with_exclusions`` instead fetches ``k`` p
 longest exclusion list and filters, which needs that length at trace time).
 
 Examples:
-    >>> index = SeenAwareBruteForce()
-    >>> index.reindex(tf.eye(3), tf.constant(["a", "b", "c"]))  # doctest: +SKIP
+    >>> index = SeenAwareBruteForce().reindex(tf.eye(3), tf.constant(["a", "b", "c"]))
     >>> scores, ids = index.query_excluding(tf.constant([[1.0, 0.5, 0.0]]),
-    ...                                     tf.ragged.constant([[0]], dtype=tf.int64), k=1)  # doctest: +SKIP
-    >>> ids.numpy()  # doctest: +SKIP
+    ...                                     tf.ragged.constant([[0]], dtype=tf.int64), k=1)  # "a" was seen
+    >>> ids.numpy()
     array([[b'b']], dtype=object)
 """
 

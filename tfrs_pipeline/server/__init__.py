@@ -9,11 +9,11 @@
 The server process imports TensorFlow and the client alone: no TFRS, no training code.
 
 Examples:
-    >>> server = make_server("saved_models/demo", port=0)  # doctest: +SKIP
-    >>> server.start()  # in a background thread; server.run() serves in the foreground  # doctest: +SKIP
-    >>> server.url  # doctest: +SKIP
-    'http://127.0.0.1:43121'
-    >>> server.stop()  # doctest: +SKIP
+    >>> server = make_server(model_path, port=0)  # saved_models/NAME, any free port on 127.0.0.1
+    >>> server.start()  # in a background thread; server.run() serves in the foreground
+    >>> server.url  # doctest: +ELLIPSIS
+    'http://127.0.0.1:...'
+    >>> server.stop()
 """
 
 from __future__ import annotations
