@@ -166,3 +166,16 @@ def test_every_option_of_every_command_says_its_default():
             if not action.help or not any(word in action.help for word in ("default", "required")):
                 missing.append(f"{parser.prog} {action.option_strings[0]}")
     assert not missing, missing
+
+
+def test_help_and_usage_errors_answer_without_importing_tensorflow():
+    code = """
+import contextlib, io, sys
+from tfrs_pipeline.cli import main
+for argv in (["--help"], ["recommend", "--help"], ["train", "--ranking-epochs", "3"], ["serve", "--port", "x"]):
+    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        main(argv)
+assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
