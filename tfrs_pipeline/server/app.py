@@ -306,6 +306,8 @@ class ServerApp:
     async def _get_call(self, signature: str, inputs: dict) -> dict[str, np.ndarray]:
         state = self.versions.get()
         model = state.model
+        if model is None:  # unloaded between the lookup and now
+            raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
         return await self._call((state.version, signature), model.signatures[signature], inputs)
 
     async def healthz(self, request: Request) -> Response:
