@@ -12,12 +12,14 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -210,6 +212,39 @@ def test_browser_routes_health_and_metrics(client, caplog):
     assert 'tfrs_requests_total{method="GET",route="/recommend",status="200"}' in text
     assert 'tfrs_request_seconds_bucket{le="0.1",route="/recommend"}' in text
     assert 'tfrs_model_version_state{model="movies",state="AVAILABLE",version="1"} 1.0' in text
+
+
+def test_the_page_for_people_is_served_whole_with_nothing_from_elsewhere(client):
+    status, _, text = client.request("GET", "/")
+    assert status == 200 and "<title>tfrs-pipeline" in text
+    for element in ('id="user-id"', 'id="recommend-user"', 'id="movie-search"', 'id="recommend-history"',
+                    'id="results"', 'id="similar"'):
+        assert element in text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # no external scripts, styles or fonts
+
+
+def test_title_search_and_explanations_over_http(client, trained):
+    from tfrs_pipeline.recommender import Recommender
+
+    catalog = Recommender.load(trained.path).catalog
+    title = catalog.loc[catalog["movie_id"] == "7", "title"].iloc[0]
+    status, body, _ = client.request("GET", f"/movies?q={urllib.parse.quote(title.upper()[:-7])}&k=50")
+    assert status == 200 and {"movie_id": "7", "title": title} in body["movies"] and len(body["movies"]) <= 50
+    assert client.request("GET", "/movies?q=7")[1]["movies"][0]["movie_id"] == "7"  # an id is found too
+    assert client.request("GET", "/movies")[0] == 400
+    listed = [m["movie_id"] for m in client.request("GET", "/recommend?user_id=1&k=3")[1]["movies"]]
+    status, body, _ = client.request("GET", f"/explain?user_id=1&movie_id={','.join(listed)}&k=2")
+    assert status == 200 and body["known_user"] is True and [row["movie_id"] for row in body["movies"]] == listed
+    for row in body["movies"]:
+        assert len(row["because"]) <= 2 and all(b["title"] and 0 <= b["share"] <= 1 for b in row["because"])
+
+
+def test_get_routes_keep_the_list_limit_of_predict(client):
+    too_many = ",".join(str(i) for i in range(LIMITS.max_list + 1))
+    for path in (f"/recommend?history={too_many}", f"/recommend?user_id=1&exclude={too_many}",
+                 f"/explain?user_id=1&movie_id={too_many}"):
+        status, body, _ = client.request("GET", path)
+        assert status == 400 and f"the limit is {LIMITS.max_list:,}" in body["error"], path
 
 
 # -- load and faults -----------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ Routes (TensorFlow Serving's, in :mod:`~tfrs_pipeline.server.rest`, plus a few f
 * ``GET /recommend?user_id=ID&k=10[&exclude=ID,ID]``, ``GET /recommend?history=ID,ID&k=10``
   (a visitor the model has not seen, from the movies they just rated),
   ``GET /similar?movie_id=ID&k=10``: lists of movies with titles.
+* ``GET /explain?user_id=ID&movie_id=ID,ID&k=3``: the user's rated movies behind each movie;
+  ``GET /movies?q=TEXT``: catalog movies whose title holds the text.
+* ``GET /``: a page for people: pick a user or type a few movies, see recommendations, titles,
+  predicted ratings and why, and similar movies.
 * ``GET /healthz``: 200 while a version is available, 503 otherwise.
 * ``GET /metrics``: Prometheus text (requests by route and status, latency histograms,
   version states, batches).
@@ -18,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.resources
 import logging
 import sys
 import time
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -190,7 +197,10 @@ class ServerApp:
         self.metrics = Metrics(versions, self.batcher)
         routes = [
             Route("/v1/models/{rest:path}", self.models, methods=["GET", "POST"]),
+            Route("/", self.page, methods=["GET"]),
             Route("/recommend", self.recommend, methods=["GET"]),
+            Route("/explain", self.explain, methods=["GET"]),
+            Route("/movies", self.movies, methods=["GET"]),
             Route("/similar", self.similar, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
@@ -276,14 +286,14 @@ class ServerApp:
         query = request.query_params
         k = self._k(query)
         if "history" in query:
-            ids = _id_list(query["history"], "history")
+            ids = self._id_list(query["history"], "history")
             signature, inputs = "recommend_from_history", {"movie_ids": np.array([ids], object)}
         else:
             user = _required(query, "user_id")
             signature, inputs = "serving_default", {"user_id": np.array([user], object)}
             if "exclude" in query:
                 signature = "recommend_excluding"
-                inputs["exclude_movie_ids"] = np.array([_id_list(query["exclude"], "exclude")], object)
+                inputs["exclude_movie_ids"] = np.array([self._id_list(query["exclude"], "exclude")], object)
         out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
         known = ("history_known", int(out["history_known"][0])) if "history_known" in out else (
             "known_user", bool(out["known_user"][0]))
@@ -297,8 +307,47 @@ class ServerApp:
         out = await self._get_call("similar_movies", inputs)
         return _json(_movies(out, ["movie_ids", "titles", "scores"], ("known_movie", bool(out["known_movie"][0]))))
 
-    def _k(self, query) -> int:
-        text = query.get("k", "10")
+    async def explain(self, request: Request) -> Response:
+        """For one user and each movie: the user's rated movies behind it, with their shares."""
+        query = request.query_params
+        user = _required(query, "user_id")
+        movies = self._id_list(_required(query, "movie_id"), "movie_id")
+        inputs = {"user_id": np.array([user] * len(movies), object), "movie_id": np.array(movies, object),
+                  "k": np.int32(self._k(query, default="3"))}
+        out = await self._get_call("explain", inputs)
+        rows = []
+        for movie, ids, titles, shares in zip(movies, *(rest.jsonable(out[name]) for name in
+                                                        ("movie_ids", "titles", "shares"))):
+            because = [{"movie_id": i, "title": title, "share": share}
+                       for i, title, share in zip(ids, titles, shares) if i]
+            rows.append({"movie_id": movie, "because": because})
+        return _json({"known_user": bool(out["known_user"][0]), "movies": rows})
+
+    async def movies(self, request: Request) -> Response:
+        """The catalog movie whose id is the text, then those whose title holds it (case-insensitive); ``k`` at most."""
+        query = request.query_params
+        text = _required(query, "q").strip().lower()
+        k = self._k(query)
+        state = self.versions.get()
+        if state.model is None:
+            raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
+        catalog = state.model.catalog
+        by_id = catalog["movie_id"].str.lower() == text
+        by_title = catalog["title"].str.lower().str.contains(text, regex=False) & ~by_id
+        found = pd.concat([catalog[by_id], catalog[by_title]]).head(k)  # the movie with that id first
+        return _json({"movies": found.to_dict("records")})
+
+    async def page(self, request: Request) -> Response:
+        return Response(_page(), media_type="text/html; charset=utf-8")
+
+    def _id_list(self, text: str, name: str) -> list[str]:
+        ids = _id_list(text, name)
+        if len(ids) > self.limits.max_list:
+            raise BadRequest(f"query parameter {name!r} lists {len(ids):,} ids; the limit is {self.limits.max_list:,}")
+        return ids
+
+    def _k(self, query, default: str = "10") -> int:
+        text = query.get("k", default)
         if not text.lstrip("-").isdigit() or not 1 <= int(text) <= self.limits.max_k:
             raise BadRequest(f"k must be an integer between 1 and {self.limits.max_k:,}, got {text!r}")
         return int(text)
@@ -318,6 +367,13 @@ class ServerApp:
 
     async def prometheus(self, request: Request) -> Response:
         return self.metrics.render()
+
+
+@functools.cache
+def _page() -> bytes:
+    """The page for people (``page.html`` beside this module): plain HTML and JavaScript, nothing fetched
+    from elsewhere, so it works offline."""
+    return (importlib.resources.files("tfrs_pipeline.server") / "page.html").read_bytes()
 
 
 async def _answer_error(request: Request, error: Exception) -> Response:
