@@ -238,11 +238,20 @@ class ServerApp:
                            "POST /v1/models/NAME:predict")
         return _error(f"{request.method} {request.url.path} is not a route; POST /v1/models/NAME:predict", 405)
 
-    async def predict(self, request: Request, parsed: rest.ModelPath) -> Response:
-        state = self.versions.get(parsed.version, parsed.label)
+    def _serving(self, version: int | None = None, label: str | None = None):
+        """The version a request names (or the newest) and its loaded model.
+
+        Raises:
+            NotFound: no such version, or it was unloaded between the lookup and now.
+        """
+        state = self.versions.get(version, label)
         model = state.model
-        if model is None:  # unloaded between the lookup and now
+        if model is None:
             raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
+        return state, model
+
+    async def predict(self, request: Request, parsed: rest.ModelPath) -> Response:
+        state, model = self._serving(parsed.version, parsed.label)
         body = rest.decode_body(await self._body(request))
         decoded = rest.parse_predict(body, model.signatures, self.limits)
         outputs = await self._call((state.version, decoded.signature_name), model.signatures[decoded.signature_name],
@@ -328,10 +337,7 @@ class ServerApp:
         query = request.query_params
         text = _required(query, "q").strip().lower()
         k = self._k(query)
-        state = self.versions.get()
-        if state.model is None:
-            raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
-        catalog = state.model.catalog
+        catalog = self._serving()[1].catalog
         by_id = catalog["movie_id"].str.lower() == text
         by_title = catalog["title"].str.lower().str.contains(text, regex=False) & ~by_id
         found = pd.concat([catalog[by_id], catalog[by_title]]).head(k)  # the movie with that id first
@@ -353,10 +359,7 @@ class ServerApp:
         return int(text)
 
     async def _get_call(self, signature: str, inputs: dict) -> dict[str, np.ndarray]:
-        state = self.versions.get()
-        model = state.model
-        if model is None:  # unloaded between the lookup and now
-            raise NotFound(f"model {self.versions.name!r} version {state.version} was just unloaded; send it again")
+        state, model = self._serving()
         return await self._call((state.version, signature), model.signatures[signature], inputs)
 
     async def healthz(self, request: Request) -> Response:
