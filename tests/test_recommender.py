@@ -75,6 +75,7 @@ def test_one_id_is_as_good_as_a_list_of_one(model):
     assert model.similar_items("1", k=3)["movie_ids"].shape == (1, 3)
     assert model.recommend_from_history(["1", "2"], k=3)["history_known"].tolist() == [2]  # one visitor's list
     assert model.recommend("42", k=3, exclude=["1", "2"])["movie_ids"].shape == (1, 3)  # one user's exclusions
+    assert model.explain(b"42", ["1"])["titles"].tolist() == model.explain("42", ["1"])["titles"].tolist()
 
 
 @pytest.mark.parametrize("call,message", [

@@ -306,8 +306,8 @@ class Recommender:
         if not _is_id(user_id):
             raise ArgumentError(f"user_id must be one user id, got {_shown(user_id)}")
         movie_ids = _ids(movie_ids, "movie_ids")
-        return self.call("explain", user_id=np.full(len(movie_ids), str(user_id), dtype=object), movie_id=movie_ids,
-                         k=_count(k, "k"))
+        return self.call("explain", user_id=np.full(len(movie_ids), _id(user_id, "user_id"), dtype=object),
+                         movie_id=movie_ids, k=_count(k, "k"))
 
     # -- the catalog --------------------------------------------------------------------------------
 
@@ -425,9 +425,8 @@ def split_ids(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _padded(lists) -> np.ndarray:
-    """Lists of ids as one [rows, longest] string array, "" after each shorter list."""
-    lists = [[str(v) for v in row] for row in lists]
+def _padded(lists: list[list[str]]) -> np.ndarray:
+    """Lists of ids (strings already: :func:`_id_lists`) as one [rows, longest] array, "" after each shorter list."""
     width = max((len(row) for row in lists), default=0)
     return np.array([row + [""] * (width - len(row)) for row in lists], dtype=object).reshape(len(lists), width)
 
