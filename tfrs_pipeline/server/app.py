@@ -347,7 +347,10 @@ class ServerApp:
         return Response(_page(), media_type="text/html; charset=utf-8")
 
     def _id_list(self, text: str, name: str) -> list[str]:
-        ids = _id_list(text, name)
+        """A query parameter's comma-separated ids: at least one, at most ``--max-list`` (as ``:predict``)."""
+        ids = split_ids(text)
+        if not ids:
+            raise BadRequest(f"query parameter {name!r} must list movie ids separated by commas")
         if len(ids) > self.limits.max_list:
             raise BadRequest(f"query parameter {name!r} lists {len(ids):,} ids; the limit is {self.limits.max_list:,}")
         return ids
@@ -393,13 +396,6 @@ def _required(query, name: str) -> str:
     if not query.get(name):
         raise BadRequest(f"query parameter {name!r} is required")
     return query[name]
-
-
-def _id_list(text: str, name: str) -> list[str]:
-    ids = split_ids(text)
-    if not ids:
-        raise BadRequest(f"query parameter {name!r} must list movie ids separated by commas")
-    return ids
 
 
 def _movies(outputs: dict, columns: list[str], known: tuple[str, object], renamed: dict | None = None) -> dict:
