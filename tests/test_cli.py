@@ -68,7 +68,7 @@ USER_ERRORS = [
     (["train", "--data", "synthetic:100k", "--out", "x", "--set", "retrieval.epochs=lots"], "retrieval.epochs must be"),
     (["evaluate", "--model", "MODEL", "--format", "yaml"], "invalid choice: 'yaml'"),
     (["train", "--data", "synthetic:100k", "--out", "x", "--set", "retrieval.learning_rate=nan"],
-     "retrieval.learning_rate must be a finite number above 0, got nan"),
+     "retrieval.learning_rate must be a number in (0, 1000], got nan"),
     (["recommend", "--model", "MODEL", "--user", "1", "--k", "0"], "expected a positive integer"),
     (["train", "--data", "synthetic:100k", "--out", "x", "--ranking-epochs", "3"], "--ranking-epochs is now --rating-epochs"),
     (["train", "--data", "synthetic:100k", "--out", "x", "--set", "ranking.list_epochs=3"],
@@ -139,10 +139,10 @@ def test_a_failed_run_leaves_no_half_written_version(tmp_path, capsys):
 def test_a_run_whose_loss_becomes_nan_stops_and_publishes_nothing(tmp_path, capsys):
     out = tmp_path / "diverged"
     args = ["train", "--data", "synthetic:200x120x4000", "--out", str(out), "--epochs", "2", "--verbose", "0",
-            "--set", "rating.learning_rate=1e30", "--set", "retrieval.batch_size=512"]
+            "--set", "rating.learning_rate=1000", "--set", "retrieval.batch_size=512"]
     assert main(args) == 2
     error = capsys.readouterr().err
-    assert "ranking training stopped: the loss became nan in epoch 1" in error and "Nothing was published" in error
+    assert "ranking training stopped: the loss became nan in epoch" in error and "Nothing was published" in error
     assert list(out.iterdir()) == []
 
 

@@ -337,10 +337,13 @@ def test_parquet_with_named_columns_and_datetime_timestamps(tmp_path):
         load_data(f"parquet:{tmp_path / 'not.parquet'}", config)
 
 
-def test_a_file_without_ratings_is_implicit_feedback_and_repeats_count_once(tmp_path):
+def test_implicit_feedback_is_asked_for_never_guessed_and_repeats_count_once(tmp_path):
     path = tmp_path / "plays.tsv"
     path.write_text("user_id\titem_id\ttimestamp\nu1\ta\t1\nu1\ta\t5\nu1\tb\t2\nu2\ta\t2019-03-01 12:00:00\n")
-    data = load_data(f"csv:{path}")
+    with pytest.raises(DataError, match=r"plays.tsv: no rating column; it has 'user_id', 'item_id', 'timestamp'\. "
+                                         r"Name the rating column with --rating-col NAME, or pass --implicit"):
+        load_data(f"csv:{path}")
+    data = load_data(f"csv:{path}", DataConfig(implicit=True))
     assert data.implicit and data.rating_scale == (1.0, 1.0)
     assert data.interactions["rating"].tolist() == [1.0, 1.0, 1.0]
     assert data.interactions.set_index(["user_id", "movie_id"])["timestamp"].to_dict() == {
@@ -348,6 +351,55 @@ def test_a_file_without_ratings_is_implicit_feedback_and_repeats_count_once(tmp_
     assert any("1 repeated (user, item) interactions merged" in note for note in data.report.notes)
     with pytest.raises(DataError, match="no rating column 'stars'"):
         load_data(f"csv:{path}", DataConfig(csv_rating_column="stars"))
+    assert any("implicit feedback, as asked" in note for note in data.report.notes)
+
+
+def test_a_rating_column_under_another_name_is_read_once_named(tmp_path):
+    path = tmp_path / "stars.csv"
+    path.write_text("user_id,item_id,stars\nu1,a,4\nu2,a,2\n")
+    with pytest.raises(DataError, match="no rating column; it has 'user_id', 'item_id', 'stars'"):
+        load_data(f"csv:{path}")
+    assert load_data(f"csv:{path}", DataConfig(csv_rating_column="stars")).interactions["rating"].tolist() == [4, 2]
+    with pytest.raises(DataError, match="a rating column .* and implicit feedback were both asked for"):
+        load_data(f"csv:{path}", DataConfig(csv_rating_column="stars", implicit=True))
+
+
+# --- DataFrames in memory ----------------------------------------------------------------------
+
+
+def test_a_dataframe_is_read_as_its_csv_file_would_be(tmp_path):
+    ratings = pd.DataFrame({"customer": [7, 7, 8, 9], "sku": ["0042", "17", "0042", "17"], "stars": [4.0, 2.5, 5, 1],
+                            "when": pd.to_datetime(["2020-01-01", "2020-01-02", "2021-06-01", "2021-06-02"])})
+    movies = pd.DataFrame({"sku": ["0042", "17"], "name": ["Alien (1979)", "Heat (1995)"],
+                           "genres": [["Horror", "Sci-Fi"], ["Crime"]]})
+    config = DataConfig(csv_user_column="customer", csv_item_column="sku", csv_rating_column="stars",
+                        csv_timestamp_column="when", csv_title_column="name")
+    data = load_data(ratings, config, movies=movies)
+    _check_schema(data)
+    ratings.assign(when=(ratings["when"] - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_csv(tmp_path / "r.csv", index=False)
+    movies.assign(genres=["Horror|Sci-Fi", "Crime"]).to_csv(tmp_path / "m.csv", index=False)
+    from_file = load_data(f"csv:{tmp_path / 'r.csv'}", DataConfig(**{**vars(config), "csv_items_path": str(tmp_path / "m.csv")}))
+    pd.testing.assert_frame_equal(data.interactions, from_file.interactions)
+    pd.testing.assert_frame_equal(data.movies, from_file.movies)
+    assert data.source == "dataframe" and data.movies["genres"].tolist() == [("Horror", "Sci-Fi"), ("Crime",)]
+
+
+@pytest.mark.parametrize("ratings,config,message", [
+    (pd.DataFrame({"userId": ["1"], "item_id": ["2"], "rating": [3.0]}), {},
+     "the ratings DataFrame: no user column 'user_id'; it has 'userId', 'item_id', 'rating' \\(name it with user_col=\\)"),
+    (pd.DataFrame({"user_id": ["1", "1"], "item_id": ["2", "3"], "rating": [3.0, 9.0]}), {},
+     "the ratings DataFrame, row 2: rating outside the scale '9'; expected a rating from 0.5 to 5; "
+     "set the scale with rating_scale=\\(LOW, HIGH\\)"),
+    (pd.DataFrame({"user_id": ["1", None], "item_id": ["2", "3"], "rating": [3.0, 4.0]}), {},
+     "the ratings DataFrame, row 2: missing user_id"),
+    (pd.DataFrame({"user_id": ["1"], "item_id": ["2"]}), {},
+     "no rating column; .* rating_col= NAME, or pass implicit=True"),
+    ([("1", "2", 3.0)], {}, "ratings must be a pandas DataFrame, got list"),
+], ids=["column", "scale", "missing id", "no rating", "not a frame"])
+def test_a_bad_dataframe_is_named_with_its_row_and_the_python_option(ratings, config, message):
+    with pytest.raises(DataError, match=message):
+        load_data(ratings, DataConfig(**config))
+
 
 
 def test_skip_counts_rating_rows_and_movie_file_lines_apart(movielens_folder):

@@ -2,7 +2,8 @@
 
 Examples run in a folder whose ``saved_models/demo`` is the session's small trained model, so
 they must use ids that model has (users "1" to "300", movies "1" to "200"). An example that
-trains a model of its own runs in the slow tier.
+trains a model of its own runs in the slow tier; one that reads ``ml-latest-small/`` reads the
+first 40 users of the real data set (and the movies they rated), in the published layout.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _python_examples():
         text = page.read_text(encoding="utf-8")
         for match in re.finditer(r"```python\n(.*?)```", text, flags=re.DOTALL):
             line = text[: match.start()].count("\n") + 1
-            marks = [pytest.mark.slow] if "run_training(" in match.group(1) else []
+            marks = [pytest.mark.slow] if re.search(r"\b(run_training|train)\(", match.group(1)) else []
             yield pytest.param(match.group(1), id=f"{page.relative_to(ROOT)}:{line}", marks=marks)
 
 
@@ -37,9 +38,26 @@ def demo_folder(trained, tmp_path_factory):
     return folder
 
 
+def _sample_of_real_data(folder: Path) -> None:
+    """``folder/ml-latest-small``: the real data set's first 40 users and their movies, same layout."""
+    import pandas as pd
+    from conftest import SHARED_SMALL
+
+    if not (SHARED_SMALL / "ratings.csv").is_file():
+        pytest.skip(f"the example reads MovieLens and the real data is absent: {SHARED_SMALL}")
+    ratings = pd.read_csv(SHARED_SMALL / "ratings.csv")
+    ratings = ratings[ratings["userId"] <= 40]
+    movies = pd.read_csv(SHARED_SMALL / "movies.csv")
+    (folder / "ml-latest-small").mkdir(exist_ok=True)
+    ratings.to_csv(folder / "ml-latest-small" / "ratings.csv", index=False)
+    movies[movies["movieId"].isin(ratings["movieId"])].to_csv(folder / "ml-latest-small" / "movies.csv", index=False)
+
+
 @pytest.mark.parametrize("code", list(_python_examples()))
 def test_every_python_example_runs(code, demo_folder, monkeypatch, capsys):
     monkeypatch.chdir(demo_folder)
+    if "ml-latest-small/" in code:
+        _sample_of_real_data(demo_folder)
     exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})
 
 

@@ -19,7 +19,7 @@ def test_plays_without_ratings_train_a_relevance_ranker_and_serve(tmp_path):
     plays = ratings[ratings["rating"] >= 3].rename(columns={"movie_id": "item_id"})
     path = tmp_path / "plays.csv"
     plays[["user_id", "item_id", "timestamp"]].to_csv(path, index=False)
-    config = apply_overrides(PipelineConfig(), {**TINY, "data.source": f"csv:{path}"})
+    config = apply_overrides(PipelineConfig(), {**TINY, "data.source": f"csv:{path}", "data.implicit": True})
     trained = run_training(config, tmp_path / "plays", log=lambda *_: None)
 
     metrics = trained.metrics
@@ -33,7 +33,7 @@ def test_plays_without_ratings_train_a_relevance_ranker_and_serve(tmp_path):
     assert model.implicit
     train = trained.split.train
     user = str(train["user_id"].iloc[0])
-    out = model.recommend([user], k=10)
+    out = model.recommend([user], k=10, arrays=True)
     relevance = out["predicted_ratings"][0]
     assert out["movie_ids"].shape == (1, 10) and np.all((relevance >= 0) & (relevance <= 1))
     assert not set(train.loc[train["user_id"] == user, "movie_id"]) & set(out["movie_ids"][0])

@@ -22,7 +22,7 @@ def test_load_resolves_the_newest_version(model, trained):
 
 
 def test_recommend_returns_decoded_titles_and_excludes_seen_movies(model, trained):
-    out = model.recommend(["1", "stranger"], k=5)
+    out = model.recommend(["1", "stranger"], k=5, arrays=True)
     assert out["movie_ids"].shape == (2, 5) and isinstance(out["titles"][0, 0], str)
     assert out["known_user"].tolist() == [True, False]
     seen = set(trained.split.train.loc[trained.split.train["user_id"] == "1", "movie_id"])
@@ -42,10 +42,10 @@ def test_batched_calls_equal_one_call(model):
 
 
 def test_rank_retrieve_and_similar_items(model):
-    ranked = model.rank(["1"], [["1", "2", "no-such-movie"]])
+    ranked = model.rank(["1"], [["1", "2", "no-such-movie"]], arrays=True)
     assert ranked["predicted_ratings"].shape == (1, 3) and ranked["known_movie"].tolist() == [[True, True, False]]
-    assert model.retrieve(["1"], k=30)["movie_ids"].shape == (1, 30)
-    similar = model.similar_items(["1"], k=3)
+    assert model.retrieve(["1"], k=30, arrays=True)["movie_ids"].shape == (1, 30)
+    similar = model.similar_items(["1"], k=3, arrays=True)
     assert "1" not in similar["movie_ids"][0].tolist() and similar["known_movie"].tolist() == [True]
 
 
@@ -70,12 +70,50 @@ def test_errors_name_the_signature_and_the_inputs(model):
 
 def test_one_id_is_as_good_as_a_list_of_one(model):
     one, listed = model.recommend("42", k=10), model.recommend(["42"], k=10)
-    assert one["movie_ids"].shape == (1, 10) and one["movie_ids"].tolist() == listed["movie_ids"].tolist()
-    assert model.recommend(42, k=3)["movie_ids"].tolist() == model.recommend(["42"], k=3)["movie_ids"].tolist()
-    assert model.similar_items("1", k=3)["movie_ids"].shape == (1, 3)
-    assert model.recommend_from_history(["1", "2"], k=3)["history_known"].tolist() == [2]  # one visitor's list
-    assert model.recommend("42", k=3, exclude=["1", "2"])["movie_ids"].shape == (1, 3)  # one user's exclusions
-    assert model.explain(b"42", ["1"])["titles"].tolist() == model.explain("42", ["1"])["titles"].tolist()
+    assert len(one) == 10 and one.equals(listed)
+    assert model.recommend(42, k=3).equals(model.recommend(["42"], k=3))
+    assert len(model.similar_items("1", k=3)) == 3
+    assert model.recommend_from_history(["1", "2"], k=3)["history_known"].tolist() == [2] * 3  # one visitor's list
+    assert len(model.recommend("42", k=3, exclude=["1", "2"])) == 3  # one user's exclusions
+    assert model.explain(b"42", ["1"]).equals(model.explain("42", ["1"]))
+    assert model.rank("42", ["1", "2"]).equals(model.rank(["42"], [["1", "2"]]))
+
+
+def test_results_are_tables_a_row_per_answer_with_the_arrays_behind_them(model):
+    users = ["1", "stranger"]
+    top, out = model.recommend(users, k=4), model.recommend(users, k=4, arrays=True)
+    assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "ranker_score", "predicted_rating",
+                                 "retrieval_score", "known_user"]
+    assert top["user_id"].tolist() == ["1"] * 4 + ["stranger"] * 4 and top["rank"].tolist() == [1, 2, 3, 4] * 2
+    assert top["movie_id"].tolist() == out["movie_ids"].reshape(-1).tolist()
+    assert top["title"].tolist() == out["titles"].reshape(-1).tolist()
+    np.testing.assert_allclose(top["ranker_score"], out["scores"].reshape(-1))
+    np.testing.assert_allclose(top["predicted_rating"], out["predicted_ratings"].reshape(-1))
+    assert top["known_user"].tolist() == [True] * 4 + [False] * 4
+    # best first within each user: the ranker's score orders the list
+    assert all((group["ranker_score"].diff().dropna() <= 1e-6).all() for _, group in top.groupby("user_id"))
+
+    similar = model.similar_items(["1", "2"], k=3)
+    assert list(similar.columns) == ["of_movie_id", "rank", "movie_id", "title", "similarity", "known_movie"]
+    assert similar["of_movie_id"].tolist() == ["1"] * 3 + ["2"] * 3 and similar["similarity"].between(-1, 1).all()
+
+    ranked = model.rank("1", ["1", "2", "no-such-movie"])
+    assert ranked["movie_id"].tolist() == ["1", "2", "no-such-movie"] and ranked["title"].iloc[2] == ""
+    assert ranked["known_movie"].tolist() == [True, True, False]
+    assert ranked["title"].iloc[0] == model.title_of("1")
+
+    reasons = model.explain("1", top["movie_id"].iloc[:4], k=2)
+    assert list(reasons.columns) == ["user_id", "movie_id", "rank", "because_movie_id", "because_title",
+                                     "contribution", "share"]
+    assert set(reasons["movie_id"]) <= set(top["movie_id"].iloc[:4]) and (reasons["because_movie_id"] != "").all()
+    assert model.retrieve("1", k=20)["rank"].tolist() == list(range(1, 21))
+
+
+def test_empty_slots_are_not_rows(model):
+    out = model.recommend_from_history([["1"]], k=5, arrays=True)
+    out["movie_ids"][0, 3:] = ""  # as the signature answers when fewer movies are left than k
+    from tfrs_pipeline.recommender import _RANKED, _frame
+    assert _frame(out, {"visitor": np.arange(1)}, _RANKED, ["history_known"])["rank"].tolist() == [1, 2, 3]
 
 
 @pytest.mark.parametrize("call,message", [
@@ -120,12 +158,12 @@ assert not forbidden, forbidden
 
 
 def test_per_call_exclusions_and_recommendations_from_a_history(model, trained):
-    plain = model.recommend(["1", "2"], k=4)["movie_ids"]
-    excluded = model.recommend(["1", "2"], k=4, exclude=[plain[0][:2], []])["movie_ids"]
+    plain = model.recommend(["1", "2"], k=4, arrays=True)["movie_ids"]
+    excluded = model.recommend(["1", "2"], k=4, exclude=[plain[0][:2], []], arrays=True)["movie_ids"]
     assert not set(plain[0][:2]) & set(excluded[0]) and excluded.shape == (2, 4) and all(excluded[0])
     assert list(excluded[1]) == list(plain[1])  # an empty list excludes nothing
     rated = trained.split.train.loc[trained.split.train["user_id"].astype(str) == "1", "movie_id"].astype(str).tolist()
-    out = model.recommend_from_history([rated[:5], ["nope"]], k=6)
+    out = model.recommend_from_history([rated[:5], ["nope"]], k=6, arrays=True)
     assert list(out["history_known"]) == [5, 0] and not set(rated[:5]) & set(out["movie_ids"][0])
     assert all(title for title in out["titles"][0])
     with pytest.raises(ValueError, match="exclude= works with exclude_seen=True"):

@@ -81,9 +81,9 @@ CASES = [
     ("train --out ROOT/x --config ROOT/missing.toml", "configuration file ROOT/missing.toml does not exist"),
     ("train --out ROOT/x --set retrieval.epochs=true", "retrieval.epochs must be of type int, got 'true'"),
     ("train --out ROOT/x --set split.test_fraction=true", "split.test_fraction must be of type float, got 'true'"),
-    ("train --out ROOT/x --epochs 0", "retrieval.epochs must be a positive integer, got 0"),
-    ("train --out ROOT/x --test-fraction 0", "split.test_fraction must be between 0 and 1 (exclusive), got 0.0"),
-    ("train --out ROOT/x --test-fraction 1", "split.test_fraction must be between 0 and 1 (exclusive), got 1.0"),
+    ("train --out ROOT/x --epochs 0", "retrieval.epochs must be a whole number from 1 to 100,000, got 0"),
+    ("train --out ROOT/x --test-fraction 0", "split.test_fraction must be a number in (0, 1), got 0.0"),
+    ("train --out ROOT/x --test-fraction 1", "split.test_fraction must be a number in (0, 1), got 1.0"),
     ("train --out ROOT/x --rating-scale 5-1", "LOW below HIGH"),
     ("train --out ROOT/x --rating-scale five", "must be LOW-HIGH (such as 0-10"),
     # data

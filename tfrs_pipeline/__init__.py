@@ -2,11 +2,12 @@
 
 The public API (each name is imported on first use, so ``import tfrs_pipeline`` stays cheap)::
 
-    from tfrs_pipeline import PipelineConfig, run_training, Recommender
+    import tfrs_pipeline
+    from tfrs_pipeline import Recommender
 
-    trained = run_training(PipelineConfig(), "saved_models/demo")   # train, export, evaluate
-    model = Recommender.load("saved_models/demo")                    # TensorFlow only, no TFRS
-    model.recommend(["42"], k=10)["titles"]
+    model = tfrs_pipeline.train(ratings_df, movies=movies_df, out="saved_models/mine")  # or "movielens:PATH"
+    model = Recommender.load("saved_models/demo")        # TensorFlow only, no TFRS
+    model.recommend("42", k=10)                           # a DataFrame, a row per movie
 
 TFRS 0.7 is written for Keras 2, so this package makes TensorFlow use the
 ``tf-keras`` package (``TF_USE_LEGACY_KERAS=1``) before TensorFlow is first
@@ -49,6 +50,7 @@ _EXPORTS = {
     "load_data": "tfrs_pipeline.data",
     "RatingsData": "tfrs_pipeline.data",
     "split_ratings": "tfrs_pipeline.data.split",
+    "train": "tfrs_pipeline.pipeline",
     "run_training": "tfrs_pipeline.pipeline",
     "TrainedModel": "tfrs_pipeline.pipeline",
     "evaluate_export": "tfrs_pipeline.evaluation.evaluate",

@@ -52,13 +52,17 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -
     group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data (default: TFDS's own, ~/tensorflow_datasets)")
     group.add_argument("--sep", help="csv: field separator, any string such as '::' or '\\t' "
                                      "(default: tab for .tsv, else ',')")
+    group.add_argument("--encoding", help="csv/movielens: the files' text encoding, such as latin-1 or cp1252 (default "
+                                           "UTF-8; MovieLens: its layout's own)")
     group.add_argument("--columns", help="csv: names of every field of a file without a header line, comma-separated, "
                                          "such as user_id,item_id,rating,timestamp (default: the header line)")
     group.add_argument("--user-col", dest="csv_user_column", help="csv/parquet: user id column (default user_id)")
     group.add_argument("--item-col", dest="csv_item_column", help="csv/parquet: item id column (default item_id)")
     group.add_argument("--rating-col", dest="csv_rating_column",
-                       help="csv/parquet: rating column (default: rating when present, else implicit feedback: "
-                            "every row a positive)")
+                       help="csv/parquet: rating column (default rating; a file without one needs --implicit)")
+    group.add_argument("--implicit", action="store_true", default=None,
+                       help="csv/parquet: every row is a positive interaction (plays, clicks, purchases), "
+                            "no ratings read (default: off, a rating column is required)")
     group.add_argument("--timestamp-col", dest="csv_timestamp_column",
                        help="csv/parquet: timestamp column, seconds or dates (default timestamp; absent: all 0)")
     group.add_argument("--rating-scale", help="csv/parquet: LOW-HIGH, such as 0-10, 1-5 or -10-10 (default 0.5-5); "
@@ -72,8 +76,8 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -
                        help="items file's genres column, split on '|' (default: genres when present)")
 
 
-_DATA_KEYS = ("on_bad_rows", "tfds_data_dir", "sep", "columns", "csv_user_column", "csv_item_column",
-              "csv_rating_column", "csv_timestamp_column", "rating_scale", "csv_items_path", "items_sep",
+_DATA_KEYS = ("on_bad_rows", "tfds_data_dir", "sep", "encoding", "columns", "csv_user_column", "csv_item_column",
+              "csv_rating_column", "implicit", "csv_timestamp_column", "rating_scale", "csv_items_path", "items_sep",
               "items_columns", "csv_title_column", "genres_column")
 
 
@@ -284,7 +288,7 @@ def _id_list(text: str, option: str) -> list[str]:
 
 
 def _recommend_from_history(model, history: list[str], k: int) -> int:
-    out = model.recommend_from_history([history], k=k)
+    out = model.recommend_from_history([history], k=k, arrays=True)
     known = int(out["history_known"][0])
     if not known:
         print(f"none of {', '.join(history)} is in the model's catalog: well-rated popular movies")
@@ -327,7 +331,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         return _recommend_from_history(model, _id_list(args.history, "--history"), args.k)
     if exclude and not args.exclude_seen:
         raise ConfigError("--exclude works with seen movies excluded; leave out --include-seen")
-    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude)
+    out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude,
+                          arrays=True)
     _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
               "(serving.num_candidates at training)")
     if not bool(out["known_user"][0]):
@@ -345,7 +350,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
                 out["retrieval_scores"][0]), 1):
         print(f"  {rank:>3}  {ranking_score:>12.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
     if args.explain:
-        reasons = model.explain(args.user, out["movie_ids"][0], k=3)
+        reasons = model.explain(args.user, out["movie_ids"][0], k=3, arrays=True)
         print("because the user rated (share of the movie's item-item score from their ratings):")
         for movie, titles, shares in zip(out["movie_ids"][0], reasons["titles"], reasons["shares"]):
             because = "; ".join(f"{t} ({s:.0%})" for t, s in zip(titles, shares) if t) or "no rated movie points to it"
@@ -364,7 +369,7 @@ def _add_similar(commands) -> None:
 def _cmd_similar(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     movie_id = model.find_movie(args.movie)
-    out = model.similar_items([movie_id], k=args.k)
+    out = model.similar_items([movie_id], k=args.k, arrays=True)
     _note_cap(args.k, out["movie_ids"].shape[1], "the other movies of the catalog")
     print(f"movies similar to {model.title_of(movie_id)} (id {movie_id}):")
     for rank, (movie, name, score) in enumerate(zip(out["movie_ids"][0], out["titles"][0], out["scores"][0]), 1):

@@ -49,8 +49,10 @@ class DataConfig:
         tfds_data_dir: folder holding prepared TFDS data (``tfds:`` sources only).
         csv_user_column, csv_item_column, csv_timestamp_column: column names of a ``csv:``
             or ``parquet:`` interactions file.
-        csv_rating_column: its rating column; empty: ``rating`` when present, otherwise
-            implicit feedback (every row a positive interaction).
+        csv_rating_column: its rating column; empty: ``rating`` (a file without one is an
+            error unless ``implicit``).
+        implicit: every row of a ``csv:`` or ``parquet:`` source is a positive interaction
+            (plays, clicks, purchases); its rating column, if any, is not read. Never guessed.
         sep: field separator of a ``csv:`` file, any string (``::`` too; ``\t`` a tab); empty:
             tab for ``.tsv``, else ``,``.
         columns: names of every field of a ``csv:`` file without a header line (implies no header).
@@ -61,6 +63,9 @@ class DataConfig:
         items_sep, items_columns: ``sep`` and ``columns`` of the items file.
         rating_scale: lowest and highest allowed rating of a ``csv:`` or ``parquet:`` source
             (any range: 0-10, 1-5, -10-10); empty: 0.5 to 5. Other sources keep their own.
+        encoding: the text encoding of a ``csv:`` source's files (``latin-1``, ``cp1252``, ...);
+            empty: UTF-8 (a MovieLens layout: its published one). One encoding per file: a
+            line that does not decode is an error naming it.
     """
 
     source: str = "synthetic:100k"
@@ -69,6 +74,7 @@ class DataConfig:
     csv_user_column: str = "user_id"
     csv_item_column: str = "item_id"
     csv_rating_column: str = ""
+    implicit: bool = False
     csv_timestamp_column: str = "timestamp"
     sep: str = ""
     columns: list[str] = field(default_factory=list)
@@ -78,6 +84,7 @@ class DataConfig:
     items_sep: str = ""
     items_columns: list[str] = field(default_factory=list)
     rating_scale: list[float] = field(default_factory=list)
+    encoding: str = ""
 
 
 @dataclass
@@ -315,34 +322,31 @@ class PipelineConfig:
             value = getattr(getattr(self, section), key)
             if value not in allowed:
                 raise ConfigError(f"{dotted} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-        _fraction("split.test_fraction", self.split.test_fraction)
-        if not 0.0 <= self.split.validation_fraction < 0.5:
-            raise ConfigError(
-                f"split.validation_fraction must be in [0, 0.5), got {self.split.validation_fraction}"
-            )
-        for name, value in [
-            ("retrieval.embedding_dim", self.retrieval.embedding_dim),
-            ("retrieval.batch_size", self.retrieval.batch_size),
-            ("retrieval.epochs", self.retrieval.epochs),
-            ("retrieval.steps_per_execution", self.retrieval.steps_per_execution),
-            ("rating.embedding_dim", self.rating.embedding_dim),
-            ("rating.batch_size", self.rating.batch_size),
-            ("rating.epochs", self.rating.epochs),
-            ("ranker.batch_size", self.ranker.batch_size),
-            ("ranker.epochs", self.ranker.epochs),
-            ("serving.num_candidates", self.serving.num_candidates),
-            ("serving.k", self.serving.k),
-            ("split.leave_last", self.split.leave_last),
-        ]:
-            if int(value) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value}")
-        for name, value in [("retrieval.learning_rate", self.retrieval.learning_rate),
-                            ("rating.learning_rate", self.rating.learning_rate),
-                            ("ranker.learning_rate", self.ranker.learning_rate)]:
-            if not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"{name} must be a finite number above 0, got {value}")
-        if self.retrieval.temperature <= 0:
-            raise ConfigError(f"retrieval.temperature must be > 0, got {self.retrieval.temperature}")
+        for dotted, (low, high) in INT_RANGES.items():
+            section, _, key = dotted.partition(".")
+            value = getattr(getattr(self, section), key)
+            values = value if isinstance(value, list) else [value]
+            if not all(low <= int(v) <= high for v in values):
+                shown = f"a list of whole numbers from {low:,} to {high:,}" if isinstance(value, list) else \
+                    f"a whole number from {low:,} to {high:,}"
+                raise ConfigError(f"{dotted} must be {shown}, got {value}")
+        for dotted, (low, high, high_included) in FLOAT_RANGES.items():
+            section, _, key = dotted.partition(".")
+            value = getattr(getattr(self, section), key)
+            above = value >= low if dotted not in _ABOVE_LOW else value > low
+            below = value <= high if high_included else value < high
+            if not (math.isfinite(value) and above and below):
+                left = "(" if dotted in _ABOVE_LOW else "["
+                raise ConfigError(f"{dotted} must be a number in {left}{low:g}, {high:g}{']' if high_included else ')'}, "
+                                  f"got {value}")
+        if self.data.encoding:
+            import codecs
+
+            try:
+                codecs.lookup(self.data.encoding)
+            except LookupError:
+                raise ConfigError(f"data.encoding {self.data.encoding!r} is not a text encoding Python knows; such as "
+                                  "utf-8, latin-1, cp1252") from None
         scale = self.data.rating_scale
         if scale and (len(scale) != 2 or not all(math.isfinite(v) for v in scale) or scale[0] >= scale[1]):
             raise ConfigError(f"data.rating_scale must be two finite numbers LOW-HIGH with LOW below HIGH "
@@ -354,9 +358,51 @@ class PipelineConfig:
 _ITEM_TYPES = {"list[str]": str, "list[int]": int, "list[float]": float}
 
 
-def _fraction(name: str, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+#: Every whole-number setting's allowed range (both ends included; a list's every item).
+INT_RANGES = {
+    "split.cutoff_timestamp": (0, 7_258_118_399),  # 0: the cut-off that leaves test_fraction; up to 2200
+    "split.leave_last": (1, 10_000),
+    "split.seed": (0, 2**31 - 1),
+    "retrieval.embedding_dim": (1, 4096),
+    "retrieval.history_sample": (0, 1_000_000),
+    "retrieval.query_hidden_units": (1, 65_536),
+    "retrieval.batch_size": (1, 1_048_576),
+    "retrieval.steps_per_execution": (1, 100_000),
+    "retrieval.epochs": (1, 100_000),
+    "retrieval.patience": (0, 100_000),
+    "retrieval.monitor_k": (1, 100_000),
+    "rating.embedding_dim": (1, 4096),
+    "rating.hidden_units": (1, 65_536),
+    "rating.history_sample": (0, 1_000_000),
+    "rating.batch_size": (1, 1_048_576),
+    "rating.epochs": (1, 100_000),
+    "rating.patience": (0, 100_000),
+    "ranker.hidden_units": (1, 65_536),
+    "ranker.batch_size": (1, 1_048_576),
+    "ranker.epochs": (1, 100_000),
+    "ranker.patience": (0, 100_000),
+    "ranker.neighbours": (1, 100_000),
+    "serving.num_candidates": (1, 100_000),
+    "serving.k": (1, 100_000),
+    "runtime.seed": (0, 2**31 - 1),
+}
+
+#: Every real-number setting's range: (low, high, whether high is allowed); low is allowed
+#: unless the key is in ``_ABOVE_LOW``. NaN and infinities are never allowed.
+FLOAT_RANGES = {
+    "split.test_fraction": (0.0, 1.0, False),
+    "split.validation_fraction": (0.0, 0.5, False),
+    "retrieval.history_dropout": (0.0, 1.0, False),
+    "retrieval.l2": (0.0, 1.0, True),
+    "retrieval.temperature": (0.0, 100.0, True),
+    "retrieval.learning_rate": (0.0, 1000.0, True),
+    "rating.l2": (0.0, 1.0, True),
+    "rating.dropout": (0.0, 1.0, False),
+    "rating.learning_rate": (0.0, 1000.0, True),
+    "ranker.learning_rate": (0.0, 1000.0, True),
+}
+_ABOVE_LOW = {"split.test_fraction", "retrieval.temperature", "retrieval.learning_rate", "rating.learning_rate",
+              "ranker.learning_rate"}
 
 
 _RANGE = re.compile(r"^\s*\[?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*(?:,|-|:|\.\.|to)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\]?\s*$")
@@ -480,8 +526,12 @@ def from_dict(values: dict[str, Any], base: PipelineConfig | None = None) -> Pip
 def read_toml_file(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
     """A TOML file's tables; a missing, unreadable or invalid file raises a ConfigError naming it."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; expected a TOML file")
+    if not path.exists():
         raise ConfigError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is not a regular file (a FIFO or a device); expected a TOML file")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:

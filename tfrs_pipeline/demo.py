@@ -42,14 +42,14 @@ def run_demo(out: str | Path = "saved_models/demo", data: str = "synthetic:100k"
     titles = ratings.movies.set_index(ratings.movies["movie_id"].astype(str))["title"]
     favourites = split.train[split.train["user_id"] == user].sort_values(["rating", "timestamp"], ascending=False).head(10)
     model = Recommender.load(result.model_dir)
-    served = model.recommend([user], k=10)
+    served = model.recommend([user], k=10, arrays=True)
     recommended = [(title, float(rating)) for title, rating in zip(served["titles"][0], served["predicted_ratings"][0])]
     print(f"\nuser {user} ({counts[user]} training ratings): rated highest | recommended (predicted rating)")
     for (_, row), (title, rating) in zip(favourites.iterrows(), recommended):
         left = f"{row['rating']:.1f}  {_cut(titles.get(str(row['movie_id']), str(row['movie_id'])), 34)}"
         print(f"  {left:<40} | {rating:.2f}  {_cut(title, 40)}")
     first = str(favourites.iloc[0]["movie_id"])
-    similar = model.similar_items([first], k=5)
+    similar = model.similar_items([first], k=5, arrays=True)
     print(f"\nmovies similar to {titles.get(first, first)}:")
     for title in similar["titles"][0]:
         print(f"  {title}")

@@ -40,6 +40,9 @@ import json
 import os
 import re
 import shutil
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,8 @@ HISTORY = "history.json"
 METRICS = "metrics.json"
 CARD = "README.md"
 MANIFEST = "MANIFEST.sha256"
+#: In a staging folder only: which process (pid, host) is writing it; removed when it is published.
+CLAIM = "claim.json"
 STAGES = "stages"
 LOGS = "logs"
 
@@ -158,35 +163,56 @@ class ModelDir:
                          f"holding {SAVED_MODEL}; train one with `tfrs-pipeline train`)")
 
     @classmethod
-    def create(cls, base: str | Path) -> ModelDir:
+    def create(cls, base: str | Path, log: Callable[[str], None] | None = None) -> ModelDir:
         """Claims the next version under ``base`` and returns its (empty) staging folder.
 
         The claim is ``os.mkdir`` of ``.VERSION.partial``, which fails if another run made
-        it first; then the next number is tried. Versions being written count as taken.
+        it first; then the next number is tried. Versions being written count as taken. The
+        claim records the process and host (``claim.json``); a staging folder whose process
+        on this host is gone (a crashed or killed run) is removed first, so that versions
+        stay dense.
 
         Args:
             base: ``saved_models/NAME`` (made if missing).
+            log: where a line about a removed staging folder goes (default: nowhere).
 
         Returns:
             The staging folder, which :meth:`publish` renames to its version.
+
+        Raises:
+            ModelError: ``base`` is a file, under a file, or cannot be created or written.
         """
         base = Path(base)
-        base.mkdir(parents=True, exist_ok=True)
-        taken = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
-        taken += [int(m.group(1)) for p in base.iterdir() if (m := _PARTIAL.match(p.name))]
-        version = max(taken, default=0) + 1
-        while True:
-            staging = base / f".{version}.partial"
-            try:
-                os.mkdir(staging)
-            except FileExistsError:
-                version += 1
-                continue
-            if (base / str(version)).exists():  # published between our listing and our claim
-                os.rmdir(staging)
-                version += 1
-                continue
-            return cls(staging, version)
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            for stale in _abandoned_claims(base):
+                shutil.rmtree(stale, ignore_errors=True)
+                if log is not None:
+                    log(f"removed {stale}: the staging folder of a run that is no longer alive")
+            taken = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+            taken += [int(m.group(1)) for p in base.iterdir() if (m := _PARTIAL.match(p.name))]
+            version = max(taken, default=0) + 1
+            while True:
+                staging = base / f".{version}.partial"
+                try:
+                    os.mkdir(staging)
+                except FileExistsError:
+                    version += 1
+                    continue
+                if (base / str(version)).exists():  # published between our listing and our claim
+                    os.rmdir(staging)
+                    version += 1
+                    continue
+                _write_json(staging / CLAIM, {"pid": os.getpid(), "host": socket.gethostname(),
+                                              "started": time.time()})
+                return cls(staging, version)
+        except FileExistsError:
+            raise ModelError(f"{base}: a file, not a folder; the model folder is a folder such as "
+                             "saved_models/NAME") from None
+        except NotADirectoryError:
+            raise ModelError(f"{base}: a part of the path is a file, not a folder") from None
+        except OSError as error:
+            raise ModelError(f"{base}: the model folder cannot be written ({error.strerror})") from None
 
     def publish(self) -> ModelDir:
         """Renames the staging folder to its integer version.
@@ -196,6 +222,7 @@ class ModelDir:
         """
         final = self.published_path
         if self.path != final:
+            (self.path / CLAIM).unlink(missing_ok=True)
             self.path.rename(final)
         return ModelDir(final)
 
@@ -313,7 +340,7 @@ class ModelDir:
 
     def _files(self) -> list[str]:
         return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                      if p.is_file() and p.name != MANIFEST)
+                      if p.is_file() and p.name != MANIFEST and p.relative_to(self.path).as_posix() != CLAIM)
 
     def write_manifest(self) -> None:
         """Records the SHA-256 of every file of the version (``sha256sum`` format); the last write before publishing."""
@@ -342,10 +369,40 @@ class ModelDir:
                 raise ModelError(f"{self.path}: {MANIFEST} is damaged (line {entry!r})")
             digest, name = entry
             file = self.path / name
+            if Path(name).is_absolute() or ".." in Path(name).parts or not file.resolve().is_relative_to(
+                    self.path.resolve()):
+                raise ModelError(f"{self.path}: {MANIFEST} lists {name!r}, outside the version folder; the manifest "
+                                 "is damaged or was tampered with")
             if not file.is_file():
                 raise ModelError(f"{self.path}: {name} is missing (listed in {MANIFEST})")
             if _sha256(file) != digest:
                 raise ModelError(f"{self.path}: {name} is damaged (its SHA-256 differs from {MANIFEST})")
+
+
+def _abandoned_claims(base: Path) -> list[Path]:
+    """Staging folders under ``base`` claimed by a process of this host that is no longer running."""
+    host, found = socket.gethostname(), []
+    for path in base.iterdir():
+        if not _PARTIAL.match(path.name) or not (path / CLAIM).is_file():
+            continue
+        try:
+            claim = json.loads((path / CLAIM).read_text(encoding="utf-8"))
+            pid, claimed_on = int(claim["pid"]), str(claim["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written, or not ours to judge
+        if claimed_on == host and pid != os.getpid() and not _alive(pid):
+            found.append(path)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _sha256(path: Path) -> str:

@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import tensorflow as tf
 
 from tfrs_pipeline.config import PipelineConfig, to_toml
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.schema import RatingsData
 from tfrs_pipeline.data.split import Split, split_ratings
-from tfrs_pipeline.errors import ConfigError, ModelError
+from tfrs_pipeline.errors import ConfigError, DataError, ModelError
 from tfrs_pipeline.evaluation.evaluate import evaluate_export
 from tfrs_pipeline.evaluation.summary import model_card
 from tfrs_pipeline.export.writer import export_model
@@ -42,6 +43,7 @@ from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking.blend import choose_rating_weight, logit_scale
 from tfrs_pipeline.ranking.list_ranker import MATERIALIZE_LIMIT, candidate_lists, train_list_ranker
 from tfrs_pipeline.ranking.rating import train_rating_model
+from tfrs_pipeline.recommender import Recommender
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 from tfrs_pipeline.retrieval.index import SeenMovies
 from tfrs_pipeline.retrieval.model import train_retrieval
@@ -103,17 +105,18 @@ class TrainedModel:
         return self.model_dir.path
 
 
-def load_and_prepare(config: PipelineConfig, log=print) -> PreparedRun:
-    """Phase 1: reads and validates ``config.data``, splits it, and builds the models' inputs."""
+def load_and_prepare(config: PipelineConfig, log=print, data: RatingsData | None = None) -> PreparedRun:
+    """Phase 1: reads and validates ``config.data`` (or takes ``data``, read already), splits it, and builds the models' inputs."""
     phases = Phases()
     with phases("data"):
-        data, split, prepared = _load_split_prepare(config, log)
+        data, split, prepared = _load_split_prepare(config, log, data)
     return PreparedRun(config, data, split, prepared, phases)
 
 
-def _load_split_prepare(config: PipelineConfig, log) -> tuple[RatingsData, Split, Prepared]:
-    log(f"[1/6] data: {config.data.source}")
-    data = load_data(config.data.source, config.data)
+def _load_split_prepare(config: PipelineConfig, log, data: RatingsData | None) -> tuple[RatingsData, Split, Prepared]:
+    log(f"[1/6] data: {data.source if data is not None else config.data.source}")
+    if data is None:
+        data = load_data(config.data.source, config.data)
     log(data.report.format())
     log("[2/6] split")
     split = split_ratings(data, config.split)
@@ -254,7 +257,8 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
     return metrics
 
 
-def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], None] = print) -> TrainedModel:
+def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], None] = print, *,
+                 data: RatingsData | None = None) -> TrainedModel:
     """Trains both stages on ``config.data`` and publishes ``out/VERSION``; returns where, and what it measured.
 
     In a multi-worker run every worker trains (each on its shard of every batch) and exports,
@@ -265,6 +269,8 @@ def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], N
         config: the whole configuration (validated here).
         out: the model base, ``saved_models/NAME``: the run publishes its next integer version.
         log: where progress lines go (default ``print``).
+        data: ratings read already (:func:`~tfrs_pipeline.data.load_data`); default: read
+            ``config.data.source``.
 
     Returns:
         The published folder, the metrics, the run's wall time, and its data and split.
@@ -294,10 +300,10 @@ def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], N
         log(f"{resolver.task_type} {resolver.task_id}: not the chief, so this worker's export goes to {scratch} "
             f"and is removed at the end; the chief publishes into {out}")
         out = scratch
-    staging = ModelDir.create(out)
+    staging = ModelDir.create(out, log)
     try:
         backup = _claim_backup(config, is_chief(strategy), log)
-        run = load_and_prepare(config, log)
+        run = load_and_prepare(config, log, data)
         stages = fit_stages(run, staging, log, strategy)
         export(run, stages, staging, log)
         release_training_state(run, stages)
@@ -307,6 +313,11 @@ def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], N
         published = staging.publish()
         if backup is not None and is_chief(strategy):
             shutil.rmtree(backup, ignore_errors=True)  # published: nothing is left to resume
+    except OSError as error:  # a full disk, a file system turned read-only, ...
+        staging.discard()
+        where = f" ({error.filename})" if error.filename else ""
+        raise ModelError(f"{out}: {error.strerror or error}{where}; the run stopped and nothing was "
+                         "published") from error
     except BaseException:
         staging.discard()
         raise
@@ -350,3 +361,88 @@ def _require_finite(metrics: dict, path: str = "") -> None:
             _require_finite(value, f"{name}/")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ModelError(f"the model was not published: its metric {name} is {value}")
+
+
+def train(data: str | pd.DataFrame | None = None, *, movies: pd.DataFrame | None = None,
+          out: str | Path = "saved_models/model", config: PipelineConfig | str | Path | None = None,
+          settings: dict[str, object] | None = None, user_col: str | None = None, item_col: str | None = None,
+          rating_col: str | None = None, timestamp_col: str | None = None, title_col: str | None = None,
+          genres_col: str | None = None, implicit: bool | None = None,
+          rating_scale: tuple[float, float] | None = None, on_bad_rows: str | None = None,
+          encoding: str | None = None, log: Callable[[str], None] = print) -> Recommender:
+    """Trains, exports and evaluates a model in one call, and returns it ready to use.
+
+    The same run as ``tfrs-pipeline train``: the data is validated (a bad row stops the run
+    with its row and value, or is counted and dropped with ``on_bad_rows="skip"``), split,
+    both stages are trained with progress lines, and ``out/VERSION`` is published with its
+    metrics.
+
+    Args:
+        data: ratings in a DataFrame (a row per interaction), or a data source string
+            (``"movielens:PATH"``, ``"csv:PATH"``, ``"synthetic:100k"``, ...); default: the
+            configuration's source.
+        movies: with a DataFrame: the movies (item id and title columns, genres optional, as
+            ``|``-separated text or lists); default: titles are the ids.
+        out: the model base, ``saved_models/NAME``; the run publishes its next version.
+        config: a :class:`~tfrs_pipeline.config.PipelineConfig` or a TOML file (default: the
+            defaults).
+        settings: dotted settings over it, as ``--set`` takes them:
+            ``{"retrieval.epochs": 5, "split.kind": "temporal"}``.
+        user_col: the ratings' user id column (default ``user_id``), as ``--user-col``.
+        item_col: the item id column of the ratings and the movies (default ``item_id``).
+        rating_col: the rating column (default ``rating``).
+        timestamp_col: the timestamp column, seconds or dates (default ``timestamp``; absent: 0).
+        title_col: the movies' title column (default ``title``).
+        genres_col: the movies' genres column (default ``genres`` when present).
+        implicit: every row is a positive interaction (plays, clicks, purchases); without it a
+            rating column is required.
+        rating_scale: lowest and highest rating, such as ``(1, 10)`` (default 0.5 to 5).
+        on_bad_rows: ``"error"`` (the default) or ``"skip"``.
+        encoding: the text encoding of a source string's files (default UTF-8).
+        log: where progress lines go (default ``print``; ``lambda line: None`` for silence).
+
+    Returns:
+        The published model, loaded; ``model.metrics`` holds every figure of the run.
+
+    Raises:
+        DataError: a missing column or a bad row, naming the row and the value.
+        ConfigError: a bad setting, naming the key, the value and what is allowed.
+
+    Examples:
+        >>> import pandas as pd
+        >>> ratings = pd.DataFrame({"customer": ["a", "a", "b", "b", "c", "c", "d", "d"] * 40,
+        ...                         "sku": [str(i % 37) for i in range(320)], "stars": [1, 5, 3, 4] * 80,
+        ...                         "when": range(320)})
+        >>> ratings = ratings.drop_duplicates(["customer", "sku"])
+        >>> model = train(ratings, user_col="customer", item_col="sku", rating_col="stars", timestamp_col="when",
+        ...               rating_scale=(1, 5), out=tmp_folder / "shop", log=lambda line: None,
+        ...               settings={"retrieval.epochs": 1, "rating.epochs": 1, "ranker.epochs": 1,
+        ...                         "runtime.verbose": 0})
+        >>> len(model.recommend("a", k=3)), model.version
+        (3, 1)
+    """
+    from tfrs_pipeline.config import apply_overrides, load_toml
+
+    if config is None:
+        config = PipelineConfig()
+    elif not isinstance(config, PipelineConfig):
+        config = load_toml(config)
+    overrides = {f"data.{key}": value for key, value in (
+        ("csv_user_column", user_col), ("csv_item_column", item_col), ("csv_rating_column", rating_col),
+        ("csv_timestamp_column", timestamp_col), ("csv_title_column", title_col), ("genres_column", genres_col),
+        ("implicit", implicit), ("rating_scale", list(rating_scale) if rating_scale is not None else None),
+        ("on_bad_rows", on_bad_rows), ("encoding", encoding)) if value is not None}
+    if isinstance(data, str):
+        if movies is not None:
+            raise DataError(f"movies= goes with ratings in a DataFrame; for {data!r} name the items file with "
+                            "settings={'data.csv_items_path': PATH}")
+        overrides["data.source"] = data
+    elif data is not None or movies is not None:
+        overrides["data.source"] = "dataframe"
+    config = apply_overrides(config, {**overrides, **(settings or {})})
+    loaded = None
+    if config.data.source == "dataframe":
+        config.validate()  # settings first: a typo must not wait for the data
+        loaded = load_data(data, config.data, movies=movies)
+    trained = run_training(config, out, log, data=loaded)
+    return Recommender.load(trained.path)

@@ -7,11 +7,11 @@ notebook that only serves loads no training machinery. The surface follows ``imp
 Examples:
     >>> from tfrs_pipeline import Recommender
     >>> model = Recommender.load(model_path)  # saved_models/NAME: its newest version
-    >>> out = model.recommend("42", k=10)
-    >>> out["titles"].shape, out["predicted_ratings"].shape
-    ((1, 10), (1, 10))
-    >>> model.similar_items(model.find_movie(model.title_of("50")), k=5)["titles"].shape
-    (1, 5)
+    >>> top = model.recommend("42", k=10)  # a DataFrame, a row per movie
+    >>> len(top), list(top.columns[:4])
+    (10, ['user_id', 'rank', 'movie_id', 'title'])
+    >>> len(model.similar_items(model.find_movie(model.title_of("50")), k=5))
+    5
 """
 
 from __future__ import annotations
@@ -27,8 +27,18 @@ from tfrs_pipeline.errors import ArgumentError, ModelError
 from tfrs_pipeline.ids import as_str, catalog_positions
 from tfrs_pipeline.model_dir import ModelDir
 
-#: Ids as callers pass them: a list (or array) of strings or numbers, one per row.
-Ids = Sequence[str] | np.ndarray
+#: One id: a string, or a whole number (written as the string of its digits).
+Id = str | int
+#: Ids as callers pass them: a list (or array, or Series) of strings or numbers, one per row.
+Ids = Sequence[Id] | np.ndarray | pd.Series
+
+# Table columns from a signature's [rows, k] outputs, in order; the first names the movie id.
+_RANKED = {"movie_ids": "movie_id", "titles": "title", "scores": "ranker_score",
+           "predicted_ratings": "predicted_rating", "retrieval_scores": "retrieval_score"}
+_RETRIEVED = {"movie_ids": "movie_id", "titles": "title", "retrieval_scores": "retrieval_score"}
+_SIMILAR = {"movie_ids": "movie_id", "titles": "title", "scores": "similarity"}
+_EXPLAINED = {"movie_ids": "because_movie_id", "titles": "because_title", "contributions": "contribution",
+              "shares": "share"}
 
 
 def load_saved_model(path: str | Path):
@@ -70,8 +80,10 @@ def _decoded(array: np.ndarray) -> np.ndarray:
 class Recommender:
     """An exported two-stage model, called through its signatures.
 
-    Every method takes plain Python or NumPy values, batches large inputs, and returns a
-    dict of NumPy arrays named as the signature's outputs (strings decoded).
+    Every method takes one id or a list of them (plain Python, NumPy or pandas), checks its
+    arguments before TensorFlow sees them, batches large inputs, and returns a
+    ``pandas.DataFrame`` with a row per answer. ``arrays=True`` returns the signature's outputs
+    instead: a dict of NumPy arrays [rows, k], strings decoded.
 
     Args:
         model: the loaded pipeline SavedModel.
@@ -80,7 +92,10 @@ class Recommender:
 
     Examples:
         >>> model = Recommender.load(model_path)  # saved_models/NAME, trained by `tfrs-pipeline train`
-        >>> out = model.recommend(["5"], k=3)
+        >>> top = model.recommend("5", k=3)
+        >>> len(top), bool(top["known_user"].all())
+        (3, True)
+        >>> out = model.recommend(["5"], k=3, arrays=True)
         >>> out["movie_ids"].shape, out["titles"].shape, bool(out["known_user"][0])
         ((1, 3), (1, 3), True)
     """
@@ -142,6 +157,11 @@ class Recommender:
         """The version it was loaded from."""
         return self.model_dir.version
 
+    @property
+    def metrics(self) -> dict:
+        """Every figure its training run measured (the version's ``metrics.json``)."""
+        return self.model_dir.read_metrics()
+
     # -- calling signatures -----------------------------------------------------------------------
 
     def call(self, signature_name: str, batch_size: int = 4096, *, keep: tuple[str, ...] | None = None,
@@ -189,23 +209,33 @@ class Recommender:
             raise ModelError(f"{self.path}: no signature {name!r}; this model has {', '.join(sorted(self.signatures))}")
         return self.signatures[name]
 
-    def recommend(self, user_ids: Ids, k: int = 10, exclude_seen: bool = True,
-                  exclude: Sequence[Ids] | None = None) -> dict[str, np.ndarray]:
+    def recommend(self, user_ids: Id | Ids, k: int = 10, exclude_seen: bool = True,
+                  exclude: Sequence[Ids] | None = None, *, arrays: bool = False) -> pd.DataFrame:
         """The two-stage top ``k`` for each user, best first.
 
         Args:
-            user_ids: user ids as in the training data (unknown ones get well-rated popular movies).
+            user_ids: one user id or a list of them, as in the training data (unknown users get
+                well-rated popular movies).
             k: how many movies per user (at most the candidates retrieval hands the ranker).
             exclude_seen: leave out the movies each user rated in training.
             exclude: movie ids never to return, one list per user (out of stock, already shown).
+            arrays: return the signature's arrays instead of a table (see below).
 
         Returns:
+            A table with a row per recommendation: ``user_id``, ``rank`` (1 is best),
+            ``movie_id``, ``title``, ``ranker_score`` (the list ranker's score, which orders the
+            list: not a rating), ``predicted_rating`` (the rating model's; a relevance for
+            implicit feedback), ``retrieval_score`` and ``known_user``. With ``arrays=True``:
             ``movie_ids``, ``titles``, ``scores`` (the ranker's), ``predicted_ratings``,
             ``retrieval_scores`` [users, k] and ``known_user`` [users].
 
         Examples:
-            >>> out = model.recommend(["5", "6"], k=2)  # model = Recommender.load("saved_models/demo")
-            >>> out["predicted_ratings"].shape
+            >>> top = model.recommend("42", k=10)  # model = Recommender.load("saved_models/demo")
+            >>> len(top), top["rank"].tolist()[:3]
+            (10, [1, 2, 3])
+            >>> list(top.columns)
+            ['user_id', 'rank', 'movie_id', 'title', 'ranker_score', 'predicted_rating', 'retrieval_score', 'known_user']
+            >>> model.recommend(["5", "6"], k=2, arrays=True)["predicted_ratings"].shape
             (2, 2)
         """
         users, k = _ids(user_ids, "user_ids"), _count(k, "k")
@@ -213,53 +243,77 @@ class Recommender:
             if not exclude_seen:
                 raise ArgumentError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
             lists = _id_lists(exclude, "exclude", len(users), "user")
-            return self.call("recommend_excluding", user_id=users, exclude_movie_ids=_padded(lists), k=k)
-        signature = "serving_default" if exclude_seen else "recommend_including_seen"
-        return self.call(signature, user_id=users, k=k)
+            out = self.call("recommend_excluding", user_id=users, exclude_movie_ids=_padded(lists), k=k)
+        else:
+            signature = "serving_default" if exclude_seen else "recommend_including_seen"
+            out = self.call(signature, user_id=users, k=k)
+        return out if arrays else _frame(out, {"user_id": users}, _RANKED, ["known_user"])
 
-    def recommend_from_history(self, histories: Sequence[Ids], k: int = 10) -> dict[str, np.ndarray]:
+    def recommend_from_history(self, histories: Sequence[Ids], k: int = 10, *,
+                               arrays: bool = False) -> pd.DataFrame:
         """Top ``k`` for visitors the model never saw, from the movies each just rated or watched.
 
         Args:
-            histories: one list of movie ids per visitor (lengths may differ).
+            histories: one visitor's movie ids, or one list per visitor (lengths may differ).
             k: how many movies per visitor.
+            arrays: return the signature's arrays instead of a table.
 
         Returns:
-            ``movie_ids``, ``titles``, ``scores``, ``predicted_ratings``, ``retrieval_scores``
-            [visitors, k] and ``history_known`` [visitors] (how many of the movies the model knows).
+            A table with a row per recommendation: ``visitor`` (the list's position in
+            ``histories``), ``rank``, ``movie_id``, ``title``, ``ranker_score``,
+            ``predicted_rating``, ``retrieval_score`` and ``history_known`` (how many of the
+            visitor's movies the model knows). With ``arrays=True``: ``movie_ids``, ``titles``,
+            ``scores``, ``predicted_ratings``, ``retrieval_scores`` [visitors, k] and
+            ``history_known`` [visitors].
 
         Examples:
-            >>> out = model.recommend_from_history([["1", "2"], ["no such movie"]], k=4)
-            >>> out["history_known"].tolist()
+            >>> top = model.recommend_from_history([["1", "2"], ["no such movie"]], k=4)
+            >>> top.groupby("visitor")["history_known"].first().tolist()
             [2, 0]
         """
         lists = _id_lists(histories, "histories")
-        return self.call("recommend_from_history", movie_ids=_padded(lists), k=_count(k, "k"))
+        out = self.call("recommend_from_history", movie_ids=_padded(lists), k=_count(k, "k"))
+        return out if arrays else _frame(out, {"visitor": np.arange(len(lists))}, _RANKED, ["history_known"])
 
-    def retrieve(self, user_ids: Ids, k: int = 100) -> dict[str, np.ndarray]:
+    def retrieve(self, user_ids: Id | Ids, k: int = 100, *, arrays: bool = False) -> pd.DataFrame:
         """Retrieval alone, seen movies excluded.
 
         Args:
-            user_ids: user ids as in the training data.
+            user_ids: one user id or a list of them, as in the training data.
             k: how many candidates per user.
+            arrays: return the signature's arrays instead of a table.
 
         Returns:
-            ``movie_ids``, ``titles``, ``retrieval_scores`` [users, k] and ``known_user`` [users].
-        """
-        return self.call("retrieve", user_id=_ids(user_ids, "user_ids"), k=_count(k, "k"))
+            A table with a row per candidate: ``user_id``, ``rank``, ``movie_id``, ``title``,
+            ``retrieval_score`` and ``known_user``. With ``arrays=True``: ``movie_ids``,
+            ``titles``, ``retrieval_scores`` [users, k] and ``known_user`` [users].
 
-    def rank(self, user_ids: Ids, movie_ids: Sequence[Ids]) -> dict[str, np.ndarray]:
+        Examples:
+            >>> model.retrieve("42", k=30)["rank"].tolist()[-3:]
+            [28, 29, 30]
+        """
+        users = _ids(user_ids, "user_ids")
+        out = self.call("retrieve", user_id=users, k=_count(k, "k"))
+        return out if arrays else _frame(out, {"user_id": users}, _RETRIEVED, ["known_user"])
+
+    def rank(self, user_ids: Id | Ids, movie_ids: Sequence[Ids], *, arrays: bool = False) -> pd.DataFrame:
         """Predicted ratings of the movies given for each user.
 
         Args:
-            user_ids: user ids [users].
-            movie_ids: movie ids [users, n], one row per user.
+            user_ids: one user id or a list of them [users].
+            movie_ids: one user's movie ids, or one list per user [users, n] (as many for each).
+            arrays: return the signature's arrays instead of a table.
 
         Returns:
-            ``predicted_ratings`` [users, n].
+            A table with a row per user and movie, in the order given: ``user_id``, ``movie_id``,
+            ``title`` ("" for a movie the model does not know), ``predicted_rating`` and
+            ``known_movie``. With ``arrays=True``: ``predicted_ratings`` and ``known_movie``
+            [users, n].
 
         Examples:
-            >>> model.rank(["5"], [["1", "2", "3"]])["predicted_ratings"].shape
+            >>> model.rank("5", ["1", "2", "3"])["predicted_rating"].shape
+            (3,)
+            >>> model.rank(["5"], [["1", "2", "3"]], arrays=True)["predicted_ratings"].shape
             (1, 3)
         """
         users = _ids(user_ids, "user_ids")
@@ -267,47 +321,71 @@ class Recommender:
         if len({len(row) for row in lists}) > 1:
             raise ArgumentError(f"movie_ids must hold as many movies for every user, got lists of "
                                 f"{sorted({len(row) for row in lists})} movies")
-        return self.call("rank", user_id=users, movie_ids=_padded(lists))
+        movies = _padded(lists)
+        out = self.call("rank", user_id=users, movie_ids=movies)
+        if arrays:
+            return out
+        titles = self.catalog.set_index("movie_id")["title"]
+        table = pd.DataFrame({"user_id": np.repeat(users, movies.shape[1]), "movie_id": movies.reshape(-1)})
+        table["title"] = table["movie_id"].map(titles).fillna("").astype(str)
+        table["predicted_rating"] = out["predicted_ratings"].reshape(-1)
+        table["known_movie"] = out["known_movie"].reshape(-1)
+        return table
 
-    def similar_items(self, movie_ids: Ids, k: int = 10) -> dict[str, np.ndarray]:
+    def similar_items(self, movie_ids: Id | Ids, k: int = 10, *, arrays: bool = False) -> pd.DataFrame:
         """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself.
 
         Args:
-            movie_ids: movie ids [movies].
+            movie_ids: one movie id or a list of them [movies].
             k: how many similar movies per movie.
+            arrays: return the signature's arrays instead of a table.
 
         Returns:
-            ``movie_ids``, ``titles``, ``scores`` [movies, k] and ``known_movie`` [movies].
+            A table with a row per similar movie: ``of_movie_id`` (the movie asked about),
+            ``rank``, ``movie_id``, ``title``, ``similarity`` (cosine, -1 to 1) and
+            ``known_movie``. With ``arrays=True``: ``movie_ids``, ``titles``, ``scores``
+            [movies, k] and ``known_movie`` [movies].
 
         Examples:
-            >>> out = model.similar_items(["1"], k=3)
-            >>> "1" in out["movie_ids"][0]
-            False
+            >>> similar = model.similar_items("1", k=3)
+            >>> len(similar), "1" in similar["movie_id"].tolist()
+            (3, False)
         """
-        return self.call("similar_movies", movie_id=_ids(movie_ids, "movie_ids"), k=_count(k, "k"))
+        movies = _ids(movie_ids, "movie_ids")
+        out = self.call("similar_movies", movie_id=movies, k=_count(k, "k"))
+        return out if arrays else _frame(out, {"of_movie_id": movies}, _SIMILAR, ["known_movie"])
 
-    def explain(self, user_id: str, movie_ids: Ids, k: int = 3) -> dict[str, np.ndarray]:
+    def explain(self, user_id: Id, movie_ids: Id | Ids, k: int = 3, *, arrays: bool = False) -> pd.DataFrame:
         """For one user and each of ``movie_ids``: the ``k`` rated movies that contribute most to it.
 
         Args:
             user_id: one user id.
-            movie_ids: the movies to explain, such as the user's recommendations.
+            movie_ids: the movies to explain (one id or a list), such as the user's recommendations.
             k: how many rated movies per explained movie.
+            arrays: return the signature's arrays instead of a table.
 
         Returns:
-            ``movie_ids``, ``titles``, ``contributions`` (terms of the list ranker's item-item
-            score) and ``shares`` (of the positive total) [movies, k]; empty slots are "".
+            A table with a row per reason: ``user_id``, ``movie_id`` (the movie explained),
+            ``rank``, ``because_movie_id`` and ``because_title`` (a movie the user rated),
+            ``contribution`` (its term of the list ranker's item-item score) and ``share`` (of
+            the positive total); a movie nothing explains has no rows. With ``arrays=True``:
+            ``movie_ids``, ``titles``, ``contributions`` and ``shares`` [movies, k], empty
+            slots "".
 
         Examples:
-            >>> movies = model.recommend(["5"], k=2)["movie_ids"][0]
-            >>> model.explain("5", movies, k=3)["titles"].shape
-            (2, 3)
+            >>> top = model.recommend("5", k=2)
+            >>> reasons = model.explain("5", top["movie_id"], k=3)
+            >>> set(reasons["movie_id"]) <= set(top["movie_id"]), bool(reasons["rank"].max() <= 3)
+            (True, True)
         """
         if not _is_id(user_id):
             raise ArgumentError(f"user_id must be one user id, got {_shown(user_id)}")
-        movie_ids = _ids(movie_ids, "movie_ids")
-        return self.call("explain", user_id=np.full(len(movie_ids), _id(user_id, "user_id"), dtype=object),
-                         movie_id=movie_ids, k=_count(k, "k"))
+        user, movies = _id(user_id, "user_id"), _ids(movie_ids, "movie_ids")
+        out = self.call("explain", user_id=np.full(len(movies), user, dtype=object), movie_id=movies,
+                        k=_count(k, "k"))
+        if arrays:
+            return out
+        return _frame(out, {"user_id": np.full(len(movies), user, dtype=object), "movie_id": movies}, _EXPLAINED, [])
 
     # -- the catalog --------------------------------------------------------------------------------
 
@@ -347,6 +425,7 @@ class Recommender:
         Raises:
             ModelError: no movie matches, or several do (the message lists the first few with their ids).
         """
+        text = _id(text, "movie")
         ids, titles = self.catalog["movie_id"], self.catalog["title"]
         if (ids == text).any():
             return text
@@ -371,6 +450,23 @@ class Recommender:
         return self.model_dir.read_vocabulary("user_ids")
 
 
+def _frame(out: dict[str, np.ndarray], keys: dict[str, np.ndarray], columns: dict[str, str],
+           per_row: list[str]) -> pd.DataFrame:
+    """A signature's [rows, k] outputs as a long table: a row per filled slot, keys and ``per_row`` repeated.
+
+    Slots past the movies there are (an empty movie id) are left out, so a user who has seen
+    nearly everything gets fewer rows, never blank ones.
+    """
+    first = next(iter(columns))
+    rows, width = out[first].shape
+    table = {name: np.repeat(np.asarray(values), width) for name, values in keys.items()}
+    table["rank"] = np.tile(np.arange(1, width + 1), rows)
+    table.update({column: out[name].reshape(-1) for name, column in columns.items()})
+    table.update({name: np.repeat(out[name], width) for name in per_row})
+    frame = pd.DataFrame(table)
+    return frame[frame[columns[first]] != ""].reset_index(drop=True)
+
+
 def _is_id(value) -> bool:
     return isinstance(value, (str, bytes, int, np.integer, np.str_, np.bytes_)) and not isinstance(value, bool)
 
@@ -383,7 +479,12 @@ def _shown(value) -> str:
 def _id(value, name: str) -> str:
     if not _is_id(value):
         raise ArgumentError(f"{name} must hold ids (strings or whole numbers), got {_shown(value)}")
-    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+    try:
+        text = value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+        text.encode("utf-8")  # a lone surrogate (bytes a shell could not decode) is no id
+    except UnicodeError:
+        raise ArgumentError(f"{name} must hold ids of UTF-8 text, got {_shown(value)}") from None
+    return text
 
 
 def _ids(values, name: str) -> np.ndarray:

@@ -12,23 +12,31 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tfrs_pipeline.config import DataConfig
 from tfrs_pipeline.data.schema import RatingsData, ValidationReport, require_non_empty
 from tfrs_pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RatingsData", "ValidationReport", "load_data"]
 
 SOURCE_KINDS = ("synthetic", "movielens", "tfds", "csv", "parquet")
 
 
-def load_data(source: str | None = None, config: DataConfig | None = None) -> RatingsData:
+def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | None = None, *,
+              movies: pd.DataFrame | None = None) -> RatingsData:
     """Reads, validates and returns the ratings named by ``source`` (or ``config.source``).
 
     Args:
         source: ``synthetic[:SIZE]``, ``movielens:PATH``, ``tfds:NAME``, ``csv:PATH`` or
-            ``parquet:PATH`` (default: ``config.source``).
+            ``parquet:PATH``, or a DataFrame of interactions already in memory (its columns
+            named as a ``csv:`` file's) (default: ``config.source``).
         config: column names, separators, rating scale and what to do with bad rows (default:
             :class:`~tfrs_pipeline.config.DataConfig`'s defaults).
+        movies: with a DataFrame ``source``: the movies, with the item and title columns.
 
     Returns:
         The interactions, movies and users in the common schema, with the validation report.
@@ -42,23 +50,30 @@ def load_data(source: str | None = None, config: DataConfig | None = None) -> Ra
         DataError: an unknown source kind, a missing or malformed file, or no ratings left.
     """
     config = config or DataConfig()
+    if source is not None and not isinstance(source, str):  # a DataFrame: checked as one where it is read
+        from tfrs_pipeline.data.csv_source import PYTHON_OPTIONS, load_frame_ratings
+
+        data = load_frame_ratings(source, movies, columns=_columns(config, PYTHON_OPTIONS),
+                                  rating_scale=tuple(config.rating_scale) or None, on_bad_rows=config.on_bad_rows)
+        return require_non_empty(data)
+    if movies is not None:
+        raise DataError("movies= goes with ratings in a DataFrame; a file source names its items file with "
+                        "data.csv_items_path (--items)")
     source = source or config.source
     kind, _, argument = source.partition(":")
+    if kind == "dataframe":
+        raise DataError("this model was trained from a DataFrame in memory: give the data again (--data csv:PATH, "
+                        "or the DataFrame in Python)")
     if kind in ("csv", "parquet"):
-        from tfrs_pipeline.data.csv_source import TableFormat, load_table_ratings
+        from tfrs_pipeline.data.csv_source import CLI_OPTIONS, TableFormat, load_table_ratings
 
         data = load_table_ratings(
             _required(argument, source),
             parquet=kind == "parquet",
-            user_column=config.csv_user_column,
-            item_column=config.csv_item_column,
-            rating_column=config.csv_rating_column,
-            timestamp_column=config.csv_timestamp_column,
-            table=TableFormat(config.sep, list(config.columns)),
+            columns=_columns(config, CLI_OPTIONS),
+            table=TableFormat(config.sep, list(config.columns), config.encoding or "utf-8"),
             items_path=config.csv_items_path or None,
-            items_table=TableFormat(config.items_sep, list(config.items_columns)),
-            title_column=config.csv_title_column,
-            genres_column=config.genres_column,
+            items_table=TableFormat(config.items_sep, list(config.items_columns), config.encoding or "utf-8"),
             rating_scale=tuple(config.rating_scale) or None,
             on_bad_rows=config.on_bad_rows,
         )
@@ -70,7 +85,7 @@ def load_data(source: str | None = None, config: DataConfig | None = None) -> Ra
     elif kind == "movielens":
         from tfrs_pipeline.data.movielens import load_movielens
 
-        data = load_movielens(_required(argument, source), config.on_bad_rows)
+        data = load_movielens(_required(argument, source), config.on_bad_rows, config.encoding or None)
     elif kind == "tfds":
         from tfrs_pipeline.data.tfds_source import load_tfds
 
@@ -80,6 +95,14 @@ def load_data(source: str | None = None, config: DataConfig | None = None) -> Ra
                         "tfds:NAME, csv:PATH, parquet:PATH")
     _keep_own_scale(data, config)
     return require_non_empty(data)
+
+
+def _columns(config: DataConfig, options: dict):
+    from tfrs_pipeline.data.csv_source import Columns
+
+    return Columns(config.csv_user_column, config.csv_item_column, config.csv_rating_column,
+                   config.csv_timestamp_column, config.csv_title_column, config.genres_column, config.implicit,
+                   dict(options))
 
 
 def _keep_own_scale(data: RatingsData, config: DataConfig) -> None:

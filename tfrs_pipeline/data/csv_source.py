@@ -8,6 +8,7 @@ interaction (implicit feedback: plays, clicks, purchases).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,12 @@ import pandas as pd
 
 from tfrs_pipeline.data.schema import RatingsData, ValidationReport, year_from_title
 from tfrs_pipeline.data.validation import (
+    EARLIEST_SECONDS,
+    LATEST_SECONDS,
+    TIME_EXPECTED,
     FileRef,
     RowPolicy,
+    check_file,
     read_header,
     read_table,
     sniff_text,
@@ -40,11 +45,14 @@ class TableFormat:
         sep: field separator, any string; empty: tab for ``.tsv``/``.tab`` files, else ``,``.
             ``\\t`` and ``tab`` mean a tab.
         columns: the name of every field of a file without a header line (implies no
-            header); empty: the first line names the columns.
+            header); empty: the first line names the columns. A first line that names exactly
+            these columns is read as a header, with a note.
+        encoding: the file's one text encoding (a line that does not decode is an error).
     """
 
     sep: str = ""
     columns: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
 
     def separator(self, path: Path) -> str:
         sep = self.sep
@@ -55,19 +63,51 @@ class TableFormat:
         return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which columns hold what, and how the caller names each choice in messages.
+
+    Args:
+        user, item, rating, timestamp: the interactions' columns; ``rating`` empty: ``rating``
+            when there is one (no rating column is then an error unless ``implicit``).
+        title, genres: the items' columns; ``genres`` empty: ``genres`` when present.
+        implicit: every row is a positive interaction (plays, clicks, purchases); a rating
+            column, if any, is not read.
+        options: how the caller spells each option in hints (``--rating-col`` on the command
+            line, ``rating_col=`` in Python).
+    """
+
+    user: str = "user_id"
+    item: str = "item_id"
+    rating: str = ""
+    timestamp: str = "timestamp"
+    title: str = "title"
+    genres: str = ""
+    implicit: bool = False
+    options: dict = field(default_factory=lambda: dict(CLI_OPTIONS))
+
+
+#: How the command line spells each choice, for hints in messages.
+CLI_OPTIONS = {"user": "--user-col", "item": "--item-col", "rating": "--rating-col", "title": "--title-col",
+               "implicit": "--implicit", "scale": "--rating-scale LOW-HIGH (e.g. 0-10)",
+               "items_header": ", or --items-columns for a file without a header"}
+
+#: How :func:`tfrs_pipeline.train` spells them.
+PYTHON_OPTIONS = {"user": "user_col=", "item": "item_col=", "rating": "rating_col=", "title": "title_col=",
+                  "implicit": "implicit=True", "scale": "rating_scale=(LOW, HIGH)", "items_header": ""}
+
+#: Reads ``columns`` of a table as :func:`read_table` returns them (coerced by ``kinds``, with ``line``).
+Reader = Callable[[list[str], dict[str, str], RowPolicy], pd.DataFrame]
+
+
 def load_table_ratings(
     path: str | Path,
     *,
     parquet: bool = False,
-    user_column: str = "user_id",
-    item_column: str = "item_id",
-    rating_column: str = "",
-    timestamp_column: str = "timestamp",
+    columns: Columns | None = None,
     table: TableFormat | None = None,
     items_path: str | Path | None = None,
     items_table: TableFormat | None = None,
-    title_column: str = "title",
-    genres_column: str = "",
     rating_scale: tuple[float, float] | None = None,
     on_bad_rows: str = "error",
 ) -> RatingsData:
@@ -76,73 +116,161 @@ def load_table_ratings(
     Args:
         path: the interactions file.
         parquet: read it as Parquet (through ``pyarrow``) rather than delimited text.
-        user_column, item_column, timestamp_column: the columns holding each.
-        rating_column: the rating column; empty: ``rating`` when the file has one, otherwise
-            implicit feedback (every row a positive). Named and missing, it is an error.
+        columns: the column names (default: :class:`Columns`'s).
         table: separator and column names of a delimited file.
-        items_path: optional items file (delimited or ``.parquet``) with ``item_column``,
-            ``title_column`` and optionally ``genres_column`` (``|``-separated); without it
-            titles are the item ids.
+        items_path: optional items file (delimited or ``.parquet``) with the item and title
+            columns and optionally genres (``|``-separated); without it titles are the item ids.
         items_table: separator and column names of the items file.
-        genres_column: genres column of the items file; empty: ``genres`` when present.
         rating_scale: lowest and highest allowed rating (default 0.5 to 5).
         on_bad_rows: ``error`` or ``skip`` (drop and count bad rows).
 
     Raises:
-        DataError: a missing file or column, or a bad row under the ``error`` policy.
+        DataError: a missing file or column, no rating column without ``implicit``, or a bad
+            row under the ``error`` policy.
     """
     path = Path(path)
     table = table or TableFormat()
-    scale = tuple(float(v) for v in (rating_scale or DEFAULT_RATING_SCALE))
     file = FileRef(path, unit="row" if parquet else "line")
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" + (" (it is a folder; expected a file)" if path.is_dir() else ""))
+    check_file(path)
+    available = _columns_of(file, table, parquet)
+    separator = "" if parquet or table.columns else f" (separator {table.separator(path)!r}; set it with --sep)"
+
+    def read(names: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
+        return _read_columns(file, table, parquet, names, kinds, policy)
+
+    def items(columns: Columns, policy: RowPolicy) -> pd.DataFrame:
+        return _read_items(Path(items_path), items_table or TableFormat(), columns, policy)
+
+    return _load_ratings(file, available, read, columns or Columns(), items if items_path else None,
+                         rating_scale, on_bad_rows, f"{'parquet' if parquet else 'csv'}:{path}", separator)
+
+
+class FrameRef(FileRef):
+    """A DataFrame in memory, named the way errors show it; its rows count from 1 (row 1 is ``.iloc[0]``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(Path(name), None, "row")
+
+    def __str__(self) -> str:
+        return f"the {self.container} DataFrame"
+
+
+def load_frame_ratings(
+    ratings: pd.DataFrame,
+    movies: pd.DataFrame | None = None,
+    *,
+    columns: Columns | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    on_bad_rows: str = "error",
+) -> RatingsData:
+    """Reads interactions (and optionally movies) from DataFrames already in memory.
+
+    They are checked exactly as a file's rows are (ids, ratings on the scale, timestamps,
+    duplicates, movies listed in ``movies``); a message names the row, counted from 1
+    (row 1 is ``.iloc[0]``). Genres may be ``|``-separated strings or lists.
+
+    Args:
+        ratings: one row per interaction.
+        movies: optional, one row per movie with the item and title columns (default: titles
+            are the ids).
+        columns: the column names (default: :class:`Columns`'s).
+        rating_scale: lowest and highest allowed rating (default 0.5 to 5).
+        on_bad_rows: ``error`` or ``skip`` (drop and count bad rows).
+
+    Raises:
+        DataError: not a DataFrame, a missing column, or a bad row under the ``error`` policy.
+    """
+    ratings = _frame(ratings, "ratings")
+    file = FrameRef("ratings")
+
+    def read(names: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
+        return _coerce(ratings[names].reset_index(drop=True), file, names, kinds, policy)
+
+    def items(columns: Columns, policy: RowPolicy) -> pd.DataFrame:
+        frame = _frame(movies, "movies")
+        genres = columns.genres or ("genres" if "genres" in frame.columns else "")
+        if genres in frame.columns:
+            frame = frame.assign(**{genres: [_genre_text(value) for value in frame[genres]]})
+        return _items(FrameRef("movies"), list(frame.columns), columns, policy,
+                      lambda names, kinds, policy: _coerce(frame[names].reset_index(drop=True), FrameRef("movies"),
+                                                           names, kinds, policy))
+
+    return _load_ratings(file, list(ratings.columns), read, columns or Columns(dict(PYTHON_OPTIONS)),
+                         items if movies is not None else None, rating_scale, on_bad_rows, "dataframe")
+
+
+def _frame(value, name: str) -> pd.DataFrame:
+    if not isinstance(value, pd.DataFrame):
+        raise DataError(f"{name} must be a pandas DataFrame, got {type(value).__name__}")
+    if not all(isinstance(column, str) for column in value.columns):
+        value = value.rename(columns=str)
+    return value
+
+
+def _genre_text(value) -> str:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "|".join(str(genre) for genre in value)
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _load_ratings(file: FileRef, available: list[str], read: Reader, columns: Columns,
+                  items: Callable[[Columns, RowPolicy], pd.DataFrame] | None, rating_scale: tuple[float, float] | None,
+                  on_bad_rows: str, source: str, separator: str = "") -> RatingsData:
+    """The shared part of every table source: choose columns, read them, validate, join the items."""
+    scale = tuple(float(v) for v in (rating_scale or DEFAULT_RATING_SCALE))
     report = ValidationReport()
     policy = RowPolicy(on_bad_rows, report)
-
-    available = _columns_of(file, table, parquet)
-    missing = [name for name in (user_column, item_column) if name not in available]
-    if missing:
-        raise DataError(f"{path}: no column {missing[0]!r}; the file has {', '.join(map(repr, available))}"
-                        + ("" if parquet or table.columns else f" (separator {table.separator(path)!r}; set it with --sep)"))
-    if rating_column and rating_column not in available:
-        raise DataError(f"{path}: no rating column {rating_column!r}; the file has {', '.join(map(repr, available))}")
-    rating_column = rating_column or ("rating" if "rating" in available else "")
-    implicit = not rating_column
-    has_time = timestamp_column in available
-    columns = [user_column, item_column] + ([rating_column] if rating_column else []) + (
-        [timestamp_column] if has_time else [])
-    kinds = {user_column: "str", item_column: "str", timestamp_column: "time"}
+    options = columns.options
+    listed = ", ".join(map(repr, available))
+    for role in ("user", "item"):
+        name = getattr(columns, role)
+        if name not in available:
+            raise DataError(f"{file}: no {role} column {name!r}; it has {listed}{separator} "
+                            f"(name it with {options[role]})")
+    if columns.implicit and columns.rating:
+        raise DataError(f"{file}: a rating column ({columns.rating!r}) and implicit feedback were both asked for; "
+                        f"leave out {options['rating']} to read every row as a positive, or leave out {options['implicit']} "
+                        "to read the ratings")
+    if columns.rating and columns.rating not in available:
+        raise DataError(f"{file}: no rating column {columns.rating!r}; it has {listed}")
+    rating_column = "" if columns.implicit else columns.rating or ("rating" if "rating" in available else "")
+    if not rating_column and not columns.implicit:
+        raise DataError(f"{file}: no rating column; it has {listed}. Name the rating column with "
+                        f"{options['rating']} NAME, or pass {options['implicit']} if every row is a positive "
+                        "interaction (plays, clicks, purchases) without a rating")
+    implicit = columns.implicit
+    has_time = columns.timestamp in available
+    names = [columns.user, columns.item] + ([rating_column] if rating_column else []) + (
+        [columns.timestamp] if has_time else [])
+    kinds = {columns.user: "str", columns.item: "str", columns.timestamp: "time"}
     if rating_column:
         kinds[rating_column] = "float"
-    raw = _read_columns(file, table, parquet, columns, kinds, policy)
-    renames = {user_column: "user_id", item_column: "movie_id", timestamp_column: "timestamp"}
+    raw = read(names, kinds, policy)
+    renames = {columns.user: "user_id", columns.item: "movie_id", columns.timestamp: "timestamp"}
     if rating_column:
         renames[rating_column] = "rating"
     raw = raw.rename(columns=renames)
     if not has_time:
         raw["timestamp"] = 0
-        report.notes.append(f"{path} has no {timestamp_column!r} column: timestamps set to 0 "
+        report.notes.append(f"{file} has no {columns.timestamp!r} column: timestamps set to 0 "
                             "(a temporal or leave-last-out split needs them)")
     if implicit:
-        report.notes.append(f"{path} has no rating column: implicit feedback, every row is a positive interaction "
+        report.notes.append(f"{file}: implicit feedback, as asked: every row is a positive interaction "
                             "(the ranking stage learns relevance; RMSE is not measured)")
     report.rows_read = int(raw.attrs.get("lines_read", len(raw)))
 
     known = None
-    if items_path:
-        movies = _read_items(Path(items_path), items_table or TableFormat(), item_column, title_column, genres_column,
-                             policy.of("item-file lines"))
+    if items is not None:
+        movies = items(columns, policy.of("item-file lines"))
         known = pd.Index(movies["movie_id"])
-    hint = "" if rating_scale else "; set the scale with --rating-scale LOW-HIGH (e.g. 0-10)"
+    hint = "" if rating_scale else f"; set the scale with {options['scale']}"
     interactions = validate_ratings(raw, file, policy, rating_scale=scale, known_movies=known, implicit=implicit,
                                     scale_hint=hint)
-    if not items_path:
+    if items is None:
         ids = pd.unique(interactions["movie_id"].astype(str))
         movies = pd.DataFrame({"movie_id": ids, "title": ids, "genres": [()] * len(ids)})
     movies["year"] = year_from_title(movies["title"])
-    kind = "parquet" if parquet else "csv"
-    return RatingsData(interactions, movies, None, f"{kind}:{path}", (1.0, 1.0) if implicit else scale, report,
+    return RatingsData(interactions, movies, None, source, (1.0, 1.0) if implicit else scale, report,
                        implicit=implicit)
 
 
@@ -151,10 +279,15 @@ def _columns_of(file: FileRef, table: TableFormat, parquet: bool) -> list[str]:
     if parquet:
         return _parquet_columns(file.container)
     if table.columns:
+        sep = table.separator(file.container)
+        first = read_header(file, sep, sniff_text(file, table.encoding), required=False)
+        if first and len(first) != len(table.columns) and [n.lower() for n in first] != [n.lower() for n in table.columns]:
+            raise DataError(f"{file}, line 1: {len(first)} fields separated by {sep!r}, but the column names given "
+                            f"({', '.join(table.columns)}) are {len(table.columns)}; name every field of the line")
         return list(table.columns)
     if not file.exists():
         raise DataError(f"{file}: file not found")
-    return read_header(file, table.separator(file.container), sniff_text(file))
+    return read_header(file, table.separator(file.container), sniff_text(file, table.encoding))
 
 
 def _read_columns(file: FileRef, table: TableFormat, parquet: bool, columns: list[str], kinds: dict[str, str],
@@ -163,7 +296,7 @@ def _read_columns(file: FileRef, table: TableFormat, parquet: bool, columns: lis
     if parquet:
         return _read_parquet(file, columns, kinds, policy)
     return read_table(file, columns, kinds, sep=table.separator(file.container), header=not table.columns,
-                      policy=policy, names=table.columns or None)
+                      policy=policy, names=table.columns or None, encoding=table.encoding)
 
 
 def _parquet_file(path: Path):
@@ -190,7 +323,12 @@ def _id_strings(values: pd.Series) -> pd.Series:
 
 def _read_parquet(file: FileRef, columns: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
     """The columns of a Parquet file as :func:`read_table` returns them (``line`` = 1-based row number)."""
-    frame = _parquet_file(file.container).read(columns=columns).to_pandas()
+    return _coerce(_parquet_file(file.container).read(columns=columns).to_pandas(), file, columns, kinds, policy)
+
+
+def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[str, str],
+            policy: RowPolicy) -> pd.DataFrame:
+    """Typed columns of a table already in pandas (Parquet, or a DataFrame), as :func:`read_table` returns them."""
     frame["line"] = np.arange(len(frame), dtype=np.int64) + 1
     rows_read = len(frame)
     for name in columns:
@@ -198,8 +336,12 @@ def _read_parquet(file: FileRef, columns: list[str], kinds: dict[str, str], poli
         kind = kinds[name]
         if kind in ("str", "text"):
             frame[name] = _id_strings(values)
-            bad = (frame[name] == "").to_numpy() & (kind == "str")
-            policy.reject(file, frame["line"][bad].tolist(), [""] * int(bad.sum()), f"missing {name}", "a value")
+            nul = frame[name].str.contains("\x00", regex=False).to_numpy()
+            policy.reject(file, frame["line"][nul].tolist(), frame[name][nul].tolist(), f"a NUL character in {name}",
+                          "text without NUL characters")
+            bad = ((frame[name] == "").to_numpy() & (kind == "str")) | nul
+            policy.reject(file, frame["line"][bad & ~nul].tolist(), [""] * int((bad & ~nul).sum()), f"missing {name}",
+                          "a value")
         elif kind == "float":
             numbers = pd.to_numeric(values, errors="coerce").astype("float64")
             bad = numbers.isna().to_numpy()
@@ -210,13 +352,14 @@ def _read_parquet(file: FileRef, columns: list[str], kinds: dict[str, str], poli
             if pd.api.types.is_datetime64_any_dtype(values):
                 epoch = pd.Timestamp("1970-01-01", tz="UTC")
                 stamps = values.dt.tz_localize("UTC") if values.dt.tz is None else values
-                bad = stamps.isna().to_numpy()
+                bad = stamps.isna().to_numpy().copy()
                 seconds = np.zeros(len(values), np.int64)
-                seconds[~bad] = ((stamps[~bad] - epoch) // pd.Timedelta(seconds=1)).to_numpy()
+                seconds[~bad] = np.asarray((stamps[~bad] - epoch) // pd.Timedelta(seconds=1), dtype=np.int64)
+                bad |= (seconds < EARLIEST_SECONDS) | (seconds >= LATEST_SECONDS)
             else:
                 seconds, bad = to_seconds(values)
             policy.reject(file, frame["line"][bad].tolist(), values[bad].astype(str).tolist(), f"unreadable {name}",
-                          "seconds since 1970 or a date and time")
+                          TIME_EXPECTED)
             frame[name] = seconds
         frame = frame[~bad]
     frame = frame.reset_index(drop=True)
@@ -224,33 +367,39 @@ def _read_parquet(file: FileRef, columns: list[str], kinds: dict[str, str], poli
     return frame
 
 
-def _read_items(path: Path, table: TableFormat, item_column: str, title_column: str, genres_column: str,
-                policy: RowPolicy) -> pd.DataFrame:
+def _read_items(path: Path, table: TableFormat, columns: Columns, policy: RowPolicy) -> pd.DataFrame:
     parquet = path.suffix.lower() in _PARQUET_SUFFIXES
     file = FileRef(path, unit="row" if parquet else "line")
-    if not path.is_file():
-        raise DataError(f"{path}: items file not found")
-    available = _columns_of(file, table, parquet)
-    for name in (item_column, title_column):
+    check_file(path, "items file")
+    return _items(file, _columns_of(file, table, parquet), columns, policy,
+                  lambda names, kinds, policy: _read_columns(file, table, parquet, names, kinds, policy))
+
+
+def _items(file: FileRef, available: list[str], columns: Columns, policy: RowPolicy, read: Reader) -> pd.DataFrame:
+    """The movies of an items table: id, title and genres, one row per item."""
+    options = columns.options
+    for role in ("item", "title"):
+        name = getattr(columns, role)
         if name not in available:
-            raise DataError(f"{path}: no column {name!r} in the items file; it has {', '.join(map(repr, available))}"
-                            " (name them with --item-col/--title-col, or --items-columns for a file without a header)")
+            raise DataError(f"{file}: no {role} column {name!r} in the items; it has {', '.join(map(repr, available))}"
+                            f" (name it with {options[role]}{options['items_header']})")
+    genres_column = columns.genres
     if genres_column and genres_column not in available:
-        raise DataError(f"{path}: no genres column {genres_column!r} in the items file; it has "
+        raise DataError(f"{file}: no genres column {genres_column!r} in the items; it has "
                         f"{', '.join(map(repr, available))}")
     genres_column = genres_column or ("genres" if "genres" in available else "")
-    columns = [item_column, title_column] + ([genres_column] if genres_column else [])
-    kinds = dict.fromkeys(columns, "str")
+    names = [columns.item, columns.title] + ([genres_column] if genres_column else [])
+    kinds = dict.fromkeys(names, "str")
     if genres_column:
         kinds[genres_column] = "text"
-    items = _read_columns(file, table, parquet, columns, kinds, policy)
-    movies = pd.DataFrame({"movie_id": items[item_column].astype(str).to_numpy(),
-                           "title": items[title_column].astype(str).to_numpy()})
+    items = read(names, kinds, policy)
+    movies = pd.DataFrame({"movie_id": items[columns.item].astype(str).to_numpy(),
+                           "title": items[columns.title].astype(str).to_numpy()})
     genres = items[genres_column].astype(str) if genres_column else pd.Series([""] * len(items))
     movies["genres"] = [tuple(g for g in text.split("|") if g and g != "(no genres listed)") for text in genres]
     duplicated = movies["movie_id"].duplicated()
     if duplicated.any():
         line = int(items["line"].to_numpy()[duplicated.to_numpy()][0])
-        raise DataError(f"{path}, {file.unit} {line}: item id {movies['movie_id'][duplicated].iloc[0]!r} is listed "
+        raise DataError(f"{file}, {file.unit} {line}: item id {movies['movie_id'][duplicated].iloc[0]!r} is listed "
                         "twice; expected one line per item")
     return movies

@@ -5,11 +5,14 @@ Layouts (from the GroupLens READMEs):
 * 100K: ``u.data`` (tab: user, item, rating, timestamp), ``u.item`` (``|``, latin-1:
   id, title, release date, video date, URL, 19 genre flags), ``u.user`` (``|``: id, age,
   gender, occupation, zip). Ratings 1..5.
-* 1M: ``ratings.dat``, ``movies.dat``, ``users.dat`` (``::``-separated; users: id,
+* 1M: ``ratings.dat``, ``movies.dat``, ``users.dat`` (``::``-separated, latin-1; users: id,
   gender, age, occupation code, zip). Ratings 1..5.
-* 10M: ``ratings.dat``, ``movies.dat`` (no users). Ratings 0.5..5.
+* 10M: ``ratings.dat``, ``movies.dat`` (no users; UTF-8). Ratings 0.5..5.
 * latest, latest-small, 20M, 25M, 32M: ``ratings.csv`` (userId, movieId, rating,
-  timestamp) and ``movies.csv`` (movieId, title, genres ``|``-separated). Ratings 0.5..5.
+  timestamp) and ``movies.csv`` (movieId, title, genres ``|``-separated; UTF-8). Ratings 0.5..5.
+
+Each file is decoded with its layout's one encoding (``encoding`` overrides it); a line that
+does not decode is an error naming it, never a silent second guess.
 """
 
 from __future__ import annotations
@@ -67,25 +70,31 @@ def _locate(path: Path) -> tuple[str, dict[str, FileRef]]:
     )
 
 
-def load_movielens(path: str | Path, on_bad_rows: str = "error") -> RatingsData:
+#: The text encoding of each layout's files, as published.
+ENCODINGS = {"100k": "latin-1", "1m": "latin-1", "10m": "utf-8", "latest": "utf-8"}
+
+
+def load_movielens(path: str | Path, on_bad_rows: str = "error", encoding: str | None = None) -> RatingsData:
     """Reads any published MovieLens layout into the canonical schema.
 
     Args:
         path: a MovieLens folder or its published ``.zip``.
         on_bad_rows: ``error`` or ``skip`` (drop and count bad rows).
+        encoding: the text encoding of its files (default: the layout's, :data:`ENCODINGS`).
 
     Raises:
         DataError: a missing file or column, or a bad row under the ``error`` policy.
     """
     path = Path(path)
     try:
-        return _load(path, on_bad_rows)
+        return _load(path, on_bad_rows, encoding)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise DataError(f"{path}: the zip archive is damaged ({error}); download it again") from None
 
 
-def _load(path: Path, on_bad_rows: str) -> RatingsData:
+def _load(path: Path, on_bad_rows: str, encoding: str | None) -> RatingsData:
     layout, files = _locate(path)
+    encoding = encoding or ENCODINGS[layout]
     report = ValidationReport()
     policy = RowPolicy(on_bad_rows, report)
 
@@ -98,21 +107,21 @@ def _load(path: Path, on_bad_rows: str) -> RatingsData:
     columns = ["user_id", "movie_id", "rating", "timestamp"]
     kinds = {"user_id": "int", "movie_id": "int", "rating": "float", "timestamp": "int"}
     if layout == "100k":
-        movies = _movies_100k(need("u.item"), policy.of("movie-file lines"))
+        movies = _movies_100k(need("u.item"), policy.of("movie-file lines"), encoding)
         if "u.user" in files:
-            users = _users_100k(files["u.user"], policy.of("user-file lines"))
+            users = _users_100k(files["u.user"], policy.of("user-file lines"), encoding)
         ratings_file = need("u.data")
         raw = read_table(ratings_file, columns, kinds, sep="\t", header=False, policy=policy)
         scale = (1.0, 5.0)
     elif layout in ("1m", "10m"):
-        movies = _movies_dat(need("movies.dat"), policy.of("movie-file lines"))
+        movies = _movies_dat(need("movies.dat"), policy.of("movie-file lines"), encoding)
         if layout == "1m":
-            users = _users_1m(files["users.dat"], policy.of("user-file lines"))
+            users = _users_1m(files["users.dat"], policy.of("user-file lines"), encoding)
         ratings_file = need("ratings.dat")
         raw = read_table(ratings_file, columns, kinds, sep="::", header=False, policy=policy)
         scale = (1.0, 5.0) if layout == "1m" else (0.5, 5.0)
     else:
-        movies = _movies_csv(need("movies.csv"), policy.of("movie-file lines"))
+        movies = _movies_csv(need("movies.csv"), policy.of("movie-file lines"), encoding)
         ratings_file = need("ratings.csv")
         header = ["userId", "movieId", "rating", "timestamp"]
         raw = read_table(
@@ -145,9 +154,9 @@ def _movie_id(file: FileRef, number: int, value: str, policy: RowPolicy) -> str 
     return value
 
 
-def _movies_100k(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
+def _movies_100k(file: FileRef, policy: RowPolicy, encoding: str) -> pd.DataFrame:
     ids, titles, genres = [], [], []
-    for number, line in read_text_lines(file, encoding="latin-1"):
+    for number, line in read_text_lines(file, encoding):
         fields = line.split("|")
         if len(fields) != 5 + len(MOVIELENS_GENRES):
             policy.reject(file, [number], [line], "malformed line", f"{5 + len(MOVIELENS_GENRES)} fields separated by '|'")
@@ -169,9 +178,9 @@ def _split_genres(text: str) -> tuple[str, ...]:
     return tuple(g for g in text.strip().split("|") if g and g != "(no genres listed)")
 
 
-def _movies_dat(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
+def _movies_dat(file: FileRef, policy: RowPolicy, encoding: str) -> pd.DataFrame:
     ids, titles, genres = [], [], []
-    for number, line in read_text_lines(file, encoding="utf-8"):
+    for number, line in read_text_lines(file, encoding):
         fields = line.split("::")
         if len(fields) != 3:
             policy.reject(file, [number], [line], "malformed line", "MovieID::Title::Genres")
@@ -185,12 +194,12 @@ def _movies_dat(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
     return _movies_frame(ids, titles, genres, file)
 
 
-def _movies_csv(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
+def _movies_csv(file: FileRef, policy: RowPolicy, encoding: str) -> pd.DataFrame:
     import csv
     import io
 
     ids, titles, genres = [], [], []
-    reader = csv.reader(io.StringIO(file.read_text("utf-8")))
+    reader = csv.reader(io.StringIO(file.read_text(encoding)))
     header = next(reader, None)
     if header is None or header[:3] != ["movieId", "title", "genres"]:
         raise DataError(f"{file}, line 1: header {header!r}; expected movieId,title,genres")
@@ -217,9 +226,9 @@ def _users_frame(rows: list[tuple], file: FileRef) -> pd.DataFrame:
     return users
 
 
-def _users_100k(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
+def _users_100k(file: FileRef, policy: RowPolicy, encoding: str) -> pd.DataFrame:
     rows = []
-    for number, line in read_text_lines(file, encoding="latin-1"):
+    for number, line in read_text_lines(file, encoding):
         fields = line.split("|")
         if len(fields) != 5 or not fields[0].isdigit() or not fields[1].isdigit():
             policy.reject(file, [number], [line], "malformed user line", "id|age|gender|occupation|zip with numeric id and age")
@@ -228,9 +237,9 @@ def _users_100k(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
     return _users_frame(rows, file)
 
 
-def _users_1m(file: FileRef, policy: RowPolicy) -> pd.DataFrame:
+def _users_1m(file: FileRef, policy: RowPolicy, encoding: str) -> pd.DataFrame:
     rows = []
-    for number, line in read_text_lines(file, encoding="latin-1"):
+    for number, line in read_text_lines(file, encoding):
         fields = line.split("::")
         valid = len(fields) == 5 and fields[0].isdigit() and fields[2].isdigit() and fields[3].isdigit()
         if not valid or int(fields[3]) >= len(OCCUPATIONS_1M):

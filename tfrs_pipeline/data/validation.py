@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,12 +49,55 @@ class FileRef:
         return archive.open(self.member)
 
     def read_text(self, encoding: str = "utf-8") -> str:
+        """The whole file decoded with ``encoding``: one encoding for the file, never a guess.
+
+        Raises:
+            DataError: a byte that does not decode, named by line and byte offset.
+        """
         with self.open() as handle:
             raw = handle.read()
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            return raw.decode("latin-1")
+        return decode(raw, encoding, self)
+
+
+def decode(raw: bytes, encoding: str, file: FileRef | str, first_line: int = 1, first_byte: int = 0) -> str:
+    """``raw`` decoded; a byte that does not decode is a DataError naming file, line and byte offset."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = first_line + raw.count(b"\n", 0, error.start)
+        shown = raw[error.start : error.start + 4]
+        named = encoding.replace("-sig", "").upper()
+        raise DataError(f"{file}, line {line}: the bytes {shown!r} at byte offset {first_byte + error.start:,} are not "
+                        f"valid {named}; expected {named} text throughout (name the file's encoding with --encoding, "
+                        "such as --encoding latin-1)") from None
+
+
+def check_file(path: Path, what: str = "file") -> None:
+    """A clear one-line DataError for a path that is not a readable regular file.
+
+    Told apart: missing, a folder, a symbolic link loop, a FIFO or other special file, and
+    a file this user may not read.
+    """
+    import os
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(f"{path}: a symbolic link to a missing {what} ({os.readlink(path)})") from None
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as error:
+        if error.errno == 40:  # ELOOP
+            raise DataError(f"{path}: a symbolic link loop; expected a {what}") from None
+        raise DataError(f"{path}: cannot be read ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: {what} not found (it is a folder; expected a file)")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise DataError(f"{path}: {kind}, not a regular file; expected a {what} on disk")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: permission denied; this user may not read the {what}")
 
 
 class RowPolicy:
@@ -98,25 +142,40 @@ def _shown(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+#: The longest id accepted (a longer one is a damaged line or a field run together with others).
+MAX_ID_CHARACTERS = 1024
+
+#: The longest header line read (a field longer than csv's own limit is an error on its line).
+_MAX_FIELD_BYTES = 131072
+
 #: How many bytes :func:`sniff_text` looks at.
 _SNIFF_BYTES = 65536
 
 
-def sniff_text(file: FileRef) -> str:
-    """The encoding to read a delimited text file with; a UTF-16 or binary file is a DataError saying so.
+def sniff_text(file: FileRef, encoding: str = "utf-8") -> str:
+    """The codec to read a delimited text file in ``encoding`` with; a UTF-16 or binary file is a DataError saying so.
 
-    A UTF-8 byte-order mark is accepted (and dropped by the ``utf-8-sig`` codec).
+    A UTF-8 byte-order mark is accepted (and dropped by the ``utf-8-sig`` codec). The whole
+    file is scanned for NUL bytes (they would end up inside an id), a megabyte at a time.
     """
     with file.open() as handle:
         head = handle.read(_SNIFF_BYTES)
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise DataError(f"{file}: the file is UTF-16 encoded; expected UTF-8 text (convert it, e.g. "
-                        f"iconv -f UTF-16 -t UTF-8 {file.container.name} > converted.csv)")
-    if b"\x00" in head:
-        offset = head.index(b"\x00")
-        raise DataError(f"{file}: binary data (a NUL byte at byte {offset}, starting "
-                        f"{head[:24]!r}); expected delimited text such as a CSV file")
-    return "utf-8-sig"
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise DataError(f"{file}: the file is UTF-16 encoded; expected UTF-8 text (convert it, e.g. "
+                            f"iconv -f UTF-16 -t UTF-8 {file.container.name} > converted.csv)")
+        if b"\x00" in head:
+            offset = head.index(b"\x00")
+            raise DataError(f"{file}: binary data (a NUL byte at byte {offset}, starting "
+                            f"{head[:24]!r}); expected delimited text such as a CSV file")
+        lines, offset, chunk = head.count(b"\n"), len(head), handle.read(1 << 20)
+        while chunk:
+            if b"\x00" in chunk:
+                at = chunk.index(b"\x00")
+                line = lines + chunk.count(b"\n", 0, at) + 1
+                raise DataError(f"{file}, line {line}: a NUL byte at byte offset "
+                                f"{offset + at:,}; expected text (the file may be damaged)")
+            lines, offset, chunk = lines + chunk.count(b"\n"), offset + len(chunk), handle.read(1 << 20)
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
 
 
 def _split_line(text: str, sep: str) -> list[str]:
@@ -182,9 +241,10 @@ def read_table(
     """
     if not file.exists():
         raise DataError(f"{file}: file not found")
+    requested = list(columns)
     if not sep:
         raise DataError(f"{file}: the field separator is empty; expected a character or string such as ',' or '::'")
-    encoding = encoding or sniff_text(file)
+    encoding = sniff_text(file, encoding or "utf-8")
     if header:
         header_names = read_header(file, sep, encoding)
         missing = [name for name in columns if name not in header_names]
@@ -196,21 +256,33 @@ def read_table(
         missing = [name for name in columns if name not in header_names]
         if missing:
             raise DataError(f"{file}: column {missing[0]!r} is not among the named columns {', '.join(header_names)}")
+        first = read_header(file, sep, encoding, required=False)
+        if first and [name.lower() for name in first] == [name.lower() for name in header_names]:
+            header = True  # the file has a header after all, naming the same columns: read it as one
+            policy.report.notes.append(f"{file}: line 1 names the columns given ({', '.join(first)}): read as a header")
+            header_names = first
+            columns = [first[[n.lower() for n in first].index(name.lower())] for name in columns]
+        elif first and len(first) != len(header_names):
+            raise DataError(f"{file}, line 1: {len(first)} fields separated by {sep!r}, but the column names given "
+                            f"({', '.join(header_names)}) are {len(header_names)}; name every field of the line")
     try:
-        frame = _read_fast(file, columns, kinds, header_names, sep=sep, header=header, encoding=encoding)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a line with other fields: the slow path names it
+            frame = _read_fast(file, columns, kinds, header_names, sep=sep, header=header, encoding=encoding)
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError):
         frame = _read_slow(file, columns, kinds, header_names, sep=sep, header=header, policy=policy, encoding=encoding)
+    if list(frame.columns[: len(requested)]) != requested:
+        frame = frame.rename(columns=dict(zip(columns, requested)))
     return frame
 
 
-def read_header(file: FileRef, sep: str, encoding: str) -> list[str]:
-    """The column names on the first line (quotes and surrounding spaces removed)."""
+def read_header(file: FileRef, sep: str, encoding: str, required: bool = True) -> list[str]:
+    """The column names on the first line (quotes and surrounding spaces removed); ``[]`` for an empty file when not ``required``."""
     with file.open() as handle:
-        raw = handle.readline()
-    try:
-        first = raw.decode(encoding).rstrip("\r\n")
-    except UnicodeDecodeError:
-        first = raw.decode("latin-1").rstrip("\r\n")
+        raw = handle.readline(_MAX_FIELD_BYTES * 8)
+    if not required and not raw.strip():
+        return []
+    first = decode(raw, encoding, file).rstrip("\r\n")
     if not first.strip():
         raise DataError(f"{file}: the first line is empty; expected a header line naming the columns "
                         "(or name them with --columns for a file without one)")
@@ -230,7 +302,14 @@ def to_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
             epoch = pd.Timestamp("1970-01-01", tz="UTC")
             seconds[np.flatnonzero(bad)[parsed]] = ((dates[parsed] - epoch) // pd.Timedelta(seconds=1)).to_numpy()
         bad[np.flatnonzero(bad)[parsed]] = False
+    bad |= ~((seconds >= EARLIEST_SECONDS) & (seconds < LATEST_SECONDS))  # NaN too
     return np.where(bad, 0, seconds).astype(np.int64), bad
+
+
+#: Timestamps from 1900-01-01 up to 2200-01-01 (seconds since 1970); outside: a bad row.
+EARLIEST_SECONDS, LATEST_SECONDS = -2_208_988_800, 7_258_118_400
+#: How the range is written in messages.
+TIME_EXPECTED = "seconds since 1970 or a date and time, from 1900 to 2200"
 
 
 def _read_fast(file, columns, kinds, names, *, sep, header, encoding) -> pd.DataFrame:
@@ -275,7 +354,11 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
     all_lines = text.splitlines()
     start = 1 if header else 0
     for number, raw in enumerate(all_lines[start:], start=start + 1):
-        fields = _split_line(raw, sep) if raw else []
+        try:
+            fields = _split_line(raw, sep) if raw else []
+        except csv.Error as error:  # a field over csv's limit, an unclosed quote, ...
+            raise DataError(f"{file}, line {number}: {error} ({len(raw):,} characters on the line); expected "
+                            "fields of at most 128 KiB") from None
         if len(fields) != expected_fields:
             bad_lines.append(number)
             bad_values.append(raw)
@@ -302,7 +385,7 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
             seconds, bad = to_seconds(values)
             bad &= ~empty.to_numpy()
             policy.reject(file, frame["line"][bad].tolist(), values[bad].tolist(), f"unreadable {name}",
-                          "seconds since 1970 or a date and time")
+                          TIME_EXPECTED)
             keep &= ~bad
             frame = frame[keep].copy()
             frame[name] = seconds[keep]
@@ -356,6 +439,15 @@ def validate_ratings(
 
     user_ids = frame["user_id"].astype(str)
     movie_ids = frame["movie_id"].astype(str)
+    for name in ("user id", "movie id"):
+        ids = user_ids if name == "user id" else movie_ids
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        long = lengths > MAX_ID_CHARACTERS
+        if long.any():
+            policy.reject(file, frame["line"][long].tolist(), [f"{ids.iloc[i][:40]}... ({lengths[i]:,} characters)"
+                                                              for i in np.flatnonzero(long)],
+                          f"{name} too long:", f"an id of at most {MAX_ID_CHARACTERS:,} characters")
+            frame, user_ids, movie_ids = frame[~long], user_ids[~long], movie_ids[~long]
     if known_movies is not None:
         unknown = ~movie_ids.isin(known_movies).to_numpy()
         policy.reject(

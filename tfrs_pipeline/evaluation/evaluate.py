@@ -195,7 +195,7 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
     report = {}
     for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
         lists = np.concatenate([recommender.recommend_from_history(histories(i, min(i + 256, len(users)), last),
-                                                                   k=10)["movie_ids"]
+                                                                   k=10, arrays=True)["movie_ids"]
                                 for i in range(0, len(users), 256)])
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
     recent = histories(0, len(users), COLD_START_HISTORY)

@@ -54,9 +54,22 @@ def save(module: tf.Module, path: str | Path, signatures: dict | None = None) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _without_keras_layer_traces():
+    with _without_keras_layer_traces(), _keras_notes_silenced():
         tf.saved_model.save(module, str(path), signatures=signatures or {"serving_default": module.serve})
     return path
+
+
+@contextlib.contextmanager
+def _keras_notes_silenced():
+    """Keras warns, once per layer, that our subclassed models have no ``get_config``: they are
+    exported for ``tf.saved_model.load`` and never rebuilt from a config, so the note is noise."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, seen: SeenMovies, *,
