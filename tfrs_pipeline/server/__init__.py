@@ -5,6 +5,7 @@
 * :mod:`~tfrs_pipeline.server.rest`: TensorFlow Serving's paths, request bodies, answers and limits.
 * :mod:`~tfrs_pipeline.server.batching`: concurrent requests merged into one signature call.
 * :mod:`~tfrs_pipeline.server.app`: the routes, the access log and the Prometheus metrics.
+* :mod:`~tfrs_pipeline.server.protocol`: the HTTP connection, with header limits and timeouts.
 
 The server process imports TensorFlow and the client alone: no TFRS, no training code.
 
@@ -29,6 +30,7 @@ import uvicorn
 from tfrs_pipeline.errors import ConfigError
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.server.app import ServerApp
+from tfrs_pipeline.server.protocol import LimitedHttpProtocol
 from tfrs_pipeline.server.rest import Limits
 from tfrs_pipeline.server.versions import ModelVersions
 
@@ -53,7 +55,8 @@ class HttpServer:
         self.versions = application.versions
         self.socket = sock
         config = uvicorn.Config(application.app, log_config=None, access_log=False, lifespan="on",
-                                timeout_keep_alive=5, timeout_graceful_shutdown=graceful_seconds, backlog=2048)
+                                timeout_keep_alive=5, timeout_graceful_shutdown=graceful_seconds, backlog=2048,
+                                http=LimitedHttpProtocol)
         self.uvicorn = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

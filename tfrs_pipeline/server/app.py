@@ -196,14 +196,14 @@ class ServerApp:
         self.batcher = Batcher(run_signature, batch_window_ms, max_batch_rows, batch_threads) if batching else None
         self.metrics = Metrics(versions, self.batcher)
         routes = [
-            Route("/v1/models/{rest:path}", self.models, methods=["GET", "POST"]),
-            Route("/", self.page, methods=["GET"]),
-            Route("/recommend", self.recommend, methods=["GET"]),
-            Route("/explain", self.explain, methods=["GET"]),
-            Route("/movies", self.movies, methods=["GET"]),
-            Route("/similar", self.similar, methods=["GET"]),
-            Route("/healthz", self.healthz, methods=["GET"]),
-            Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/v1/models/{rest:path}", _answered(self.models), methods=["GET", "POST"]),
+            Route("/", _answered(self.page), methods=["GET"]),
+            Route("/recommend", _answered(self.recommend), methods=["GET"]),
+            Route("/explain", _answered(self.explain), methods=["GET"]),
+            Route("/movies", _answered(self.movies), methods=["GET"]),
+            Route("/similar", _answered(self.similar), methods=["GET"]),
+            Route("/healthz", _answered(self.healthz), methods=["GET"]),
+            Route("/metrics", _answered(self.prometheus), methods=["GET"]),
         ]
         handlers = {NotFound: _answer_error, BadRequest: _answer_error, Exception: _answer_error}
         self.app = Starlette(routes=routes, lifespan=self._lifespan, exception_handlers=handlers)
@@ -357,7 +357,8 @@ class ServerApp:
 
     def _k(self, query, default: str = "10") -> int:
         text = query.get("k", default)
-        if not text.lstrip("-").isdigit() or not 1 <= int(text) <= self.limits.max_k:
+        digits = text.lstrip("-")
+        if not (digits.isascii() and digits.isdigit()) or not 1 <= int(text) <= self.limits.max_k:
             raise BadRequest(f"k must be an integer between 1 and {self.limits.max_k:,}, got {text!r}")
         return int(text)
 
@@ -382,12 +383,34 @@ def _page() -> bytes:
     return (importlib.resources.files("tfrs_pipeline.server") / "page.html").read_bytes()
 
 
+def _answered(endpoint):
+    """``endpoint``, answering any exception itself.
+
+    Starlette hands an unexpected exception to its outermost middleware, which answers 500 and
+    then raises it again to the server, and uvicorn closes the connection: a client's next
+    request on that keep-alive connection would be lost. Answered here, the 500 is an answer
+    like any other and the connection stays usable.
+    """
+
+    @functools.wraps(endpoint)
+    async def answered(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Exception as error:
+            return await _answer_error(request, error)
+
+    return answered
+
+
 async def _answer_error(request: Request, error: Exception) -> Response:
     """TensorFlow Serving's error body for every failure: 404, 400/408/413/504, or 500 for our own bugs."""
     if isinstance(error, NotFound):
         return _error(str(error), 404)
     if isinstance(error, BadRequest):
-        return _error(str(error), error.status)
+        response = _error(str(error), error.status)
+        if error.status == 413:  # the rest of the body is not read: the connection ends with this answer
+            response.headers["connection"] = "close"
+        return response
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
     return _error(f"internal error ({type(error).__name__}); the server log has the details", 500)
 

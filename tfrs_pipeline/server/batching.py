@@ -11,8 +11,9 @@ grow with the load. As in TF Serving, the batch threads take the next batch from
 themselves: a thread whose call returned takes the next waiting batch before it hands the
 finished batch's outputs to the event loop, so the model never waits for the event loop
 (which may be busy reading requests and writing answers). Each request then gets its own rows
-of the outputs. A failing batch fails every request in it with the same error (the inputs
-were checked one by one before they joined).
+of the outputs. The inputs were checked one by one before they joined; should a batch fail
+all the same, each of its requests is run again alone, so that one bad request fails itself
+and no other.
 
 Examples:
     >>> batcher = Batcher(run=lambda function, inputs: function(**inputs), window_ms=2.0)  # doctest: +SKIP
@@ -77,9 +78,10 @@ class Batcher:
         self._open: dict[tuple, _Pending] = {}  # per key, the batch new requests join
         self._workers: list[threading.Thread] = []
         self._closed = False
-        #: Calls made and rows sent, for the metrics.
+        #: Calls made and rows sent, for the metrics; batches that failed and were run again request by request.
         self.calls = 0
         self.rows = 0
+        self.retried = 0
 
     async def submit(self, key: tuple, function: Callable, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """This request's rows of a batched call's outputs."""
@@ -119,7 +121,8 @@ class Batcher:
             self._open.clear()
             self._changed.notify_all()
         for pending in left:
-            self._hand_back(pending, None, RuntimeError("the server is shutting down"), 0.0, 0.0)
+            self._hand_back(pending, [(None, RuntimeError("the server is shutting down"))] * len(pending.futures),
+                            0.0, 0.0)
         for worker in self._workers:
             if worker is not threading.current_thread():
                 worker.join()
@@ -129,16 +132,34 @@ class Batcher:
         pending = self._next(wait=True)
         while pending is not None:
             started = time.monotonic()
-            try:
-                inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in pending.parts[0]}
-                outputs, error = self.run(pending.function, {**inputs, **pending.scalars}), None
-            except Exception as raised:  # every request of the batch gets it; the thread carries on
-                outputs, error = None, raised
+            results = self._run(pending)
             finished = time.monotonic()
             # The next due batch is this thread's before the event loop writes the answers.
             following = self._next(wait=False)
-            self._hand_back(pending, outputs, error, started, finished)
+            self._hand_back(pending, results, started, finished)
             pending = following or self._next(wait=True)
+
+    def _run(self, pending: _Pending) -> list[tuple[dict | None, BaseException | None]]:
+        """Each request's outputs or error: one call for the batch, or one call each if that call failed."""
+        try:
+            inputs = {name: np.concatenate([part[name] for part in pending.parts]) for name in pending.parts[0]}
+            outputs = self.run(pending.function, {**inputs, **pending.scalars})
+        except Exception as raised:
+            if len(pending.parts) == 1:
+                return [(None, raised)]
+            self.retried += 1
+            return [self._run_one(pending, part) for part in pending.parts]
+        results, start = [], 0
+        for size in pending.sizes:
+            results.append(({name: value[start : start + size] for name, value in outputs.items()}, None))
+            start += size
+        return results
+
+    def _run_one(self, pending: _Pending, part: dict[str, np.ndarray]) -> tuple[dict | None, BaseException | None]:
+        try:
+            return self.run(pending.function, {**part, **pending.scalars}), None
+        except Exception as raised:
+            return None, raised
 
     def _next(self, wait: bool) -> _Pending | None:
         """Takes the oldest batch once it is due; None when none is due (``wait=False``) or on close."""
@@ -159,25 +180,22 @@ class Batcher:
                 self._changed.wait(due if self._queue else None)
             return None
 
-    def _hand_back(self, pending: _Pending, outputs: dict | None, error: BaseException | None, started: float,
-                   finished: float) -> None:
+    def _hand_back(self, pending: _Pending, results: list, started: float, finished: float) -> None:
         try:
-            pending.loop.call_soon_threadsafe(self._deliver, pending, outputs, error, started, finished)
+            pending.loop.call_soon_threadsafe(self._deliver, pending, results, started, finished)
         except RuntimeError:  # the event loop has closed: nobody is waiting
             pass
 
-    def _deliver(self, pending: _Pending, outputs: dict | None, error: BaseException | None, started: float,
-                 finished: float) -> None:
-        """Each request of the batch gets its rows of the outputs, or the error (on the event loop)."""
-        if error is not None:
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        start = 0
-        for size, future in zip(pending.sizes, pending.futures):
-            if not future.done():  # a request that timed out has gone
-                future.set_result({name: value[start : start + size] for name, value in outputs.items()})
-            start += size
-        if self.on_batch is not None:
+    def _deliver(self, pending: _Pending, results: list, started: float, finished: float) -> None:
+        """Each request of the batch gets its outputs or its error (on the event loop)."""
+        if len(results) == 1 and len(pending.futures) > 1:  # a batch of one call's error, shared
+            results = results * len(pending.futures)
+        for (outputs, error), future in zip(results, pending.futures):
+            if future.done():  # a request that timed out has gone
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(outputs)
+        if self.on_batch is not None and started and any(error is None for _, error in results):
             self.on_batch(pending.rows, started - pending.arrived, finished - started)

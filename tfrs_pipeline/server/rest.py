@@ -22,6 +22,7 @@ so a scalar such as ``k`` has no row form. Instances may repeat the same ``k``; 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ def parse_model_path(path: str) -> ModelPath | None:
     if match is None:
         return None
     version = match["version"]
-    if version is not None and not version.isdigit():
+    if version is not None and not (version.isascii() and version.isdigit()):
         raise BadRequest(f"version must be an integer, got {version!r}")
     tail = match["tail"] or ""
     verb = "metadata" if tail == "/metadata" else tail[1:] if tail else "status"
@@ -115,12 +116,18 @@ def decode_body(body: bytes) -> dict:
         BadRequest: not UTF-8 JSON, or not an object.
     """
     try:
-        value = json.loads(body or b"{}")
+        value = json.loads(body or b"{}", parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadRequest(f"the request body is not JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
     return value
+
+
+def _no_constant(name: str):
+    raise BadRequest(f"the request body holds {name}, which is not a JSON number; send finite numbers")
 
 
 def parse_predict(body: dict, signatures: dict, limits: Limits) -> PredictRequest:
@@ -218,11 +225,26 @@ def _strings(key: str, value, rank: int) -> np.ndarray:
         raise BadRequest(f"input {key!r} must be {what}; {bad!r} is not a string (write ids in quotes)")
     if rank >= 1 and len(array) == 0:
         raise BadRequest(f"input {key!r} is empty")
+    try:
+        "".join(flat).encode("utf-8")  # one pass over every string
+    except UnicodeEncodeError:
+        bad = next(v for v in flat if not _is_utf8(v))
+        raise BadRequest(f"input {key!r} holds {bad!r}, which is not text (a lone surrogate); send UTF-8 "
+                         "strings") from None
     return array
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _integers(key: str, value, rank: int, dtype: tf.DType) -> np.ndarray:
-    if rank != 0 or isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (rank != 0 or isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
         raise BadRequest(f"input {key!r} must be an integer, got {_short(value)}")
     if not -(2**31) <= value < 2**31:
         raise BadRequest(f"input {key!r} is out of the {dtype.name} range: {_short(value)}")

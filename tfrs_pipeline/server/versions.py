@@ -8,7 +8,9 @@ versions already serving keep serving. Staging folders (``.N.partial``) are neve
 Version policy, as TensorFlow Serving's ``model_version_policy``:
 
 * ``latest`` (default): serve the newest version that loaded; older ones are unloaded once
-  a newer one is ``AVAILABLE``.
+  a newer one is ``AVAILABLE``. When the serving version's folder is removed, the newest older
+  version that loads serves again (the removed one keeps answering until it does), and the
+  removed version's status says so.
 * ``all``: serve every published version.
 * specific versions (``[1, 3]``): serve those.
 
@@ -39,6 +41,9 @@ from tfrs_pipeline.recommender import Recommender
 from tfrs_pipeline.server.rest import NotFound
 
 log = logging.getLogger("tfrs_pipeline.server")
+
+#: The status of a version whose folder left the disk while it served.
+_REMOVED = "its folder was removed from disk"
 
 #: TensorFlow Serving's version states.
 LOADING, AVAILABLE, UNLOADING, END = "LOADING", "AVAILABLE", "UNLOADING", "END"
@@ -110,7 +115,7 @@ def warm_up(model: Recommender) -> float:
     users = model.known_users()
     start = time.perf_counter()
     try:
-        out = model.recommend(users[:1] or ["warm-up"], k=10)
+        out = model.recommend(users[:1] or ["warm-up"], k=10, arrays=True)
     except Exception as error:  # any failure in the graph means this version must not serve
         first = (str(error).strip().splitlines() or [""])[0][:200]
         raise ModelError(f"warm-up request failed ({type(error).__name__}: {first})") from None
@@ -229,8 +234,9 @@ class ModelVersions:
         stamp = _stamp(folder)
         with self._lock:
             known = self._states.get(version)
-        if known is not None and (known.state in (AVAILABLE, LOADING) or known.stamp == stamp):
-            return known.state
+        failed = known is not None and known.state == END and known.error and not known.error.startswith(_REMOVED)
+        if known is not None and (known.state in (AVAILABLE, LOADING) or (failed and known.stamp == stamp)):
+            return known.state  # a version unloaded because a newer one served is loaded again when needed
         return self._load(version, folder, stamp)
 
     def _load(self, version: int, folder: Path, stamp: tuple[int, float]) -> str:
@@ -258,7 +264,12 @@ class ModelVersions:
             if state.state == AVAILABLE and state.version not in keep:
                 state.state = UNLOADING
                 state.model, state.state = None, END  # in-flight requests keep their own reference
-                log.info("version %d of %s unloaded", state.version, self.name)
+                if state.version not in published:
+                    serving = f"version {available[0]} serves instead" if available else "no version serves"
+                    state.error = f"{_REMOVED}: {serving}"
+                    log.warning("version %d of %s was removed from disk; %s", state.version, self.name, serving)
+                else:
+                    log.info("version %d of %s unloaded", state.version, self.name)
 
     # -- the watcher thread -------------------------------------------------------------------------
 

@@ -1,0 +1,324 @@
+"""Hostile inputs: each case is one line naming the value (exit code 2) or a clear 4xx, and nothing
+is published, lost or guessed.
+
+One row per case: the command line (``ROOT`` is the folder of hostile files, ``MODEL`` the
+session's model) and what its one line on stderr must say. Cases that succeed say what they must
+have read instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tfrs_pipeline.cli import main
+from tfrs_pipeline.config import DataConfig
+from tfrs_pipeline.data import load_data
+from tfrs_pipeline.errors import ModelError
+from tfrs_pipeline.model_dir import CLAIM, MANIFEST, ModelDir
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "mixed.csv").write_bytes(b"user_id,item_id,rating\nJos\xc3\xa9,1,4\nJos\xe9,2,3\n")
+    (root / "four.csv").write_text("u1,a,4,100\nu2,b,3,200\n")
+    (root / "stars.csv").write_text("user_id,item_id,stars\nu1,a,4\nu2,b,3\n")
+    (root / "ratings.csv").write_text("user_id,item_id,rating\nu1,a,4\nu2,b,3\n")
+    (root / "items.csv").write_text("item_id,title\na,Alien (1979)\nb,Heat (1995)\n")
+    (root / "future.csv").write_text("user_id,item_id,rating,timestamp\nu1,a,4,1\nu2,b,4,99999999999999999999\n")
+    (root / "old.csv").write_text("user_id,item_id,rating,timestamp\nu1,a,4,1800-01-01\n")
+    (root / "nul.csv").write_bytes(b"user_id,item_id,rating\n" + b"u1,a,4\n" * 12_000 + b"u\x002,b,3\n")
+    (root / "huge_field.csv").write_text("user_id,item_id,rating\n" + "u" * 10_000_000 + ",a,4\n")
+    os.mkfifo(root / "fifo.csv")
+    os.symlink(root / "loop.csv", root / "loop.csv")
+    (root / "unreadable.csv").write_text("user_id,item_id,rating\nu1,a,4\n")
+    (root / "unreadable.csv").chmod(0)
+    (root / "a_file").write_text("not a folder")
+    (root / "config_folder").mkdir()
+    return root
+
+
+DATA = "data describe --data csv:ROOT/"
+CASES = [
+    # one encoding per file, never a silent second guess
+    (DATA + "mixed.csv", "mixed.csv, line 3: the bytes b'\\xe9,2,' at byte offset 36 are not valid UTF-8; expected "
+                         "UTF-8 text throughout (name the file's encoding with --encoding"),
+    (DATA + "four.csv --columns user_id,item_id", "four.csv, line 1: 4 fields separated by ',', but the column names "
+                                                  "given (user_id, item_id) are 2; name every field of the line"),
+    (DATA + "stars.csv", "stars.csv: no rating column; it has 'user_id', 'item_id', 'stars'. Name the rating column "
+                         "with --rating-col NAME, or pass --implicit"),
+    (DATA + "stars.csv --rating-col stars --implicit", "a rating column ('stars') and implicit feedback were both "
+                                                       "asked for"),
+    (DATA + "future.csv", "future.csv, line 3: unreadable timestamp '99999999999999999999'; expected seconds since "
+                          "1970 or a date and time, from 1900 to 2200"),
+    (DATA + "old.csv", "old.csv, line 2: unreadable timestamp '1800-01-01'; expected seconds since 1970 or a date "
+                       "and time, from 1900 to 2200"),
+    (DATA + "nul.csv", "nul.csv, line 12002: a NUL byte at byte offset 84,024"),
+    (DATA + "huge_field.csv", "huge_field.csv, line 2: user id too long: 'uuuuuuuuuu"),
+    (DATA + "fifo.csv", "fifo.csv: a FIFO (named pipe), not a regular file"),
+    (DATA + "loop.csv", "loop.csv: a symbolic link loop"),
+    (DATA + "ratings.csv --encoding klingon", "data.encoding 'klingon' is not a text encoding Python knows"),
+    # configuration: every number has a range, checked before anything runs
+    ("train --out ROOT/x --set retrieval.embedding_dim=99999999999999999999",
+     "retrieval.embedding_dim must be a whole number from 1 to 4,096, got 99999999999999999999"),
+    ("train --out ROOT/x --set retrieval.embedding_dim=100000000",
+     "retrieval.embedding_dim must be a whole number from 1 to 4,096, got 100000000"),
+    ("train --out ROOT/x --set rating.hidden_units=-5",
+     "rating.hidden_units must be a list of whole numbers from 1 to 65,536, got [-5]"),
+    ("train --out ROOT/x --set retrieval.history_dropout=2", "retrieval.history_dropout must be a number in [0, 1), "
+                                                             "got 2.0"),
+    ("train --out ROOT/x --config ROOT/config_folder", "configuration file ROOT/config_folder is a folder; expected "
+                                                       "a TOML file"),
+    # the model folder
+    ("train --data synthetic:40x30x600 --out ROOT/a_file", "ROOT/a_file: a file, not a folder"),
+    ("train --data synthetic:40x30x600 --out ROOT/a_file/model", "ROOT/a_file/model: a part of the path is a file"),
+    # ids a shell could not decode
+    ("recommend --model MODEL --user \udcff\udcfe", "user_ids must hold ids of UTF-8 text, got '\\udcff\\udcfe'"),
+    ("similar --model MODEL --movie \udcff", "movie must hold ids of UTF-8 text, got '\\udcff'"),
+]
+
+
+@pytest.mark.parametrize("command,message", CASES, ids=[command for command, _ in CASES])
+def test_a_hostile_input_is_one_line_and_exit_code_2(root, trained, capsys, command, message):
+    values = {"ROOT": str(root), "MODEL": str(trained.path.parent)}
+    argv = [next((part.replace(k, v) for k, v in values.items() if k in part), part) for part in command.split(" ")]
+    try:
+        code = main(argv)
+    except SystemExit as stopped:
+        code = stopped.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert message.replace("ROOT", str(root)) in err
+
+
+def test_a_file_this_user_may_not_read_is_named_as_such(root, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    assert main(["data", "describe", "--data", f"csv:{root / 'unreadable.csv'}"]) == 2
+    assert "unreadable.csv: permission denied" in capsys.readouterr().err
+
+
+def test_the_encoding_asked_for_is_the_one_used(root):
+    ids = load_data(f"csv:{root / 'mixed.csv'}", DataConfig(encoding="latin-1")).interactions["user_id"].tolist()
+    assert ids == ["JosÃ©", "José"]  # as latin-1 reads the bytes: asked for, so not a guess
+
+
+def test_an_items_file_with_a_header_read_with_named_columns_keeps_its_header_out(root):
+    config = DataConfig(csv_items_path=str(root / "items.csv"), items_columns=["item_id", "title"])
+    data = load_data(f"csv:{root / 'ratings.csv'}", config)
+    assert data.movies["movie_id"].tolist() == ["a", "b"] and "item_id" not in set(data.movies["movie_id"])
+    assert any("line 1 names the columns given (item_id, title): read as a header" in note for note in data.report.notes)
+
+
+def test_a_staging_folder_of_a_dead_run_is_removed_and_versions_stay_dense(tmp_path):
+    base = tmp_path / "model"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = base / ".1.partial"
+    stale.mkdir(parents=True)
+    (stale / CLAIM).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "started": 0}))
+    alive = base / ".2.partial"
+    alive.mkdir()
+    (alive / CLAIM).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": 0}))
+    elsewhere = base / ".3.partial"
+    elsewhere.mkdir()
+    (elsewhere / CLAIM).write_text(json.dumps({"pid": int(dead.stdout), "host": "another-host", "started": 0}))
+    lines = []
+    staging = ModelDir.create(base, lines.append)
+    assert not stale.exists() and alive.exists() and elsewhere.exists()  # only what is provably abandoned
+    assert staging.version == 4 and lines == [f"removed {stale}: the staging folder of a run that is no longer alive"]
+    shutil.rmtree(alive)
+    shutil.rmtree(elsewhere)
+    (staging.path / "saved_model.pb").write_text("x")
+    staging.write_manifest()
+    published = staging.publish()
+    assert not (published.path / CLAIM).exists() and CLAIM not in (published.path / MANIFEST).read_text()
+
+
+def test_a_manifest_entry_outside_its_version_folder_is_refused(tmp_path):
+    version = tmp_path / "model" / "1"
+    version.mkdir(parents=True)
+    (tmp_path / "secret").write_text("x")
+    (version / "saved_model.pb").write_text("x")
+    ModelDir(version).write_manifest()
+    import hashlib
+
+    digest = hashlib.sha256(b"x").hexdigest()
+    with open(version / MANIFEST, "a", encoding="utf-8") as manifest:
+        manifest.write(f"{digest}  ../../secret\n")
+    with pytest.raises(ModelError, match="lists '../../secret', outside the version folder"):
+        ModelDir(version).verify()
+
+
+# -- the server --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    from tfrs_pipeline.server import make_server
+    from tfrs_pipeline.server.rest import Limits
+
+    base = tmp_path_factory.mktemp("hostile_served") / "movies"
+    shutil.copytree(trained.path, base / "1")
+    server = make_server(base, port=0, limits=Limits(max_body_bytes=64 * 1024, timeout_seconds=20), poll_seconds=0.2)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _exchange(server, request: bytes, read_seconds: float = 20.0) -> bytes:
+    """Sends raw bytes on a new connection; everything the server answers until it closes or goes quiet."""
+    with socket.create_connection((server.host, server.port), timeout=read_seconds) as connection:
+        try:
+            connection.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed first: what it answered is still to be read
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return answer
+
+
+def _post(path: str, body: bytes, headers: bytes = b"") -> bytes:
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+PREDICT = "/v1/models/movies:predict"
+BAD_REQUESTS = [
+    (_post(PREDICT, b'{"inputs": {"user_id": ["1"], "k": Infinity}}'), b"400", b"Infinity, which is not a JSON number"),
+    (_post(PREDICT, b'{"inputs": {"user_id": ["1"], "k": -Infinity}}'), b"400", b"-Infinity, which is not a JSON"),
+    (_post(PREDICT, b'{"inputs": {"user_id": ["1"], "k": NaN}}'), b"400", b"NaN, which is not a JSON number"),
+    (_post(PREDICT, b'{"inputs": {"user_id": ["1"], "k": 1e400}}'), b"400", b"input 'k' must be an integer"),
+    (_post(PREDICT, b'{"inputs": {"user_id": ["\\ud800"], "k": 3}}'), b"400", b"not text (a lone surrogate)"),
+    (_post(PREDICT, b"[" * 100_000 + b"]" * 100_000), b"413", b"the limit is 65,536"),
+    (_post(PREDICT, b'{"a": ' * 5_000 + b"1" + b"}" * 5_000), b"400", b"nested too deeply"),
+    (b"GET /v1/models/movies/versions/%C2%B2 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"version must be an integer"),
+    (b"GET /v1/models/movies/versions/%D9%A1 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"version must be an integer"),
+    (b"GET /recommend?user_id=1&k=%D9%A1 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"k must be an integer"),
+    (b"GET /recommend?user_id=1&k=%C2%B2 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"k must be an integer"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", b"431", b"over 65,536 bytes"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(2_000)) + b"\r\n",
+     b"431", b"more than 100 request headers"),
+]
+
+
+@pytest.mark.parametrize("request_bytes,status,message", BAD_REQUESTS,
+                         ids=["Infinity", "-Infinity", "NaN", "1e400", "surrogate", "deep-over-limit", "deep",
+                              "version-superscript", "version-arabic-digit", "k-arabic-digit", "k-superscript", "header-size", "header-count"])
+def test_a_hostile_request_is_a_4xx_naming_what_is_wrong(served, request_bytes, status, message):
+    answer = _exchange(served, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+    assert message in answer, answer[:600]
+
+
+def test_after_a_413_the_connection_is_closed_and_the_rest_of_the_body_is_not_read(served):
+    head = (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+    with socket.create_connection((served.host, served.port), timeout=20) as connection:
+        connection.sendall(head + b"{" * 65536)
+        answer = connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower()
+        sent = 0
+        with pytest.raises(OSError):  # the server closed: writing the rest fails before a gigabyte is sent
+            for _ in range(16_000):  # at most 1 GB, bounded
+                connection.sendall(b"x" * 65536)
+                sent += 65536
+        assert sent < 200 * 2**20
+
+
+def test_an_idle_connection_is_closed_after_the_header_timeout(trained, tmp_path, monkeypatch):
+    from tfrs_pipeline.server import make_server
+    from tfrs_pipeline.server.protocol import LimitedHttpProtocol
+
+    monkeypatch.setattr(LimitedHttpProtocol, "header_timeout", 1.0)
+    shutil.copytree(trained.path, tmp_path / "movies" / "1")
+    server = make_server(tmp_path / "movies", port=0)
+    server.start()
+    try:
+        idle = [socket.create_connection((server.host, server.port), timeout=20) for _ in range(20)]
+        slow = socket.create_connection((server.host, server.port), timeout=20)
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        assert all(connection.recv(100) == b"" for connection in idle)  # closed without a word
+        assert slow.recv(1000).startswith(b"HTTP/1.1 408")
+        for connection in [*idle, slow]:
+            connection.close()
+        assert _exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200")
+    finally:
+        server.stop()
+
+
+def test_a_500_leaves_the_keep_alive_connection_usable(served, monkeypatch):
+    import http.client
+
+    app = served.application
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    connection = http.client.HTTPConnection(served.host, served.port, timeout=20)
+    try:
+        monkeypatch.setattr(app.versions, "available", broken)
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        assert response.status == 500 and b"internal error (RuntimeError)" in response.read()
+        monkeypatch.undo()
+        connection.request("GET", "/healthz")  # the same connection
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+    finally:
+        connection.close()
+
+
+def test_when_the_serving_version_is_removed_the_one_before_it_serves_again(trained, tmp_path):
+    import time
+    import urllib.request
+
+    from tfrs_pipeline.server import make_server
+
+    base = tmp_path / "movies"
+    shutil.copytree(trained.path, base / "1")
+    server = make_server(base, port=0, poll_seconds=0.2)
+    server.start()
+
+    def health():
+        with urllib.request.urlopen(server.url + "/healthz", timeout=20) as answer:
+            return json.loads(answer.read())
+
+    def wait_for(condition, seconds=60.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        shutil.copytree(trained.path, base / ".2.partial")
+        (base / ".2.partial").rename(base / "2")
+        assert wait_for(lambda: health()["version"] == "2")
+        shutil.rmtree(base / "2")
+        assert wait_for(lambda: health()["version"] == "1")
+
+        def states():
+            with urllib.request.urlopen(server.url + "/v1/models/movies", timeout=20) as answer:
+                return {s["version"]: s for s in json.loads(answer.read())["model_version_status"]}
+
+        assert wait_for(lambda: states()["2"]["state"] == "END")
+        states = states()
+        assert states["1"]["state"] == "AVAILABLE"
+        assert states["2"]["status"]["error_message"] == "its folder was removed from disk: version 1 serves instead"
+        with urllib.request.urlopen(server.url + "/recommend?user_id=1&k=3", timeout=20) as answer:
+            assert len(json.loads(answer.read())["movies"]) == 3
+    finally:
+        server.stop()
