@@ -69,3 +69,42 @@ def test_serving_benchmark_prints_every_client_count_and_the_servers_batches(tra
     assert four["calls"] * four["rows_per_call"] == 40 and 1.0 <= four["rows_per_call"] <= 4.0
     assert four["call_ms"] > 0 and four["queue_ms"] > 0
     assert "batches at 4 clients:" in printed
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_whole_on_the_cpu_and_prints_every_figure(tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    assert main(["benchmark", "gpu", "--sizes", "60x50x1500", "--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    rows = results["sizes"]["60x50x1500"]
+    assert list(rows) == ["cpu float32", "default", "mixed precision", "mirrored"]
+    for name, row in rows.items():
+        assert row["retrieval_examples_per_second"] > 0 and row["rating_examples_per_second"] > 0, name
+        assert row["reload_seconds"] > 0 and row["gpu_peak_mib"] == {} and "CPU only" in row["devices"], name
+        assert set(row["figures"]) == {"retrieval recall@10", "retrieval NDCG@10", "two-stage recall@10",
+                                       "two-stage NDCG@10"}
+    # the same seed on the same device: the default run reproduces the CPU reference
+    assert rows["default"]["figures"] == rows["cpu float32"]["figures"]
+    assert results["placement"]["CPU"] > 0 and results["placement"]["GPU"] == 0
+    assert "GPU check (1 epochs a stage)" in printed and "default against cpu float32" in printed
+    assert "GPUs: none" in printed and "matrix multiplications on a GPU" in printed
+
+
+def test_the_gpu_check_fails_on_cpu_placement_or_figures_out_of_tolerance():
+    from tfrs_pipeline.benchmarks.gpu import _failures
+
+    def rows(mixed: float) -> dict:
+        figures = {"retrieval recall@10": 0.1, "two-stage NDCG@10": 0.3}
+        return {"default": {"figures": figures}, "mirrored": {"figures": figures},
+                "mixed precision": {"figures": {**figures, "two-stage NDCG@10": mixed}}}
+
+    good = {"placement": {"GPU": 12, "CPU": 3}, "tolerance": 0.005, "sizes": {"100k": rows(0.303)}}
+    assert _failures(good, has_gpu=True) == []
+    on_cpu = {**good, "placement": {"GPU": 0, "CPU": 15}}
+    assert _failures(on_cpu, has_gpu=True) == ["a GPU is listed, but no matrix multiplication of the retrieval "
+                                               "epoch ran on it"]
+    drifted = {**good, "sizes": {"100k": rows(0.31)}}
+    assert _failures(drifted, has_gpu=True) == ["synthetic:100k, mixed precision: two-stage NDCG@10 0.3100 against "
+                                                "0.3000 with the default strategy (tolerance 0.005)"]
+    assert _failures(drifted, has_gpu=False) == []  # on a CPU there is no GPU path to hold to it

@@ -468,11 +468,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_benchmark(commands) -> None:
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale"),
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale", "gpu"),
                            help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
                                 "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
                                 "brute force vs ScaNN latency and recall on synthetic catalogs; scale: the whole training run at "
-                                "growing data sizes")
+                                "growing data sizes; gpu: the GPU path proven (CPU float32, default, mixed precision, "
+                                "mirrored; reload; device placement)")
     _add_data_options(benchmark)
     benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -491,8 +492,9 @@ def _add_benchmark(commands) -> None:
                            help="serving: the server's --intra-op-threads (default: TensorFlow's choice)")
     benchmark.add_argument("--inter-op-threads", type=_positive,
                            help="serving: the server's --inter-op-threads (default: TensorFlow's choice)")
-    benchmark.add_argument("--sizes", type=_synthetic_sizes, default=["100k", "1m", "20m"],
-                           help="scale: synthetic data sizes, comma-separated (default 100k,1m,20m)")
+    benchmark.add_argument("--sizes", type=_synthetic_sizes,
+                           help="scale and gpu: synthetic data sizes, comma-separated (default: scale 100k,1m,20m; "
+                                "gpu 100k,1m)")
     benchmark.add_argument("--epochs", type=_positive,
                            help="most epochs for both stages (default: the configuration's)")
     benchmark.add_argument("--retrieval-epochs", type=_positive, help="most retrieval epochs (default: the configuration's)")
@@ -531,7 +533,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
             train_args += [flag, str(value)] if value is not None else []
         for assignment in args.set or []:
             train_args += ["--set", assignment]
-        benchmarks.benchmark_scale(tuple(args.sizes), train_args=train_args, out=args.out)
+        benchmarks.benchmark_scale(tuple(args.sizes or ("100k", "1m", "20m")), train_args=train_args, out=args.out)
+    elif args.benchmark == "gpu":
+        benchmarks.benchmark_gpu(tuple(args.sizes or ("100k", "1m")), epochs=args.epochs or 2, out=args.out)
     elif args.benchmark == "index":
         benchmarks.benchmark_index(tuple(args.catalog), dim=args.dim, queries=args.queries, seed=config.runtime.seed,
                                    export=not args.no_export, out=args.out)

@@ -48,7 +48,7 @@ from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 from tfrs_pipeline.retrieval.index import SeenMovies
 from tfrs_pipeline.retrieval.model import train_retrieval
 from tfrs_pipeline.training.backup import StageBackup
-from tfrs_pipeline.training.distribute import describe_devices, is_chief, make_strategy
+from tfrs_pipeline.training.distribute import describe_devices, gpu_memory_peaks, is_chief, make_strategy
 from tfrs_pipeline.training.loop import TrainingResult
 from tfrs_pipeline.training.memory import Phases
 
@@ -244,6 +244,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "devices": describe_devices(),
+        "gpu_peak_mib": gpu_memory_peaks(),  # per GPU, over the whole run; empty on a CPU
         "replicas": stages.replicas,
         # Seconds of each phase and the process's peak resident memory (MiB) when it ended.
         "phases": run.phases.record,

@@ -25,13 +25,19 @@ from tfrs_pipeline.training.memory import peak_rss_mib
 PHASES = ("data", "retrieval", "ranking", "list_ranker", "export", "evaluation")
 
 
-def _train_in_a_process(size: str, out: Path, train_args: list[str], log) -> tuple[float, float]:
-    """Runs ``tfrs-pipeline train`` for ``size``; returns its wall seconds and peak resident MiB."""
-    command = [sys.executable, "-m", "tfrs_pipeline.cli", "train", "--data", f"synthetic:{size}", "--out", str(out),
+def train_in_a_process(source: str, out: Path, train_args: list[str], log,
+                       env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Runs ``tfrs-pipeline train --data source`` in a process of its own; returns its wall seconds and peak resident MiB.
+
+    Args:
+        env: environment variables set for it on top of this process's (such as ``CUDA_VISIBLE_DEVICES``).
+    """
+    size = source.removeprefix("synthetic:")
+    command = [sys.executable, "-m", "tfrs_pipeline.cli", "train", "--data", source, "--out", str(out),
                "--verbose", "2", *train_args]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
     tail = collections.deque(maxlen=30)  # the last lines, shown if the run fails
     for line in process.stdout:  # progress as it happens: epochs, phases
         tail.append(line.rstrip())
@@ -40,7 +46,7 @@ def _train_in_a_process(size: str, out: Path, train_args: list[str], log) -> tup
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise RuntimeError(f"training on synthetic:{size} failed (exit {process.returncode}):\n" + "\n".join(tail))
+        raise RuntimeError(f"training on {source} failed (exit {process.returncode}):\n" + "\n".join(tail))
     return time.perf_counter() - start, peak_rss_mib(usage)
 
 
@@ -57,7 +63,7 @@ def benchmark_scale(sizes: tuple[str, ...] = ("100k", "1m", "20m"), *, train_arg
     for size in sizes:
         log(f"synthetic:{size}: training, export and evaluation in a process of its own ...")
         with tempfile.TemporaryDirectory() as folder:
-            wall, peak = _train_in_a_process(size, Path(folder) / "scale", list(train_args or []), log)
+            wall, peak = train_in_a_process(f"synthetic:{size}", Path(folder) / "scale", list(train_args or []), log)
             model_dir = ModelDir.resolve(Path(folder) / "scale")
             metrics, history = model_dir.read_metrics(), model_dir.read_history()
         training = metrics["training"]

@@ -63,6 +63,17 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
 
 
+def gpu_memory_peaks() -> dict[str, float]:
+    """The most memory TensorFlow has held on each GPU so far in this process (MiB); empty without a GPU."""
+    peaks = {}
+    for index in range(len(tf.config.list_logical_devices("GPU"))):
+        try:
+            peaks[f"GPU:{index}"] = tf.config.experimental.get_memory_info(f"GPU:{index}")["peak"] / 2**20
+        except (ValueError, tf.errors.OpError):  # a device that does not track its memory
+            continue
+    return peaks
+
+
 def describe_devices() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return f"devices: {len(gpus)} GPU(s) {[g.name for g in gpus]}" if gpus else "devices: CPU only (no GPU found)"
