@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -107,6 +108,19 @@ def test_results_are_tables_a_row_per_answer_with_the_arrays_behind_them(model):
                                      "contribution", "share"]
     assert set(reasons["movie_id"]) <= set(top["movie_id"].iloc[:4]) and (reasons["because_movie_id"] != "").all()
     assert model.retrieve("1", k=20)["rank"].tolist() == list(range(1, 21))
+
+
+def test_a_k_above_what_there_is_is_capped_with_a_warning_never_silently(model):
+    with pytest.warns(tfrs_pipeline.CappedWarning, match=r"k=5000 is more than the \d+ candidates retrieval hands "
+                                                         r"the ranker \(serving.num_candidates at training\)"):
+        top = model.recommend("1", k=5000)
+    assert 0 < top["rank"].max() < 5000
+    with pytest.warns(tfrs_pipeline.CappedWarning, match=f"k=99999 is more than the {len(model.catalog) - 1:,} other "
+                                                         "movies in the catalog"):
+        model.similar_items("1", k=99999)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within what there is: no warning
+        model.recommend("1", k=5)
 
 
 def test_empty_slots_are_not_rows(model):

@@ -61,6 +61,7 @@ _EXPORTS = {
     "ConfigError": "tfrs_pipeline.errors",
     "ModelError": "tfrs_pipeline.errors",
     "ArgumentError": "tfrs_pipeline.errors",
+    "CappedWarning": "tfrs_pipeline.errors",
 }
 
 __all__ = ["KerasVersionError", "__version__", *_EXPORTS]

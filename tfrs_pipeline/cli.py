@@ -10,11 +10,12 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 import tfrs_pipeline  # noqa: F401  (selects Keras 2; imports no TensorFlow)
 from tfrs_pipeline.config import CHOICES, DataConfig, PipelineConfig, apply_overrides, load_toml
-from tfrs_pipeline.errors import ConfigError, ModelError, PipelineError
+from tfrs_pipeline.errors import CappedWarning, ConfigError, ModelError, PipelineError
 
 
 def _import_tensorflow_quietly() -> None:
@@ -638,6 +639,7 @@ def load_config(config_path: str | None, overrides: dict[str, object]) -> Pipeli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # --help and usage errors answer before TensorFlow is imported
+    warnings.filterwarnings("ignore", category=CappedWarning)  # the commands say so in their own note
     _import_tensorflow_quietly()
     if args.command != "data":
         import tensorflow as tf

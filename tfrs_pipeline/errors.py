@@ -25,3 +25,7 @@ class TrainingError(PipelineError):
 
 class ArgumentError(PipelineError, ValueError):
     """A value passed to a function or method is not allowed; the message names the argument and what is."""
+
+
+class CappedWarning(UserWarning):
+    """A ``k`` larger than what there is to return was capped (the answer has fewer columns than ``k``)."""

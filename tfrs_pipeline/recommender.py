@@ -16,6 +16,7 @@ Examples:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.errors import ArgumentError, ModelError
+from tfrs_pipeline.errors import ArgumentError, CappedWarning, ModelError
 from tfrs_pipeline.ids import as_str, catalog_positions
 from tfrs_pipeline.model_dir import ModelDir
 
@@ -83,7 +84,9 @@ class Recommender:
     Every method takes one id or a list of them (plain Python, NumPy or pandas), checks its
     arguments before TensorFlow sees them, batches large inputs, and returns a
     ``pandas.DataFrame`` with a row per answer. ``arrays=True`` returns the signature's outputs
-    instead: a dict of NumPy arrays [rows, k], strings decoded.
+    instead: a dict of NumPy arrays [rows, k], strings decoded. A ``k`` above what there is
+    (the candidates retrieval hands the ranker, or the catalog) is capped with a
+    :class:`~tfrs_pipeline.errors.CappedWarning`, never silently.
 
     Args:
         model: the loaded pipeline SavedModel.
@@ -247,6 +250,7 @@ class Recommender:
         else:
             signature = "serving_default" if exclude_seen else "recommend_including_seen"
             out = self.call(signature, user_id=users, k=k)
+        _warn_if_capped(out, k, _CANDIDATES)
         return out if arrays else _frame(out, {"user_id": users}, _RANKED, ["known_user"])
 
     def recommend_from_history(self, histories: Sequence[Ids], k: int = 10, *,
@@ -273,6 +277,7 @@ class Recommender:
         """
         lists = _id_lists(histories, "histories")
         out = self.call("recommend_from_history", movie_ids=_padded(lists), k=_count(k, "k"))
+        _warn_if_capped(out, k, _CANDIDATES)
         return out if arrays else _frame(out, {"visitor": np.arange(len(lists))}, _RANKED, ["history_known"])
 
     def retrieve(self, user_ids: Id | Ids, k: int = 100, *, arrays: bool = False) -> pd.DataFrame:
@@ -294,6 +299,7 @@ class Recommender:
         """
         users = _ids(user_ids, "user_ids")
         out = self.call("retrieve", user_id=users, k=_count(k, "k"))
+        _warn_if_capped(out, k, "movies in the catalog")
         return out if arrays else _frame(out, {"user_id": users}, _RETRIEVED, ["known_user"])
 
     def rank(self, user_ids: Id | Ids, movie_ids: Sequence[Ids], *, arrays: bool = False) -> pd.DataFrame:
@@ -353,6 +359,7 @@ class Recommender:
         """
         movies = _ids(movie_ids, "movie_ids")
         out = self.call("similar_movies", movie_id=movies, k=_count(k, "k"))
+        _warn_if_capped(out, k, "other movies in the catalog")
         return out if arrays else _frame(out, {"of_movie_id": movies}, _SIMILAR, ["known_movie"])
 
     def explain(self, user_id: Id, movie_ids: Id | Ids, k: int = 3, *, arrays: bool = False) -> pd.DataFrame:
@@ -448,6 +455,17 @@ class Recommender:
             Their ids, as strings.
         """
         return self.model_dir.read_vocabulary("user_ids")
+
+
+#: What caps ``k`` for the two-stage lists.
+_CANDIDATES = "candidates retrieval hands the ranker (serving.num_candidates at training)"
+
+
+def _warn_if_capped(out: dict[str, np.ndarray], k: int, limit: str) -> None:
+    """A :class:`CappedWarning` when the answer has fewer columns than ``k`` asked for: never a silent cut."""
+    got = out["movie_ids"].shape[1]
+    if got < k:
+        warnings.warn(f"k={k} is more than the {got:,} {limit}: {got:,} per row", CappedWarning, stacklevel=3)
 
 
 def _frame(out: dict[str, np.ndarray], keys: dict[str, np.ndarray], columns: dict[str, str],
