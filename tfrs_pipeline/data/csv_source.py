@@ -23,6 +23,7 @@ from tfrs_pipeline.data.validation import (
     FileRef,
     RowPolicy,
     check_file,
+    header_of_named_columns,
     read_header,
     read_table,
     sniff_text,
@@ -279,11 +280,8 @@ def _columns_of(file: FileRef, table: TableFormat, parquet: bool) -> list[str]:
     if parquet:
         return _parquet_columns(file.container)
     if table.columns:
-        sep = table.separator(file.container)
-        first = read_header(file, sep, sniff_text(file, table.encoding), required=False)
-        if first and len(first) != len(table.columns) and [n.lower() for n in first] != [n.lower() for n in table.columns]:
-            raise DataError(f"{file}, line 1: {len(first)} fields separated by {sep!r}, but the column names given "
-                            f"({', '.join(table.columns)}) are {len(table.columns)}; name every field of the line")
+        # A line 1 of other fields is refused now, before a missing rating column is blamed on the names.
+        header_of_named_columns(file, table.separator(file.container), sniff_text(file, table.encoding), table.columns)
         return list(table.columns)
     if not file.exists():
         raise DataError(f"{file}: file not found")

@@ -155,19 +155,25 @@ _SNIFF_BYTES = 65536
 def sniff_text(file: FileRef, encoding: str = "utf-8") -> str:
     """The codec to read a delimited text file in ``encoding`` with; a UTF-16 or binary file is a DataError saying so.
 
-    A UTF-8 byte-order mark is accepted (and dropped by the ``utf-8-sig`` codec). The whole
-    file is scanned for NUL bytes (they would end up inside an id), a megabyte at a time.
+    A UTF-8 byte-order mark is accepted (and dropped by the ``utf-8-sig`` codec). Only the
+    head is looked at; :func:`read_table` scans the whole file for NUL bytes once.
     """
     with file.open() as handle:
         head = handle.read(_SNIFF_BYTES)
-        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            raise DataError(f"{file}: the file is UTF-16 encoded; expected UTF-8 text (convert it, e.g. "
-                            f"iconv -f UTF-16 -t UTF-8 {file.container.name} > converted.csv)")
-        if b"\x00" in head:
-            offset = head.index(b"\x00")
-            raise DataError(f"{file}: binary data (a NUL byte at byte {offset}, starting "
-                            f"{head[:24]!r}); expected delimited text such as a CSV file")
-        lines, offset, chunk = head.count(b"\n"), len(head), handle.read(1 << 20)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{file}: the file is UTF-16 encoded; expected UTF-8 text (convert it, e.g. "
+                        f"iconv -f UTF-16 -t UTF-8 {file.container.name} > converted.csv)")
+    if b"\x00" in head:
+        offset = head.index(b"\x00")
+        raise DataError(f"{file}: binary data (a NUL byte at byte {offset}, starting "
+                        f"{head[:24]!r}); expected delimited text such as a CSV file")
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def _refuse_nul_bytes(file: FileRef) -> None:
+    """A NUL byte anywhere in the file (it would end up inside an id) is a DataError naming its line; read a megabyte at a time."""
+    with file.open() as handle:
+        lines, offset, chunk = 0, 0, handle.read(1 << 20)
         while chunk:
             if b"\x00" in chunk:
                 at = chunk.index(b"\x00")
@@ -175,7 +181,21 @@ def sniff_text(file: FileRef, encoding: str = "utf-8") -> str:
                 raise DataError(f"{file}, line {line}: a NUL byte at byte offset "
                                 f"{offset + at:,}; expected text (the file may be damaged)")
             lines, offset, chunk = lines + chunk.count(b"\n"), offset + len(chunk), handle.read(1 << 20)
-    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def header_of_named_columns(file: FileRef, sep: str, encoding: str, names: Sequence[str]) -> list[str] | None:
+    """Line 1 of a file read with ``names`` (no header): its names when it names exactly those columns, else None.
+
+    Raises:
+        DataError: line 1 has another number of fields than ``names``.
+    """
+    first = read_header(file, sep, encoding, required=False)
+    if first and [name.lower() for name in first] == [name.lower() for name in names]:
+        return first
+    if first and len(first) != len(names):
+        raise DataError(f"{file}, line 1: {len(first)} fields separated by {sep!r}, but the column names given "
+                        f"({', '.join(names)}) are {len(names)}; name every field of the line")
+    return None
 
 
 def _split_line(text: str, sep: str) -> list[str]:
@@ -245,6 +265,7 @@ def read_table(
     if not sep:
         raise DataError(f"{file}: the field separator is empty; expected a character or string such as ',' or '::'")
     encoding = sniff_text(file, encoding or "utf-8")
+    _refuse_nul_bytes(file)
     if header:
         header_names = read_header(file, sep, encoding)
         missing = [name for name in columns if name not in header_names]
@@ -256,15 +277,13 @@ def read_table(
         missing = [name for name in columns if name not in header_names]
         if missing:
             raise DataError(f"{file}: column {missing[0]!r} is not among the named columns {', '.join(header_names)}")
-        first = read_header(file, sep, encoding, required=False)
-        if first and [name.lower() for name in first] == [name.lower() for name in header_names]:
+        first = header_of_named_columns(file, sep, encoding, header_names)
+        if first:
             header = True  # the file has a header after all, naming the same columns: read it as one
             policy.report.notes.append(f"{file}: line 1 names the columns given ({', '.join(first)}): read as a header")
+            lowered = [name.lower() for name in first]
+            columns = [first[lowered.index(name.lower())] for name in columns]
             header_names = first
-            columns = [first[[n.lower() for n in first].index(name.lower())] for name in columns]
-        elif first and len(first) != len(header_names):
-            raise DataError(f"{file}, line 1: {len(first)} fields separated by {sep!r}, but the column names given "
-                            f"({', '.join(header_names)}) are {len(header_names)}; name every field of the line")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a line with other fields: the slow path names it
