@@ -86,3 +86,38 @@ def test_matrix_factorization_predicts_the_same_in_small_batches_and_keeps_biase
     assert whole[-2] == pytest.approx(np.clip(mf.mean_ + mf.q_[known_movie, -1], *mf.rating_scale))
     assert whole[-1] == pytest.approx(mf.mean_)
     assert len(mf.predict([], [])) == 0
+
+
+def test_the_stacked_factorization_is_served_exactly_and_lowers_the_hold_out_rmse(data_split):
+    from tfrs_pipeline.ranking.rating import stack_matrix_factorization
+
+    data, split = data_split
+    prepared = prepare(data, split.train, 0.1, 3)
+    config = RatingConfig(epochs=3, batch_size=512, mf_factors=8)
+    model = train_rating_model(prepared, config, verbose=0).model
+    users, movies = ["1", "2", "nobody", "3"], ["1", "no-such-movie", "5", "7"]
+    network = predict_ratings(model, users, movies)
+    # With weights (0, 1, 0) the model serves the factorization's prediction, unknown ids included.
+    mf = BiasedMatrixFactorization(factors=8, regularization=15.0, rating_scale=(1, 5)).fit(prepared.train)
+    model.use_matrix_factorization(mf, prepared.vocab, [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(predict_ratings(model, users, movies), mf.predict(users, movies), atol=1e-4)
+    model.use_matrix_factorization(mf, prepared.vocab, [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(predict_ratings(model, users, movies), network)
+
+    record = stack_matrix_factorization(model, prepared, config)
+    held = record["validation_rmse"]
+    assert record["stacked"] and held["stacked"] < min(held["network"], held["matrix_factorization"])
+    holdout = prepared.validation
+    served = predict_ratings(model, holdout["user_id"], holdout["movie_id"])
+    assert rmse(served, holdout["rating"]) == pytest.approx(held["stacked"], abs=1e-4)
+    assert served.min() >= 1.0 and served.max() <= 5.0
+
+
+def test_nothing_is_stacked_without_ratings_or_a_hold_out(data_split):
+    from tfrs_pipeline.ranking.rating import stack_matrix_factorization
+
+    data, split = data_split
+    prepared = prepare(data, split.train, 0.0, 3)
+    model = train_rating_model(prepared, RatingConfig(epochs=1), verbose=0).model
+    assert stack_matrix_factorization(model, prepared, RatingConfig()) is None
+    assert model.stack_weights.numpy().tolist() == [1.0, 0.0, 0.0]

@@ -194,6 +194,12 @@ class RatingConfig:
         epochs: most epochs to train.
         patience: epochs without validation RMSE improvement before stopping early.
         reduce_lr_on_plateau: divide the learning rate by 3 after an epoch without improvement.
+        stack_mf: stack biased matrix factorization with the network (explicit ratings only): ALS
+            is fitted on the fitting part, the two predictions are blended by least squares on the
+            validation hold-out (kept only where that lowers its RMSE), and the factorization is
+            refitted on the whole training side for the exported model.
+        mf_factors: the stacked factorization's rank.
+        mf_regularization: its L2 penalty.
     """
 
     embedding_dim: int = 32
@@ -209,6 +215,9 @@ class RatingConfig:
     epochs: int = 30
     patience: int = 3
     reduce_lr_on_plateau: bool = True
+    stack_mf: bool = True
+    mf_factors: int = 32
+    mf_regularization: float = 15.0
 
 
 @dataclass
@@ -228,7 +237,8 @@ class RankerConfig:
         epochs: most epochs to train.
         patience: epochs without validation NDCG@10 improvement before stopping early.
         neighbours: item-item weights kept per movie for the item-item feature.
-        item_model: ``ease``, ``cosine`` (ItemKNN) or ``auto`` (EASE up to 20,000 movies).
+        item_model: ``ease`` (over every rated movie), ``cosine`` (ItemKNN) or ``auto`` (EASE over the
+            20,000 most-rated movies, ItemKNN for the other rated movies).
     """
 
     enabled: bool = True
@@ -377,6 +387,7 @@ INT_RANGES = {
     "rating.batch_size": (1, 1_048_576),
     "rating.epochs": (1, 100_000),
     "rating.patience": (0, 100_000),
+    "rating.mf_factors": (1, 1024),
     "ranker.hidden_units": (1, 65_536),
     "ranker.batch_size": (1, 1_048_576),
     "ranker.epochs": (1, 100_000),
@@ -399,6 +410,7 @@ FLOAT_RANGES = {
     "rating.l2": (0.0, 1.0, True),
     "rating.dropout": (0.0, 1.0, False),
     "rating.learning_rate": (0.0, 1000.0, True),
+    "rating.mf_regularization": (0.0, 1e6, True),
     "ranker.learning_rate": (0.0, 1000.0, True),
 }
 _ABOVE_LOW = {"split.test_fraction", "retrieval.temperature", "retrieval.learning_rate", "rating.learning_rate",

@@ -42,7 +42,7 @@ from tfrs_pipeline.ids import rows_per_block
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking.blend import choose_rating_weight, logit_scale
 from tfrs_pipeline.ranking.list_ranker import MATERIALIZE_LIMIT, candidate_lists, train_list_ranker
-from tfrs_pipeline.ranking.rating import train_rating_model
+from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matrix_factorization, train_rating_model
 from tfrs_pipeline.recommender import Recommender
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 from tfrs_pipeline.retrieval.index import SeenMovies
@@ -75,6 +75,8 @@ class FittedStages:
     validation_hit_rate_by_weight: dict[float, float]
     list_ranker: TrainingResult | None = None
     replicas: int = 1
+    #: The rating model's stacked matrix factorization (:func:`~tfrs_pipeline.ranking.rating.stack_matrix_factorization`).
+    rating_stack: dict | None = None
 
     @property
     def list_ranker_model(self):
@@ -155,8 +157,15 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
         rating = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=config.runtime.verbose,
                                     log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy,
                                     backup=backup("ranking"))
-    log(f"rating model: {rating.seconds:.1f} s, {rating.examples_per_second:,.0f} training examples/s, "
-        f"best epoch {rating.best_epoch}")
+        log(f"rating model: {rating.seconds:.1f} s, {rating.examples_per_second:,.0f} training examples/s, "
+            f"best epoch {rating.best_epoch}")
+        stack = stack_matrix_factorization(rating.model, prepared, config.rating)
+    if stack is not None:
+        held = stack["validation_rmse"]
+        log(f"rating model: stacked with matrix factorization ({config.rating.mf_factors} factors, {stack['seconds']:.1f} s)"
+            f": validation RMSE network {held['network']:.4f}, MF {held['matrix_factorization']:.4f}, "
+            + (f"stacked {held['stacked']:.4f} (weights {', '.join(f'{w:.3f}' for w in stack['weights'])})"
+               if stack["stacked"] else f"stacked {held['stacked']:.4f}, no better: the network alone is kept"))
     # The rating weight, the validation users' candidate lists and the list ranker.
     with run.phases("list_ranker"):
         model = retrieval.model
@@ -177,8 +186,9 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                             seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
                                             log_dir=model_dir.logs("list_ranking") if model_dir else None,
                                             backup=backup("list_ranking"))
-            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}")
-    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync)
+            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}; item-item feature: "
+                f"{list_ranker.model.item_model_description}")
+    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack)
 
 
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
@@ -193,6 +203,10 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
     if stages.list_ranker is not None:
         stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
     with run.phases("export"):
+        if stages.rating_stack is not None and stages.rating_stack["stacked"]:
+            seconds = refit_matrix_factorization(stages.rating.model, prepared, config.rating, run.split.train)
+            stages.rating_stack["refit_seconds"] = seconds
+            log(f"rating model: matrix factorization refitted on the whole training side ({seconds:.1f} s)")
         if stages.list_ranker is not None:
             users, movies = len(prepared.vocab.user_ids), len(prepared.full_movies.movie_ids)
             cells = (users + 1) * (movies + 1)  # with a row for unknown ids on each side
@@ -214,7 +228,7 @@ def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None
     model_dir.write_vocabularies(vars(prepared.vocab))
     model_dir.write_history({
         "retrieval": stages.retrieval.history, "ranking": stages.rating.history,
-        "rating_weight": stages.rating_weight,
+        "rating_weight": stages.rating_weight, "rating_stack": stages.rating_stack,
         "validation_hit_rate_by_rating_weight": {str(w): r for w, r in stages.validation_hit_rate_by_weight.items()},
         "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.rating.best_epoch,
         **({"list_ranking": stages.list_ranker.history, "list_ranking_best_epoch": stages.list_ranker.best_epoch}
@@ -243,6 +257,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "retrieval_examples_per_second": stages.retrieval.examples_per_second,
         "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
+        "rating_stack": stages.rating_stack,
         "devices": describe_devices(),
         "gpu_peak_mib": gpu_memory_peaks(),  # per GPU, over the whole run; empty on a CPU
         "replicas": stages.replicas,

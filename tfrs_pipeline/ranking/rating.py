@@ -8,6 +8,12 @@ The biases and the factorized term are the classic biased matrix factorization (
 SVD++'s implicit-feedback history); the MLP learns what they miss. Outside training,
 predictions are clipped to the rating scale.
 
+Stacked on explicit ratings (``rating.stack_mf``): the served rating is
+``clip(a * network + b * MF + c)``, where MF is biased matrix factorization fitted by ALS
+(:class:`~tfrs_pipeline.baselines.BiasedMatrixFactorization`) and ``a, b, c`` are fitted by
+least squares on the validation hold-out, which neither model trained on
+(:func:`stack_matrix_factorization`). The two make different errors, so the blend beats both.
+
 On implicit feedback (no ratings) the same network is a relevance head instead: the
 prediction is a logit, trained with binary cross-entropy on each interaction against
 ``NEGATIVES_PER_POSITIVE`` movies drawn uniformly from the catalog, and served as a
@@ -75,6 +81,14 @@ class RatingModel(tfrs.Model):
                        tf.keras.layers.Dropout(config.dropout)]
         layers.append(tf.keras.layers.Dense(1, kernel_initializer="zeros", dtype="float32"))
         self.mlp = tf.keras.Sequential(layers, name="mlp")
+        # The stacked matrix factorization, by vocabulary row: zero weight until use_matrix_factorization.
+        self.mf_users = tf.Variable(tf.zeros([len(vocab.user_ids) + 1, 1]), trainable=False, shape=[None, None],
+                                    name="mf_users")
+        self.mf_movies = tf.Variable(tf.zeros([len(vocab.movie_ids) + 1, 1]), trainable=False, shape=[None, None],
+                                     name="mf_movies")
+        self.mf_mean = tf.Variable(0.0, trainable=False, name="mf_mean")
+        # (network, matrix factorization, constant): the served rating's blend.
+        self.stack_weights = tf.Variable([1.0, 0.0, 0.0], trainable=False, name="stack_weights")
         # Summed here and divided by the global batch in compute_loss: the mean on one device,
         # and what tf.distribute needs (it sums the replicas' gradients).
         summed = tf.keras.losses.Reduction.SUM
@@ -89,12 +103,46 @@ class RatingModel(tfrs.Model):
         if self.history_pooling is not None:
             self.history_pooling.set_history(users)
 
+    def use_matrix_factorization(self, mf, vocab, weights) -> None:
+        """Stacks a fitted :class:`~tfrs_pipeline.baselines.BiasedMatrixFactorization`: served ratings become
+        ``clip(weights[0] * network + weights[1] * mf + weights[2])``.
+
+        Args:
+            mf: the fitted factorization; users and movies it does not know keep the other side's bias.
+            vocab: this model's vocabularies (the factors are stored by vocabulary row).
+            weights: the blend's (network, matrix factorization, constant) weights.
+        """
+        import numpy as np
+
+        def by_row(factors, known, ids, unknown):
+            rows = known.get_indexer(np.asarray(ids).astype(str))
+            table = np.vstack([factors, unknown])[rows]  # row -1 (not in the factorization) takes the unknown vector
+            return np.vstack([unknown, table]).astype(np.float32)  # row 0: ids outside the vocabulary
+
+        width = mf.p_.shape[1]  # [factors, bias, 1] for users, [factors, 1, bias] for movies
+        self.mf_users.assign(by_row(mf.p_, mf.users_, vocab.user_ids, np.eye(1, width, width - 1)))
+        self.mf_movies.assign(by_row(mf.q_, mf.movies_, vocab.movie_ids, np.eye(1, width, width - 2)))
+        self.mf_mean.assign(mf.mean_)
+        self.stack_weights.assign(np.asarray(weights, np.float32))
+
+    def matrix_factorization(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The stacked factorization's unclipped prediction [batch] (the global mean before it is stacked)."""
+        users = tf.gather(self.mf_users, self.user.rows(inputs["user_id"]))
+        movies = tf.gather(self.mf_movies, self.movie.rows(inputs["movie_id"]))
+        return self.mf_mean + tf.reduce_sum(users * movies, axis=1)
+
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]`` (relevance on implicit data)."""
         prediction = self.logits(inputs, training=training)
         if training:
             return prediction
-        return tf.sigmoid(prediction) if self.implicit else tf.clip_by_value(prediction, self.low, self.high)
+        if self.implicit:
+            return tf.sigmoid(prediction)
+        network = tf.clip_by_value(prediction, self.low, self.high)
+        mf = tf.clip_by_value(self.matrix_factorization(inputs), self.low, self.high)
+        weights = self.stack_weights
+        # Weights (1, 0, 0) until stacked: exactly the network's rating.
+        return tf.clip_by_value(weights[0] * network + weights[1] * mf + weights[2], self.low, self.high)
 
     def logits(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """The unclipped prediction [batch]: a rating, or a relevance logit on implicit data."""
@@ -167,6 +215,57 @@ def train_rating_model(prepared: Prepared, config: RatingConfig, *, seed: int = 
                patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
                stage="ranking", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau,
                backup=backup)
+
+
+def stack_matrix_factorization(model: RatingModel, prepared: Prepared, config: RatingConfig) -> dict | None:
+    """Fits biased matrix factorization on the fitting part and the blend on the validation hold-out.
+
+    The blend is kept only where it lowers the hold-out RMSE of the network alone.
+
+    Returns:
+        What was measured (seconds, hold-out RMSE of each and of the blend, the weights), or
+        None where there is nothing to stack on (implicit feedback, no hold-out).
+    """
+    import time
+
+    import numpy as np
+
+    from tfrs_pipeline.baselines import BiasedMatrixFactorization
+    from tfrs_pipeline.metrics import rmse
+
+    if prepared.implicit or not config.stack_mf or not len(prepared.validation):
+        return None
+    start = time.perf_counter()
+    mf = BiasedMatrixFactorization(factors=config.mf_factors, regularization=config.mf_regularization,
+                                   rating_scale=tuple(prepared.rating_scale)).fit(prepared.train)
+    holdout = prepared.validation
+    network = predict_ratings(model, holdout["user_id"], holdout["movie_id"]).astype(np.float64)
+    factorized = mf.predict(holdout["user_id"], holdout["movie_id"])
+    truth = holdout["rating"].to_numpy(np.float64)
+    weights = np.linalg.lstsq(np.stack([network, factorized, np.ones_like(network)], axis=1), truth, rcond=None)[0]
+    stacked = np.clip(weights[0] * network + weights[1] * factorized + weights[2], *prepared.rating_scale)
+    record = {"validation_rmse": {"network": rmse(network, truth), "matrix_factorization": rmse(factorized, truth),
+                                  "stacked": rmse(stacked, truth)}}
+    record["stacked"] = bool(record["validation_rmse"]["stacked"] < record["validation_rmse"]["network"])
+    record["weights"] = [float(w) for w in weights] if record["stacked"] else [1.0, 0.0, 0.0]
+    if record["stacked"]:
+        model.use_matrix_factorization(mf, prepared.vocab, record["weights"])
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def refit_matrix_factorization(model: RatingModel, prepared: Prepared, config: RatingConfig, train) -> float:
+    """Refits the stacked factorization on ``train`` (the whole training side, at export), keeping the
+    blend's weights; returns the seconds it took."""
+    import time
+
+    from tfrs_pipeline.baselines import BiasedMatrixFactorization
+
+    start = time.perf_counter()
+    mf = BiasedMatrixFactorization(factors=config.mf_factors, regularization=config.mf_regularization,
+                                   rating_scale=tuple(prepared.rating_scale)).fit(train)
+    model.use_matrix_factorization(mf, prepared.vocab, model.stack_weights.numpy())
+    return time.perf_counter() - start
 
 
 def predict_ratings(model: RatingModel, user_ids, movie_ids, batch_size: int = 16384):
