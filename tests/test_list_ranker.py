@@ -57,6 +57,47 @@ def test_ease_neighbours_keep_the_closed_form_weights_pointing_to_each_movie():
     assert ItemNeighbours.build(RATINGS, catalog, k=2).kind == "ease"  # auto, small catalog
 
 
+def test_ease_over_the_rated_movies_keeps_the_whole_catalog_weights_and_leaves_unrated_movies_empty():
+    data = load_data("synthetic:120x60x2500")
+    ratings = data.interactions[~data.interactions["movie_id"].isin(["1", "2", "3"])]  # three movies nobody rated
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)) + ["never-rated"])
+    table = ItemNeighbours.build(ratings, catalog, k=200, kind="ease")
+    assert table.ease_movies == 57 and table.describe() == "EASE over the 57 rated movies"
+    # The whole catalog's closed form: an unrated movie's row and column are lambda I, so B is unchanged.
+    x = np.zeros((120, len(catalog)))
+    x[pd.factorize(ratings["user_id"])[0], pd.Index(catalog).get_indexer(ratings["movie_id"])] = 1.0
+    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(len(catalog)))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    for row in range(1, len(catalog) + 1):
+        kept = table.neighbours[row] > 0
+        expected = b[:, row - 1]
+        if catalog[row - 1] in ("1", "2", "3", "never-rated"):
+            assert not kept.any()  # no weights to it, and none from it below
+        else:
+            assert set(table.neighbours[row][kept] - 1) == set(np.flatnonzero(np.abs(expected) > 1e-9))
+            np.testing.assert_allclose(table.weights[row][kept], expected[table.neighbours[row][kept] - 1], rtol=2e-3,
+                                       atol=1e-7)
+
+
+def test_past_the_ease_limit_the_most_rated_movies_get_ease_and_the_rest_itemknn():
+    data = load_data("synthetic:120x60x2500")
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
+    counts = data.interactions.drop_duplicates(["user_id", "movie_id"])["movie_id"].value_counts()
+    table = ItemNeighbours.build(data.interactions, catalog, k=100, max_ease=20)
+    assert (table.kind, table.ease_movies, table.cosine_movies) == ("ease+cosine", 20, 40)
+    assert table.cutoff_ratings == counts.iloc[19]
+    assert f"20 most-rated movies (those with at least {counts.iloc[19]} training ratings)" in table.describe()
+    ease = ItemNeighbours.build(data.interactions[data.interactions["movie_id"].isin(counts.index[:20])], catalog,
+                                k=100, kind="ease")
+    cosine = ItemNeighbours.build(data.interactions, catalog, k=100, kind="cosine")
+    for movie in catalog:
+        row = int(np.flatnonzero(catalog == movie)[0]) + 1
+        source = ease if movie in set(counts.index[:20]) else cosine
+        np.testing.assert_array_equal(table.neighbours[row], source.neighbours[row])
+        np.testing.assert_allclose(table.weights[row], source.weights[row], rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def ranker():
     data = load_data("synthetic:150x80x3000")

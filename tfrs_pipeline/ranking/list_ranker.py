@@ -181,6 +181,7 @@ class ListRanker(tfrs.Model):
         table = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, k=config.neighbours,
                                      kind=config.item_model)
         self.item_model = table.kind
+        self.item_model_description = table.describe()
         self.neighbours = tf.Variable(table.neighbours, trainable=False, name="item_neighbours")
         self.neighbour_weights = tf.Variable(table.weights, trainable=False, name="item_neighbour_weights")
         # Every (user, movie) item-item score, filled at export by materialize_neighbour_scores; empty: computed per call.

@@ -1,12 +1,16 @@
 """Item-item weights from co-ratings, as a sparse table: each movie's ``k`` strongest neighbours.
 
-Two item-item models, both fitted on a set of ratings (binary: who rated what):
+Two item-item models, both fitted on a set of ratings (binary: who rated what) and both over
+the movies that *have* ratings there (a movie nobody rated gets no weights either way):
 
 * ``ease`` (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lambda I)^-1``, the closed-form
   item-item model whose user scores ``x_u B`` are the strongest known baseline on MovieLens.
-  It inverts a catalog x catalog matrix, so it is used up to :data:`EASE_MAX_CATALOG` movies.
+  It inverts a rated-movies x rated-movies matrix (in place: about ``4 n^2`` bytes at peak).
 * ``cosine`` (ItemKNN): ``co-ratings(i, j) / sqrt(ratings(i) ratings(j))``, computed in blocks of
   movies with ``scipy.sparse``, for any catalog size.
+
+``auto`` fits EASE over the :data:`EASE_MAX_CATALOG` most-rated movies and ItemKNN for the
+other rated movies (kind ``ease+cosine``; :meth:`ItemNeighbours.describe` says where the cut fell).
 
 Each movie keeps the ``k`` largest weights (by magnitude) that point *to* it, so the table
 fits in a SavedModel and a candidate's score needs only its own row: the list ranker sums the
@@ -28,10 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.linalg import lapack
 
 from tfrs_pipeline.ids import id_positions, rows_per_block
 
-#: Largest catalog EASE is fitted on (memory grows with the square: 20,000 movies take about 5 GB at peak).
+#: Most movies EASE is fitted on (the most-rated ones; ItemKNN for the rest): its matrix takes
+#: 4 n^2 bytes, 1.6 GB at 20,000 movies.
 EASE_MAX_CATALOG = 20_000
 #: EASE's L2 penalty (the reference figure in ../shared/README.md uses 200 on ml-latest-small).
 EASE_REGULARIZATION = 200.0
@@ -44,74 +50,129 @@ class ItemNeighbours:
 
     Row ``i + 1`` belongs to ``catalog_ids[i]``; row 0 (unknown movie) is empty, as are
     movies without training ratings.
+
+    Attributes:
+        kind: ``ease``, ``cosine`` or ``ease+cosine`` (EASE over the most-rated movies, ItemKNN for the rest).
+        ease_movies: movies whose weights come from EASE.
+        cosine_movies: movies whose weights come from ItemKNN.
+        cutoff_ratings: fewest training ratings of an EASE movie where the catalog was cut (0: not cut).
     """
 
     neighbours: np.ndarray
     weights: np.ndarray
     kind: str
+    ease_movies: int = 0
+    cosine_movies: int = 0
+    cutoff_ratings: int = 0
 
     @classmethod
     def build(cls, train: pd.DataFrame, catalog_ids: np.ndarray, k: int = 256, kind: str = "auto",
-              block: int = 2048) -> ItemNeighbours:
+              block: int = 2048, max_ease: int = EASE_MAX_CATALOG) -> ItemNeighbours:
         """Fits the item-item model on ``train`` and keeps each movie's ``k`` largest weights.
 
         Args:
             train: ratings (``user_id``, ``movie_id``); a movie rated twice by a user counts once.
             catalog_ids: the catalog's movie ids, in catalog order.
             k: neighbours kept per movie.
-            kind: ``ease``, ``cosine``, or ``auto`` (EASE up to EASE_MAX_CATALOG movies, cosine above).
-            block: most movies per block of the cosine product (memory: block x catalog floats; fewer
-                on catalogs too big for it, see :func:`~tfrs_pipeline.ids.rows_per_block`).
+            kind: ``ease`` (over every rated movie), ``cosine``, or ``auto`` (EASE over the
+                ``max_ease`` most-rated movies, ItemKNN for the other rated movies).
+            block: most movies per block of the cosine product and of the kept-weight selection
+                (memory: block x catalog floats; fewer on catalogs too big for it, see
+                :func:`~tfrs_pipeline.ids.rows_per_block`).
+            max_ease: most movies ``auto`` fits EASE on.
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
         catalog = pd.Index(np.asarray(catalog_ids).astype(str))
-        if kind == "auto":
-            kind = "ease" if len(catalog) <= EASE_MAX_CATALOG else "cosine"
         ratings = rating_matrix(train, catalog)
-        width = min(k, max(len(catalog) - 1, 0))
-        table = cls(np.zeros((len(catalog) + 1, k), np.int64), np.zeros((len(catalog) + 1, k), np.float32), kind)
-        if width == 0:
-            return table
-        if kind == "ease":
-            weights = ease_weights(ratings)
-            for start in range(0, len(catalog), block):
-                table._keep(start, weights[:, start : start + block].T, width)  # incoming weights of each movie
-            return table
-        by_item = ratings.T.tocsr()
-        block = rows_per_block(len(catalog), block)
-        norms = np.sqrt(np.maximum(np.asarray(by_item.sum(axis=1)).ravel(), 1.0))
-        for start in range(0, len(catalog), block):
-            co = (by_item[start : start + block] @ ratings).toarray()  # [block, catalog] co-rating counts (symmetric)
-            co /= norms[start : start + block, None] * norms[None, :]
-            table._keep(start, co, width)
+        counts = np.asarray(ratings.sum(axis=0)).ravel()
+        rated = np.flatnonzero(counts > 0)
+        by_count = rated[np.argsort(-counts[rated], kind="stable")]
+        ease_part = {"ease": rated, "cosine": rated[:0], "auto": np.sort(by_count[:max_ease])}[kind]
+        cosine_part = np.setdiff1d(rated, ease_part)
+        cutoff = int(counts[by_count[max_ease - 1]]) if kind == "auto" and len(cosine_part) else 0
+        name = "+".join(part for part, movies in (("ease", ease_part), ("cosine", cosine_part)) if len(movies)) or "ease"
+        table = cls(np.zeros((len(catalog) + 1, k), np.int64), np.zeros((len(catalog) + 1, k), np.float32), name,
+                    len(ease_part), len(cosine_part), cutoff)
+        if len(ease_part) > 1:
+            weights = ease_weights(ratings[:, ease_part], block=block)
+            for start in range(0, len(ease_part), block):
+                # Column j of B holds the weights pointing to movie j: a contiguous block of the Fortran-order matrix.
+                table._keep(ease_part[start : start + block], weights[:, start : start + block].T, ease_part)
+            del weights
+        if len(cosine_part):
+            by_item = ratings.T.tocsr()
+            step = rows_per_block(len(catalog), block)
+            norms = np.sqrt(np.maximum(counts, 1.0))
+            every = np.arange(len(catalog))
+            for start in range(0, len(cosine_part), step):
+                targets = cosine_part[start : start + step]
+                co = (by_item[targets] @ ratings).toarray()  # [block, catalog] co-rating counts
+                co /= norms[targets, None] * norms[None, :]
+                table._keep(targets, co, every)
         return table
 
-    def _keep(self, start: int, rows: np.ndarray, width: int) -> None:
-        """Stores, for catalog positions ``start ...``, the ``width`` largest-magnitude incoming weights (never from itself)."""
+    def describe(self) -> str:
+        """Which movies got which item-item model, in a line."""
+        if self.kind == "ease+cosine":
+            return (f"EASE over the {self.ease_movies:,} most-rated movies (those with at least {self.cutoff_ratings:,} "
+                    f"training ratings), ItemKNN for the other {self.cosine_movies:,} rated movies")
+        if self.kind == "cosine":
+            return f"ItemKNN over the {self.cosine_movies:,} rated movies"
+        return f"EASE over the {self.ease_movies:,} rated movies"
+
+    def _keep(self, targets: np.ndarray, rows: np.ndarray, sources: np.ndarray) -> None:
+        """Stores, for catalog positions ``targets``, the largest-magnitude incoming weights ``rows``
+        [targets, sources] (never from the movie itself); ``sources`` are sorted catalog positions."""
         rows = np.array(rows, np.float32)
-        rows[np.arange(len(rows)), np.arange(start, start + len(rows))] = 0.0
+        width = min(self.neighbours.shape[1], rows.shape[1])
+        if width == 0 or not len(rows):
+            return
+        column = np.minimum(np.searchsorted(sources, targets), len(sources) - 1)
+        itself = sources[column] == targets
+        rows[np.flatnonzero(itself), column[itself]] = 0.0
         top = np.argpartition(-np.abs(rows), width - 1, axis=1)[:, :width]
         values = np.take_along_axis(rows, top, axis=1)
         order = np.argsort(-np.abs(values), axis=1, kind="stable")
         top, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
-        stored = slice(start + 1, start + 1 + len(rows))
-        self.neighbours[stored, :width] = np.where(values != 0, top + 1, 0)
-        self.weights[stored, :width] = values
+        self.neighbours[targets + 1, :width] = np.where(values != 0, sources[top] + 1, 0)
+        self.weights[targets + 1, :width] = values
 
 
-def ease_weights(ratings: sparse.spmatrix, regularization: float = EASE_REGULARIZATION) -> np.ndarray:
-    """EASE's item-item matrix ``B`` [catalog, catalog] (float32, zero diagonal) of a users x catalog 0/1 matrix.
+def gram_matrix(ratings: sparse.spmatrix, block: int = 2048) -> np.ndarray:
+    """``X'X`` of a users x movies 0/1 matrix, dense float32 in Fortran order, computed a block of columns at a time."""
+    columns = sparse.csc_matrix(ratings, dtype=np.float32)
+    by_movie = columns.T.tocsr()
+    gram = np.empty((columns.shape[1], columns.shape[1]), np.float32, order="F")
+    for start in range(0, columns.shape[1], block):
+        gram[:, start : start + block] = (by_movie @ columns[:, start : start + block]).toarray()
+    return gram
 
-    Closed form (Steck 2019): ``P = (X'X + lambda I)^-1``, ``B = -P / diag(P)`` off the diagonal.
+
+def ease_weights(ratings: sparse.spmatrix, regularization: float = EASE_REGULARIZATION, block: int = 2048) -> np.ndarray:
+    """EASE's item-item matrix ``B`` [movies, movies] (float32, Fortran order, zero diagonal) of a users x movies 0/1 matrix.
+
+    Closed form (Steck 2019): ``P = (X'X + lambda I)^-1``, ``B = -P / diag(P)`` off the diagonal,
+    with ``P`` from a Cholesky factorization done in place, so that the peak is about one
+    movies x movies matrix (plus a block of columns).
     """
-    gram = (ratings.T @ ratings).toarray().astype(np.float32)
+    gram = gram_matrix(ratings, block)
     gram[np.diag_indices_from(gram)] += np.float32(regularization)
-    inverse = np.linalg.inv(gram)
-    del gram
-    weights = -inverse / np.diag(inverse)
-    np.fill_diagonal(weights, 0.0)
-    return weights
+    factor, info = lapack.spotrf(gram, lower=1, overwrite_a=1, clean=0)
+    if info == 0:
+        factor, info = lapack.spotri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: the regularized co-rating matrix is not positive definite (LAPACK info {info})")
+    inverse = factor  # the lower triangle holds P; mirror it into the upper one, a block of columns at a time
+    for start in range(0, inverse.shape[0], block):
+        end = min(start + block, inverse.shape[0])
+        inverse[start:end, end:] = inverse[end:, start:end].T
+        square = inverse[start:end, start:end]
+        inverse[start:end, start:end] = np.tril(square) + np.tril(square, -1).T
+    diagonal = np.diag(inverse).copy()
+    inverse /= -diagonal[None, :]  # B_ij = -P_ij / P_jj
+    np.fill_diagonal(inverse, 0.0)
+    return inverse
 
 
 def rating_matrix(train: pd.DataFrame, catalog: pd.Index) -> sparse.csr_matrix:
