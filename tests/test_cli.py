@@ -117,15 +117,23 @@ def test_recommend_explain_names_the_rated_movies_behind_each_recommendation(tra
 
 
 @pytest.mark.slow
-def test_benchmark_two_stage_prints_the_ablation(capsys):
+def test_benchmark_two_stage_prints_the_ablation_of_each_seed_and_their_mean(capsys, tmp_path):
     args = ["benchmark", "two-stage", "--data", "synthetic:200x120x4000", "--set", "retrieval.epochs=1",
             "--set", "rating.epochs=1", "--set", "ranker.epochs=2", "--set", "retrieval.batch_size=512",
-            "--set", "runtime.verbose=0"]
+            "--set", "runtime.verbose=0", "--seeds", "2", "--out", str(tmp_path / "two-stage.json")]
     assert main(args) == 0
     out = capsys.readouterr().out
+    runs, summary_text = out.split("training seeds 7, 8: mean +- standard deviation")
     for system in ("retrieval alone", "two-stage, rating blend", "two-stage, as served", "most popular", "EASE"):
-        assert system in out
-    assert "two-stage / retrieval alone: NDCG@10" in out and "ranking RMSE" in out
+        assert runs.count(f"  {system}  ") == 2 and f"  {system}  " in summary_text  # each run's table, then the summary
+    assert "two-stage / retrieval alone: NDCG@10" in runs and "ranking RMSE" in runs
+    assert "two-stage / EASE NDCG@10" in summary_text and "RMSE: rating model" in summary_text
+    results = json.loads((tmp_path / "two-stage.json").read_text())
+    assert results["seeds"] == [7, 8]
+    served = [run["ablation"]["two-stage, as served"]["ndcg_at_10"] for run in results["runs"]]
+    summary = results["summary"]["ablation"]["two-stage, as served"]["ndcg_at_10"]
+    assert summary["mean"] == pytest.approx(sum(served) / 2) and summary["min"] == min(served)
+    assert f"{summary['mean']:.4f} +- {summary['std']:.4f}" in summary_text
 
 
 def test_a_failed_run_leaves_no_half_written_version(tmp_path, capsys):

@@ -60,3 +60,28 @@ def test_rows_per_block_keeps_the_preferred_block_until_the_scores_pass_the_budg
     assert rows_per_block(27_278, 8192) == 8192  # MovieLens 20M's catalog: unchanged
     assert rows_per_block(1_000_000, 8192) * 1_000_000 <= SCORES_PER_BLOCK
     assert rows_per_block(10 * SCORES_PER_BLOCK, 64) == 1
+
+
+def test_the_ease_baseline_lists_the_whole_catalog_closed_form_top_k_with_seen_movies_excluded():
+    import pandas as pd
+
+    from tfrs_pipeline.baselines import ease_recommender
+    from tfrs_pipeline.data import load_data
+    from tfrs_pipeline.features.vocabulary import Vocabularies
+    from tfrs_pipeline.retrieval.index import SeenMovies
+
+    data = load_data("synthetic:80x50x1500")
+    train = data.interactions[data.interactions["movie_id"] != "7"]  # a catalog movie nobody rated
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
+    users = users_of(train)
+    seen = SeenMovies(Vocabularies(list(users), [], [], [], [], []), catalog, train)
+    lists = ease_recommender(train, catalog, seen)(np.append(users[:5], "stranger"), 10, True)
+    x = np.zeros((len(users), len(catalog)))
+    x[pd.Index(users).get_indexer(train["user_id"]), pd.Index(catalog).get_indexer(train["movie_id"])] = 1.0
+    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(len(catalog)))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    scores = np.where(x[:5] > 0, -np.inf, x[:5] @ b)
+    for row, expected in zip(lists[:5], scores):  # a seen movie listed would score -inf here
+        assert [expected[np.flatnonzero(catalog == m)[0]] for m in row] == pytest.approx(np.sort(expected)[::-1][:10], rel=1e-3)
+    assert lists.shape == (6, 10) and lists[5].tolist() == catalog[:10].tolist()  # an unknown user: every score 0

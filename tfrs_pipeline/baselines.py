@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from scipy import sparse
 
-from tfrs_pipeline.features.vocabulary import Vocabularies, id_lookup
+from tfrs_pipeline.features.vocabulary import Vocabularies
 from tfrs_pipeline.ids import distinct_ids, id_positions, users_of
 from tfrs_pipeline.metrics import RecommendFn
-from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
+from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, ease_weights
 from tfrs_pipeline.retrieval.index import SeenAwareBruteForce, SeenMovies
 
 
@@ -156,18 +157,35 @@ def ease_recommender(train: pd.DataFrame, catalog_ids: np.ndarray, seen: SeenMov
                      regularization: float = EASE_REGULARIZATION) -> RecommendFn:
     """Closed-form EASE (Steck 2019): B = I - P / diag(P), P = (X'X + lambda I)^-1; scores = X B.
 
-    Memory grows with the square of the catalog (9,742 movies: 0.4 GB in float32).
+    ``B`` is fitted over the movies rated in ``train`` (a movie nobody rated scores 0, as it
+    would with the whole catalog in ``B``), so its memory follows the rated movies: 4 n^2 bytes,
+    0.3 GB for the 8,996 movies rated in ml-latest-small's training side. Scores are computed per batch of users.
     """
     users = pd.Index(sorted(set(train["user_id"].astype(str))))
-    items = pd.Index(catalog_ids)
-    x = np.zeros((len(users), len(items)), np.float32)
-    x[users.get_indexer(train["user_id"].astype(str)), items.get_indexer(train["movie_id"].astype(str))] = 1.0
-    scores = tf.constant(x @ ease_weights(rating_matrix(train, items), regularization))
-    index = SeenAwareBruteForce(k=100).reindex(tf.eye(len(items)), tf.constant(items.to_numpy().astype(str)))
-    lookup = id_lookup(users, "user_ids")
+    items = pd.Index(np.asarray(catalog_ids).astype(str))
+    rows, columns = users.get_indexer(train["user_id"].astype(str)), items.get_indexer(train["movie_id"].astype(str))
+    known = columns >= 0
+    x = sparse.csr_matrix((np.ones(int(known.sum()), np.float32), (rows[known], columns[known])),
+                          shape=(len(users), len(items)))
+    x.data[:] = 1.0
+    rated = np.flatnonzero(x.getnnz(axis=0) > 0)
+    weights = ease_weights(x[:, rated], regularization)
+    x_rated = x[:, rated].tocsr()
+    ids = items.to_numpy()
 
-    def query(user_ids):
-        rows = lookup(user_ids) - 1
-        return tf.where((rows >= 0)[:, None], tf.gather(scores, tf.maximum(rows, 0)), tf.zeros([1, len(items)]))
+    def recommend(batch: np.ndarray, k: int, exclude_seen: bool) -> np.ndarray:
+        batch = np.asarray(batch).astype(str)
+        positions = users.get_indexer(batch)
+        scores = np.zeros((len(batch), len(items)), np.float32)  # unknown users: every movie 0
+        found = np.flatnonzero(positions >= 0)
+        scores[np.ix_(found, rated)] = np.asarray(x_rated[positions[found]] @ weights)
+        if exclude_seen:
+            excluded = seen(tf.constant(batch))
+            scores[excluded.value_rowids().numpy(), excluded.flat_values.numpy()] = -np.inf
+        k = min(k, len(items))
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(items) else np.tile(np.arange(k), (len(batch), 1))
+        # Best first; equal scores in catalog order, as the index's top-k orders them.
+        order = np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=-1)
+        return ids[np.take_along_axis(top, order, axis=1)]
 
-    return index_recommender(query, index, seen)
+    return recommend

@@ -509,6 +509,9 @@ def _add_benchmark(commands) -> None:
                            help="index: queries for recall and batch-1 latency (default 200)")
     benchmark.add_argument("--no-export", action="store_true",
                            help="index: skip exporting and reloading the largest ScaNN index (default: export)")
+    benchmark.add_argument("--seeds", type=_positive, default=1,
+                           help="two-stage: training runs, with seeds runtime.seed, runtime.seed + 1, ...; with more than one, the mean, "
+                                "standard deviation and range of each figure follow (default 1)")
     benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
     for name in ("split", "test_fraction", "split_seed", "strategy",
                  "seed", "verbose", "backup_dir"):
@@ -526,7 +529,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         else:
             benchmarks.benchmark_retrieval(config.data.source, config=config, with_ease=args.with_ease, out=args.out)
     elif args.benchmark == "two-stage":
-        benchmarks.benchmark_two_stage(config.data.source, config=config, out=args.out)
+        benchmarks.benchmark_two_stage(config.data.source, config=config, seeds=args.seeds, out=args.out)
     elif args.benchmark == "scale":
         train_args = []
         for flag, value in (("--epochs", args.epochs), ("--retrieval-epochs", args.retrieval_epochs),

@@ -1,4 +1,4 @@
-"""The two-stage benchmark: the top-10 ablation of one training run, and ranking RMSE beside baselines."""
+"""The two-stage benchmark: the top-10 ablation of one or more training runs (seeds), and ranking RMSE beside baselines."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from tfrs_pipeline.metrics import rmse
 from tfrs_pipeline.pipeline import load_and_prepare
 
 
-def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, out: str | Path | None = None) -> dict:
-    """Trains both stages on ``source`` (into a temporary model folder) and prints the top-10 ablation.
+def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, seeds: int = 1,
+                        out: str | Path | None = None, log=print) -> dict:
+    """Trains both stages on ``source`` ``seeds`` times and prints the top-10 ablation of each run.
 
-    Retrieval alone, the two stages with the rating blend, the two stages as
-    served (the list ranker), EASE and most-popular, all on the same split, with RMSE and
-    the seconds of each stage.
+    Retrieval alone, the two stages with the rating blend, the two stages as served (the list
+    ranker), EASE and most-popular, all on the same split, with RMSE beside biased matrix
+    factorization and the seconds of each stage. The training seed runs from
+    ``runtime.seed`` up (the split's seed stays put); with more than one seed, each figure's
+    mean, standard deviation and range over the seeds follow.
     """
     import tempfile
 
@@ -25,26 +28,85 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, ou
     from tfrs_pipeline.pipeline import run_training
 
     config = apply_overrides(config or PipelineConfig(), {"data.source": source}).validate()
-    with tempfile.TemporaryDirectory() as folder:
-        trained = run_training(config, Path(folder) / "two-stage")
-    metrics = trained.metrics
-    ablation = metrics["ablation"]
-    served, retrieval = ablation["two-stage, as served"], ablation["retrieval alone"]
-    print(format_ablation(ablation))
-    print(f"  two-stage / retrieval alone: NDCG@10 {served['ndcg_at_10'] / retrieval['ndcg_at_10']:.3f}x, "
-          f"hit rate@10 {served['hit_rate_at_10'] / retrieval['hit_rate_at_10']:.3f}x")
-    if "rmse" in metrics["ranking"]:
-        print(f"  ranking RMSE {metrics['ranking']['rmse']:.4f} (biased MF "
-              f"{metrics['baselines']['matrix_factorization']['ranking']['rmse']:.4f})")
-    else:
-        print(f"  ranking: {metrics['ranking']['note']}")
-    training = metrics["training"]
-    print(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating model {training['ranking_seconds']:.1f}, "
-          f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}")
-    results = {"data": source, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"), "training": training,
-               "seconds": trained.seconds}
-    write_results(results, out)
+    runs = []
+    for offset in range(seeds):
+        seed = config.runtime.seed + offset
+        log(f"== {source}: training seed {seed} ({offset + 1} of {seeds})")
+        seeded = apply_overrides(config, {"runtime.seed": seed}).validate()
+        with tempfile.TemporaryDirectory() as folder:
+            trained = run_training(seeded, Path(folder) / "two-stage", log=log)
+        metrics = trained.metrics
+        ablation = metrics["ablation"]
+        served, retrieval = ablation["two-stage, as served"], ablation["retrieval alone"]
+        log(format_ablation(ablation))
+        log(f"  two-stage / retrieval alone: NDCG@10 {served['ndcg_at_10'] / retrieval['ndcg_at_10']:.3f}x, "
+            f"hit rate@10 {served['hit_rate_at_10'] / retrieval['hit_rate_at_10']:.3f}x")
+        mf = metrics["baselines"]["matrix_factorization"]["ranking"]
+        if "rmse" in metrics["ranking"]:
+            log(f"  ranking RMSE {metrics['ranking']['rmse']:.4f} (biased MF {mf['rmse']:.4f})")
+        else:
+            log(f"  ranking: {metrics['ranking']['note']}")
+        training = metrics["training"]
+        peak = max(phase["peak_rss_mib"] for phase in training["phases"].values()) / 1024
+        log(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating model {training['ranking_seconds']:.1f}, "
+            f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}, "
+            f"peak {peak:.1f} GiB")
+        runs.append({"seed": seed, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"),
+                     "mf_rmse": mf.get("rmse"), "training": training, "seconds": trained.seconds, "peak_gib": peak})
+    results = {"data": source, "seeds": [run["seed"] for run in runs], "runs": runs}
+    if seeds > 1:
+        results["summary"] = summarize_runs(runs)
+        log(format_summary(source, results["seeds"], results["summary"]))
+    if seeds == 1:  # the single run's figures where they always were
+        results.update({key: runs[0][key] for key in ("ablation", "ranking_rmse", "training", "seconds")})
+    write_results(results, out, log)
     return results
+
+
+def _spread(values) -> dict[str, float]:
+    values = np.asarray(values, np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(values.min()), "max": float(values.max())}
+
+
+def summarize_runs(runs: list[dict]) -> dict:
+    """Mean, sample standard deviation, min and max over the runs of every ablation figure, the RMSEs,
+    two-stage / EASE, wall seconds and peak memory."""
+    summary = {"ablation": {name: {metric: _spread([run["ablation"][name][metric] for run in runs])
+                                   for metric in ("hit_rate_at_10", "recall_at_10", "ndcg_at_10")}
+                            for name in runs[0]["ablation"]}}
+    if "EASE" in runs[0]["ablation"]:
+        summary["two_stage_over_ease_ndcg"] = _spread(
+            [run["ablation"]["two-stage, as served"]["ndcg_at_10"] / run["ablation"]["EASE"]["ndcg_at_10"] for run in runs])
+    if runs[0]["ranking_rmse"] is not None:
+        summary["ranking_rmse"] = _spread([run["ranking_rmse"] for run in runs])
+        summary["mf_rmse"] = _spread([run["mf_rmse"] for run in runs])
+    summary["seconds"] = _spread([run["seconds"] for run in runs])
+    summary["peak_gib"] = _spread([run["peak_gib"] for run in runs])
+    return summary
+
+
+def format_summary(source: str, seeds: list[int], summary: dict) -> str:
+    """The summary as a table: mean +- standard deviation [min, max] of each figure."""
+    def cell(spread, digits=4):
+        return f"{spread['mean']:.{digits}f} +- {spread['std']:.{digits}f}"
+
+    width = max(len(name) for name in summary["ablation"])
+    lines = ["", f"{source}, training seeds {', '.join(map(str, seeds))}: mean +- standard deviation over the seeds",
+             f"  {'top 10, seen excluded':<{width}}  {'hit rate@10':>17}  {'NDCG@10':>17}  NDCG@10 range"]
+    for name, figures in summary["ablation"].items():
+        ndcg = figures["ndcg_at_10"]
+        lines.append(f"  {name:<{width}}  {cell(figures['hit_rate_at_10']):>17}  {cell(ndcg):>17}  "
+                     f"[{ndcg['min']:.4f}, {ndcg['max']:.4f}]")
+    if "two_stage_over_ease_ndcg" in summary:
+        ratio = summary["two_stage_over_ease_ndcg"]
+        lines.append(f"  two-stage / EASE NDCG@10: {cell(ratio, 3)}x [{ratio['min']:.3f}, {ratio['max']:.3f}]")
+    if "ranking_rmse" in summary:
+        lines.append(f"  RMSE: rating model {cell(summary['ranking_rmse'])} "
+                     f"[{summary['ranking_rmse']['min']:.4f}, {summary['ranking_rmse']['max']:.4f}], "
+                     f"biased MF {cell(summary['mf_rmse'])}")
+    lines.append(f"  whole run: {cell(summary['seconds'], 0)} s, peak {summary['peak_gib']['max']:.1f} GiB")
+    return "\n".join(lines)
 
 
 def compare_rating_model(source: str, *, epochs: int = 30, config: PipelineConfig | None = None):

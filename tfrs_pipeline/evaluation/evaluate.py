@@ -84,7 +84,8 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         rating_scale: lowest and highest rating, for the baselines' predictions.
         mf_factors: the matrix factorization baseline's factors.
         mf_regularization: its L2 penalty.
-        with_ease: add the EASE baseline to the ablation (skipped above 20,000 movies).
+        with_ease: add the EASE baseline to the ablation, fitted over the movies rated in ``train``
+            (skipped above :data:`~tfrs_pipeline.ranking.neighbours.EASE_MAX_CATALOG` of them).
         log: where progress lines go.
 
     Examples:
@@ -144,8 +145,11 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
                                        rating_scale=tuple(rating_scale)).fit(train)
         mf_ranking = {"rmse": rmse(mf.predict(test_users, test_movies), test["rating"])}
     metrics["ablation"]["most popular"] = _at_10(popular["excluding_seen"])
-    if with_ease and len(catalog_ids) <= EASE_MAX_CATALOG:
-        log("evaluating: EASE (closed form, lambda 200)")
+    rated = int(np.isin(np.asarray(catalog_ids).astype(str), distinct_ids(train["movie_id"])).sum())
+    if with_ease and rated > EASE_MAX_CATALOG:
+        log(f"evaluating: EASE left out of the ablation: {rated:,} rated movies, above the {EASE_MAX_CATALOG:,} it is fitted on")
+    elif with_ease:
+        log(f"evaluating: EASE (closed form, lambda 200, over the {rated:,} rated movies)")
         seen = SeenMovies(Vocabularies(list(users_of(train)), [], [], [], [], []), catalog_ids, train)
         ease = ease_recommender(train, catalog_ids, seen)
         lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
