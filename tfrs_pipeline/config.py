@@ -239,6 +239,15 @@ class RankerConfig:
         neighbours: item-item weights kept per movie for the item-item feature.
         item_model: ``ease`` (over every rated movie), ``cosine`` (ItemKNN) or ``auto`` (EASE over the
             20,000 most-rated movies, ItemKNN for the other rated movies).
+        item_candidates: movies the item-item model adds to retrieval's candidates (its best-scored
+            ones not retrieved already), so the ranker can reach movies retrieval missed; 0: none.
+            Used where the users x catalog item-item scores are stored in the model (up to 16M cells).
+        cross_fit_folds: besides the hold-out's lists, train on cross-fitted lists from every
+            training user: the fitting part is dealt into this many folds, and retrieval and the
+            rating model are trained again without each fold to propose and score its lists
+            (:mod:`~tfrs_pipeline.ranking.cross_fit`); 0: the hold-out's lists only.
+        cross_fit_max_users: cross-fit only while the training side has at most this many users
+            (each fold is a training of both models; more users give the hold-out lists enough).
     """
 
     enabled: bool = True
@@ -249,6 +258,9 @@ class RankerConfig:
     patience: int = 10
     neighbours: int = 256
     item_model: str = "auto"
+    item_candidates: int = 100
+    cross_fit_folds: int = 0
+    cross_fit_max_users: int = 10_000
 
 
 @dataclass
@@ -393,6 +405,9 @@ INT_RANGES = {
     "ranker.epochs": (1, 100_000),
     "ranker.patience": (0, 100_000),
     "ranker.neighbours": (1, 100_000),
+    "ranker.item_candidates": (0, 100_000),
+    "ranker.cross_fit_folds": (0, 20),
+    "ranker.cross_fit_max_users": (0, 1_000_000_000),
     "serving.num_candidates": (1, 100_000),
     "serving.k": (1, 100_000),
     "runtime.seed": (0, 2**31 - 1),

@@ -41,7 +41,14 @@ from tfrs_pipeline.features.dataset import Prepared, prepare
 from tfrs_pipeline.ids import rows_per_block
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking.blend import choose_rating_weight, logit_scale
-from tfrs_pipeline.ranking.list_ranker import MATERIALIZE_LIMIT, candidate_lists, train_list_ranker
+from tfrs_pipeline.ranking.cross_fit import cross_fit_lists
+from tfrs_pipeline.ranking.list_ranker import (
+    MATERIALIZE_LIMIT,
+    add_item_item_candidates,
+    candidate_lists,
+    make_list_ranker,
+    train_list_ranker,
+)
 from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matrix_factorization, train_rating_model
 from tfrs_pipeline.recommender import Recommender
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
@@ -77,6 +84,8 @@ class FittedStages:
     replicas: int = 1
     #: The rating model's stacked matrix factorization (:func:`~tfrs_pipeline.ranking.rating.stack_matrix_factorization`).
     rating_stack: dict | None = None
+    #: The list ranker's training lists: how many, and the validation ratings among their candidates by source.
+    ranker_candidates: dict | None = None
 
     @property
     def list_ranker_model(self):
@@ -175,20 +184,35 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
         scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
         weight, recall = choose_rating_weight(retriever, rating.model, prepared.validation, config.serving.num_candidates,
                                               scale, k=config.serving.k)
-        list_ranker = None
+        list_ranker, found = None, None
         if config.ranker.enabled and len(prepared.validation):
             lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates,
                                     batch_users=rows_per_block(len(prepared.movies.movie_ids), 1024))
-            log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies, "
-                f"{int(lists.labels.sum()):,} of {int(lists.relevant.sum()):,} validation ratings among the candidates")
-            embeddings = model.candidate_embeddings()[:, : config.retrieval.embedding_dim].numpy()
-            list_ranker = train_list_ranker(rating.model, prepared, embeddings, lists, scale, config.ranker,
+            candidates = model.candidate_embeddings()
+            ranker = make_list_ranker(rating.model, prepared, candidates[:, : config.retrieval.embedding_dim].numpy(),
+                                      scale, config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy)
+            lists = add_item_item_candidates(ranker, lists, retriever, prepared.validation)
+            found = {"lists": len(lists), **lists.found()}
+            log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies "
+                + (f"({config.serving.num_candidates} retrieved, up to {ranker.item_candidates} added by the item-item "
+                   "model)" if ranker.item_candidates else "(retrieved)")
+                + f"; of {found['relevant']:,} validation ratings, {found['retrieval']:,} are among the retrieved"
+                + (f", {found['item_item_added']:,} more among the added" if ranker.item_candidates else ""))
+            if config.ranker.item_candidates and not ranker.item_candidates:
+                log("list ranker: no item-item candidates (users x catalog is over the "
+                    f"{MATERIALIZE_LIMIT:,}-cell limit of the stored item-item scores)")
+            cross_fitted = cross_fit_lists(prepared, run.data, config, scale, strategy=strategy, log=log)
+            if cross_fitted is not None:
+                found["cross_fit"] = {**cross_fitted.found, "kept": len(cross_fitted), "seconds": cross_fitted.seconds}
+                log(f"list ranker: {len(cross_fitted):,} cross-fitted lists besides the hold-out's "
+                    f"({cross_fitted.seconds:.0f} s for {config.ranker.cross_fit_folds} folds)")
+            list_ranker = train_list_ranker(rating.model, prepared, None, lists, scale, config.ranker,
                                             seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
                                             log_dir=model_dir.logs("list_ranking") if model_dir else None,
-                                            backup=backup("list_ranking"))
+                                            backup=backup("list_ranking"), model=ranker, cross_fitted=cross_fitted)
             log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}; item-item feature: "
                 f"{list_ranker.model.item_model_description}")
-    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack)
+    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found)
 
 
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
@@ -214,6 +238,8 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
             log(f"list ranker: item-item scores of {users:,} users x {movies:,} movies "
                 + (f"stored for serving ({cells * 4 / 2**20:,.1f} MiB)" if stored
                    else f"computed per request ({cells:,} cells is over the {MATERIALIZE_LIMIT:,}-cell limit)"))
+            if not stored:
+                stages.list_ranker_model.item_candidates = 0  # they read the stored scores
         _export(run, stages, model_dir)
 
 
@@ -258,6 +284,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "rating_stack": stages.rating_stack,
+        "list_ranker_candidates": stages.ranker_candidates,
         "devices": describe_devices(),
         "gpu_peak_mib": gpu_memory_peaks(),  # per GPU, over the whole run; empty on a CPU
         "replicas": stages.replicas,

@@ -5,7 +5,9 @@ the retrieval stage proposes its top ``N`` movies with the user's fitting-part m
 excluded, from a query built on the fitting part alone; a candidate is relevant (label
 1) where the user went on to rate it in the hold-out. The retrieval model never trained
 on those ratings and never saw them in a history, so the candidates and their scores
-look as they will at serving time.
+look as they will at serving time. The item-item model then adds its best-scored movies
+that retrieval did not return (:func:`add_item_item_candidates`, ``ranker.item_candidates``),
+so the ranker can reach movies retrieval missed; serving merges the two sources the same way.
 
 :class:`ListRanker` is a ``tfrs.Model`` with two heads:
 
@@ -54,7 +56,9 @@ from tfrs_pipeline.training.loop import TrainingResult, fit, in_float32
 FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating", "predicted rating minus the list's mean",
             "log(1 + training ratings of the movie)", "movie's shrunk mean rating", "log(1 + user's history length)",
             "genre match with the user's history", "mean cosine to the user's rated movies",
-            "item-item score from the user's rated movies (EASE or ItemKNN)", "the same per rated movie")
+            "item-item score from the user's rated movies (EASE or ItemKNN)", "the same per rated movie",
+            "retrieved by the two-tower model (0: added by the item-item model)",
+            "retrieval logit as a z-score within the list", "item-item score as a z-score within the list")
 
 
 #: Largest lists x catalog flag table (float32 cells) the item-item score builds; above it, a binary search.
@@ -64,8 +68,6 @@ _DENSE_LOOKUP_LIMIT = 32_000_000
 #: it the exported model computes them per request.
 MATERIALIZE_LIMIT = 16_000_000
 
-#: Item-item score cells computed per step while materializing (bounds the [users, catalog, neighbours] temporaries).
-_MATERIALIZE_STEP = 8_000_000
 
 
 @dataclass
@@ -78,6 +80,8 @@ class CandidateLists:
         retrieval_scores: their index scores [lists, N] (``-inf`` past the user's unseen movies).
         labels: 1.0 where the user rated the candidate in the hold-out [lists, N].
         relevant: how many hold-out movies each user has, retrieved or not [lists].
+        retrieved: True where the two-tower model proposed the candidate, False where the
+            item-item model added it [lists, N] (None: every candidate was retrieved).
     """
 
     user_ids: np.ndarray
@@ -85,13 +89,24 @@ class CandidateLists:
     retrieval_scores: np.ndarray
     labels: np.ndarray
     relevant: np.ndarray
+    retrieved: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user_ids)
 
     def take(self, rows: np.ndarray) -> CandidateLists:
         return CandidateLists(self.user_ids[rows], self.movie_ids[rows], self.retrieval_scores[rows], self.labels[rows],
-                              self.relevant[rows])
+                              self.relevant[rows], None if self.retrieved is None else self.retrieved[rows])
+
+    @property
+    def retrieved_mask(self) -> np.ndarray:
+        return np.ones(self.movie_ids.shape, bool) if self.retrieved is None else self.retrieved
+
+    def found(self) -> dict[str, int]:
+        """Hold-out ratings among the candidates: by the two-tower model, added by the item-item model, both."""
+        hits = self.labels > 0
+        return {"retrieval": int((hits & self.retrieved_mask).sum()), "item_item_added": int((hits & ~self.retrieved_mask).sum()),
+                "merged": int(hits.sum()), "relevant": int(self.relevant.sum())}
 
 
 def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch_users: int = 1024) -> CandidateLists:
@@ -148,11 +163,13 @@ class ListRanker(tfrs.Model):
         prepared: vocabularies and the fitting part's tables (popularity, histories).
         embeddings: candidate-tower embeddings of the catalog [movies, dim] (their direction is used).
         scale: retrieval score -> logit factor.
-        config: ``list_hidden_units`` of the relevance MLP.
+        config: ``list_hidden_units`` of the relevance MLP, the item-item model and ``item_candidates``.
+        candidate_vectors: the index's candidate embeddings [movies, full dim], whose dot product
+            with a query is the retrieval score; without them no item-item candidates are added.
     """
 
     def __init__(self, rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
-                 config: RankerConfig) -> None:
+                 config: RankerConfig, candidate_vectors: np.ndarray | None = None) -> None:
         super().__init__()
         self.rating_model = rating_model
         self.rating_model.trainable = False
@@ -187,6 +204,13 @@ class ListRanker(tfrs.Model):
         # Every (user, movie) item-item score, filled at export by materialize_neighbour_scores; empty: computed per call.
         self.neighbour_table = tf.Variable(tf.zeros([0, 0]), trainable=False, shape=[None, None],
                                            name="item_item_scores")
+        # Item-item candidates: each catalog row's id and retrieval candidate vector (row 0: none).
+        self.item_candidates = int(config.item_candidates) if candidate_vectors is not None else 0
+        vectors = np.zeros((len(prepared.movies.movie_ids), 1), np.float32) if candidate_vectors is None else candidate_vectors
+        self.candidate_vectors = tf.Variable(np.vstack([np.zeros((1, vectors.shape[1])), vectors]).astype(np.float32),
+                                             trainable=False, name="candidate_vectors")
+        self.row_ids = tf.Variable(np.concatenate([[""], np.asarray(prepared.movies.movie_ids).astype(str)]),
+                                   trainable=False, name="catalog_row_ids")
         self.use_tables(prepared.movies, prepared.users)
         self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
         layers = [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
@@ -211,8 +235,10 @@ class ListRanker(tfrs.Model):
     def materialize_neighbour_scores(self, limit: int = MATERIALIZE_LIMIT) -> bool:
         """Stores every (user, movie) item-item score, so that a ranked list reads its scores instead
         of looking up each candidate's neighbours among the user's rated movies (at 100K ratings, a
-        third of a serving call's op time). The stored scores are the ones :meth:`neighbour_scores`
-        computes, bit for bit. Call it after :meth:`use_tables`.
+        third of a serving call's op time), and the item-item model can propose candidates. The
+        stored scores are the ones :meth:`neighbour_scores` computes, up to float rounding: the
+        users x catalog 0/1 history matrix times the kept weights, one sparse product. Call it
+        after :meth:`use_tables`.
 
         Returns:
             True if stored; False where users x catalog is over ``limit`` cells (scores stay per call).
@@ -221,14 +247,16 @@ class ListRanker(tfrs.Model):
         users, rows = int(tf.size(self.history_splits)) - 1, int(tf.shape(self.neighbours)[0])
         if users * rows > limit:
             return False
-        step = max(1, _MATERIALIZE_STEP // (rows * int(tf.shape(self.neighbours)[1])))
-        every_movie = tf.range(rows, dtype=tf.int64)
-        blocks = []
-        for start in range(0, users, step):
-            user_rows = tf.range(start, min(start + step, users), dtype=tf.int64)
-            movie_rows = tf.tile(every_movie[None, :], [tf.size(user_rows), 1])
-            blocks.append(self._computed_neighbour_scores(user_rows, movie_rows))
-        self.neighbour_table.assign(tf.concat(blocks, axis=0))
+        history = sparse.csr_matrix((np.ones(int(tf.size(self.history_rows)), np.float32), self.history_rows.numpy(),
+                                     self.history_splits.numpy()), shape=(users, rows))
+        history.sum_duplicates()
+        history.data = (history.indices > 0).astype(np.float32)  # a movie rated twice counts once; an unknown one not at all
+        history.eliminate_zeros()
+        neighbours, weights = self.neighbours.numpy(), self.neighbour_weights.numpy()
+        kept = neighbours > 0
+        targets = np.broadcast_to(np.arange(rows)[:, None], neighbours.shape)
+        incoming = sparse.csr_matrix((weights[kept], (neighbours[kept], targets[kept])), shape=(rows, rows))
+        self.neighbour_table.assign(np.asarray((history @ incoming).toarray(), np.float32))
         return True
 
     def _history(self, user_rows: tf.Tensor) -> tf.RaggedTensor:
@@ -288,8 +316,47 @@ class ListRanker(tfrs.Model):
         found = tf.cond(batch * rows <= _DENSE_LOOKUP_LIMIT, dense_lookup, sorted_lookup)  # [batch, N, k] 0 or 1
         return tf.reduce_sum(found * tf.gather(self.neighbour_weights, movie_rows), axis=2)
 
-    def features(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor):
-        """The relevance features [batch, N, len(FEATURES)], predicted ratings [batch, N] and the valid-slot mask."""
+    def add_item_item_candidates(self, user_id: tf.Tensor, queries: tf.Tensor, movie_ids: tf.Tensor,
+                                 retrieval_scores: tf.Tensor, exclude: tf.RaggedTensor | None = None):
+        """Appends to each list the ``item_candidates`` movies with the highest item-item scores that it
+        does not hold and ``exclude`` does not name, with their retrieval scores (``queries`` . candidate).
+
+        Reads the stored item-item table (:meth:`materialize_neighbour_scores`). An added slot is
+        empty (score ``-inf``) where its item-item score is not positive, and for unknown users.
+
+        Args:
+            user_id: [batch]; queries: their retrieval queries [batch, full dim].
+            movie_ids, retrieval_scores: retrieval's candidates [batch, N].
+            exclude: catalog positions never to add (the seen movies), one ragged row per user.
+
+        Returns:
+            ``(movie_ids, retrieval_scores, retrieved)`` [batch, N + item_candidates]; ``retrieved``
+            is False on the added slots.
+        """
+        user_rows = tf.cast(self.user_lookup(user_id), tf.int64)
+        table = tf.gather(self.neighbour_table, user_rows)  # [batch, catalog + 1]
+        batch, width = tf.shape(table, out_type=tf.int64)[0], tf.shape(movie_ids, out_type=tf.int64)[1]
+        # Never row 0 (unknown), a movie already in the list, or an excluded one.
+        taken = [tf.stack([tf.range(batch), tf.zeros([batch], tf.int64)], axis=1),
+                 tf.stack([tf.repeat(tf.range(batch), width), tf.reshape(self.catalog_lookup(movie_ids), [-1])], axis=1)]
+        if exclude is not None:
+            taken.append(tf.stack([exclude.value_rowids(), tf.cast(exclude.flat_values, tf.int64) + 1], axis=1))
+        taken = tf.concat(taken, axis=0)
+        table = tf.tensor_scatter_nd_update(table, taken, tf.fill(tf.shape(taken)[:1], tf.constant(-np.inf)))
+        item_scores, rows = tf.math.top_k(table, k=tf.minimum(self.item_candidates, tf.shape(table)[1] - 1))
+        logits = tf.einsum("bd,bmd->bm", tf.cast(queries, tf.float32), tf.gather(self.candidate_vectors, rows))
+        usable = (item_scores > 0) & (user_rows > 0)[:, None]
+        added = tf.shape(rows)[1]
+        return (tf.concat([movie_ids, tf.gather(self.row_ids, rows)], axis=1),
+                tf.concat([retrieval_scores, tf.where(usable, logits, tf.constant(-np.inf))], axis=1),
+                tf.concat([tf.ones(tf.shape(movie_ids), tf.bool), tf.zeros([batch, added], tf.bool)], axis=1))
+
+    def features(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor,
+                 retrieved: tf.Tensor | None = None):
+        """The relevance features [batch, N, len(FEATURES)], predicted ratings [batch, N] and the valid-slot mask.
+
+        ``retrieved`` [batch, N]: False on the slots the item-item model added (default: none).
+        """
         valid = tf.math.is_finite(retrieval_scores)
         logits = tf.where(valid, retrieval_scores * self.scale, 0.0)
         best = tf.reduce_max(tf.where(valid, logits, -1e9), axis=1, keepdims=True)
@@ -307,14 +374,23 @@ class ListRanker(tfrs.Model):
                                tf.gather(self.embedding_profile, user_rows))
         activity = tf.repeat(tf.gather(self.activity, user_rows)[:, None], width, axis=1)
         neighbour = self.neighbour_scores(user_rows, movie_rows)
+        retrieved = tf.ones_like(valid) if retrieved is None else retrieved
+
+        def z_score(values):  # within each list's valid slots: the per-user scale of the two sources' scores
+            mean = tf.reduce_sum(tf.where(valid, values, 0.0), axis=1, keepdims=True) / valid_count
+            spread = tf.reduce_sum(tf.where(valid, tf.square(values - mean), 0.0), axis=1, keepdims=True) / valid_count
+            return tf.where(valid, (values - mean) / tf.sqrt(spread + 1e-6), 0.0)
+
         columns = [logits, logits - best, predicted, predicted - mean_predicted, tf.gather(self.popularity, movie_rows),
                    tf.gather(self.mean_rating, movie_rows), activity, genre_match, similarity, neighbour,
-                   neighbour / tf.maximum(tf.math.expm1(activity), 1.0)]
+                   neighbour / tf.maximum(tf.math.expm1(activity), 1.0), tf.cast(retrieved, tf.float32),
+                   z_score(logits), z_score(neighbour)]
         return tf.stack(columns, axis=-1), predicted, valid
 
-    def score(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor, training: bool = False):
+    def score(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor, training: bool = False,
+              retrieved: tf.Tensor | None = None):
         """Relevance scores [batch, N] (``-inf`` on empty slots) and predicted ratings [batch, N]."""
-        features, predicted, valid = self.features(user_id, movie_ids, retrieval_scores)
+        features, predicted, valid = self.features(user_id, movie_ids, retrieval_scores, retrieved)
         return self.score_features(features, valid, training=training), predicted
 
     def score_features(self, features: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -334,7 +410,7 @@ class ListRanker(tfrs.Model):
         for start in range(0, len(lists), batch_lists):
             part = lists.take(np.arange(start, min(start + batch_lists, len(lists))))
             computed, _, mask = self.features(tf.constant(part.user_ids.astype(str)), tf.constant(part.movie_ids),
-                                              tf.constant(part.retrieval_scores))
+                                              tf.constant(part.retrieval_scores), tf.constant(part.retrieved_mask))
             features.append(computed.numpy())
             valid.append(mask.numpy())
         if not features:
@@ -378,11 +454,66 @@ def split_lists(lists: CandidateLists, stop_fraction: float, seed: int) -> tuple
     return lists.take(np.sort(shuffled[stop:])), lists.take(np.sort(shuffled[:stop]))
 
 
+def pad_slots(array: np.ndarray, width: int) -> np.ndarray:
+    """``array`` [lists, slots, ...] with empty slots (zeros, False) appended up to ``width``."""
+    return np.pad(array, [(0, 0), (0, width - array.shape[1])] + [(0, 0)] * (array.ndim - 2))
+
+
+def make_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
+                     config: RankerConfig, *, candidate_vectors: np.ndarray | None = None,
+                     strategy: tf.distribute.Strategy | None = None) -> ListRanker:
+    """A :class:`ListRanker` over the fitting part's tables, in float32, in ``strategy``'s scope."""
+    with (strategy or tf.distribute.get_strategy()).scope():
+        # In float32 whatever the precision policy: its few features are scores and counts, not embeddings.
+        return in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors))
+
+
+def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever, holdout: pd.DataFrame,
+                             batch_users: int = 256) -> CandidateLists:
+    """``lists`` with the item-item model's candidates appended (:meth:`ListRanker.add_item_item_candidates`),
+    labelled against ``holdout``.
+
+    The item-item scores come from the ranker's current (fitting-part) tables, stored first; where
+    the users x catalog table is over the limit, nothing is added and ``model.item_candidates``
+    becomes 0, so that serving matches training.
+
+    Args:
+        retriever: the :class:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever` that made
+            ``lists`` (its queries score the added movies; its seen movies are never added).
+    """
+    if not model.item_candidates or not len(lists):
+        return lists
+    if not model.materialize_neighbour_scores():
+        model.item_candidates = 0
+        return lists
+    ids, scores, retrieved = [], [], []
+    for start in range(0, len(lists), batch_users):
+        users = tf.constant(lists.user_ids[start : start + batch_users].astype(str))
+        merged = model.add_item_item_candidates(users, retriever.query_tower.serve(users),
+                                                tf.constant(lists.movie_ids[start : start + batch_users]),
+                                                tf.constant(lists.retrieval_scores[start : start + batch_users]),
+                                                retriever.seen(users))
+        ids.append(merged[0].numpy().astype(str))
+        scores.append(merged[1].numpy())
+        retrieved.append(merged[2].numpy())
+    ids, scores, retrieved = np.concatenate(ids), np.concatenate(scores), np.concatenate(retrieved)
+    pairs = set(zip(holdout["user_id"].astype(str), holdout["movie_id"].astype(str)))
+    labels = np.array([[(user, movie) in pairs for movie in row] for user, row in zip(lists.user_ids, ids)], np.float32)
+    labels = labels.reshape(ids.shape) * np.isfinite(scores)  # an empty slot is never relevant
+    return CandidateLists(lists.user_ids, ids, scores, labels, lists.relevant, retrieved)
+
+
 def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, lists: CandidateLists,
                       scale: float, config: RankerConfig, *, seed: int = 7, log_dir: str | Path | None = None,
                       verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
-                      backup: StageBackup | None = None) -> TrainingResult:
+                      backup: StageBackup | None = None, model: ListRanker | None = None,
+                      cross_fitted=None) -> TrainingResult:
     """Trains the relevance head on ``lists``; early-stops on NDCG@10 of a fifth of their users (best weights kept).
+
+    Args:
+        model: the ranker to train (default: a new one, :func:`make_list_ranker`).
+        cross_fitted: more training lists' features (:class:`~tfrs_pipeline.ranking.cross_fit.CrossFitLists`);
+            early stopping stays on the hold-out's lists, the ones made as serving makes them.
 
     Returns:
         The :class:`ListRanker`, its per-epoch history, seconds and lists per second.
@@ -390,22 +521,27 @@ def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings:
     tf.keras.utils.set_random_seed(seed)
     train, stop = split_lists(lists, 0.2, seed)
     strategy = strategy or tf.distribute.get_strategy()
+    if model is None:
+        model = make_list_ranker(rating_model, prepared, embeddings, scale, config, strategy=strategy)
+    features, valid = model.list_features(train)
+    labels = train.labels.astype(np.float32)
+    if cross_fitted is not None and len(cross_fitted):
+        width = max(features.shape[1], cross_fitted.features.shape[1])
+        features = np.concatenate([pad_slots(features, width), pad_slots(cross_fitted.features, width)])
+        valid = np.concatenate([pad_slots(valid, width), pad_slots(cross_fitted.valid, width)])
+        labels = np.concatenate([pad_slots(labels, width), pad_slots(cross_fitted.labels.astype(np.float32), width)])
     with strategy.scope():
-        # In float32 whatever the precision policy: its few features are scores and counts, not embeddings.
-        model = in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config))
-        features, valid = model.list_features(train)
-        if len(train):
+        if len(labels):
             model.normalization.adapt(features[valid])
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    if not len(train):
+    if not len(labels):
         return TrainingResult(model)
-    tensors = {"features": tf.constant(features), "valid": tf.constant(valid),
-               "labels": tf.constant(train.labels.astype(np.float32))}
-    dataset = shuffled_row_batches(len(train), config.batch_size, seed).map(
+    tensors = {"features": tf.constant(features), "valid": tf.constant(valid), "labels": tf.constant(labels)}
+    dataset = shuffled_row_batches(len(labels), config.batch_size, seed).map(
         lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     callbacks = [_ListValidation(stop, *model.list_features(stop))] if len(stop) else []
     return fit(model, dataset, None, epochs=config.epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
-               mode="max" if len(stop) else "min", patience=config.patience, examples=len(train), log_dir=log_dir,
+               mode="max" if len(stop) else "min", patience=config.patience, examples=len(labels), log_dir=log_dir,
                verbose=verbose, stage="list ranking", shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
                extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup)

@@ -10,7 +10,7 @@ predictions are clipped to the rating scale.
 
 Stacked on explicit ratings (``rating.stack_mf``): the served rating is
 ``clip(a * network + b * MF + c)``, where MF is biased matrix factorization fitted by ALS
-(:class:`~tfrs_pipeline.baselines.BiasedMatrixFactorization`) and ``a, b, c`` are fitted by
+(:class:`~tfrs_pipeline.ranking.factorization.BiasedMatrixFactorization`) and ``a, b, c`` are fitted by
 least squares on the validation hold-out, which neither model trained on
 (:func:`stack_matrix_factorization`). The two make different errors, so the blend beats both.
 
@@ -104,7 +104,7 @@ class RatingModel(tfrs.Model):
             self.history_pooling.set_history(users)
 
     def use_matrix_factorization(self, mf, vocab, weights) -> None:
-        """Stacks a fitted :class:`~tfrs_pipeline.baselines.BiasedMatrixFactorization`: served ratings become
+        """Stacks a fitted :class:`~tfrs_pipeline.ranking.factorization.BiasedMatrixFactorization`: served ratings become
         ``clip(weights[0] * network + weights[1] * mf + weights[2])``.
 
         Args:
@@ -230,8 +230,8 @@ def stack_matrix_factorization(model: RatingModel, prepared: Prepared, config: R
 
     import numpy as np
 
-    from tfrs_pipeline.baselines import BiasedMatrixFactorization
     from tfrs_pipeline.metrics import rmse
+    from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization
 
     if prepared.implicit or not config.stack_mf or not len(prepared.validation):
         return None
@@ -259,7 +259,7 @@ def refit_matrix_factorization(model: RatingModel, prepared: Prepared, config: R
     blend's weights; returns the seconds it took."""
     import time
 
-    from tfrs_pipeline.baselines import BiasedMatrixFactorization
+    from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization
 
     start = time.perf_counter()
     mf = BiasedMatrixFactorization(factors=config.mf_factors, regularization=config.mf_regularization,

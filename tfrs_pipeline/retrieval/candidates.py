@@ -61,7 +61,7 @@ class CandidateRetriever(tf.Module):
         known = self.query_tower.known(user_id)
         queries = self.query_tower.serve(user_id)
         if also_exclude is not None:
-            exclude = self._exclusions(also_exclude, self.seen(user_id) if exclude_seen else None)
+            exclude = self.exclusions(also_exclude, self.seen(user_id) if exclude_seen else None)
             scores, movie_ids = self.index.query_excluding(queries, exclude, k)
             return self._with_fallback(movie_ids, scores, known, exclude)
         if exclude_seen:
@@ -78,12 +78,12 @@ class CandidateRetriever(tf.Module):
         ``(movie_ids, scores, history_known [batch])``, the count of known movies per visitor.
         """
         history_known = tf.reduce_sum(tf.cast(positions >= 0, tf.int32), axis=1)
-        exclude = self._exclusions(positions)
+        exclude = self.exclusions(positions)
         scores, ids = self.index.query_excluding(self.query_tower.from_history(movie_ids), exclude, k)
         ids, scores, _ = self._with_fallback(ids, scores, history_known > 0, exclude)
         return ids, scores, history_known
 
-    def _exclusions(self, positions: tf.Tensor, seen: tf.RaggedTensor | None = None) -> tf.RaggedTensor:
+    def exclusions(self, positions: tf.Tensor, seen: tf.RaggedTensor | None = None) -> tf.RaggedTensor:
         """Catalog positions [batch, n] (-1 ignored), merged with ``seen``: sorted, unique, one row per query."""
         stride = tf.constant(2**31, tf.int64)
         positions = tf.cast(positions, tf.int64)
