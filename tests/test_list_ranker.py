@@ -171,7 +171,7 @@ def test_stored_item_item_scores_equal_the_computed_ones(ranker):
         model.use_tables(prepared.movies, prepared.users)
         assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
     finally:
-        model.neighbour_table.assign(tf.zeros([0, 0]))
+        model.use_tables(prepared.movies, prepared.users)
 
 
 def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen():

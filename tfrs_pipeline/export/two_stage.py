@@ -91,17 +91,15 @@ class TwoStagePipeline(tf.Module):
         return self.catalog_lookup(movie_ids) - 1
 
     def _two_stage(self, user_id, k, exclude_seen: bool, also_exclude=None):
-        movie_ids, retrieval_scores, known = self.retriever(user_id, self.num_candidates, exclude_seen, also_exclude)
+        movie_ids, retrieval_scores, known, queries, exclude = self.retriever.search(
+            user_id, self.num_candidates, exclude_seen, also_exclude)
         k = tf.minimum(k, tf.shape(movie_ids)[1])  # at most num_candidates, with or without added candidates
         if self.list_ranker is not None:
             retrieved = None
             if self.list_ranker.item_candidates:
                 # The item-item model's best movies that retrieval did not return (nor the excluded ones).
-                exclude = self.retriever.seen(user_id) if exclude_seen else None
-                if also_exclude is not None:
-                    exclude = self.retriever.exclusions(also_exclude, exclude)
                 movie_ids, retrieval_scores, retrieved = self.list_ranker.add_item_item_candidates(
-                    user_id, self.retriever.query_tower.serve(user_id), movie_ids, retrieval_scores, exclude)
+                    user_id, queries, movie_ids, retrieval_scores, exclude)
             scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores, retrieved=retrieved)
             # Unknown users keep the well-rated popular order the retriever gave them (added slots are empty for them).
             scores = tf.where(known[:, None], scores, retrieval_scores)

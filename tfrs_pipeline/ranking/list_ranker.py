@@ -231,6 +231,7 @@ class ListRanker(tfrs.Model):
         self.history_splits.assign(users.history_splits.astype(np.int64))
         self.history_rows.assign(history_catalog_rows(self.vocab, users, movies))
         self.neighbour_table.assign(tf.zeros([0, 0]))  # a stored table would hold the old histories' scores
+        self.scores_stored = False
 
     def materialize_neighbour_scores(self, limit: int = MATERIALIZE_LIMIT) -> bool:
         """Stores every (user, movie) item-item score, so that a ranked list reads its scores instead
@@ -257,6 +258,8 @@ class ListRanker(tfrs.Model):
         targets = np.broadcast_to(np.arange(rows)[:, None], neighbours.shape)
         incoming = sparse.csr_matrix((weights[kept], (neighbours[kept], targets[kept])), shape=(rows, rows))
         self.neighbour_table.assign(np.asarray((history @ incoming).toarray(), np.float32))
+        # Read where the graph is traced: an exported model reads the table without a branch.
+        self.scores_stored = True
         return True
 
     def _history(self, user_rows: tf.Tensor) -> tf.RaggedTensor:
@@ -281,14 +284,10 @@ class ListRanker(tfrs.Model):
     def neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
         """Item-item score [batch, N]: the kept weights to each candidate whose source movie the user rated
         (read from the stored table where :meth:`materialize_neighbour_scores` filled it)."""
-        table = self.neighbour_table
-
-        def stored():
-            user_rows64, movie_rows64 = tf.cast(user_rows, tf.int64), tf.cast(movie_rows, tf.int64)
-            cells = user_rows64[:, None] * tf.shape(table, out_type=tf.int64)[1] + movie_rows64
-            return tf.gather(tf.reshape(table, [-1]), cells)
-
-        return tf.cond(tf.size(table) > 0, stored, lambda: self._computed_neighbour_scores(user_rows, movie_rows))
+        if self.scores_stored:  # each user's row, then the candidates' cells: never the whole table
+            rows = tf.gather(self.neighbour_table, tf.cast(user_rows, tf.int64))
+            return tf.gather(rows, tf.cast(movie_rows, tf.int64), batch_dims=1)
+        return self._computed_neighbour_scores(user_rows, movie_rows)
 
     def _computed_neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
         history = self._history(user_rows)

@@ -58,17 +58,24 @@ class CandidateRetriever(tf.Module):
         placeholders in (-1, 0]. ``also_exclude`` [batch, n] holds catalog positions never to
         return besides the seen movies (-1: nothing).
         """
+        return self.search(user_id, k, exclude_seen, also_exclude)[:3]
+
+    def search(self, user_id: tf.Tensor, k: tf.Tensor, exclude_seen: bool = True, also_exclude: tf.Tensor | None = None):
+        """As calling the retriever, also returning the queries [batch, dim] and the excluded catalog
+        positions (ragged, one row per user; None where nothing is excluded), for a second source of
+        candidates to reuse."""
         known = self.query_tower.known(user_id)
         queries = self.query_tower.serve(user_id)
+        exclude = self.seen(user_id) if exclude_seen else None
         if also_exclude is not None:
-            exclude = self.exclusions(also_exclude, self.seen(user_id) if exclude_seen else None)
+            exclude = self.exclusions(also_exclude, exclude)
             scores, movie_ids = self.index.query_excluding(queries, exclude, k)
-            return self._with_fallback(movie_ids, scores, known, exclude)
-        if exclude_seen:
-            scores, movie_ids = self.index.query_excluding(queries, self.seen(user_id), k)
+            return (*self._with_fallback(movie_ids, scores, known, exclude), queries, exclude)
+        if exclude is not None:
+            scores, movie_ids = self.index.query_excluding(queries, exclude, k)
         else:
             scores, movie_ids = self.index(queries, k)
-        return self._with_fallback(movie_ids, scores, known)
+        return (*self._with_fallback(movie_ids, scores, known), queries, exclude)
 
     def from_history(self, movie_ids: tf.Tensor, positions: tf.Tensor, k: tf.Tensor):
         """Top ``k`` for visitors unknown to the model, from the movies each just rated [batch, n].
