@@ -187,3 +187,12 @@ assert "tensorflow" not in sys.modules, "TensorFlow was imported"
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_benchmark_item_item_prints_the_tables_seconds_and_peak_memory(capsys, tmp_path):
+    out = tmp_path / "item-item.json"
+    assert main(["benchmark", "item-item", "--data", "synthetic:60x40x800", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    row = json.loads(out.read_text())["item_item"][0]
+    assert row["kind"] == "ease" and row["movies"] == 40 and row["peak_mib"] >= row["peak_mib_before_table"] > 0
+    assert f"{row['model']}: {row['seconds']:.1f} s, peak" in printed

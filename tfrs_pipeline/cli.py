@@ -469,12 +469,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_benchmark(commands) -> None:
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale", "gpu"),
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale", "gpu", "item-item"),
                            help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
                                 "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
                                 "brute force vs ScaNN latency and recall on synthetic catalogs; scale: the whole training run at "
                                 "growing data sizes; gpu: the GPU path proven (CPU float32, default, mixed precision, "
-                                "mirrored; reload; device placement)")
+                                "mirrored; reload; device placement); item-item: seconds and peak memory of the ranker's "
+                                "item-item table per data set (--sizes, or --data)")
     _add_data_options(benchmark)
     benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -494,7 +495,7 @@ def _add_benchmark(commands) -> None:
     benchmark.add_argument("--inter-op-threads", type=_positive,
                            help="serving: the server's --inter-op-threads (default: TensorFlow's choice)")
     benchmark.add_argument("--sizes", type=_synthetic_sizes,
-                           help="scale and gpu: synthetic data sizes, comma-separated (default: scale 100k,1m,20m; "
+                           help="scale, gpu and item-item: synthetic data sizes, comma-separated (default: scale 100k,1m,20m; "
                                 "gpu 100k,1m)")
     benchmark.add_argument("--epochs", type=_positive,
                            help="most epochs for both stages (default: the configuration's)")
@@ -538,6 +539,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         for assignment in args.set or []:
             train_args += ["--set", assignment]
         benchmarks.benchmark_scale(tuple(args.sizes or ("100k", "1m", "20m")), train_args=train_args, out=args.out)
+    elif args.benchmark == "item-item":
+        sources = [f"synthetic:{size}" for size in args.sizes] if args.sizes else [config.data.source]
+        benchmarks.benchmark_item_item(tuple(sources), config=config, out=args.out)
     elif args.benchmark == "gpu":
         benchmarks.benchmark_gpu(tuple(args.sizes or ("100k", "1m")), epochs=args.epochs or 2, out=args.out)
     elif args.benchmark == "index":

@@ -9,12 +9,15 @@
   recall@100, build time and memory (:mod:`.index`).
 * ``scale``: the whole training run at growing data sizes, one process each: examples/s, seconds
   per epoch, peak memory per phase, export size, evaluation seconds (:mod:`.scale`).
+* ``item-item``: seconds and peak memory of the list ranker's item-item table per data set,
+  one process each (:mod:`.item_item`).
 * ``gpu``: the GPU path in one command: CPU float32, default, mixed precision and mirrored runs,
   each export reloaded in a fresh process, device placement checked (:mod:`.gpu`).
 """
 
 from tfrs_pipeline.benchmarks.gpu import benchmark_gpu, format_gpu_benchmark
 from tfrs_pipeline.benchmarks.index import benchmark_index, format_index_benchmark
+from tfrs_pipeline.benchmarks.item_item import benchmark_item_item
 from tfrs_pipeline.benchmarks.retrieval import (
            benchmark_retrieval,
            compare_retrieval_variants,
@@ -25,5 +28,5 @@ from tfrs_pipeline.benchmarks.scale import benchmark_scale, format_scale_benchma
 from tfrs_pipeline.benchmarks.serving import benchmark_serving, format_serving_benchmark
 from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_rating_model
 
-__all__ = ["benchmark_gpu", "format_gpu_benchmark", "benchmark_scale", "format_scale_benchmark", "benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_rating_model",
+__all__ = ["benchmark_gpu", "benchmark_item_item", "format_gpu_benchmark", "benchmark_scale", "format_scale_benchmark", "benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_rating_model",
            "compare_retrieval_variants", "profile_retrieval_step", "format_retrieval_benchmark", "format_serving_benchmark"]
