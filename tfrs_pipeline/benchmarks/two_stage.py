@@ -110,22 +110,37 @@ def format_summary(source: str, seeds: list[int], summary: dict) -> str:
 
 
 def compare_rating_model(source: str, *, epochs: int = 30, config: PipelineConfig | None = None):
-    """Test RMSE of the ranking model beside global mean, movie mean and biased matrix factorization."""
+    """Test RMSE of the rating model, as exported (stacked with matrix factorization) and its network
+    alone, beside global mean, movie mean and biased matrix factorization."""
     import pandas as pd
 
     from tfrs_pipeline.baselines import BiasedMatrixFactorization, movie_mean
-    from tfrs_pipeline.ranking.rating import predict_ratings, train_rating_model
+    from tfrs_pipeline.ranking.rating import (
+        predict_ratings,
+        refit_matrix_factorization,
+        stack_matrix_factorization,
+        train_rating_model,
+    )
 
     config = apply_overrides(config or PipelineConfig(), {"data.source": source, "rating.epochs": epochs}).validate()
     run = load_and_prepare(config)
     data, split, prepared = run.data, run.split, run.prepared
     test = split.test
     model = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=0).model
+    stack = stack_matrix_factorization(model, prepared, config.rating)  # on the hold-out, before it becomes history
+    model.use_history(prepared.full_users)  # as exported: every training rating is history
+    if stack is not None and stack["stacked"]:
+        refit_matrix_factorization(model, prepared, config.rating, split.train)
+    weights = model.stack_weights.numpy()
+    model.stack_weights.assign([1.0, 0.0, 0.0])
+    network = predict_ratings(model, test["user_id"], test["movie_id"])
+    model.stack_weights.assign(weights)
     mf = BiasedMatrixFactorization(factors=32, regularization=15.0, rating_scale=data.rating_scale).fit(split.train)
     predictions = {
         "global mean": np.full(len(test), split.train["rating"].mean()),
         "movie mean": movie_mean(split.train, test["movie_id"]),
         "biased matrix factorization (ALS, 32 factors)": mf.predict(test["user_id"], test["movie_id"]),
-        "ranking model": predict_ratings(model, test["user_id"], test["movie_id"]),
+        "rating network alone": network,
+        "rating model (stacked with MF, as exported)": predict_ratings(model, test["user_id"], test["movie_id"]),
     }
     return pd.DataFrame({"rmse": {name: rmse(p, test["rating"]) for name, p in predictions.items()}})

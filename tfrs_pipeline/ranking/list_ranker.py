@@ -209,8 +209,9 @@ class ListRanker(tfrs.Model):
         vectors = np.zeros((len(prepared.movies.movie_ids), 1), np.float32) if candidate_vectors is None else candidate_vectors
         self.candidate_vectors = tf.Variable(np.vstack([np.zeros((1, vectors.shape[1])), vectors]).astype(np.float32),
                                              trainable=False, name="candidate_vectors")
-        self.row_ids = tf.Variable(np.concatenate([[""], np.asarray(prepared.movies.movie_ids).astype(str)]),
-                                   trainable=False, name="catalog_row_ids")
+        # A constant, not a variable: a multi-worker strategy cannot broadcast string variables.
+        self.row_ids = tf.constant(np.concatenate([[""], np.asarray(prepared.movies.movie_ids).astype(str)]),
+                                   name="catalog_row_ids")
         self.use_tables(prepared.movies, prepared.users)
         self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
         layers = [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
