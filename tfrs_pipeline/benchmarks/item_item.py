@@ -17,6 +17,8 @@ import sys
 from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.config import PipelineConfig
 
+# Run with ``python -c`` rather than as this module: importing tfrs_pipeline.benchmarks loads
+# TensorFlow (about 0.5 GiB), which would count in the peak this process is there to measure.
 _MEASURE = """
 import json, sys, time
 from tfrs_pipeline.config import PipelineConfig, apply_overrides

@@ -125,11 +125,16 @@ def candidate_lists(retriever, holdout: pd.DataFrame, num_candidates: int, batch
         scores.append(retrieval_scores.numpy())
     ids = np.concatenate(ids) if ids else np.zeros((0, num_candidates), str)
     scores = np.concatenate(scores) if scores else np.zeros((0, num_candidates), np.float32)
-    pairs = set(zip(holdout["user_id"].astype(str), holdout["movie_id"].astype(str)))
-    labels = np.array([[(user, movie) in pairs for movie in row] for user, row in zip(users, ids)], np.float32)
-    labels = labels.reshape(ids.shape)
+    labels = holdout_labels(users, ids, holdout)
     relevant = holdout["user_id"].astype(str).value_counts().reindex(users).to_numpy()
     return CandidateLists(users, ids, scores, labels, relevant)
+
+
+def holdout_labels(users: np.ndarray, movie_ids: np.ndarray, holdout: pd.DataFrame) -> np.ndarray:
+    """1.0 where ``users[i]`` rated ``movie_ids[i, j]`` in ``holdout`` [lists, N], else 0.0."""
+    pairs = set(zip(holdout["user_id"].astype(str), holdout["movie_id"].astype(str)))
+    labels = np.array([[(user, movie) in pairs for movie in row] for user, row in zip(users, movie_ids)], np.float32)
+    return labels.reshape(movie_ids.shape)
 
 
 def history_catalog_rows(vocab: Vocabularies, users: UserTable, movies: MovieTable) -> np.ndarray:
@@ -497,9 +502,7 @@ def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever
         scores.append(merged[1].numpy())
         retrieved.append(merged[2].numpy())
     ids, scores, retrieved = np.concatenate(ids), np.concatenate(scores), np.concatenate(retrieved)
-    pairs = set(zip(holdout["user_id"].astype(str), holdout["movie_id"].astype(str)))
-    labels = np.array([[(user, movie) in pairs for movie in row] for user, row in zip(lists.user_ids, ids)], np.float32)
-    labels = labels.reshape(ids.shape) * np.isfinite(scores)  # an empty slot is never relevant
+    labels = holdout_labels(lists.user_ids, ids, holdout) * np.isfinite(scores)  # an empty slot is never relevant
     return CandidateLists(lists.user_ids, ids, scores, labels, lists.relevant, retrieved)
 
 

@@ -175,12 +175,17 @@ def ease_weights(ratings: sparse.spmatrix, regularization: float = EASE_REGULARI
     return inverse
 
 
-def rating_matrix(train: pd.DataFrame, catalog: pd.Index) -> sparse.csr_matrix:
-    """Users x catalog binary matrix of who rated what (movies outside the catalog are left out)."""
+def rating_matrix(train: pd.DataFrame, catalog: pd.Index, users: pd.Index | None = None) -> sparse.csr_matrix:
+    """Users x catalog binary matrix of who rated what (movies outside the catalog are left out).
+
+    Row ``i`` belongs to ``users[i]`` where ``users`` is given (every user of ``train`` must be
+    in it); otherwise rows are in no particular order (the co-rating counts do not depend on it).
+    """
     items = id_positions(catalog, train["movie_id"])
-    users = pd.factorize(train["user_id"])[0]  # any one row per user: the co-rating counts do not depend on it
+    rows = pd.factorize(train["user_id"])[0] if users is None else id_positions(users, train["user_id"])
     known = items >= 0
-    matrix = sparse.csr_matrix((np.ones(int(known.sum()), np.float32), (users[known], items[known])),
-                               shape=(int(users.max(initial=-1)) + 1, len(catalog)))
+    count = int(rows.max(initial=-1)) + 1 if users is None else len(users)
+    matrix = sparse.csr_matrix((np.ones(int(known.sum()), np.float32), (rows[known], items[known])),
+                               shape=(count, len(catalog)))
     matrix.data[:] = 1.0
     return matrix

@@ -231,13 +231,11 @@ def stack_matrix_factorization(model: RatingModel, prepared: Prepared, config: R
     import numpy as np
 
     from tfrs_pipeline.metrics import rmse
-    from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization
 
     if prepared.implicit or not config.stack_mf or not len(prepared.validation):
         return None
     start = time.perf_counter()
-    mf = BiasedMatrixFactorization(factors=config.mf_factors, regularization=config.mf_regularization,
-                                   rating_scale=tuple(prepared.rating_scale)).fit(prepared.train)
+    mf = _factorization(prepared, config).fit(prepared.train)
     holdout = prepared.validation
     network = predict_ratings(model, holdout["user_id"], holdout["movie_id"]).astype(np.float64)
     factorized = mf.predict(holdout["user_id"], holdout["movie_id"])
@@ -254,16 +252,21 @@ def stack_matrix_factorization(model: RatingModel, prepared: Prepared, config: R
     return record
 
 
+def _factorization(prepared: Prepared, config: RatingConfig):
+    """The stacked factorization, unfitted: ``rating.mf_factors``, ``rating.mf_regularization``, the data's scale."""
+    from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization
+
+    return BiasedMatrixFactorization(factors=config.mf_factors, regularization=config.mf_regularization,
+                                     rating_scale=tuple(prepared.rating_scale))
+
+
 def refit_matrix_factorization(model: RatingModel, prepared: Prepared, config: RatingConfig, train) -> float:
     """Refits the stacked factorization on ``train`` (the whole training side, at export), keeping the
     blend's weights; returns the seconds it took."""
     import time
 
-    from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization
-
     start = time.perf_counter()
-    mf = BiasedMatrixFactorization(factors=config.mf_factors, regularization=config.mf_regularization,
-                                   rating_scale=tuple(prepared.rating_scale)).fit(train)
+    mf = _factorization(prepared, config).fit(train)
     model.use_matrix_factorization(mf, prepared.vocab, model.stack_weights.numpy())
     return time.perf_counter() - start
 

@@ -69,13 +69,13 @@ class CandidateRetriever(tf.Module):
         exclude = self.seen(user_id) if exclude_seen else None
         if also_exclude is not None:
             exclude = self.exclusions(also_exclude, exclude)
-            scores, movie_ids = self.index.query_excluding(queries, exclude, k)
-            return (*self._with_fallback(movie_ids, scores, known, exclude), queries, exclude)
         if exclude is not None:
             scores, movie_ids = self.index.query_excluding(queries, exclude, k)
         else:
             scores, movie_ids = self.index(queries, k)
-        return (*self._with_fallback(movie_ids, scores, known), queries, exclude)
+        # Unknown users have no seen movies: only the per-call exclusions change their popular list.
+        fallback_exclude = exclude if also_exclude is not None else None
+        return (*self._with_fallback(movie_ids, scores, known, fallback_exclude), queries, exclude)
 
     def from_history(self, movie_ids: tf.Tensor, positions: tf.Tensor, k: tf.Tensor):
         """Top ``k`` for visitors unknown to the model, from the movies each just rated [batch, n].
