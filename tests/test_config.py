@@ -25,6 +25,7 @@ def test_toml_round_trip_keeps_every_value(tmp_path):
     ({"split.test_fraction": 1.5}, "split.test_fraction must be a number in (0, 1), got 1.5"),
     ({"rating.learning_rate": "inf"}, "rating.learning_rate must be a number in (0, 1000], got inf"),
     ({"ranker.learning_rate": 0}, "ranker.learning_rate must be a number in (0, 1000], got 0.0"),
+    ({"ranker.ease_regularization": -5}, "ranker.ease_regularization must be a number in (0, 1e+09], got -5.0"),
     ({"retrieval.embedding_dim": 10**8}, "retrieval.embedding_dim must be a whole number from 1 to 4,096, got 100000000"),
     ({"retrieval.embedding_dim": "99999999999999999999"}, "retrieval.embedding_dim must be a whole number from 1 to 4,096"),
     ({"rating.hidden_units": "-5"}, "rating.hidden_units must be a list of whole numbers from 1 to 65,536, got [-5]"),

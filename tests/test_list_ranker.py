@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from scipy import sparse
 
 from tfrs_pipeline.config import RankerConfig, RatingConfig, SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.split import split_ratings
 from tfrs_pipeline.features.dataset import prepare
-from tfrs_pipeline.ranking.list_ranker import FEATURES, ListRanker, candidate_lists, split_lists
+from tfrs_pipeline.ranking.list_ranker import FEATURES, ListRanker, candidate_lists, choose_item_weight, split_lists
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours
 from tfrs_pipeline.ranking.rating import RatingModel
 
@@ -98,6 +99,29 @@ def test_past_the_ease_limit_the_most_rated_movies_get_ease_and_the_rest_itemknn
         np.testing.assert_allclose(table.weights[row], source.weights[row], rtol=1e-5)
 
 
+def test_user_scores_are_ease_own_scores_where_the_matrix_is_kept_and_the_kept_weights_sums_elsewhere():
+    data = load_data("synthetic:120x60x2500")
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
+    rated = np.random.default_rng(5).random((7, len(catalog) + 1)) < 0.2
+    rated[:, 0] = False  # the unknown movie is never rated
+    history = sparse.csr_matrix(rated, dtype=np.float32)
+    x = np.zeros((120, len(catalog)))
+    x[pd.factorize(data.interactions["user_id"])[0], pd.Index(catalog).get_indexer(data.interactions["movie_id"])] = 1.0
+    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(len(catalog)))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    full = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", keep_ease=True)
+    scores = full.user_scores(history)
+    assert scores.shape == (7, len(catalog) + 1) and not scores[:, 0].any()
+    np.testing.assert_allclose(scores[:, 1:], history[:, 1:].toarray() @ b, rtol=1e-3, atol=1e-5)
+    # Without the matrix: the sums of each movie's 5 kept weights, which are not the whole score.
+    kept = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    assert kept.ease_matrix is None
+    expected = [[sum(w for n, w in zip(kept.neighbours[row], kept.weights[row]) if n and history[user, n])
+                 for row in range(len(catalog) + 1)] for user in range(7)]
+    np.testing.assert_allclose(kept.user_scores(history), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(kept.user_scores(history), scores, atol=1e-3)
+
 @pytest.fixture(scope="module")
 def ranker():
     data = load_data("synthetic:150x80x3000")
@@ -139,6 +163,20 @@ def test_an_untrained_ranker_keeps_retrieval_order_and_never_ranks_empty_slots(r
     assert predicted.shape == (2, 4)
 
 
+def test_the_ranker_starts_from_the_blend_of_its_two_sources_that_ranks_the_training_lists_best():
+    column = FEATURES.index("item-item score as a z-score within the list")
+    features = np.zeros((2, 4, len(FEATURES)), np.float32)
+    features[:, :, 0] = [[4.0, 3.0, 2.0, 1.0]] * 2  # retrieval prefers the first movie
+    features[:, :, column] = [[-1.0, -0.5, 0.5, 1.0]] * 2  # the item-item model the last
+    valid = np.ones((2, 4), bool)
+    relevant = np.ones(2, int)
+    weight, found = choose_item_weight(features, valid, np.array([[0, 0, 0, 1.0]] * 2), relevant, k=1)
+    # 4 is the smallest weight tried that puts it first (at 2 it ties with the third, which comes first).
+    assert found[0.0] == 0.0 and found[weight] == 1.0 and weight == 4.0
+    weight, found = choose_item_weight(features, valid, np.array([[1.0, 0, 0, 0]] * 2), relevant, k=1)
+    assert weight == 0.0 and found[0.0] == 1.0
+
+
 def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
     import tfrs_pipeline.ranking.list_ranker as list_ranking
 
@@ -151,26 +189,62 @@ def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
     assert np.abs(dense).sum() > 0
 
 
-def test_stored_item_item_scores_equal_the_computed_ones(ranker):
+def ease_scores(prepared, ratings: pd.DataFrame, histories: pd.DataFrame) -> np.ndarray:
+    """EASE (lambda 200) fitted on ``ratings``: x_u B of each user's ``histories`` [user rows, catalog rows],
+    nothing for unknown users (row 0) and movies (column 0)."""
+    users, catalog = pd.Index(prepared.vocab.user_ids), pd.Index(prepared.movies.movie_ids)
+
+    def matrix(frame):
+        x = np.zeros((len(users) + 1, len(catalog) + 1))
+        x[users.get_indexer(frame["user_id"]) + 1, catalog.get_indexer(frame["movie_id"]) + 1] = 1.0
+        return x
+
+    x = matrix(ratings)
+    rated = np.flatnonzero(x.sum(axis=0))
+    p = np.linalg.inv(x[:, rated].T @ x[:, rated] + 200.0 * np.eye(len(rated)))
+    b = np.zeros((len(catalog) + 1, len(catalog) + 1))
+    b[np.ix_(rated, rated)] = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return matrix(histories) @ b
+
+
+def test_stored_item_item_scores_are_ease_own_scores_of_each_users_history(ranker):
     prepared, model = ranker
     users = len(prepared.vocab.user_ids) + 1  # row 0: unknown users
     catalog = len(prepared.movies.movie_ids) + 1
     rng = np.random.default_rng(3)
-    user_rows = tf.constant(rng.integers(0, users, 40))
-    movie_rows = tf.constant(rng.integers(0, catalog, (40, 25)))
-    computed = model.neighbour_scores(user_rows, movie_rows).numpy()
+    user_rows = rng.integers(0, users, 40)
+    movie_rows = rng.integers(0, catalog, (40, 25))
+    computed = model.neighbour_scores(tf.constant(user_rows), tf.constant(movie_rows)).numpy()  # 16 kept weights
+    expected = ease_scores(prepared, prepared.train, prepared.train)[user_rows[:, None], movie_rows]
     try:
         assert not model.materialize_neighbour_scores(limit=users * catalog - 1)  # over the limit: nothing stored
         assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
         assert model.materialize_neighbour_scores(limit=users * catalog)
         assert tf.shape(model.neighbour_table).numpy().tolist() == [users, catalog]
-        stored = model.neighbour_scores(user_rows, movie_rows).numpy()
-        np.testing.assert_allclose(stored, computed, rtol=1e-5, atol=1e-6)
-        assert np.abs(stored).sum() > 0
+        stored = model.neighbour_scores(tf.constant(user_rows), tf.constant(movie_rows)).numpy()
+        np.testing.assert_allclose(stored, expected, rtol=1e-3, atol=1e-5)
+        assert np.abs(stored).sum() > 0 and not np.allclose(stored, computed, atol=1e-3)
         # New histories make the stored scores stale: use_tables drops them.
         model.use_tables(prepared.movies, prepared.users)
         assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
     finally:
+        model.use_tables(prepared.movies, prepared.users)
+
+
+def test_refitting_the_item_item_model_on_more_ratings_stores_the_new_models_scores(ranker):
+    prepared, model = ranker
+    whole = pd.concat([prepared.train, prepared.validation], ignore_index=True)  # as the export's training side
+    try:
+        model.refit_item_item(whole)
+        assert not model.scores_stored and model.materialize_neighbour_scores()
+        # The fitting part's histories, scored by the model of every rating: the new weights, not the old.
+        np.testing.assert_allclose(model.neighbour_table.numpy(), ease_scores(prepared, whole, prepared.train),
+                                   rtol=1e-3, atol=1e-5)
+        assert not np.allclose(model.neighbour_table.numpy(), ease_scores(prepared, prepared.train, prepared.train),
+                               atol=1e-3)
+    finally:
+        model.refit_item_item(prepared.train)
         model.use_tables(prepared.movies, prepared.users)
 
 

@@ -239,6 +239,8 @@ class RankerConfig:
         neighbours: item-item weights kept per movie for the item-item feature.
         item_model: ``ease`` (over every rated movie), ``cosine`` (ItemKNN) or ``auto`` (EASE over the
             20,000 most-rated movies, ItemKNN for the other rated movies).
+        ease_regularization: EASE's L2 penalty (lambda) in the ranker's item-item model (the EASE
+            baseline of the evaluation keeps 200).
         item_candidates: movies the item-item model adds to retrieval's candidates (its best-scored
             ones not retrieved already), so the ranker can reach movies retrieval missed; 0: none.
             Used where the users x catalog item-item scores are stored in the model (up to 16M cells).
@@ -252,12 +254,13 @@ class RankerConfig:
 
     enabled: bool = True
     hidden_units: list[int] = field(default_factory=list)
-    learning_rate: float = 0.01
+    learning_rate: float = 0.003
     batch_size: int = 32
     epochs: int = 100
     patience: int = 10
     neighbours: int = 256
     item_model: str = "auto"
+    ease_regularization: float = 200.0
     item_candidates: int = 100
     cross_fit_folds: int = 0
     cross_fit_max_users: int = 10_000
@@ -427,9 +430,10 @@ FLOAT_RANGES = {
     "rating.learning_rate": (0.0, 1000.0, True),
     "rating.mf_regularization": (0.0, 1e6, True),
     "ranker.learning_rate": (0.0, 1000.0, True),
+    "ranker.ease_regularization": (0.0, 1e9, True),
 }
 _ABOVE_LOW = {"split.test_fraction", "retrieval.temperature", "retrieval.learning_rate", "rating.learning_rate",
-              "ranker.learning_rate"}
+              "ranker.learning_rate", "ranker.ease_regularization"}
 
 
 _RANGE = re.compile(r"^\s*\[?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*(?:,|-|:|\.\.|to)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\]?\s*$")

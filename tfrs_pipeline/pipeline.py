@@ -210,6 +210,10 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                             seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
                                             log_dir=model_dir.logs("list_ranking") if model_dir else None,
                                             backup=backup("list_ranking"), model=ranker, cross_fitted=cross_fitted)
+            choice = list_ranker.model.item_weight_choice
+            if choice:
+                log(f"list ranker: starts from retrieval logit + {float(list_ranker.model.item_weight.numpy()):g} x item-item "
+                    "z-score (training lists' NDCG@10 by weight: " + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
             log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}; item-item feature: "
                 f"{list_ranker.model.item_model_description}")
     return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found)
@@ -231,7 +235,11 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
             seconds = refit_matrix_factorization(stages.rating.model, prepared, config.rating, run.split.train)
             stages.rating_stack["refit_seconds"] = seconds
             log(f"rating model: matrix factorization refitted on the whole training side ({seconds:.1f} s)")
-        if stages.list_ranker is not None:
+        if stages.list_ranker is not None and stages.list_ranker_model.storable:
+            # Only where its every score is stored: above that, a second fit at 20M ratings costs minutes and GiB.
+            began = time.perf_counter()
+            stages.list_ranker_model.refit_item_item(run.split.train)
+            log(f"list ranker: item-item model refitted on the whole training side ({time.perf_counter() - began:.1f} s)")
             users, movies = len(prepared.vocab.user_ids), len(prepared.full_movies.movie_ids)
             cells = (users + 1) * (movies + 1)  # with a row for unknown ids on each side
             stored = stages.list_ranker_model.materialize_neighbour_scores()

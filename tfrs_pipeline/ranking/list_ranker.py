@@ -17,9 +17,11 @@ so the ranker can reach movies retrieval missed; serving merges the two sources 
   and shrunk mean rating, the user's activity, the match of the movie's genres with the
   user's history, the mean cosine between the movie and the user's rated movies in the
   candidate-embedding space, and the movie's item-item score from the user's rated movies
-  (EASE or ItemKNN weights, :mod:`~tfrs_pipeline.ranking.neighbours`). A small MLP adds to the retrieval logit (initialised at
-  zero, so training starts from retrieval's order). It is trained with a softmax
-  cross-entropy over each list (``tfrs.tasks.Ranking``);
+  (EASE or ItemKNN weights, :mod:`~tfrs_pipeline.ranking.neighbours`). A small MLP adds to a
+  base score, the retrieval logit plus a weight times the item-item score's z-score within the
+  list, the weight being the one whose order has the best NDCG@10 on the training lists
+  (:func:`choose_item_weight`); the MLP starts at zero, so training starts from that blend of
+  the two sources. It is trained with a softmax cross-entropy over each list (``tfrs.tasks.Ranking``);
 * the **rating head** is the rating model (:class:`~tfrs_pipeline.ranking.rating.RatingModel`,
   trained before on the fitting part's ratings and kept frozen here), so every ranked
   movie carries a predicted rating and the RMSE is the rating model's.
@@ -60,6 +62,9 @@ FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating"
             "retrieved by the two-tower model (0: added by the item-item model)",
             "retrieval logit as a z-score within the list", "item-item score as a z-score within the list")
 
+
+#: Weights of the item-item z-score tried for the ranker's base score (0: retrieval's order).
+ITEM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 #: Largest lists x catalog flag table (float32 cells) the item-item score builds; above it, a binary search.
 _DENSE_LOOKUP_LIMIT = 32_000_000
@@ -200,8 +205,11 @@ class ListRanker(tfrs.Model):
                                           name="history_splits")
         self.history_rows = tf.Variable(tf.zeros([0], tf.int64), trainable=False, shape=[None], name="history_rows")
         # Item-item weights from the fitting part only: a hold-out rating must not count for its own movie.
-        table = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, k=config.neighbours,
-                                     kind=config.item_model)
+        # Where every user's scores can be stored, EASE's whole matrix is kept until they are.
+        storable = (len(prepared.vocab.user_ids) + 1) * (len(prepared.movies.movie_ids) + 1) <= MATERIALIZE_LIMIT
+        self._item_settings = {"k": config.neighbours, "kind": config.item_model, "keep_ease": storable,
+                               "regularization": config.ease_regularization}
+        table = self._item_table = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **self._item_settings)
         self.item_model = table.kind
         self.item_model_description = table.describe()
         self.neighbours = tf.Variable(table.neighbours, trainable=False, name="item_neighbours")
@@ -218,9 +226,13 @@ class ListRanker(tfrs.Model):
         self.row_ids = tf.constant(np.concatenate([[""], np.asarray(prepared.movies.movie_ids).astype(str)]),
                                    name="catalog_row_ids")
         self.use_tables(prepared.movies, prepared.users)
+        # The base score's weight on the item-item z-score, chosen by train_list_ranker before training
+        # (item_weight_choice: the training lists' NDCG@10 of each weight tried).
+        self.item_weight = tf.Variable(0.0, trainable=False, name="base_item_item_weight")
+        self.item_weight_choice: dict[float, float] = {}
         self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
         layers = [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
-        # Zero output at first: the untrained ranker keeps retrieval's order.
+        # Zero output at first: the untrained ranker keeps its base score's order (retrieval's, until trained).
         self.mlp = tf.keras.Sequential(layers + [tf.keras.layers.Dense(1, kernel_initializer="zeros")], name="relevance_mlp")
         self.task = in_float32(lambda: tfrs.tasks.Ranking(
             loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)))
@@ -239,13 +251,32 @@ class ListRanker(tfrs.Model):
         self.neighbour_table.assign(tf.zeros([0, 0]))  # a stored table would hold the old histories' scores
         self.scores_stored = False
 
+    @property
+    def storable(self) -> bool:
+        """Whether every (user, movie) item-item score fits the stored table (:data:`MATERIALIZE_LIMIT`)."""
+        return self._item_settings["keep_ease"]
+
+    def refit_item_item(self, train: pd.DataFrame) -> None:
+        """Fits the item-item model again on ``train`` (the whole training side, at export, as the
+        rating model's matrix factorization is), over the same catalog and with the same settings;
+        stored scores are dropped (store them again with :meth:`materialize_neighbour_scores`)."""
+        table = self._item_table = ItemNeighbours.build(train, self.row_ids.numpy()[1:].astype(str), **self._item_settings)
+        self.item_model, self.item_model_description = table.kind, table.describe()
+        self.neighbours.assign(table.neighbours)
+        self.neighbour_weights.assign(table.weights)
+        self.neighbour_table.assign(tf.zeros([0, 0]))
+        self.scores_stored = False
+
     def materialize_neighbour_scores(self, limit: int = MATERIALIZE_LIMIT) -> bool:
         """Stores every (user, movie) item-item score, so that a ranked list reads its scores instead
         of looking up each candidate's neighbours among the user's rated movies (at 100K ratings, a
-        third of a serving call's op time), and the item-item model can propose candidates. The
-        stored scores are the ones :meth:`neighbour_scores` computes, up to float rounding: the
-        users x catalog 0/1 history matrix times the kept weights, one sparse product. Call it
+        third of a serving call's op time), and the item-item model can propose candidates. Call it
         after :meth:`use_tables`.
+
+        The stored scores are EASE's own ``x_u B`` for the movies EASE was fitted on (the whole
+        matrix, kept since the ranker was built where the table fits) and the kept weights' sums
+        that :meth:`neighbour_scores` computes for the others
+        (:meth:`~tfrs_pipeline.ranking.neighbours.ItemNeighbours.user_scores`).
 
         Returns:
             True if stored; False where users x catalog is over ``limit`` cells (scores stay per call).
@@ -259,11 +290,7 @@ class ListRanker(tfrs.Model):
         history.sum_duplicates()
         history.data = (history.indices > 0).astype(np.float32)  # a movie rated twice counts once; an unknown one not at all
         history.eliminate_zeros()
-        neighbours, weights = self.neighbours.numpy(), self.neighbour_weights.numpy()
-        kept = neighbours > 0
-        targets = np.broadcast_to(np.arange(rows)[:, None], neighbours.shape)
-        incoming = sparse.csr_matrix((weights[kept], (neighbours[kept], targets[kept])), shape=(rows, rows))
-        self.neighbour_table.assign(np.asarray((history @ incoming).toarray(), np.float32))
+        self.neighbour_table.assign(self._item_table.user_scores(history))
         # Read where the graph is traced: an exported model reads the table without a branch.
         self.scores_stored = True
         return True
@@ -288,8 +315,9 @@ class ListRanker(tfrs.Model):
         return history, tf.RaggedTensor.from_row_splits(weights, history.row_splits)
 
     def neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
-        """Item-item score [batch, N]: the kept weights to each candidate whose source movie the user rated
-        (read from the stored table where :meth:`materialize_neighbour_scores` filled it)."""
+        """Item-item score [batch, N]: the kept weights to each candidate whose source movie the user rated,
+        or read from the stored table where :meth:`materialize_neighbour_scores` filled it (there EASE's
+        own score for the movies EASE was fitted on)."""
         if self.scores_stored:  # each user's row, then the candidates' cells: never the whole table
             rows = tf.gather(self.neighbour_table, tf.cast(user_rows, tf.int64))
             return tf.gather(rows, tf.cast(movie_rows, tf.int64), batch_dims=1)
@@ -401,7 +429,7 @@ class ListRanker(tfrs.Model):
     def score_features(self, features: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Relevance scores from computed :meth:`features` (the rating head is frozen, so they can be computed once)."""
         adjustment = tf.squeeze(self.mlp(self.normalization(features), training=training), axis=-1)
-        scores = features[:, :, 0] + tf.cast(adjustment, tf.float32)
+        scores = base_scores(features, self.item_weight) + tf.cast(adjustment, tf.float32)
         return tf.where(valid, scores, tf.constant(-np.inf, tf.float32))
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -434,6 +462,28 @@ class ListRanker(tfrs.Model):
         return total / tf.cast(tf.shape(labels)[0], total.dtype)
 
 
+def base_scores(features, item_weight):
+    """The score the relevance MLP adds to: retrieval logit + ``item_weight`` x the item-item z-score within the list."""
+    return features[..., 0] + item_weight * features[..., FEATURES.index("item-item score as a z-score within the list")]
+
+
+def top_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The labels [lists, k] of each list's ``k`` best-scored slots, best first (ties: the earlier slot)."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(labels, order, axis=1)
+
+
+def choose_item_weight(features: np.ndarray, valid: np.ndarray, labels: np.ndarray, relevant: np.ndarray,
+                       weights=ITEM_WEIGHTS, k: int = 10) -> tuple[float, dict]:
+    """The weight of the base score's item-item term with the best NDCG@k on these lists (the first of ties),
+    and the NDCG@k of each weight: the ranker starts from this blend of its two sources and learns corrections."""
+    found = {}
+    for weight in weights:
+        scores = np.where(valid, base_scores(features, weight), -np.inf)
+        found[weight] = ndcg_of_lists(top_hits(scores, labels, k), relevant)
+    return max(found, key=lambda weight: (found[weight], -weight)), found
+
+
 class _ListValidation(tf.keras.callbacks.Callback):
     """Logs ``val_ndcg_at_10`` and ``val_recall_at_10`` of the ranker's order on held-out users' lists."""
 
@@ -442,9 +492,7 @@ class _ListValidation(tf.keras.callbacks.Callback):
         self.lists, self.features, self.valid, self.k = lists, tf.constant(features), tf.constant(valid), k
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = self.model.score_features(self.features, self.valid).numpy()
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.k]
-        hits = np.take_along_axis(self.lists.labels, order, axis=1)
+        hits = top_hits(self.model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
         if logs is not None:
             logs[f"val_ndcg_at_{self.k}"] = ndcg_of_lists(hits, self.lists.relevant)
             logs[f"val_recall_at_{self.k}"] = recall_of_lists(hits, self.lists.relevant)
@@ -467,10 +515,14 @@ def pad_slots(array: np.ndarray, width: int) -> np.ndarray:
 def make_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
                      config: RankerConfig, *, candidate_vectors: np.ndarray | None = None,
                      strategy: tf.distribute.Strategy | None = None) -> ListRanker:
-    """A :class:`ListRanker` over the fitting part's tables, in float32, in ``strategy``'s scope."""
+    """A :class:`ListRanker` over the fitting part's tables, in float32, in ``strategy``'s scope, with its
+    item-item scores stored where they fit (as the exported model stores them, so that it learns from
+    the scores it will serve with)."""
     with (strategy or tf.distribute.get_strategy()).scope():
         # In float32 whatever the precision policy: its few features are scores and counts, not embeddings.
-        return in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors))
+        model = in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors))
+    model.materialize_neighbour_scores()
+    return model
 
 
 def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever, holdout: pd.DataFrame,
@@ -478,9 +530,9 @@ def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever
     """``lists`` with the item-item model's candidates appended (:meth:`ListRanker.add_item_item_candidates`),
     labelled against ``holdout``.
 
-    The item-item scores come from the ranker's current (fitting-part) tables, stored first; where
-    the users x catalog table is over the limit, nothing is added and ``model.item_candidates``
-    becomes 0, so that serving matches training.
+    The item-item scores come from the ranker's current (fitting-part) tables, stored first if they
+    are not yet; where the users x catalog table is over the limit, nothing is added and
+    ``model.item_candidates`` becomes 0, so that serving matches training.
 
     Args:
         retriever: the :class:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever` that made
@@ -488,7 +540,7 @@ def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever
     """
     if not model.item_candidates or not len(lists):
         return lists
-    if not model.materialize_neighbour_scores():
+    if not model.scores_stored and not model.materialize_neighbour_scores():
         model.item_candidates = 0
         return lists
     ids, scores, retrieved = [], [], []
@@ -528,6 +580,9 @@ def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings:
         model = make_list_ranker(rating_model, prepared, embeddings, scale, config, strategy=strategy)
     features, valid = model.list_features(train)
     labels = train.labels.astype(np.float32)
+    if len(train):  # the start: the best blend of the two sources on the hold-out's training lists
+        weight, model.item_weight_choice = choose_item_weight(features, valid, labels, train.relevant)
+        model.item_weight.assign(weight)
     if cross_fitted is not None and len(cross_fitted):
         width = max(features.shape[1], cross_fitted.features.shape[1])
         features = np.concatenate([pad_slots(features, width), pad_slots(cross_fitted.features, width)])

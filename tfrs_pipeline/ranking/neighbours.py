@@ -15,7 +15,9 @@ other rated movies (kind ``ease+cosine``; :meth:`ItemNeighbours.describe` says w
 Each movie keeps the ``k`` largest weights (by magnitude) that point *to* it, so the table
 fits in a SavedModel and a candidate's score needs only its own row: the list ranker sums the
 kept weights whose source the user rated (``x_u B`` restricted to the kept entries), and
-``explain`` decomposes that sum.
+``explain`` decomposes that sum. Where the users x catalog scores are stored instead
+(:meth:`ItemNeighbours.user_scores`), the EASE part can keep its whole matrix until then
+(``keep_ease``), so that the stored scores are EASE's own ``x_u B``, not the kept weights' sum.
 
 Examples:
     >>> from tfrs_pipeline.data import load_data
@@ -56,6 +58,8 @@ class ItemNeighbours:
         ease_movies: movies whose weights come from EASE.
         cosine_movies: movies whose weights come from ItemKNN.
         cutoff_ratings: fewest training ratings of an EASE movie where the catalog was cut (0: not cut).
+        ease_matrix: EASE's whole weight matrix over ``ease_rows`` (``build(keep_ease=True)``), else None.
+        ease_rows: catalog rows (1-based) of the movies EASE was fitted on, in the matrix's order.
     """
 
     neighbours: np.ndarray
@@ -64,10 +68,13 @@ class ItemNeighbours:
     ease_movies: int = 0
     cosine_movies: int = 0
     cutoff_ratings: int = 0
+    ease_matrix: np.ndarray | None = None
+    ease_rows: np.ndarray | None = None
 
     @classmethod
     def build(cls, train: pd.DataFrame, catalog_ids: np.ndarray, k: int = 256, kind: str = "auto",
-              block: int = 2048, max_ease: int = EASE_MAX_CATALOG) -> ItemNeighbours:
+              block: int = 2048, max_ease: int = EASE_MAX_CATALOG, keep_ease: bool = False,
+              regularization: float = EASE_REGULARIZATION) -> ItemNeighbours:
         """Fits the item-item model on ``train`` and keeps each movie's ``k`` largest weights.
 
         Args:
@@ -80,6 +87,8 @@ class ItemNeighbours:
                 (memory: block x catalog floats; fewer on catalogs too big for it, see
                 :func:`~tfrs_pipeline.ids.rows_per_block`).
             max_ease: most movies ``auto`` fits EASE on.
+            keep_ease: keep EASE's whole matrix (4 bytes per pair of EASE movies) for :meth:`user_scores`.
+            regularization: EASE's L2 penalty (lambda).
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
@@ -95,10 +104,12 @@ class ItemNeighbours:
         table = cls(np.zeros((len(catalog) + 1, k), np.int64), np.zeros((len(catalog) + 1, k), np.float32), name,
                     len(ease_part), len(cosine_part), cutoff)
         if len(ease_part) > 1:
-            weights = ease_weights(ratings[:, ease_part], block=block)
+            weights = ease_weights(ratings[:, ease_part], regularization, block=block)
             for start in range(0, len(ease_part), block):
                 # Column j of B holds the weights pointing to movie j: a contiguous block of the Fortran-order matrix.
                 table._keep(ease_part[start : start + block], weights[:, start : start + block].T, ease_part)
+            if keep_ease:
+                table.ease_matrix, table.ease_rows = weights, ease_part + 1
             del weights
         if len(cosine_part):
             by_item = ratings.T.tocsr()
@@ -120,6 +131,25 @@ class ItemNeighbours:
         if self.kind == "cosine":
             return f"ItemKNN over the {self.cosine_movies:,} rated movies"
         return f"EASE over the {self.ease_movies:,} rated movies"
+
+    def user_scores(self, history: sparse.spmatrix) -> np.ndarray:
+        """Item-item scores of every catalog row for each user [users, catalog + 1] from their rated
+        movies ``history`` (users x catalog rows, 0/1; row 0 is the unknown movie and scores nothing).
+
+        The kept weights' sums; for the movies EASE was fitted on, EASE's own ``x_u B`` where the
+        table kept EASE's whole matrix (``build(keep_ease=True)``).
+        """
+        rows = self.neighbours.shape[0]
+        kept = self.neighbours > 0
+        if self.ease_matrix is not None:
+            kept[self.ease_rows] = False  # their columns come from the whole matrix below
+        targets = np.broadcast_to(np.arange(rows)[:, None], self.neighbours.shape)
+        incoming = sparse.csr_matrix((self.weights[kept], (self.neighbours[kept], targets[kept])), shape=(rows, rows))
+        history = sparse.csr_matrix(history, dtype=np.float32)
+        scores = np.asarray((history @ incoming).toarray(), np.float32)
+        if self.ease_matrix is not None:
+            scores[:, self.ease_rows] = history[:, self.ease_rows] @ self.ease_matrix
+        return scores
 
     def _keep(self, targets: np.ndarray, rows: np.ndarray, sources: np.ndarray) -> None:
         """Stores, for catalog positions ``targets``, the largest-magnitude incoming weights ``rows``
