@@ -277,3 +277,26 @@ def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen
         expected = queries[0] @ vectors[position] if item_item[position] > 0 else -np.inf
         assert score == pytest.approx(expected, rel=1e-5)
     assert np.isneginf(scores[1, 3:]).all()  # an unknown user has no history: nothing is added
+
+
+def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built_on_them():
+    data = load_data("synthetic:150x80x3000")
+    prepared = prepare(data, split_ratings(data, SplitConfig(seed=4)).train, 0.1, 4)
+    rng = np.random.default_rng(3)
+    first, second = (rng.normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32) for _ in range(2))
+    config = RankerConfig(neighbours=16, item_candidates=5)
+    swapped = ListRanker(RatingModel(prepared, RatingConfig()), prepared, first[:, :4], scale=5.0, config=config,
+                         candidate_vectors=first)
+    swapped.use_tables(prepared.full_movies, prepared.full_users)
+    swapped.use_retrieval(second[:, :4], second)
+    built = ListRanker(RatingModel(prepared, RatingConfig()), prepared, second[:, :4], scale=5.0, config=config,
+                       candidate_vectors=second)
+    built.use_tables(prepared.full_movies, prepared.full_users)
+    # The cosine features' directions, the user profiles on the tables in use, the candidates' vectors.
+    for name in ("embeddings", "embedding_profile", "candidate_vectors", "history_rows"):
+        np.testing.assert_allclose(getattr(swapped, name).numpy(), getattr(built, name).numpy(), atol=1e-6)
+    assert not np.allclose(swapped.embedding_profile.numpy(), ListRanker(
+        RatingModel(prepared, RatingConfig()), prepared, first[:, :4], scale=5.0, config=config,
+        candidate_vectors=first).embedding_profile.numpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="8 dimensions, the ranker's are 4"):
+        swapped.use_retrieval(second, second)

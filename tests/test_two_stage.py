@@ -97,6 +97,11 @@ def test_served_movies_are_retrieved_or_added_by_the_item_item_model_and_scored_
     assert served["movie_ids"].shape == (1, 100) and len(set(served["movie_ids"][0])) == 100
     assert not set(served["movie_ids"][0].astype(str)) & set(split.train.loc[split.train.user_id == "3", "movie_id"])
     assert trained.metrics["training"]["list_ranker_candidates"]["item_item_added"] > 0
+    # The served two-tower model is the one trained again on every training rating, for validation's best epochs.
+    refit = trained.metrics["training"]["retrieval_refit"]
+    history = json.loads((trained.path / "history.json").read_text())
+    assert refit["ratings"] == len(split.train) and refit["epochs"] == history["retrieval_best_epoch"]
+    assert len(history["retrieval_refit"]["loss"]) == refit["epochs"]
     by_retrieval = dict(zip(retrieved["movie_ids"][0], retrieved["retrieval_scores"][0]))
     added = [(m, s) for m, s in zip(served["movie_ids"][0], served["retrieval_scores"][0]) if m not in by_retrieval]
     assert added  # the item-item model's candidates reach the served list

@@ -146,6 +146,10 @@ class RetrievalConfig:
         patience: epochs without validation improvement before stopping early.
         monitor_k: early stopping watches the validation hit rate@K (seen movies excluded).
         index: ``brute-force`` or ``scann`` (approximate; for catalogs too big for brute force).
+        refit: once validation has chosen the epochs (and the list ranker has learned from the
+            hold-out's lists), train the served two-tower model again on the whole training side
+            for the best epoch's count (``retrieval_refit`` in ``metrics.json``); off: serve the
+            early-stopped model, which never saw the validation hold-out.
     """
 
     embedding_dim: int = 64
@@ -170,6 +174,7 @@ class RetrievalConfig:
     patience: int = 2
     monitor_k: int = 100
     index: str = "brute-force"
+    refit: bool = True
 
 
 @dataclass

@@ -53,7 +53,7 @@ from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matri
 from tfrs_pipeline.recommender import Recommender
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 from tfrs_pipeline.retrieval.index import SeenMovies
-from tfrs_pipeline.retrieval.model import train_retrieval
+from tfrs_pipeline.retrieval.model import refit_retrieval, train_retrieval
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.distribute import describe_devices, gpu_memory_peaks, is_chief, make_strategy
 from tfrs_pipeline.training.loop import TrainingResult
@@ -86,10 +86,17 @@ class FittedStages:
     rating_stack: dict | None = None
     #: The list ranker's training lists: how many, and the validation ratings among their candidates by source.
     ranker_candidates: dict | None = None
+    #: The two-tower model trained again on the whole training side (``retrieval.refit``), served in place of ``retrieval``'s.
+    retrieval_refit: TrainingResult | None = None
 
     @property
     def list_ranker_model(self):
         return self.list_ranker.model if self.list_ranker is not None else None
+
+    @property
+    def served_retrieval_model(self):
+        """The two-tower model the export serves: the refitted one where there is one."""
+        return (self.retrieval_refit or self.retrieval).model
 
 
 @dataclass
@@ -216,7 +223,21 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                     "z-score (training lists' NDCG@10 by weight: " + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
             log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}; item-item feature: "
                 f"{list_ranker.model.item_model_description}")
-    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found)
+    refit = None
+    if config.retrieval.refit and len(prepared.validation):
+        log(f"[4/6] retrieval: trained again on the whole training side ({len(run.split.train):,} ratings, "
+            f"{retrieval.best_epoch} epochs as chosen on validation)")
+        with run.phases("retrieval_refit"):
+            refit = refit_retrieval(prepared, run.split.train, config.retrieval, retrieval.best_epoch,
+                                    seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
+                                    log_dir=model_dir.logs("retrieval_refit") if model_dir else None,
+                                    backup=backup("retrieval_refit"))
+        log(f"retrieval refit: {refit.seconds:.1f} s")
+        if list_ranker is not None:
+            candidates = refit.model.candidate_embeddings().numpy()
+            list_ranker.model.use_retrieval(candidates[:, : config.retrieval.embedding_dim], candidates)
+    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found,
+                        retrieval_refit=refit)
 
 
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
@@ -226,7 +247,7 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
     log(f"two-stage: rating weight {stages.rating_weight:g} (validation hit rate@{config.serving.k} by weight: "
         + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_hit_rate_by_weight.items()) + ")")
     # Validation is over: the exported model serves with every training rating as history and popularity.
-    stages.retrieval.model.query_tower.use_history(prepared.full_users)
+    stages.served_retrieval_model.query_tower.use_history(prepared.full_users)
     stages.rating.model.use_history(prepared.full_users)
     if stages.list_ranker is not None:
         stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
@@ -254,7 +275,7 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
 def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
     config, prepared = run.config, run.prepared
     seen = SeenMovies(prepared.vocab, prepared.full_movies.movie_ids, run.split.train)
-    export_model(model_dir, stages.retrieval.model, stages.rating.model, prepared.full_movies, seen,
+    export_model(model_dir, stages.served_retrieval_model, stages.rating.model, prepared.full_movies, seen,
                  index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
                  rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model)
     model_dir.write_config(config)
@@ -262,6 +283,7 @@ def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None
     model_dir.write_vocabularies(vars(prepared.vocab))
     model_dir.write_history({
         "retrieval": stages.retrieval.history, "ranking": stages.rating.history,
+        **({"retrieval_refit": stages.retrieval_refit.history} if stages.retrieval_refit is not None else {}),
         "rating_weight": stages.rating_weight, "rating_stack": stages.rating_stack,
         "validation_hit_rate_by_rating_weight": {str(w): r for w, r in stages.validation_hit_rate_by_weight.items()},
         "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.rating.best_epoch,
@@ -274,7 +296,7 @@ def release_training_state(run: PreparedRun, stages: FittedStages) -> None:
     """Drops what only training needs (the models and their optimizer state, data sets, feature
     tables) once the model is exported: evaluation reads the export, and at 20M ratings the
     training side holds gigabytes. The stages keep their histories and timings."""
-    for result in (stages.retrieval, stages.rating, stages.list_ranker):
+    for result in (stages.retrieval, stages.retrieval_refit, stages.rating, stages.list_ranker):
         if result is not None:
             result.model = None
     run.prepared = None
@@ -289,6 +311,9 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
     metrics["training"] = {
         "retrieval_seconds": stages.retrieval.seconds,
         "retrieval_examples_per_second": stages.retrieval.examples_per_second,
+        # The served model's second fit on the whole training side (retrieval.refit), else None.
+        "retrieval_refit": ({"seconds": stages.retrieval_refit.seconds, "epochs": stages.retrieval.best_epoch,
+                             "ratings": len(run.split.train)} if stages.retrieval_refit is not None else None),
         "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "rating_stack": stages.rating_stack,

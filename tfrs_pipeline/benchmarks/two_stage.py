@@ -48,7 +48,9 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, se
             log(f"  ranking: {metrics['ranking']['note']}")
         training = metrics["training"]
         peak = max(phase["peak_rss_mib"] for phase in training["phases"].values()) / 1024
-        log(f"  seconds: retrieval {training['retrieval_seconds']:.1f}, rating model {training['ranking_seconds']:.1f}, "
+        refit = training.get("retrieval_refit") or {}
+        log(f"  seconds: retrieval {training['retrieval_seconds']:.1f}"
+            + (f" (+ {refit['seconds']:.1f} refitted)" if refit else "") + f", rating model {training['ranking_seconds']:.1f}, "
             f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}, "
             f"peak {peak:.1f} GiB")
         runs.append({"seed": seed, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"),

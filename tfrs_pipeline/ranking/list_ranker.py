@@ -239,6 +239,7 @@ class ListRanker(tfrs.Model):
 
     def use_tables(self, movies: MovieTable, users: UserTable) -> None:
         """Counts popularity and user profiles on another side of the data (the whole training side, at export)."""
+        self._tables = (movies, users)
         genre_profile, embedding_profile, lengths = user_profiles(self.vocab, users, movies, self._unit_embeddings)
         norms = np.maximum(np.linalg.norm(genre_profile, axis=1, keepdims=True), 1e-12)
         self.popularity.assign(np.log1p(movies.train_count).astype(np.float32))
@@ -250,6 +251,25 @@ class ListRanker(tfrs.Model):
         self.history_rows.assign(history_catalog_rows(self.vocab, users, movies))
         self.neighbour_table.assign(tf.zeros([0, 0]))  # a stored table would hold the old histories' scores
         self.scores_stored = False
+
+    def use_retrieval(self, embeddings: np.ndarray, candidate_vectors: np.ndarray) -> None:
+        """Takes another retrieval model's catalog embeddings (the refitted one's, before export), as
+        :meth:`__init__` took the first's: their directions for the cosine features, the index's
+        vectors for the item-item candidates' retrieval logits; user profiles are counted again on
+        the tables in use. The relevance head reads statistics of the space (logits, cosines,
+        z-scores within a list), not its axes, so it carries over to a model of the same settings.
+        """
+        unit = np.asarray(embeddings, np.float32)
+        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        if unit.shape[1] != self.embeddings.shape[1]:
+            raise ValueError(f"use_retrieval: embeddings of {unit.shape[1]} dimensions, the ranker's are "
+                             f"{self.embeddings.shape[1]}")
+        self._unit_embeddings = unit
+        self.embeddings.assign(np.vstack([np.zeros((1, unit.shape[1]), np.float32), unit]))
+        if self.candidate_vectors.shape[1] == candidate_vectors.shape[1]:  # else built without them: none to swap
+            self.candidate_vectors.assign(np.vstack([np.zeros((1, candidate_vectors.shape[1])),
+                                                     candidate_vectors]).astype(np.float32))
+        self.use_tables(*self._tables)
 
     @property
     def storable(self) -> bool:

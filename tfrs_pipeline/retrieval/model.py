@@ -10,6 +10,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +257,20 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     model.refresh_index()
     model.query_tower.set_fallback()
     return result
+
+
+def refit_retrieval(prepared: Prepared, train: pd.DataFrame, config: RetrievalConfig, epochs: int, **kwargs) -> TrainingResult:
+    """Trains the two-tower model again on the whole training side ``train`` (the fitting part and
+    its validation hold-out) for ``epochs`` epochs, the early-stopped run's best, with the whole
+    side's histories and tables.
+
+    Once validation has chosen the epoch count, the hold-out's ratings are training data like the
+    others (the rating model's matrix factorization and the ranker's item-item model are refitted
+    the same way). Nothing is validated: the model after the last epoch is kept.
+
+    Args:
+        kwargs: :func:`train_retrieval`'s ``seed``, ``verbose``, ``strategy``, ``log_dir`` and ``backup``.
+    """
+    whole = dataclasses.replace(prepared, train=train, validation=train.iloc[:0],
+                                movies=prepared.full_movies, users=prepared.full_users)
+    return train_retrieval(whole, dataclasses.replace(config, epochs=max(1, int(epochs))), **kwargs)
