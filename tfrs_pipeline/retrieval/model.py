@@ -222,8 +222,11 @@ class ValidationRecall(tf.keras.callbacks.Callback):
 
 def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 7, log_dir: str | Path | None = None,
                     verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
-                    backup: StageBackup | None = None) -> TrainingResult:
+                    backup: StageBackup | None = None, stage: str = "retrieval") -> TrainingResult:
     """Trains the two-tower model; early-stops on the validation hit rate@``monitor_k`` (seen movies excluded).
+
+    Args:
+        stage: the name its progress lines and errors give it.
 
     Returns:
         The model (index refreshed with the final embeddings), its per-epoch history,
@@ -252,7 +255,7 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     callbacks = [_RefreshIndex()] + ([ValidationRecall(prepared, config.monitor_k)] if validation is not None else [])
     result = fit(model, train, validation, epochs=config.epochs, monitor=monitor, mode="max", patience=config.patience,
                  examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,
-                 stage="retrieval", shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"),
+                 stage=stage, shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"),
                  backup=backup)
     model.refresh_index()
     model.query_tower.set_fallback()
@@ -273,4 +276,5 @@ def refit_retrieval(prepared: Prepared, train: pd.DataFrame, config: RetrievalCo
     """
     whole = dataclasses.replace(prepared, train=train, validation=train.iloc[:0],
                                 movies=prepared.full_movies, users=prepared.full_users)
-    return train_retrieval(whole, dataclasses.replace(config, epochs=max(1, int(epochs))), **kwargs)
+    return train_retrieval(whole, dataclasses.replace(config, epochs=max(1, int(epochs))), stage="retrieval refit",
+                           **kwargs)
