@@ -287,8 +287,8 @@ def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built
     config = RankerConfig(neighbours=16, item_candidates=5)
     swapped = ListRanker(RatingModel(prepared, RatingConfig()), prepared, first[:, :4], scale=5.0, config=config,
                          candidate_vectors=first)
-    swapped.use_tables(prepared.full_movies, prepared.full_users)
     swapped.use_retrieval(second[:, :4], second)
+    swapped.use_tables(prepared.full_movies, prepared.full_users)
     built = ListRanker(RatingModel(prepared, RatingConfig()), prepared, second[:, :4], scale=5.0, config=config,
                        candidate_vectors=second)
     built.use_tables(prepared.full_movies, prepared.full_users)

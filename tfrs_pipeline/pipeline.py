@@ -233,9 +233,6 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                     log_dir=model_dir.logs("retrieval_refit") if model_dir else None,
                                     backup=backup("retrieval_refit"))
         log(f"retrieval refit: {refit.seconds:.1f} s")
-        if list_ranker is not None:
-            candidates = refit.model.candidate_embeddings().numpy()
-            list_ranker.model.use_retrieval(candidates[:, : config.retrieval.embedding_dim], candidates)
     return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found,
                         retrieval_refit=refit)
 
@@ -250,6 +247,9 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
     stages.served_retrieval_model.query_tower.use_history(prepared.full_users)
     stages.rating.model.use_history(prepared.full_users)
     if stages.list_ranker is not None:
+        if stages.retrieval_refit is not None:  # the ranker's cosines and candidate logits follow the served towers
+            candidates = stages.served_retrieval_model.candidate_embeddings().numpy()
+            stages.list_ranker_model.use_retrieval(candidates[:, : config.retrieval.embedding_dim], candidates)
         stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
     with run.phases("export"):
         if stages.rating_stack is not None and stages.rating_stack["stacked"]:

@@ -160,9 +160,19 @@ def user_profiles(vocab: Vocabularies, users: UserTable, movies: MovieTable, emb
     # gathering one row per rating (16M x 64 floats, 4 GB, at 20M ratings).
     rated = sparse.csr_matrix((np.ones(len(history), np.float32), history, users.history_splits),
                               shape=(len(lengths), len(movies.genres)))
-    padded = np.vstack([np.zeros((1, embeddings.shape[1]), np.float32), embeddings])
+    padded = with_empty_row(embeddings)
     denominator = np.maximum(lengths, 1.0)[:, None]
     return (rated @ movies.genres.astype(np.float32)) / denominator, (rated @ padded) / denominator, lengths
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows`` scaled to unit length (a zero row stays zero)."""
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def with_empty_row(rows: np.ndarray) -> np.ndarray:
+    """``rows`` [n, d] in float32 below a row of zeros: row 0 stands for the unknown id."""
+    return np.vstack([np.zeros((1, rows.shape[1])), rows]).astype(np.float32)
 
 
 class ListRanker(tfrs.Model):
@@ -185,14 +195,11 @@ class ListRanker(tfrs.Model):
         self.rating_model.trainable = False
         self.vocab = prepared.vocab
         self.scale = tf.constant(float(scale), tf.float32)
-        unit = np.asarray(embeddings, np.float32)
-        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        self._unit_embeddings = unit
+        self._unit_embeddings = unit = unit_rows(np.asarray(embeddings, np.float32))
         self.catalog_lookup = id_lookup(prepared.movies.movie_ids, "catalog_ids")
         self.user_lookup = id_lookup(prepared.vocab.user_ids, "user_ids")
-        self.embeddings = tf.Variable(np.vstack([np.zeros((1, unit.shape[1]), np.float32), unit]), trainable=False,
-                                      name="unit_movie_embeddings")
-        genres = prepared.movies.genres / np.maximum(np.linalg.norm(prepared.movies.genres, axis=1, keepdims=True), 1e-12)
+        self.embeddings = tf.Variable(with_empty_row(unit), trainable=False, name="unit_movie_embeddings")
+        genres = unit_rows(prepared.movies.genres)
         self.genres = tf.Variable(genres.astype(np.float32), trainable=False, name="unit_genres")
         # Tables that change with the data they are counted on: swapped by use_tables at export.
         rows, users = len(prepared.movies.movie_ids) + 1, len(prepared.vocab.user_ids) + 1
@@ -220,8 +227,7 @@ class ListRanker(tfrs.Model):
         # Item-item candidates: each catalog row's id and retrieval candidate vector (row 0: none).
         self.item_candidates = int(config.item_candidates) if candidate_vectors is not None else 0
         vectors = np.zeros((len(prepared.movies.movie_ids), 1), np.float32) if candidate_vectors is None else candidate_vectors
-        self.candidate_vectors = tf.Variable(np.vstack([np.zeros((1, vectors.shape[1])), vectors]).astype(np.float32),
-                                             trainable=False, name="candidate_vectors")
+        self.candidate_vectors = tf.Variable(with_empty_row(vectors), trainable=False, name="candidate_vectors")
         # A constant, not a variable: a multi-worker strategy cannot broadcast string variables.
         self.row_ids = tf.constant(np.concatenate([[""], np.asarray(prepared.movies.movie_ids).astype(str)]),
                                    name="catalog_row_ids")
@@ -239,12 +245,10 @@ class ListRanker(tfrs.Model):
 
     def use_tables(self, movies: MovieTable, users: UserTable) -> None:
         """Counts popularity and user profiles on another side of the data (the whole training side, at export)."""
-        self._tables = (movies, users)
         genre_profile, embedding_profile, lengths = user_profiles(self.vocab, users, movies, self._unit_embeddings)
-        norms = np.maximum(np.linalg.norm(genre_profile, axis=1, keepdims=True), 1e-12)
         self.popularity.assign(np.log1p(movies.train_count).astype(np.float32))
         self.mean_rating.assign(movies.mean_rating.astype(np.float32))
-        self.genre_profile.assign((genre_profile / norms).astype(np.float32))
+        self.genre_profile.assign(unit_rows(genre_profile).astype(np.float32))
         self.embedding_profile.assign(embedding_profile.astype(np.float32))
         self.activity.assign(np.log1p(lengths).astype(np.float32))
         self.history_splits.assign(users.history_splits.astype(np.int64))
@@ -253,23 +257,20 @@ class ListRanker(tfrs.Model):
         self.scores_stored = False
 
     def use_retrieval(self, embeddings: np.ndarray, candidate_vectors: np.ndarray) -> None:
-        """Takes another retrieval model's catalog embeddings (the refitted one's, before export), as
+        """Takes another retrieval model's catalog embeddings (the refitted one's, at export), as
         :meth:`__init__` took the first's: their directions for the cosine features, the index's
-        vectors for the item-item candidates' retrieval logits; user profiles are counted again on
-        the tables in use. The relevance head reads statistics of the space (logits, cosines,
+        vectors for the item-item candidates' retrieval logits. The user profiles follow at the next
+        :meth:`use_tables`. The relevance head reads statistics of the space (logits, cosines,
         z-scores within a list), not its axes, so it carries over to a model of the same settings.
         """
-        unit = np.asarray(embeddings, np.float32)
-        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        unit = unit_rows(np.asarray(embeddings, np.float32))
         if unit.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"use_retrieval: embeddings of {unit.shape[1]} dimensions, the ranker's are "
                              f"{self.embeddings.shape[1]}")
         self._unit_embeddings = unit
-        self.embeddings.assign(np.vstack([np.zeros((1, unit.shape[1]), np.float32), unit]))
+        self.embeddings.assign(with_empty_row(unit))
         if self.candidate_vectors.shape[1] == candidate_vectors.shape[1]:  # else built without them: none to swap
-            self.candidate_vectors.assign(np.vstack([np.zeros((1, candidate_vectors.shape[1])),
-                                                     candidate_vectors]).astype(np.float32))
-        self.use_tables(*self._tables)
+            self.candidate_vectors.assign(with_empty_row(candidate_vectors))
 
     @property
     def storable(self) -> bool:
