@@ -47,6 +47,7 @@ from tfrs_pipeline.ranking.list_ranker import (
     add_item_item_candidates,
     candidate_lists,
     make_list_ranker,
+    stored_cells,
     train_list_ranker,
 )
 from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matrix_factorization, train_rating_model
@@ -262,7 +263,7 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
             stages.list_ranker_model.refit_item_item(run.split.train)
             log(f"list ranker: item-item model refitted on the whole training side ({time.perf_counter() - began:.1f} s)")
             users, movies = len(prepared.vocab.user_ids), len(prepared.full_movies.movie_ids)
-            cells = (users + 1) * (movies + 1)  # with a row for unknown ids on each side
+            cells = stored_cells(users, movies)
             stored = stages.list_ranker_model.materialize_neighbour_scores()
             log(f"list ranker: item-item scores of {users:,} users x {movies:,} movies "
                 + (f"stored for serving ({cells * 4 / 2**20:,.1f} MiB)" if stored

@@ -165,6 +165,11 @@ def user_profiles(vocab: Vocabularies, users: UserTable, movies: MovieTable, emb
     return (rated @ movies.genres.astype(np.float32)) / denominator, (rated @ padded) / denominator, lengths
 
 
+def stored_cells(users: int, movies: int) -> int:
+    """Cells of the stored users x catalog item-item table, with a row for unknown ids on each side."""
+    return (users + 1) * (movies + 1)
+
+
 def unit_rows(rows: np.ndarray) -> np.ndarray:
     """``rows`` scaled to unit length (a zero row stays zero)."""
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
@@ -213,7 +218,7 @@ class ListRanker(tfrs.Model):
         self.history_rows = tf.Variable(tf.zeros([0], tf.int64), trainable=False, shape=[None], name="history_rows")
         # Item-item weights from the fitting part only: a hold-out rating must not count for its own movie.
         # Where every user's scores can be stored, EASE's whole matrix is kept until they are.
-        storable = (len(prepared.vocab.user_ids) + 1) * (len(prepared.movies.movie_ids) + 1) <= MATERIALIZE_LIMIT
+        storable = stored_cells(len(prepared.vocab.user_ids), len(prepared.movies.movie_ids)) <= MATERIALIZE_LIMIT
         self._item_settings = {"k": config.neighbours, "kind": config.item_model, "keep_ease": storable,
                                "regularization": config.ease_regularization}
         table = self._item_table = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **self._item_settings)
