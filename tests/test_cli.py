@@ -151,6 +151,7 @@ def test_a_run_whose_loss_becomes_nan_stops_and_publishes_nothing(tmp_path, caps
     assert main(args) == 2
     error = capsys.readouterr().err
     assert "ranking training stopped: the loss became nan in epoch" in error and "Nothing was published" in error
+    assert "lower rating.learning_rate" in error  # the setting to change, as --set spells it
     assert list(out.iterdir()) == []
 
 

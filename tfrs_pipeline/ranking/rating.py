@@ -214,7 +214,7 @@ def train_rating_model(prepared: Prepared, config: RatingConfig, *, seed: int = 
     return fit(model, train, validation, epochs=config.epochs, monitor=f"val_{metric}", mode=mode,
                patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
                stage="ranking", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau,
-               backup=backup)
+               backup=backup, settings="rating")
 
 
 def stack_matrix_factorization(model: RatingModel, prepared: Prepared, config: RatingConfig) -> dict | None:

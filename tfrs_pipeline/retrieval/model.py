@@ -256,7 +256,7 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     result = fit(model, train, validation, epochs=config.epochs, monitor=monitor, mode="max", patience=config.patience,
                  examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,
                  stage=stage, shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"),
-                 backup=backup)
+                 backup=backup, settings="retrieval")
     model.refresh_index()
     model.query_tower.set_fallback()
     return result

@@ -126,13 +126,15 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
         stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None,
         reduce_lr_on_plateau: bool = False, early_stopping_without_validation: bool = False,
-        backup: StageBackup | None = None) -> TrainingResult:
+        backup: StageBackup | None = None, settings: str = "") -> TrainingResult:
     """``model.fit`` with early stopping on ``monitor`` (best weights kept), progress and TensorBoard.
 
     Args:
         early_stopping_without_validation: ``monitor`` is logged by one of ``extra_callbacks``,
             so early stopping applies although ``validation`` is None.
         backup: where the stage is backed up; a stage it holds as finished is restored, not trained.
+        settings: the stage's configuration section (``retrieval``, ``rating``, ``ranker``), named by
+            the error of a loss that became NaN or infinite.
         verbose: 0 silent; 1 live batch counter and a line per epoch; 2 a line per epoch;
             -1 chooses 1 on a terminal and 2 elsewhere (logs, CI).
     """
@@ -172,8 +174,9 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
     bad = [(epoch, value) for epoch, value in enumerate(logs.get("loss", []), 1) if not np.isfinite(value)]
     if bad:
         epoch, value = bad[0]
-        raise TrainingError(f"{stage} training stopped: the loss became {value} in epoch {epoch}; lower the {stage} "
-                            "learning rate or check the data. Nothing was published")
+        setting = f"{settings}.learning_rate" if settings else "learning rate"
+        raise TrainingError(f"{stage} training stopped: the loss became {value} in epoch {epoch}; lower {setting} "
+                            "or check the data. Nothing was published")
     if monitor in logs:
         best = int(np.argmax(logs[monitor]) if mode == "max" else np.argmin(logs[monitor]))
     else:
