@@ -97,5 +97,6 @@ def test_a_model_without_the_list_ranker_exports_and_orders_by_the_rating_blend(
     out = tf.saved_model.load(str(trained.path)).signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(5))
     assert out["movie_ids"].shape == (1, 5)
     phases = trained.metrics["training"]["phases"]
+    # Without the list ranker there is no item-item model to fit.
     assert list(phases) == ["data", "retrieval", "ranking", "list_ranker", "retrieval_refit", "export", "evaluation"]
     assert trained.metrics["training"]["export_mib"] > 0

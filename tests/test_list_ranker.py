@@ -12,7 +12,14 @@ from tfrs_pipeline.config import RankerConfig, RatingConfig, SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.split import split_ratings
 from tfrs_pipeline.features.dataset import prepare
-from tfrs_pipeline.ranking.list_ranker import FEATURES, ListRanker, candidate_lists, choose_item_weight, split_lists
+from tfrs_pipeline.ranking.list_ranker import (
+    FEATURES,
+    ListRanker,
+    build_item_table,
+    candidate_lists,
+    choose_item_weight,
+    split_lists,
+)
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours
 from tfrs_pipeline.ranking.rating import RatingModel
 
@@ -300,3 +307,17 @@ def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built
         candidate_vectors=first).embedding_profile.numpy(), atol=1e-3)
     with pytest.raises(ValueError, match="8 dimensions, the ranker's are 4"):
         swapped.use_retrieval(second, second)
+
+
+def test_a_ranker_given_the_item_item_model_built_before_training_scores_as_one_that_builds_it():
+    data = load_data("synthetic:150x80x3000")
+    prepared = prepare(data, split_ratings(data, SplitConfig(seed=4)).train, 0.1, 4)
+    vectors = np.random.default_rng(4).normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32)
+    config = RankerConfig(neighbours=16)
+    table = build_item_table(prepared, config)  # what a training run does before the towers exist
+    given = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0, config=config, item_table=table)
+    own = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0, config=config)
+    assert given._item_table is table and table.ease_matrix is not None  # kept: every user's scores fit
+    assert given.materialize_neighbour_scores() and own.materialize_neighbour_scores()
+    np.testing.assert_array_equal(given.neighbour_table.numpy(), own.neighbour_table.numpy())
+    np.testing.assert_array_equal(given.neighbours.numpy(), own.neighbours.numpy())

@@ -102,6 +102,8 @@ def test_served_movies_are_retrieved_or_added_by_the_item_item_model_and_scored_
     history = json.loads((trained.path / "history.json").read_text())
     assert refit["ratings"] == len(split.train) and refit["epochs"] == history["retrieval_best_epoch"]
     assert len(history["retrieval_refit"]["loss"]) == refit["epochs"]
+    # The item-item model is fitted before the towers, while the process holds little more than the data.
+    assert list(trained.metrics["training"]["phases"])[:3] == ["data", "item_item", "retrieval"]
     by_retrieval = dict(zip(retrieved["movie_ids"][0], retrieved["retrieval_scores"][0]))
     added = [(m, s) for m, s in zip(served["movie_ids"][0], served["retrieval_scores"][0]) if m not in by_retrieval]
     assert added  # the item-item model's candidates reach the served list

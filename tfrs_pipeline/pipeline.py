@@ -45,6 +45,7 @@ from tfrs_pipeline.ranking.cross_fit import cross_fit_lists
 from tfrs_pipeline.ranking.list_ranker import (
     MATERIALIZE_LIMIT,
     add_item_item_candidates,
+    build_item_table,
     candidate_lists,
     make_list_ranker,
     stored_cells,
@@ -161,6 +162,15 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
         folder = config.runtime.backup_dir
         return StageBackup(folder, stage, writer=is_chief(strategy)) if folder else None
 
+    item_table = None
+    if config.ranker.enabled and len(prepared.validation):
+        # First, while the process holds little more than the data: at 20M ratings EASE's matrix and
+        # its working copies (2.4 GB) would otherwise come on top of what training leaves resident.
+        log("[3/6] item-item model (the list ranker's feature) on the fitting part")
+        with run.phases("item_item"):
+            began = time.perf_counter()
+            item_table = build_item_table(prepared, config.ranker)
+        log(f"item-item model: {item_table.describe()}, {time.perf_counter() - began:.1f} s")
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
     with run.phases("retrieval"):
         retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
@@ -198,7 +208,8 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                     batch_users=rows_per_block(len(prepared.movies.movie_ids), 1024))
             candidates = model.candidate_embeddings()
             ranker = make_list_ranker(rating.model, prepared, candidates[:, : config.retrieval.embedding_dim].numpy(),
-                                      scale, config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy)
+                                      scale, config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy,
+                                      item_table=item_table)
             lists = add_item_item_candidates(ranker, lists, retriever, prepared.validation)
             found = {"lists": len(lists), **lists.found()}
             log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies "
@@ -227,7 +238,7 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     refit = None
     if config.retrieval.refit and len(prepared.validation):
         log(f"[4/6] retrieval: trained again on the whole training side ({len(run.split.train):,} ratings, "
-            f"{retrieval.best_epoch} epochs as chosen on validation)")
+            f"{retrieval.best_epoch} epoch{'s' if retrieval.best_epoch != 1 else ''} as chosen on validation)")
         with run.phases("retrieval_refit"):
             refit = refit_retrieval(prepared, run.split.train, config.retrieval, retrieval.best_epoch,
                                     seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,

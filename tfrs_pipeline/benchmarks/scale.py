@@ -22,7 +22,7 @@ from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.training.memory import peak_rss_mib
 
-PHASES = ("data", "retrieval", "ranking", "list_ranker", "retrieval_refit", "export", "evaluation")
+PHASES = ("data", "item_item", "retrieval", "ranking", "list_ranker", "retrieval_refit", "export", "evaluation")
 
 
 def train_in_a_process(source: str, out: Path, train_args: list[str], log,

@@ -165,6 +165,24 @@ def user_profiles(vocab: Vocabularies, users: UserTable, movies: MovieTable, emb
     return (rated @ movies.genres.astype(np.float32)) / denominator, (rated @ padded) / denominator, lengths
 
 
+def item_table_settings(prepared: Prepared, config: RankerConfig) -> dict:
+    """:meth:`ItemNeighbours.build`'s settings for a ranker over ``prepared``: where every user's scores
+    can be stored, EASE's whole matrix is kept until they are."""
+    storable = stored_cells(len(prepared.vocab.user_ids), len(prepared.movies.movie_ids)) <= MATERIALIZE_LIMIT
+    return {"k": config.neighbours, "kind": config.item_model, "keep_ease": storable,
+            "regularization": config.ease_regularization}
+
+
+def build_item_table(prepared: Prepared, config: RankerConfig) -> ItemNeighbours:
+    """The list ranker's item-item model, fitted on the fitting part ``prepared.train``.
+
+    It needs neither trained tower, so a training run builds it before them, while the process
+    holds little more than the data: EASE's matrix and its working copies (about 2.4 GB at 20,000
+    movies) then do not come on top of what training leaves resident.
+    """
+    return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **item_table_settings(prepared, config))
+
+
 def stored_cells(users: int, movies: int) -> int:
     """Cells of the stored users x catalog item-item table, with a row for unknown ids on each side."""
     return (users + 1) * (movies + 1)
@@ -191,10 +209,13 @@ class ListRanker(tfrs.Model):
         config: ``list_hidden_units`` of the relevance MLP, the item-item model and ``item_candidates``.
         candidate_vectors: the index's candidate embeddings [movies, full dim], whose dot product
             with a query is the retrieval score; without them no item-item candidates are added.
+        item_table: the item-item model, built already by :func:`build_item_table` on the same
+            ``prepared`` and ``config`` (default: built here).
     """
 
     def __init__(self, rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
-                 config: RankerConfig, candidate_vectors: np.ndarray | None = None) -> None:
+                 config: RankerConfig, candidate_vectors: np.ndarray | None = None,
+                 item_table: ItemNeighbours | None = None) -> None:
         super().__init__()
         self.rating_model = rating_model
         self.rating_model.trainable = False
@@ -217,11 +238,8 @@ class ListRanker(tfrs.Model):
                                           name="history_splits")
         self.history_rows = tf.Variable(tf.zeros([0], tf.int64), trainable=False, shape=[None], name="history_rows")
         # Item-item weights from the fitting part only: a hold-out rating must not count for its own movie.
-        # Where every user's scores can be stored, EASE's whole matrix is kept until they are.
-        storable = stored_cells(len(prepared.vocab.user_ids), len(prepared.movies.movie_ids)) <= MATERIALIZE_LIMIT
-        self._item_settings = {"k": config.neighbours, "kind": config.item_model, "keep_ease": storable,
-                               "regularization": config.ease_regularization}
-        table = self._item_table = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **self._item_settings)
+        self._item_settings = item_table_settings(prepared, config)
+        table = self._item_table = item_table or build_item_table(prepared, config)
         self.item_model = table.kind
         self.item_model_description = table.describe()
         self.neighbours = tf.Variable(table.neighbours, trainable=False, name="item_neighbours")
@@ -464,17 +482,21 @@ class ListRanker(tfrs.Model):
         return self.score(inputs["user_id"], inputs["movie_ids"], inputs["retrieval_scores"], training=training)[0]
 
     def list_features(self, lists: CandidateLists, batch_lists: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`features` and the valid-slot mask of every list, computed in batches (NumPy)."""
-        features, valid = [], []
+        """:meth:`features` and the valid-slot mask of every list, computed in batches (NumPy).
+
+        Written into arrays made once: at 20M ratings the lists' features are hundreds of MB, and
+        joining per-batch parts would hold them twice.
+        """
+        slots = lists.movie_ids.shape[1] if len(lists) else 0
+        features = np.zeros((len(lists), slots, len(FEATURES)), np.float32)
+        valid = np.zeros((len(lists), slots), bool)
         for start in range(0, len(lists), batch_lists):
             part = lists.take(np.arange(start, min(start + batch_lists, len(lists))))
             computed, _, mask = self.features(tf.constant(part.user_ids.astype(str)), tf.constant(part.movie_ids),
                                               tf.constant(part.retrieval_scores), tf.constant(part.retrieved_mask))
-            features.append(computed.numpy())
-            valid.append(mask.numpy())
-        if not features:
-            return np.zeros((0, lists.movie_ids.shape[1], len(FEATURES)), np.float32), np.zeros((0, 0), bool)
-        return np.concatenate(features), np.concatenate(valid)
+            features[start : start + len(part)] = computed.numpy()
+            valid[start : start + len(part)] = mask.numpy()
+        return features, valid
 
     # Traced without AutoGraph, as the rating model's loss is (no control flow on tensors).
     @tf.autograph.experimental.do_not_convert
@@ -533,6 +555,18 @@ def split_lists(lists: CandidateLists, stop_fraction: float, seed: int) -> tuple
     return lists.take(np.sort(shuffled[stop:])), lists.take(np.sort(shuffled[:stop]))
 
 
+def valid_slots(features: np.ndarray, valid: np.ndarray, lists_per_batch: int = 1024) -> tf.data.Dataset:
+    """The feature rows of the valid slots, a batch of lists at a time (for ``Normalization.adapt``,
+    which merges the batches' statistics): not one copy of every valid row at once."""
+    def batches():
+        for start in range(0, len(features), lists_per_batch):
+            rows = features[start : start + lists_per_batch][valid[start : start + lists_per_batch]]
+            if len(rows):  # an empty batch's mean is NaN, and adapt would merge it
+                yield rows
+
+    return tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([None, features.shape[-1]], tf.float32))
+
+
 def pad_slots(array: np.ndarray, width: int) -> np.ndarray:
     """``array`` [lists, slots, ...] with empty slots (zeros, False) appended up to ``width``."""
     return np.pad(array, [(0, 0), (0, width - array.shape[1])] + [(0, 0)] * (array.ndim - 2))
@@ -540,13 +574,15 @@ def pad_slots(array: np.ndarray, width: int) -> np.ndarray:
 
 def make_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
                      config: RankerConfig, *, candidate_vectors: np.ndarray | None = None,
-                     strategy: tf.distribute.Strategy | None = None) -> ListRanker:
+                     strategy: tf.distribute.Strategy | None = None,
+                     item_table: ItemNeighbours | None = None) -> ListRanker:
     """A :class:`ListRanker` over the fitting part's tables, in float32, in ``strategy``'s scope, with its
     item-item scores stored where they fit (as the exported model stores them, so that it learns from
-    the scores it will serve with)."""
+    the scores it will serve with); ``item_table``: see :class:`ListRanker`."""
     with (strategy or tf.distribute.get_strategy()).scope():
         # In float32 whatever the precision policy: its few features are scores and counts, not embeddings.
-        model = in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors))
+        model = in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors,
+                                              item_table))
     model.materialize_neighbour_scores()
     return model
 
@@ -614,18 +650,21 @@ def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings:
         features = np.concatenate([pad_slots(features, width), pad_slots(cross_fitted.features, width)])
         valid = np.concatenate([pad_slots(valid, width), pad_slots(cross_fitted.valid, width)])
         labels = np.concatenate([pad_slots(labels, width), pad_slots(cross_fitted.labels.astype(np.float32), width)])
+    examples = len(labels)
     with strategy.scope():
-        if len(labels):
-            model.normalization.adapt(features[valid])
+        if examples:
+            model.normalization.adapt(valid_slots(features, valid))
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    if not len(labels):
+    if not examples:
         return TrainingResult(model)
     tensors = {"features": tf.constant(features), "valid": tf.constant(valid), "labels": tf.constant(labels)}
-    dataset = shuffled_row_batches(len(labels), config.batch_size, seed).map(
+    del features, valid, labels  # the tensors hold them now
+    dataset = shuffled_row_batches(examples, config.batch_size, seed).map(
         lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     callbacks = [_ListValidation(stop, *model.list_features(stop))] if len(stop) else []
     return fit(model, dataset, None, epochs=config.epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
-               mode="max" if len(stop) else "min", patience=config.patience, examples=len(labels), log_dir=log_dir,
+               mode="max" if len(stop) else "min", patience=config.patience, examples=examples, log_dir=log_dir,
                verbose=verbose, stage="list ranking", shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
-               extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup)
+               extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup,
+               settings="ranker")
