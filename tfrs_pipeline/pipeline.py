@@ -168,9 +168,8 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
         # its working copies (2.4 GB) would otherwise come on top of what training leaves resident.
         log("[3/6] item-item model (the list ranker's feature) on the fitting part")
         with run.phases("item_item"):
-            began = time.perf_counter()
             item_table = build_item_table(prepared, config.ranker)
-        log(f"item-item model: {item_table.describe()}, {time.perf_counter() - began:.1f} s")
+        log(f"item-item model: {item_table.describe()}, {run.phases.record['item_item']['seconds']:.1f} s")
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
     with run.phases("retrieval"):
         retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
