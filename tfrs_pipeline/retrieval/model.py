@@ -248,8 +248,10 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     if steps > 1:
         trace_step_once(model)
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
-    # Validation's factorized top-K scores each batch against the whole catalog.
-    validation = (make_dataset(prepared.validation, rows_per_block(len(prepared.movies.movie_ids), 8192))
+    # Validation's factorized top-K scores each batch against the whole catalog. 2,048 rows at a time
+    # (27,278 movies: 0.2 GB of scores) evaluated 20M's hold-out 2.2x faster than 8,192 did, and
+    # TensorFlow's oneDNN allocator keeps the largest batch's memory for the rest of the run.
+    validation = (make_dataset(prepared.validation, rows_per_block(len(prepared.movies.movie_ids), 2048))
                   if len(prepared.validation) else None)
     monitor = f"val_hit_rate_at_{config.monitor_k}"
     callbacks = [_RefreshIndex()] + ([ValidationRecall(prepared, config.monitor_k)] if validation is not None else [])
