@@ -321,33 +321,3 @@ def test_a_ranker_given_the_item_item_model_built_before_training_scores_as_one_
     assert given.materialize_neighbour_scores() and own.materialize_neighbour_scores()
     np.testing.assert_array_equal(given.neighbour_table.numpy(), own.neighbour_table.numpy())
     np.testing.assert_array_equal(given.neighbours.numpy(), own.neighbours.numpy())
-
-
-def test_training_never_serves_a_ranker_worse_on_the_early_stopping_lists_than_its_start(ranker, monkeypatch):
-    import tfrs_pipeline.ranking.list_ranker as list_ranking
-    from tfrs_pipeline.ranking.list_ranker import CandidateLists, _ListValidation, train_list_ranker
-
-    # The start is retrieval's own order (item-item weight 0), which ranks every early-stopping list perfectly.
-    monkeypatch.setattr(list_ranking, "choose_item_weight", lambda *args, **kwargs: (0.0, {0.0: 0.0}))
-    prepared = ranker[0]
-    catalog = np.asarray(prepared.movies.movie_ids)
-    users = np.asarray(prepared.vocab.user_ids)[:60]
-    seen = prepared.train.groupby("user_id")["movie_id"].agg(set)
-    movies = np.array([[m for m in catalog if m not in seen.get(u, set())][:10] for u in users])
-    scores = np.tile(np.arange(10, 0, -1, dtype=np.float32), (len(users), 1))
-    labels = np.zeros(movies.shape, np.float32)
-    lists = CandidateLists(users, movies, scores, labels, np.ones(len(users), int))
-    # The users train_list_ranker (seed 7) keeps for early stopping (every list has a relevant movie).
-    stopping = np.isin(users, split_lists(CandidateLists(users, movies, scores, labels + 1, np.ones(len(users), int)),
-                                          0.2, 7)[1].user_ids)
-    labels[stopping, 0] = 1.0  # the early-stopping users rated retrieval's first movie...
-    labels[~stopping, 9] = 1.0  # ...the others its last: training learns the opposite of what early stopping rewards
-    embeddings = np.random.default_rng(0).normal(size=(len(catalog), 8)).astype(np.float32)
-    config = RankerConfig(neighbours=16, epochs=4, patience=4, learning_rate=0.1, item_candidates=0)
-    fresh = ListRanker(ranker[1].rating_model, prepared, embeddings, scale=5.0, config=config)
-    result = train_list_ranker(fresh.rating_model, prepared, embeddings, lists, 5.0, config, seed=7, model=fresh)
-    stop = lists.take(np.flatnonzero(stopping))
-    validation = _ListValidation(stop, *fresh.list_features(stop))
-    trained = result.history["val_ndcg_at_10"]
-    assert min(trained) < 1.0  # the epochs moved away from retrieval's order...
-    assert result.best_epoch == 0 and validation.ndcg(fresh) == 1.0  # ...and the start, which ranks them all first, is served

@@ -539,11 +539,6 @@ class _ListValidation(tf.keras.callbacks.Callback):
         super().__init__()
         self.lists, self.features, self.valid, self.k = lists, tf.constant(features), tf.constant(valid), k
 
-    def ndcg(self, model: ListRanker) -> float:
-        """NDCG@k of ``model``'s order of the lists (before training: the starting blend's)."""
-        hits = top_hits(model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
-        return ndcg_of_lists(hits, self.lists.relevant)
-
     def on_epoch_end(self, epoch, logs=None):
         hits = top_hits(self.model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
         if logs is not None:
@@ -630,8 +625,7 @@ def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings:
                       verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
                       backup: StageBackup | None = None, model: ListRanker | None = None,
                       cross_fitted=None) -> TrainingResult:
-    """Trains the relevance head on ``lists``; early-stops on NDCG@10 of a fifth of their users (best weights kept:
-    the starting blend's where no epoch beats it, ``best_epoch`` 0).
+    """Trains the relevance head on ``lists``; early-stops on NDCG@10 of a fifth of their users (best weights kept).
 
     Args:
         model: the ranker to train (default: a new one, :func:`make_list_ranker`).
@@ -669,13 +663,8 @@ def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings:
         lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     callbacks = [_ListValidation(stop, *model.list_features(stop))] if len(stop) else []
-    # The starting blend is a candidate too: where no epoch orders the early-stopping lists better, it is kept.
-    start = None
-    if callbacks:
-        value = callbacks[0].ndcg(model)  # builds the MLP, so its weights exist
-        start = (value, model.get_weights())
     return fit(model, dataset, None, epochs=config.epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
                mode="max" if len(stop) else "min", patience=config.patience, examples=examples, log_dir=log_dir,
                verbose=verbose, stage="list ranking", shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
                extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup,
-               settings="ranker", initial=start)
+               settings="ranker")
