@@ -321,3 +321,41 @@ def test_a_ranker_given_the_item_item_model_built_before_training_scores_as_one_
     assert given.materialize_neighbour_scores() and own.materialize_neighbour_scores()
     np.testing.assert_array_equal(given.neighbour_table.numpy(), own.neighbour_table.numpy())
     np.testing.assert_array_equal(given.neighbours.numpy(), own.neighbours.numpy())
+
+
+def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_early_stopping_lists_than_its_start(
+        ranker, monkeypatch):
+    import tfrs_pipeline.ranking.list_ranker as list_ranking
+    from tfrs_pipeline.ranking.cross_fit import CrossFitLists
+    from tfrs_pipeline.ranking.list_ranker import CandidateLists, _ListValidation, train_list_ranker
+
+    # The start is retrieval's own order (item-item weight 0), which ranks every hold-out list perfectly.
+    monkeypatch.setattr(list_ranking, "choose_item_weight", lambda *args, **kwargs: (0.0, {0.0: 0.0}))
+    prepared = ranker[0]
+    catalog = np.asarray(prepared.movies.movie_ids)
+    users = np.asarray(prepared.vocab.user_ids)[:60]
+    seen = prepared.train.groupby("user_id")["movie_id"].agg(set)
+    movies = np.array([[m for m in catalog if m not in seen.get(u, set())][:10] for u in users])
+    scores = np.tile(np.arange(10, 0, -1, dtype=np.float32), (len(users), 1))
+    first, last = np.zeros(movies.shape, np.float32), np.zeros(movies.shape, np.float32)
+    first[:, 0], last[:, 9] = 1.0, 1.0
+    holdout = CandidateLists(users, movies, scores, first, np.ones(len(users), int))  # users rated retrieval's first
+    embeddings = np.random.default_rng(0).normal(size=(len(catalog), 8)).astype(np.float32)
+    config = RankerConfig(neighbours=16, epochs=4, patience=4, learning_rate=0.1, item_candidates=0)
+
+    def trained(cross_fitted):
+        model = ListRanker(ranker[1].rating_model, prepared, embeddings, scale=5.0, config=config)
+        if cross_fitted:  # the folds' lists say the opposite: their users rated retrieval's last movie
+            features, valid = model.list_features(holdout)
+            cross_fitted = CrossFitLists(np.tile(features, (3, 1, 1)), np.tile(valid, (3, 1)), np.tile(last, (3, 1)),
+                                         {}, 0.0)
+        result = train_list_ranker(model.rating_model, prepared, embeddings, holdout, 5.0, config, seed=7, model=model,
+                                   cross_fitted=cross_fitted or None)
+        stop = holdout.take(np.flatnonzero(np.isin(users, split_lists(holdout, 0.2, 7)[1].user_ids)))
+        return result, _ListValidation(stop, *model.list_features(stop)).ndcg(model)
+
+    result, served = trained(cross_fitted=True)
+    assert min(result.history["val_ndcg_at_10"]) < 1.0  # learning from the folds' lists made the hold-out's worse...
+    assert result.best_epoch == 0 and served == 1.0  # ...so the start, which ranks them all perfectly, is served
+    result, served = trained(cross_fitted=False)
+    assert result.best_epoch >= 1  # without cross-fitted lists the start is not a candidate

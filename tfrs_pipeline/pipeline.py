@@ -232,7 +232,9 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
             if choice:
                 log(f"list ranker: starts from retrieval logit + {float(list_ranker.model.item_weight.numpy()):g} x item-item "
                     "z-score (training lists' NDCG@10 by weight: " + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
-            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {list_ranker.best_epoch}; item-item feature: "
+            best = "0 (no epoch ordered the early-stopping lists better than the start)" if not list_ranker.best_epoch \
+                else list_ranker.best_epoch
+            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {best}; item-item feature: "
                 f"{list_ranker.model.item_model_description}")
     refit = None
     if config.retrieval.refit and len(prepared.validation):

@@ -126,7 +126,8 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         monitor: str, mode: str, patience: int, examples: int, log_dir: str | Path | None, verbose: int,
         stage: str = "training", shown: tuple[str, ...] = ("loss",), extra_callbacks: list | None = None,
         reduce_lr_on_plateau: bool = False, early_stopping_without_validation: bool = False,
-        backup: StageBackup | None = None, settings: str = "") -> TrainingResult:
+        backup: StageBackup | None = None, settings: str = "",
+        initial: tuple[float, list] | None = None) -> TrainingResult:
     """``model.fit`` with early stopping on ``monitor`` (best weights kept), progress and TensorBoard.
 
     Args:
@@ -135,6 +136,8 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         backup: where the stage is backed up; a stage it holds as finished is restored, not trained.
         settings: the stage's configuration section (``retrieval``, ``rating``, ``ranker``), named by
             the error of a loss that became NaN or infinite.
+        initial: ``monitor``'s value before the first epoch and the weights then: kept (``best_epoch``
+            0) where no epoch does better, so training never serves a model worse than its start.
         verbose: 0 silent; 1 live batch counter and a line per epoch; 2 a line per epoch;
             -1 chooses 1 on a terminal and 2 elsewhere (logs, CI).
     """
@@ -183,6 +186,13 @@ def fit(model: tf.keras.Model, train: tf.data.Dataset, validation: tf.data.Datas
         best = len(progress.seconds) - 1
     # A stage resumed from its backup logs only the epochs run since: number them as they were.
     best += history.epoch[0] if history.epoch else 0
+    # (Not on a stage resumed mid-way: its logs hold only the epochs run since.)
+    if initial is not None and monitor in logs and not (history.epoch and history.epoch[0]):
+        value, weights = initial
+        trained = logs[monitor][best]
+        if (value >= trained) if mode == "max" else (value <= trained):
+            model.set_weights(weights)
+            best = -1
     train_seconds = float(np.sum(progress.seconds))
     result = TrainingResult(model, logs, seconds, examples * len(progress.seconds) / max(train_seconds, 1e-9), best + 1)
     if backup is not None:
