@@ -334,7 +334,7 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
     prepared = ranker[0]
     catalog = np.asarray(prepared.movies.movie_ids)
     users = np.asarray(prepared.vocab.user_ids)[:60]
-    seen = prepared.train.groupby("user_id")["movie_id"].agg(set)
+    seen = prepared.train.groupby("user_id", observed=True)["movie_id"].agg(set)
     movies = np.array([[m for m in catalog if m not in seen.get(u, set())][:10] for u in users])
     scores = np.tile(np.arange(10, 0, -1, dtype=np.float32), (len(users), 1))
     first, last = np.zeros(movies.shape, np.float32), np.zeros(movies.shape, np.float32)
