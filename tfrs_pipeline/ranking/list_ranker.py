@@ -539,13 +539,15 @@ class _ListValidation(tf.keras.callbacks.Callback):
         super().__init__()
         self.lists, self.features, self.valid, self.k = lists, tf.constant(features), tf.constant(valid), k
 
+    def _hits(self, model: ListRanker) -> np.ndarray:
+        return top_hits(model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
+
     def ndcg(self, model: ListRanker) -> float:
         """NDCG@k of ``model``'s order of the lists (before training: the starting blend's)."""
-        hits = top_hits(model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
-        return ndcg_of_lists(hits, self.lists.relevant)
+        return ndcg_of_lists(self._hits(model), self.lists.relevant)
 
     def on_epoch_end(self, epoch, logs=None):
-        hits = top_hits(self.model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
+        hits = self._hits(self.model)
         if logs is not None:
             logs[f"val_ndcg_at_{self.k}"] = ndcg_of_lists(hits, self.lists.relevant)
             logs[f"val_recall_at_{self.k}"] = recall_of_lists(hits, self.lists.relevant)
