@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tfrs_pipeline.evaluation.evaluate import SESSION_EASE
 from tfrs_pipeline.ids import users_of
 from tfrs_pipeline.metrics import recall_and_ndcg
 from tfrs_pipeline.recommender import Recommender
@@ -30,7 +31,10 @@ def test_recall_and_ndcg_match_trec_eval_through_ir_measures_on_an_exported_mode
 
 def test_metrics_json_has_the_ablation_of_every_system(trained):
     ablation = trained.metrics["ablation"]
-    assert set(ablation) == {"retrieval alone", "two-stage, rating blend", "two-stage, as served", "most popular", "EASE"}
+    choice = trained.metrics["training"]["item_item"]["session_choice"]  # plain and session-aware EASE on the hold-out
+    with_sessions = {SESSION_EASE} if choice["sessions"] > choice["plain"] else set()
+    assert set(ablation) == {"retrieval alone", "two-stage, rating blend", "two-stage, as served", "most popular",
+                             "EASE"} | with_sessions
     for numbers in ablation.values():
         assert {"hit_rate_at_10", "recall_at_10", "capped_recall_at_10", "ndcg_at_10"} <= set(numbers)
         assert all(0.0 <= value <= 1.0 for value in numbers.values())
@@ -85,3 +89,46 @@ def test_the_ease_baseline_lists_the_whole_catalog_closed_form_top_k_with_seen_m
     for row, expected in zip(lists[:5], scores):  # a seen movie listed would score -inf here
         assert [expected[np.flatnonzero(catalog == m)[0]] for m in row] == pytest.approx(np.sort(expected)[::-1][:10], rel=1e-3)
     assert lists.shape == (6, 10) and lists[5].tolist() == catalog[:10].tolist()  # an unknown user: every score 0
+
+
+def test_ease_with_the_session_kernel_is_closed_form_ease_of_the_mixed_co_rating_counts():
+    import pandas as pd
+
+    from tfrs_pipeline.baselines import ease_recommender
+    from tfrs_pipeline.data import load_data
+    from tfrs_pipeline.features.vocabulary import Vocabularies
+    from tfrs_pipeline.ranking.neighbours import Sessions
+    from tfrs_pipeline.retrieval.index import SeenMovies
+
+    data = load_data("synthetic:80x50x1500")
+    train = data.interactions.drop_duplicates(["user_id", "movie_id"]).copy()
+    # Each user rates a movie every two minutes, in a random order: many pairs within the kernel's reach.
+    train["timestamp"] = train.groupby("user_id", observed=True).cumcount() * 120 + 10**9
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
+    users = users_of(train)
+    seen = SeenMovies(Vocabularies(list(users), [], [], [], [], []), catalog, train)
+    kernel = Sessions(weight=0.6, minutes=5.0, regularization=100.0)
+    lists = ease_recommender(train, catalog, seen, sessions=kernel)(users[:5], 10, True)
+    u, m = pd.Index(users).get_indexer(train["user_id"]), pd.Index(catalog).get_indexer(train["movie_id"])
+    x = np.zeros((len(users), len(catalog)))
+    x[u, m] = 1.0
+    pairs = np.zeros((len(catalog), len(catalog)))
+    t = train["timestamp"].to_numpy()
+    for user in range(len(users)):  # every pair of one user's ratings up to 8 time scales (40 minutes) apart
+        mine = np.flatnonzero(u == user)
+        for a in mine:
+            for b in mine:
+                if a != b and abs(t[a] - t[b]) <= 2400:
+                    pairs[m[a], m[b]] += np.exp(-abs(t[a] - t[b]) / 300.0)
+    gram = 0.4 * (x.T @ x) + 0.6 * pairs
+    np.fill_diagonal(gram, x.sum(axis=0))
+    rated = x.sum(axis=0) > 0
+    p = np.linalg.inv(gram[np.ix_(rated, rated)] + 100.0 * np.eye(rated.sum()))
+    b = np.zeros((len(catalog), len(catalog)))
+    b[np.ix_(rated, rated)] = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    scores = np.where(x[:5] > 0, -np.inf, x[:5] @ b)
+    for row, expected in zip(lists[:5], scores):
+        assert [expected[np.flatnonzero(catalog == m)[0]] for m in row] == pytest.approx(np.sort(expected)[::-1][:10], rel=1e-3)
+    plain = ease_recommender(train, catalog, seen)(users[:5], 10, True)
+    assert (lists != plain).any()  # the kernel changes what EASE lists

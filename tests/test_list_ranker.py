@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,7 @@ from tfrs_pipeline.ranking.list_ranker import (
     choose_item_weight,
     split_lists,
 )
-from tfrs_pipeline.ranking.neighbours import ItemNeighbours
+from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, session_pairs
 from tfrs_pipeline.ranking.rating import RatingModel
 
 
@@ -136,7 +138,9 @@ def ranker():
     prepared = prepare(data, split.train, 0.1, 4)
     rating_model = RatingModel(prepared, RatingConfig())
     embeddings = np.random.default_rng(0).normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32)
-    return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=RankerConfig(neighbours=16))
+    # Plain EASE: the tests below compare the ranker's item-item scores with EASE computed independently.
+    config = RankerConfig(neighbours=16, sessions="off")
+    return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=config)
 
 
 def test_item_item_score_is_the_sum_of_the_kept_weights_from_the_history(ranker):
@@ -359,3 +363,50 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
     assert result.best_epoch == 0 and served == 1.0  # ...so the start, which ranks them all perfectly, is served
     result, served = trained(cross_fitted=False)
     assert result.best_epoch >= 1  # without cross-fitted lists the start is not a candidate
+
+
+def test_the_session_kernel_weights_each_users_pairs_of_ratings_by_how_far_apart_in_time_they_were():
+    catalog = pd.Index(["a", "b", "c", "d"])
+    ratings = pd.DataFrame({"user_id": ["1", "1", "1", "1", "2", "2"],
+                            "movie_id": ["a", "b", "c", "a", "a", "b"],
+                            # user 1: b a minute after a, c ten hours later, a again (counts at its first time)
+                            "timestamp": [0, 60, 36_000, 36_060, 100, 400]})
+    pairs = session_pairs(ratings, catalog, np.array([0, 1, 2]), minutes=5.0).toarray()
+    expected_ab = np.exp(-60 / 300) + np.exp(-300 / 300)  # user 1, then user 2
+    np.testing.assert_allclose(pairs, [[0, expected_ab, 0], [expected_ab, 0, 0], [0, 0, 0]], rtol=1e-6)
+
+
+def test_with_the_session_kernel_a_movie_rated_in_the_same_sitting_is_the_nearer_neighbour():
+    # Every user rated x, y and z; y minutes after x, z a year later.
+    users = [str(u) for u in range(30)]
+    ratings = pd.DataFrame({"user_id": np.repeat(users, 3), "movie_id": ["x", "y", "z"] * 30,
+                            "timestamp": np.tile([0, 120, 31_536_000], 30) + np.repeat(np.arange(30) * 10**8, 3)})
+    catalog = np.array(["x", "y", "z"])
+    plain = ItemNeighbours.build(ratings, catalog, k=2, kind="ease")
+    timed = ItemNeighbours.build(ratings, catalog, k=2, kind="ease", sessions=Sessions())
+
+    def weight(table, source, target):
+        row = list(catalog).index(target) + 1
+        return dict(zip(table.neighbours[row], table.weights[row]))[list(catalog).index(source) + 1]
+
+    assert weight(plain, "x", "y") == pytest.approx(weight(plain, "x", "z"))  # plain EASE cannot tell them apart
+    assert weight(timed, "x", "y") > 2 * weight(timed, "x", "z")
+    assert "session kernel 5 min" in timed.describe() and "session" not in plain.describe()
+    np.testing.assert_allclose(ItemNeighbours.build(ratings, catalog, k=2, kind="ease", sessions=Sessions(weight=0.0,
+                               regularization=200.0)).weights, plain.weights, rtol=1e-5)
+
+
+def test_the_item_item_model_keeps_the_session_kernel_only_where_the_hold_out_ranks_better_with_it():
+    data = load_data("synthetic:150x80x3000")
+    prepared = prepare(data, split_ratings(data, SplitConfig(seed=4)).train, 0.1, 4)
+    table = build_item_table(prepared, RankerConfig(neighbours=16), log=lambda line: None)
+    choice = table.session_choice
+    assert set(choice) == {"plain", "sessions"} and choice["plain"] > 0
+    assert (table.sessions is not None) == (choice["sessions"] > choice["plain"])
+    assert build_item_table(prepared, RankerConfig(neighbours=16, sessions="off")).sessions is None
+    assert build_item_table(prepared, RankerConfig(neighbours=16, sessions="on")).sessions == Sessions()
+    # Without timestamps there are no sittings to count: plain EASE, fitted once.
+    untimed = dataclasses.replace(prepared, train=prepared.train.assign(timestamp=0))
+    said = []
+    table = build_item_table(untimed, RankerConfig(neighbours=16, sessions="on"), log=said.append)
+    assert table.sessions is None and not table.session_choice and "every training timestamp is the same" in said[0]

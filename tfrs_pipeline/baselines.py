@@ -23,7 +23,7 @@ from tfrs_pipeline.features.vocabulary import Vocabularies
 from tfrs_pipeline.ids import distinct_ids, id_positions, users_of
 from tfrs_pipeline.metrics import RecommendFn
 from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization  # noqa: F401 (a baseline, imported from here)
-from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, ease_weights, rating_matrix
+from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, Sessions, ease_weights, rating_matrix, session_pairs
 from tfrs_pipeline.retrieval.index import SeenAwareBruteForce, SeenMovies
 
 
@@ -75,8 +75,11 @@ def most_popular_from_training(train: pd.DataFrame, catalog_ids: np.ndarray) -> 
 
 
 def ease_recommender(train: pd.DataFrame, catalog_ids: np.ndarray, seen: SeenMovies,
-                     regularization: float = EASE_REGULARIZATION) -> RecommendFn:
+                     regularization: float = EASE_REGULARIZATION, sessions: Sessions | None = None) -> RecommendFn:
     """Closed-form EASE (Steck 2019): B = I - P / diag(P), P = (X'X + lambda I)^-1; scores = X B.
+
+    With ``sessions``, EASE with the session kernel (:class:`~tfrs_pipeline.ranking.neighbours.Sessions`,
+    its own lambda), as the list ranker's item-item model fits it.
 
     ``B`` is fitted over the movies rated in ``train`` (a movie nobody rated scores 0, as it
     would with the whole catalog in ``B``), so its memory follows the rated movies: 4 n^2 bytes,
@@ -86,7 +89,11 @@ def ease_recommender(train: pd.DataFrame, catalog_ids: np.ndarray, seen: SeenMov
     items = pd.Index(np.asarray(catalog_ids).astype(str))
     x = rating_matrix(train, items, users)
     rated = np.flatnonzero(x.getnnz(axis=0) > 0)
-    weights = ease_weights(x[:, rated], regularization)
+    if sessions is None:
+        weights = ease_weights(x[:, rated], regularization)
+    else:
+        weights = ease_weights(x[:, rated], sessions.regularization, sessions=session_pairs(train, items, rated, sessions.minutes),
+                               session_weight=sessions.weight)
     x_rated = x[:, rated].tocsr()
     ids = items.to_numpy()
 

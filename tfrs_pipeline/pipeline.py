@@ -51,6 +51,7 @@ from tfrs_pipeline.ranking.list_ranker import (
     stored_cells,
     train_list_ranker,
 )
+from tfrs_pipeline.ranking.neighbours import Sessions
 from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matrix_factorization, train_rating_model
 from tfrs_pipeline.recommender import Recommender
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
@@ -88,6 +89,10 @@ class FittedStages:
     rating_stack: dict | None = None
     #: The list ranker's training lists: how many, and the validation ratings among their candidates by source.
     ranker_candidates: dict | None = None
+    #: The list ranker's item-item model as exported (description) and its session choice (hold-out NDCG@10s).
+    item_item: dict | None = None
+    #: The session kernel of that model, where it has one.
+    item_item_sessions: Sessions | None = None
     #: The two-tower model trained again on the whole training side (``retrieval.refit``), served in place of ``retrieval``'s.
     retrieval_refit: TrainingResult | None = None
 
@@ -168,7 +173,7 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
         # its working copies (2.4 GB) would otherwise come on top of what training leaves resident.
         log("[3/6] item-item model (the list ranker's feature) on the fitting part")
         with run.phases("item_item"):
-            item_table = build_item_table(prepared, config.ranker)
+            item_table = build_item_table(prepared, config.ranker, log=log)
         log(f"item-item model: {item_table.describe()}, {run.phases.record['item_item']['seconds']:.1f} s")
     log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
     with run.phases("retrieval"):
@@ -282,6 +287,10 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
                    else f"computed per request ({cells:,} cells is over the {MATERIALIZE_LIMIT:,}-cell limit)"))
             if not stored:
                 stages.list_ranker_model.item_candidates = 0  # they read the stored scores
+        if stages.list_ranker is not None:
+            stages.item_item = {"model": stages.list_ranker_model.item_model_description,
+                                "session_choice": stages.list_ranker_model.session_choice}
+            stages.item_item_sessions = stages.list_ranker_model.item_sessions
         _export(run, stages, model_dir)
 
 
@@ -320,7 +329,8 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
     """Phase 4: metrics of the exported model on the test split, beside baselines; writes them and the model card."""
     log("[6/6] evaluation of the exported model on the test split")
     with run.phases("evaluation"):
-        metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale, log=log)
+        metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale,
+                                  sessions=stages.item_item_sessions, log=log)
     metrics["training"] = {
         "retrieval_seconds": stages.retrieval.seconds,
         "retrieval_examples_per_second": stages.retrieval.examples_per_second,
@@ -331,6 +341,8 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "rating_stack": stages.rating_stack,
         "list_ranker_candidates": stages.ranker_candidates,
+        # The ranker's item-item model as exported, and the hold-out's NDCG@10 with and without the session kernel.
+        "item_item": stages.item_item,
         "devices": describe_devices(),
         "gpu_peak_mib": gpu_memory_peaks(),  # per GPU, over the whole run; empty on a CPU
         "replicas": stages.replicas,

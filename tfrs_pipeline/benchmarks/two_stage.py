@@ -76,7 +76,7 @@ def summarize_runs(runs: list[dict]) -> dict:
     two-stage / EASE, wall seconds and peak memory."""
     summary = {"ablation": {name: {metric: _spread([run["ablation"][name][metric] for run in runs])
                                    for metric in ("hit_rate_at_10", "recall_at_10", "ndcg_at_10")}
-                            for name in runs[0]["ablation"]}}
+                            for name in runs[0]["ablation"] if all(name in run["ablation"] for run in runs)}}
     if "EASE" in runs[0]["ablation"]:
         summary["two_stage_over_ease_ndcg"] = _spread(
             [run["ablation"]["two-stage, as served"]["ndcg_at_10"] / run["ablation"]["EASE"]["ndcg_at_10"] for run in runs])

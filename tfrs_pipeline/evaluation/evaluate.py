@@ -15,7 +15,8 @@ test split, beside the baselines of :mod:`tfrs_pipeline.baselines`:
   feedback, where there are no ratings: ``ranking/note`` says so).
 * ``ablation``: the top 10 of retrieval alone, of the two stages with the rating blend
   (retrieval logit + w * predicted rating), of the two stages as served (the list ranker), of EASE and of
-  most-popular, each with the same numbers, on the same split.
+  most-popular, each with the same numbers, on the same split; of EASE with the session kernel too
+  where the ranker's item-item model has it.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from tfrs_pipeline.ids import distinct_ids, id_positions, rows_per_block, users_
 from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.ranking.blend import blend_top_k
-from tfrs_pipeline.ranking.neighbours import EASE_MAX_CATALOG
+from tfrs_pipeline.ranking.neighbours import EASE_MAX_CATALOG, Sessions
 from tfrs_pipeline.recommender import Recommender, load_saved_model
 from tfrs_pipeline.retrieval.index import SeenMovies
+
+#: The ablation's row of EASE with the session kernel (the list ranker's item-item source alone).
+SESSION_EASE = "EASE with sessions (item-item source)"
 
 
 def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_ids: np.ndarray,
@@ -73,7 +77,8 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
 
 def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, test: pd.DataFrame,
                     rating_scale: tuple[float, float], *, mf_factors: int = 32, mf_regularization: float = 15.0,
-                    with_ease: bool = True, log: Callable[[str], None] = print) -> dict:
+                    with_ease: bool = True, sessions: Sessions | None = None,
+                    log: Callable[[str], None] = print) -> dict:
     """Every number of ``metrics.json``, measured on the exported SavedModels (what ships).
 
     Args:
@@ -86,6 +91,8 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         mf_regularization: its L2 penalty.
         with_ease: add the EASE baseline to the ablation, fitted over the movies rated in ``train``
             (skipped above :data:`~tfrs_pipeline.ranking.neighbours.EASE_MAX_CATALOG` of them).
+        sessions: the session kernel of the list ranker's item-item model, where it has one: EASE
+            with it is added to the ablation beside EASE (the ranker's item-item source alone).
         log: where progress lines go.
 
     Examples:
@@ -154,6 +161,11 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         ease = ease_recommender(train, catalog_ids, seen)
         lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
         metrics["ablation"]["EASE"] = recall_and_ndcg(users, lists, test, ks=(10,))
+        if sessions is not None:
+            log(f"evaluating: EASE with the list ranker's {sessions.describe()}")
+            ease = ease_recommender(train, catalog_ids, seen, sessions=sessions)
+            lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
+            metrics["ablation"][SESSION_EASE] = recall_and_ndcg(users, lists, test, ks=(10,))
     metrics["baselines"] = {
         "most_popular": popular,
         "matrix_factorization": {"ranking": mf_ranking, "factors": mf_factors, "regularization": mf_regularization},

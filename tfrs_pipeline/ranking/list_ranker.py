@@ -17,7 +17,8 @@ so the ranker can reach movies retrieval missed; serving merges the two sources 
   and shrunk mean rating, the user's activity, the match of the movie's genres with the
   user's history, the mean cosine between the movie and the user's rated movies in the
   candidate-embedding space, and the movie's item-item score from the user's rated movies
-  (EASE or ItemKNN weights, :mod:`~tfrs_pipeline.ranking.neighbours`). A small MLP adds to a
+  (EASE or ItemKNN weights, :mod:`~tfrs_pipeline.ranking.neighbours`; EASE counts co-ratings made
+  minutes apart more where the hold-out says it helps, :func:`build_item_table`). A small MLP adds to a
   base score, the retrieval logit plus a weight times the item-item score's z-score within the
   list, the weight being the one whose order has the best NDCG@10 on the training lists
   (:func:`choose_item_weight`); the MLP starts at zero, so training starts from that blend of
@@ -48,8 +49,9 @@ from tfrs_pipeline.config import RankerConfig
 from tfrs_pipeline.features.dataset import Prepared, shuffled_row_batches
 from tfrs_pipeline.features.tables import MovieTable, UserTable
 from tfrs_pipeline.features.vocabulary import Vocabularies, id_lookup
-from tfrs_pipeline.metrics import ndcg_of_lists, recall_of_lists
-from tfrs_pipeline.ranking.neighbours import ItemNeighbours
+from tfrs_pipeline.ids import id_positions
+from tfrs_pipeline.metrics import ndcg_of_lists, recall_and_ndcg, recall_of_lists
+from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, rating_matrix
 from tfrs_pipeline.ranking.rating import RatingModel
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.loop import TrainingResult, fit, in_float32
@@ -173,14 +175,59 @@ def item_table_settings(prepared: Prepared, config: RankerConfig) -> dict:
             "regularization": config.ease_regularization}
 
 
-def build_item_table(prepared: Prepared, config: RankerConfig) -> ItemNeighbours:
+def build_item_table(prepared: Prepared, config: RankerConfig, log=print) -> ItemNeighbours:
     """The list ranker's item-item model, fitted on the fitting part ``prepared.train``.
+
+    With ``ranker.sessions`` ``auto`` (the default), EASE is fitted twice, with and without the
+    session kernel (:class:`~tfrs_pipeline.ranking.neighbours.Sessions`), and the one whose top 10
+    has the better NDCG@10 on the validation hold-out is kept (:data:`SESSION_CHOICE_USERS` of its
+    users at most, seen movies excluded); ``on`` and ``off`` fit one. Data whose timestamps are all
+    the same has no sessions: plain EASE, without the second fit.
 
     It needs neither trained tower, so a training run builds it before them, while the process
     holds little more than the data: EASE's matrix and its working copies (about 2.4 GB at 20,000
     movies) then do not come on top of what training leaves resident.
     """
-    return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **item_table_settings(prepared, config))
+    settings = item_table_settings(prepared, config)
+    sessions = Sessions(config.session_weight, config.session_minutes, config.session_regularization)
+    has_time = prepared.train["timestamp"].nunique() > 1
+    if config.sessions == "off" or config.item_model == "cosine" or not has_time:
+        if config.sessions == "on" and not has_time:
+            log("item-item model: no session kernel, every training timestamp is the same")
+        return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **settings)
+    if config.sessions == "on" or not len(prepared.validation):
+        return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, sessions=sessions, **settings)
+    plain = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **settings)
+    timed = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, sessions=sessions, **settings)
+    scores = {"plain": hold_out_ndcg(plain, prepared), "sessions": hold_out_ndcg(timed, prepared)}
+    table = timed if scores["sessions"] > scores["plain"] else plain
+    table.session_choice = scores
+    return table
+
+
+#: Most hold-out users whose top 10 choose between plain and session-aware EASE.
+SESSION_CHOICE_USERS = 2000
+
+
+def hold_out_ndcg(table: ItemNeighbours, prepared: Prepared, users: int = SESSION_CHOICE_USERS) -> float:
+    """NDCG@10 of the item-item model's own top 10 (fitting-part movies excluded) on the validation
+    hold-out, over at most ``users`` of its users (a fixed sample) who have fitting-part ratings."""
+    catalog = pd.Index(np.asarray(prepared.movies.movie_ids).astype(str))
+    known = pd.Index(pd.unique(np.asarray(prepared.train["user_id"]).astype(str)))
+    held = pd.Index(pd.unique(np.asarray(prepared.validation["user_id"]).astype(str)))
+    chosen = held[held.isin(known)]
+    if len(chosen) > users:
+        chosen = chosen[np.sort(np.random.default_rng(0).choice(len(chosen), users, replace=False))]
+    if not len(chosen):
+        return 0.0
+    history = rating_matrix(prepared.train[id_positions(chosen, prepared.train["user_id"]) >= 0], catalog, chosen)
+    history = sparse.hstack([sparse.csr_matrix((len(chosen), 1), dtype=np.float32), history]).tocsr()
+    scores = table.user_scores(history)[:, 1:]
+    scores[history[:, 1:].toarray() > 0] = -np.inf
+    top = np.argpartition(-scores, 10, axis=1)[:, :10] if scores.shape[1] > 10 else np.argsort(-scores, axis=1)
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable"), axis=1)
+    validation = prepared.validation[id_positions(chosen, prepared.validation["user_id"]) >= 0]
+    return recall_and_ndcg(chosen.to_numpy(), catalog.to_numpy()[top], validation, ks=(10,))["ndcg_at_10"]
 
 
 def stored_cells(users: int, movies: int) -> int:
@@ -240,6 +287,8 @@ class ListRanker(tfrs.Model):
         # Item-item weights from the fitting part only: a hold-out rating must not count for its own movie.
         self._item_settings = item_table_settings(prepared, config)
         table = self._item_table = item_table or build_item_table(prepared, config)
+        self._item_settings["sessions"] = table.sessions  # the refit at export fits the model chosen here
+        self.session_choice = dict(table.session_choice)
         self.item_model = table.kind
         self.item_model_description = table.describe()
         self.neighbours = tf.Variable(table.neighbours, trainable=False, name="item_neighbours")
@@ -294,6 +343,11 @@ class ListRanker(tfrs.Model):
         self.embeddings.assign(with_empty_row(unit))
         if self.candidate_vectors.shape[1] == candidate_vectors.shape[1]:  # else built without them: none to swap
             self.candidate_vectors.assign(with_empty_row(candidate_vectors))
+
+    @property
+    def item_sessions(self) -> Sessions | None:
+        """The session kernel of the item-item model (None: plain co-rating counts)."""
+        return self._item_settings["sessions"]
 
     @property
     def storable(self) -> bool:
