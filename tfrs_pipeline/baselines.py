@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from tfrs_pipeline.features.vocabulary import Vocabularies
 from tfrs_pipeline.ids import distinct_ids, id_positions, users_of
-from tfrs_pipeline.metrics import RecommendFn
+from tfrs_pipeline.metrics import RecommendFn, top_k_columns
 from tfrs_pipeline.ranking.factorization import BiasedMatrixFactorization  # noqa: F401 (a baseline, imported from here)
-from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, Sessions, ease_weights, rating_matrix, session_pairs
+from tfrs_pipeline.ranking.neighbours import EASE_REGULARIZATION, Sessions, fit_ease, rating_matrix
 from tfrs_pipeline.retrieval.index import SeenAwareBruteForce, SeenMovies
 
 
@@ -89,11 +89,7 @@ def ease_recommender(train: pd.DataFrame, catalog_ids: np.ndarray, seen: SeenMov
     items = pd.Index(np.asarray(catalog_ids).astype(str))
     x = rating_matrix(train, items, users)
     rated = np.flatnonzero(x.getnnz(axis=0) > 0)
-    if sessions is None:
-        weights = ease_weights(x[:, rated], regularization)
-    else:
-        weights = ease_weights(x[:, rated], sessions.regularization, sessions=session_pairs(train, items, rated, sessions.minutes),
-                               session_weight=sessions.weight)
+    weights = fit_ease(train, items, x, rated, regularization, sessions)
     x_rated = x[:, rated].tocsr()
     ids = items.to_numpy()
 
@@ -106,10 +102,6 @@ def ease_recommender(train: pd.DataFrame, catalog_ids: np.ndarray, seen: SeenMov
         if exclude_seen:
             excluded = seen(tf.constant(batch))
             scores[excluded.value_rowids().numpy(), excluded.flat_values.numpy()] = -np.inf
-        k = min(k, len(items))
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(items) else np.tile(np.arange(k), (len(batch), 1))
-        # Best first; equal scores in catalog order, as the index's top-k orders them.
-        order = np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=-1)
-        return ids[np.take_along_axis(top, order, axis=1)]
+        return ids[top_k_columns(scores, k)]
 
     return recommend

@@ -48,6 +48,15 @@ def _user_keys(test: pd.DataFrame) -> np.ndarray:
     return id_positions(pd.Index(users_of(test)), test["user_id"])
 
 
+def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column positions [rows, k] of each row's ``k`` highest ``scores``, best first; equal scores
+    in column order (as the retrieval index's top-k orders them)."""
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(k), (len(scores), 1))
+    order = np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=-1)
+    return np.take_along_axis(top, order, axis=1)
+
+
 def hit_ranks(users: np.ndarray, recommended: np.ndarray, test: pd.DataFrame,
               catalog: pd.Index | None = None) -> np.ndarray:
     """Rank (0-based) of each ``test`` rating's movie in its user's row of ``recommended``; ``inf`` where absent.

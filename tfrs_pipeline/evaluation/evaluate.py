@@ -156,16 +156,15 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     if with_ease and rated > EASE_MAX_CATALOG:
         log(f"evaluating: EASE left out of the ablation: {rated:,} rated movies, above the {EASE_MAX_CATALOG:,} it is fitted on")
     elif with_ease:
-        log(f"evaluating: EASE (closed form, lambda 200, over the {rated:,} rated movies)")
         seen = SeenMovies(Vocabularies(list(users_of(train)), [], [], [], [], []), catalog_ids, train)
-        ease = ease_recommender(train, catalog_ids, seen)
-        lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
-        metrics["ablation"]["EASE"] = recall_and_ndcg(users, lists, test, ks=(10,))
+        kinds = [("EASE", None, f"closed form, lambda 200, over the {rated:,} rated movies")]
         if sessions is not None:
-            log(f"evaluating: EASE with the list ranker's {sessions.describe()}")
-            ease = ease_recommender(train, catalog_ids, seen, sessions=sessions)
+            kinds.append((SESSION_EASE, sessions, f"the list ranker's {sessions.describe()}"))
+        for name, kernel, description in kinds:
+            log(f"evaluating: EASE ({description})")
+            ease = ease_recommender(train, catalog_ids, seen, sessions=kernel)
             lists = np.concatenate([ease(users[i : i + 1024], 10, True) for i in range(0, len(users), 1024)])
-            metrics["ablation"][SESSION_EASE] = recall_and_ndcg(users, lists, test, ks=(10,))
+            metrics["ablation"][name] = recall_and_ndcg(users, lists, test, ks=(10,))
     metrics["baselines"] = {
         "most_popular": popular,
         "matrix_factorization": {"ranking": mf_ranking, "factors": mf_factors, "regularization": mf_regularization},

@@ -50,7 +50,7 @@ from tfrs_pipeline.features.dataset import Prepared, shuffled_row_batches
 from tfrs_pipeline.features.tables import MovieTable, UserTable
 from tfrs_pipeline.features.vocabulary import Vocabularies, id_lookup
 from tfrs_pipeline.ids import id_positions
-from tfrs_pipeline.metrics import ndcg_of_lists, recall_and_ndcg, recall_of_lists
+from tfrs_pipeline.metrics import ndcg_of_lists, recall_and_ndcg, recall_of_lists, top_k_columns
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, rating_matrix
 from tfrs_pipeline.ranking.rating import RatingModel
 from tfrs_pipeline.training.backup import StageBackup
@@ -224,8 +224,7 @@ def hold_out_ndcg(table: ItemNeighbours, prepared: Prepared, users: int = SESSIO
     history = sparse.hstack([sparse.csr_matrix((len(chosen), 1), dtype=np.float32), history]).tocsr()
     scores = table.user_scores(history)[:, 1:]
     scores[history[:, 1:].toarray() > 0] = -np.inf
-    top = np.argpartition(-scores, 10, axis=1)[:, :10] if scores.shape[1] > 10 else np.argsort(-scores, axis=1)
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable"), axis=1)
+    top = top_k_columns(scores, 10)
     validation = prepared.validation[id_positions(chosen, prepared.validation["user_id"]) >= 0]
     return recall_and_ndcg(chosen.to_numpy(), catalog.to_numpy()[top], validation, ks=(10,))["ndcg_at_10"]
 

@@ -144,12 +144,7 @@ class ItemNeighbours:
         table = cls(np.zeros((len(catalog) + 1, k), np.int64), np.zeros((len(catalog) + 1, k), np.float32), name,
                     len(ease_part), len(cosine_part), cutoff, sessions=sessions)
         if len(ease_part) > 1:
-            if sessions is None:
-                weights = ease_weights(ratings[:, ease_part], regularization, block=block)
-            else:
-                pairs = session_pairs(train, catalog, ease_part, sessions.minutes)
-                weights = ease_weights(ratings[:, ease_part], sessions.regularization, block=block,
-                                       sessions=pairs, session_weight=sessions.weight)
+            weights = fit_ease(train, catalog, ratings, ease_part, regularization, sessions, block=block)
             for start in range(0, len(ease_part), block):
                 # Column j of B holds the weights pointing to movie j: a contiguous block of the Fortran-order matrix.
                 table._keep(ease_part[start : start + block], weights[:, start : start + block].T, ease_part)
@@ -264,6 +259,17 @@ def session_pairs(train: pd.DataFrame, catalog: pd.Index, movies: np.ndarray, mi
     values = np.concatenate(values or [np.zeros(0, np.float32)])
     pairs = sparse.coo_matrix((values, (rows, cols)), shape=(len(movies), len(movies))).tocsr()
     return (pairs + pairs.T).tocsr()
+
+
+def fit_ease(train: pd.DataFrame, catalog: pd.Index, ratings: sparse.spmatrix, movies: np.ndarray,
+             regularization: float = EASE_REGULARIZATION, sessions: Sessions | None = None, block: int = 2048) -> np.ndarray:
+    """EASE's ``B`` over the catalog positions ``movies`` of ``ratings`` (users x catalog, from
+    ``train``): :func:`ease_weights` with ``regularization``, or with the session kernel's mixed
+    counts and its own lambda where ``sessions`` is given."""
+    if sessions is None:
+        return ease_weights(ratings[:, movies], regularization, block=block)
+    return ease_weights(ratings[:, movies], sessions.regularization, block=block,
+                        sessions=session_pairs(train, catalog, movies, sessions.minutes), session_weight=sessions.weight)
 
 
 def ease_weights(ratings: sparse.spmatrix, regularization: float = EASE_REGULARIZATION, block: int = 2048,
