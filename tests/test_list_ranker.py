@@ -17,9 +17,12 @@ from tfrs_pipeline.features.dataset import prepare
 from tfrs_pipeline.ranking.list_ranker import (
     FEATURES,
     ListRanker,
+    base_scores,
     build_item_table,
+    calibrate_base_scale,
     candidate_lists,
     choose_item_weight,
+    list_cross_entropy,
     split_lists,
 )
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, session_pairs
@@ -188,6 +191,38 @@ def test_the_ranker_starts_from_the_blend_of_its_two_sources_that_ranks_the_trai
     assert weight == 0.0 and found[0.0] == 1.0
 
 
+def test_the_start_is_scaled_to_the_softmax_temperature_that_fits_the_training_lists_best():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 12)).astype(np.float32)
+    valid = np.ones(base.shape, bool)
+    valid[:, -2:] = False  # empty slots take no share
+    labels = np.zeros(base.shape, np.float32)
+    labels[np.arange(40), np.argmax(base + rng.normal(scale=1.5, size=base.shape) - 9 * ~valid, axis=1)] = 1.0
+    scale = calibrate_base_scale(base, valid, labels)
+    best = list_cross_entropy(scale * base, valid, labels)
+    assert best < list_cross_entropy(0.8 * scale * base, valid, labels)
+    assert best < list_cross_entropy(1.25 * scale * base, valid, labels)
+    # An overconfident start (the same order, ten times sharper) is scaled down ten times more.
+    assert calibrate_base_scale(10 * base, valid, labels) == pytest.approx(scale / 10, rel=0.01)
+
+
+def test_a_ranker_scores_its_scaled_start_until_trained(ranker):
+    prepared, model = ranker
+    column = FEATURES.index("item-item score as a z-score within the list")
+    features = np.random.default_rng(1).normal(size=(3, 5, len(FEATURES))).astype(np.float32)
+    valid = np.ones((3, 5), bool)
+    model.normalization.adapt(features.reshape(-1, len(FEATURES)))
+    model.item_weight.assign(2.0)
+    model.base_scale.assign(0.25)
+    try:
+        scores = model.score_features(tf.constant(features), tf.constant(valid)).numpy()
+    finally:  # the module's other tests share the fixture's untrained ranker
+        model.item_weight.assign(0.0)
+        model.base_scale.assign(1.0)
+    np.testing.assert_allclose(scores, 0.25 * (features[..., 0] + 2.0 * features[..., column]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores, 0.25 * base_scores(features, 2.0), rtol=1e-5, atol=1e-5)
+
+
 def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
     import tfrs_pipeline.ranking.list_ranker as list_ranking
 
@@ -335,6 +370,8 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
 
     # The start is retrieval's own order (item-item weight 0), which ranks every hold-out list perfectly.
     monkeypatch.setattr(list_ranking, "choose_item_weight", lambda *args, **kwargs: (0.0, {0.0: 0.0}))
+    # At its own scale: fitted to these lists, which it ranks perfectly, the start would be too sharp to move.
+    monkeypatch.setattr(list_ranking, "calibrate_base_scale", lambda *args, **kwargs: 1.0)
     prepared = ranker[0]
     catalog = np.asarray(prepared.movies.movie_ids)
     users = np.asarray(prepared.vocab.user_ids)[:60]

@@ -235,8 +235,10 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                             backup=backup("list_ranking"), model=ranker, cross_fitted=cross_fitted)
             choice = list_ranker.model.item_weight_choice
             if choice:
-                log(f"list ranker: starts from retrieval logit + {float(list_ranker.model.item_weight.numpy()):g} x item-item "
-                    "z-score (training lists' NDCG@10 by weight: " + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
+                ranker_model = list_ranker.model
+                log(f"list ranker: starts from {float(ranker_model.base_scale.numpy()):.3g} x (retrieval logit + "
+                    f"{float(ranker_model.item_weight.numpy()):g} x item-item z-score) (training lists' NDCG@10 by weight: "
+                    + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
             best = "0 (no epoch ordered the early-stopping lists better than the start)" if not list_ranker.best_epoch \
                 else list_ranker.best_epoch
             log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {best}; item-item feature: "

@@ -44,6 +44,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 from scipy import sparse
+from scipy.optimize import minimize_scalar
 
 from tfrs_pipeline.config import RankerConfig
 from tfrs_pipeline.features.dataset import Prepared, shuffled_row_batches
@@ -307,6 +308,10 @@ class ListRanker(tfrs.Model):
         # (item_weight_choice: the training lists' NDCG@10 of each weight tried).
         self.item_weight = tf.Variable(0.0, trainable=False, name="base_item_item_weight")
         self.item_weight_choice: dict[float, float] = {}
+        # The base score's scale (a softmax temperature), fitted to the same lists before training
+        # (:func:`calibrate_base_scale`): it changes no order, but without it the first epochs spend
+        # the MLP's steps on shrinking an overconfident base and reorder the lists while doing so.
+        self.base_scale = tf.Variable(1.0, trainable=False, name="base_scale")
         self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
         layers = [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
         # Zero output at first: the untrained ranker keeps its base score's order (retrieval's, until trained).
@@ -526,7 +531,7 @@ class ListRanker(tfrs.Model):
     def score_features(self, features: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Relevance scores from computed :meth:`features` (the rating head is frozen, so they can be computed once)."""
         adjustment = tf.squeeze(self.mlp(self.normalization(features), training=training), axis=-1)
-        scores = base_scores(features, self.item_weight) + tf.cast(adjustment, tf.float32)
+        scores = self.base_scale * base_scores(features, self.item_weight) + tf.cast(adjustment, tf.float32)
         return tf.where(valid, scores, tf.constant(-np.inf, tf.float32))
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -566,6 +571,23 @@ class ListRanker(tfrs.Model):
 def base_scores(features, item_weight):
     """The score the relevance MLP adds to: retrieval logit + ``item_weight`` x the item-item z-score within the list."""
     return features[..., 0] + item_weight * features[..., FEATURES.index("item-item score as a z-score within the list")]
+
+
+def list_cross_entropy(scores: np.ndarray, valid: np.ndarray, labels: np.ndarray) -> float:
+    """The mean softmax cross-entropy of ``scores`` [lists, slots] against each list's labels (as training computes it)."""
+    scores = np.where(valid, scores, -np.inf)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_softmax = np.where(valid, shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), 0.0)
+    targets = labels / np.maximum(labels.sum(axis=1, keepdims=True), 1e-9)
+    return float(-(targets * log_softmax).sum(axis=1).mean())
+
+
+def calibrate_base_scale(base: np.ndarray, valid: np.ndarray, labels: np.ndarray) -> float:
+    """The factor of the base scores [lists, slots] with the lowest softmax cross-entropy on these lists
+    (between e^-6 and e^6; the cross-entropy is convex in it). Scaling keeps each list's order."""
+    found = minimize_scalar(lambda log_scale: list_cross_entropy(np.exp(log_scale) * base, valid, labels),
+                            bounds=(-6.0, 6.0), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(found.x))
 
 
 def top_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -707,6 +729,7 @@ def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings:
     if len(train):  # the start: the best blend of the two sources on the hold-out's training lists
         weight, model.item_weight_choice = choose_item_weight(features, valid, labels, train.relevant)
         model.item_weight.assign(weight)
+        model.base_scale.assign(calibrate_base_scale(base_scores(features, weight), valid, labels))
     if cross_fitted is not None and len(cross_fitted):
         width = max(features.shape[1], cross_fitted.features.shape[1])
         features = np.concatenate([pad_slots(features, width), pad_slots(cross_fitted.features, width)])
