@@ -21,7 +21,8 @@ so the ranker can reach movies retrieval missed; serving merges the two sources 
   minutes apart more where the hold-out says it helps, :func:`build_item_table`). A small MLP adds to a
   base score, the retrieval logit plus a weight times the item-item score's z-score within the
   list, the weight being the one whose order has the best NDCG@10 on the training lists
-  (:func:`choose_item_weight`); the MLP starts at zero, so training starts from that blend of
+  (:func:`choose_item_weight`), times the factor with the lowest softmax cross-entropy on them
+  (:func:`calibrate_base_scale`); the MLP starts at zero, so training starts from that blend of
   the two sources. It is trained with a softmax cross-entropy over each list (``tfrs.tasks.Ranking``);
 * the **rating head** is the rating model (:class:`~tfrs_pipeline.ranking.rating.RatingModel`,
   trained before on the fitting part's ratings and kept frozen here), so every ranked
