@@ -34,14 +34,25 @@ def test_train_prints_configuration_then_metrics_and_publishes_the_next_version(
     assert metrics["factorized_top_k"]["top_100"] == metrics["factorized_top_k"]["top_50"] > 0.99
 
 
-def test_evaluate_json_reuses_the_recorded_split(trained, capsys):
-    assert main(["evaluate", "--model", str(trained.path.parent), "--format", "json"]) == 0
+def test_evaluate_json_reuses_the_recorded_split_and_the_recorded_item_item_model(trained, tmp_path, capsys):
+    from tfrs_pipeline.model_dir import ModelDir
+
+    # A version whose list ranker kept the session kernel (the demo data's random timestamps never
+    # do): metrics.json records the kernel's settings, and evaluate adds EASE with them.
+    version = tmp_path / "kernel" / "1"
+    shutil.copytree(trained.path, version)
+    recorded = json.loads((version / "metrics.json").read_text())
+    assert recorded["training"]["item_item"]["sessions"] is None
+    recorded["training"]["item_item"]["sessions"] = {"weight": 0.6, "minutes": 5.0, "regularization": 100.0}
+    (version / "metrics.json").write_text(json.dumps(recorded))
+    ModelDir(version).write_manifest()
+    assert main(["evaluate", "--model", str(version.parent), "--format", "json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    recorded = json.loads((trained.path / "metrics.json").read_text())
     for key in ("factorized_top_k", "excluding_seen", "pipeline"):
         for name, value in recorded[key].items():
             assert metrics[key][name] == pytest.approx(value, abs=1e-6), (key, name)
     assert metrics["ranking"]["rmse"] == pytest.approx(recorded["ranking"]["rmse"], abs=1e-6)
+    assert sorted(metrics["ablation"]) == sorted([*recorded["ablation"], "EASE with sessions (item-item source)"])
 
 
 def test_recommend_prints_titles_and_predicted_ratings(trained, capsys):

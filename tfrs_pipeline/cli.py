@@ -248,13 +248,15 @@ def _add_evaluate(commands) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from tfrs_pipeline.evaluation.evaluate import evaluate_export
+    from tfrs_pipeline.evaluation.evaluate import evaluate_export, recorded_sessions
     from tfrs_pipeline.evaluation.summary import format_metrics
 
     model = _load_model(args.model)
     data, split = model.model_dir.recorded_split(args.data)
     log = (lambda message: print(message, file=sys.stderr)) if args.format == "json" else print
-    metrics = evaluate_export(model, split.train, split.test, data.rating_scale, log=log)
+    # The training run's ablation: with EASE with sessions where the ranker's item-item model has the kernel.
+    metrics = evaluate_export(model, split.train, split.test, data.rating_scale,
+                              sessions=recorded_sessions(model.model_dir), log=log)
     if args.report:
         from tfrs_pipeline.evaluation.report import write_report
 

@@ -89,10 +89,9 @@ class FittedStages:
     rating_stack: dict | None = None
     #: The list ranker's training lists: how many, and the validation ratings among their candidates by source.
     ranker_candidates: dict | None = None
-    #: The list ranker's item-item model as exported (description) and its session choice (hold-out NDCG@10s).
+    #: The list ranker's item-item model as exported: its description, session kernel (None: plain
+    #: co-rating counts) and session choice (hold-out NDCG@10s); ``training.item_item`` of metrics.json.
     item_item: dict | None = None
-    #: The session kernel of that model, where it has one.
-    item_item_sessions: Sessions | None = None
     #: The two-tower model trained again on the whole training side (``retrieval.refit``), served in place of ``retrieval``'s.
     retrieval_refit: TrainingResult | None = None
 
@@ -290,9 +289,10 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
             if not stored:
                 stages.list_ranker_model.item_candidates = 0  # they read the stored scores
         if stages.list_ranker is not None:
+            sessions = stages.list_ranker_model.item_sessions
             stages.item_item = {"model": stages.list_ranker_model.item_model_description,
+                                "sessions": dataclasses.asdict(sessions) if sessions is not None else None,
                                 "session_choice": stages.list_ranker_model.session_choice}
-            stages.item_item_sessions = stages.list_ranker_model.item_sessions
         _export(run, stages, model_dir)
 
 
@@ -332,7 +332,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
     log("[6/6] evaluation of the exported model on the test split")
     with run.phases("evaluation"):
         metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale,
-                                  sessions=stages.item_item_sessions, log=log)
+                                  sessions=Sessions.from_record(stages.item_item), log=log)
     metrics["training"] = {
         "retrieval_seconds": stages.retrieval.seconds,
         "retrieval_examples_per_second": stages.retrieval.examples_per_second,

@@ -31,7 +31,7 @@ from tfrs_pipeline.baselines import BiasedMatrixFactorization, ease_recommender,
 from tfrs_pipeline.features.vocabulary import Vocabularies
 from tfrs_pipeline.ids import distinct_ids, id_positions, rows_per_block, users_of
 from tfrs_pipeline.metrics import TOP_KS, ranking_report, recall_and_ndcg, rmse
-from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.model_dir import METRICS, ModelDir
 from tfrs_pipeline.ranking.blend import blend_top_k
 from tfrs_pipeline.ranking.neighbours import EASE_MAX_CATALOG, Sessions
 from tfrs_pipeline.recommender import Recommender, load_saved_model
@@ -75,6 +75,14 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
     return {f"top_{k}": values[min(k, len(catalog_ids))] for k in ks}
 
 
+def recorded_sessions(model_dir: ModelDir) -> Sessions | None:
+    """The session kernel of the exported list ranker's item-item model, as its ``metrics.json`` records
+    it; None where it has none, or where the version has no ``metrics.json``."""
+    if not (model_dir.path / METRICS).is_file():
+        return None
+    return Sessions.from_record((model_dir.read_metrics().get("training") or {}).get("item_item"))
+
+
 def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, test: pd.DataFrame,
                     rating_scale: tuple[float, float], *, mf_factors: int = 32, mf_regularization: float = 15.0,
                     with_ease: bool = True, sessions: Sessions | None = None,
@@ -96,7 +104,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         log: where progress lines go.
 
     Examples:
-        >>> from tfrs_pipeline.model_dir import ModelDir
+        >>> from tfrs_pipeline.model_dir import METRICS, ModelDir
         >>> split = ModelDir.resolve(model_path).recorded_split()[1]
         >>> metrics = evaluate_export(model_path, split.train, split.test, (1, 5), with_ease=False, log=lambda *_: None)
         >>> sorted(metrics["ablation"])

@@ -78,6 +78,12 @@ class Sessions:
     def describe(self) -> str:
         return f"session kernel {self.minutes:g} min, weight {self.weight:g}, lambda {self.regularization:g}"
 
+    @classmethod
+    def from_record(cls, record: dict | None) -> Sessions | None:
+        """The kernel a ``metrics.json`` item-item record names (``training.item_item.sessions``); None
+        where it names none (plain EASE, ItemKNN, or a model exported before the record had it)."""
+        return cls(**record["sessions"]) if record and record.get("sessions") else None
+
 
 @dataclass
 class ItemNeighbours:
