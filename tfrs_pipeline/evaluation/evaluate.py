@@ -104,7 +104,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
         log: where progress lines go.
 
     Examples:
-        >>> from tfrs_pipeline.model_dir import METRICS, ModelDir
+        >>> from tfrs_pipeline.model_dir import ModelDir
         >>> split = ModelDir.resolve(model_path).recorded_split()[1]
         >>> metrics = evaluate_export(model_path, split.train, split.test, (1, 5), with_ease=False, log=lambda *_: None)
         >>> sorted(metrics["ablation"])
