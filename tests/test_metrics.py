@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tfrs_pipeline.ids import as_str, catalog_positions, users_of
-from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, ndcg, ranking_report, recall_and_ndcg, rmse
+from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, ndcg, ranking_report, recall_and_ndcg, rmse, top_k_columns
 
 USERS = np.array(["u1", "u2"], dtype=object)
 LISTS = np.array([[b"a", b"b", b"c"], [b"c", b"a", b"d"]], dtype=object)  # bytes, as TensorFlow returns them
@@ -114,3 +114,11 @@ def test_ids_that_read_the_same_as_strings_are_one_id():
     mixed = pd.DataFrame({"user_id": [1, "1", 2], "movie_id": [5, "5", 6], "rating": [4.0, 2.0, 3.0]})
     assert users_of(mixed).tolist() == ["1", "2"]
     assert movie_mean(mixed, ["5"], shrinkage=0.0).tolist() == [3.0]
+
+
+def test_top_k_columns_are_best_first_with_ties_in_column_order_even_across_the_cut():
+    scores = np.array([[1.0, 3.0, 2.0, 3.0, 2.0, 2.0],
+                       [-np.inf, 0.5, -np.inf, -np.inf, 0.2, -np.inf]], np.float32)
+    # Three 2.0s compete for the last two places: the two earlier columns win; unseen (-inf) ones likewise.
+    assert top_k_columns(scores, 4).tolist() == [[1, 3, 2, 4], [1, 4, 0, 2]]
+    assert top_k_columns(scores, 10).tolist() == np.argsort(-scores, axis=1, kind="stable").tolist()

@@ -50,9 +50,18 @@ def _user_keys(test: pd.DataFrame) -> np.ndarray:
 
 def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
     """Column positions [rows, k] of each row's ``k`` highest ``scores``, best first; equal scores
-    in column order (as the retrieval index's top-k orders them)."""
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(k), (len(scores), 1))
+    in column order (as the retrieval index's top-k orders them), also where they straddle the
+    k-th place: the same columns as a stable sort's first ``k``, without sorting whole rows."""
+    rows, columns = scores.shape
+    k = min(k, columns)
+    if k < columns:
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+        above, tied = scores > kth, scores == kth
+        # Of the columns tied with the k-th score, the first ones in column order fill the k places.
+        kept = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+        top = np.nonzero(kept)[1].reshape(rows, k)
+    else:
+        top = np.tile(np.arange(k), (rows, 1))
     order = np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=-1)
     return np.take_along_axis(top, order, axis=1)
 

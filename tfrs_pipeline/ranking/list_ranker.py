@@ -593,8 +593,7 @@ def calibrate_base_scale(base: np.ndarray, valid: np.ndarray, labels: np.ndarray
 
 def top_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """The labels [lists, k] of each list's ``k`` best-scored slots, best first (ties: the earlier slot)."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(labels, order, axis=1)
+    return np.take_along_axis(labels, top_k_columns(scores, k), axis=1)
 
 
 def choose_item_weight(features: np.ndarray, valid: np.ndarray, labels: np.ndarray, relevant: np.ndarray,
