@@ -20,6 +20,11 @@ def test_model_folder_has_tf_serving_layout_and_its_records(trained):
         assert (path / "stages" / stage / "saved_model.pb").is_file(), stage
     card = (path / "README.md").read_text()
     assert "tf.saved_model.load" in card and "recall_at_10" in card
+    # What serving needs, and no training by-product: the logs lie beside the version.
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        ["saved_model.pb", "variables", "assets", "fingerprint.pb", "stages", "config.toml", "split.json", "vocabularies",
+         "history.json", "metrics.json", "README.md", "MANIFEST.sha256"])
+    assert (path.parent / "logs" / "1" / "retrieval").is_dir()
 
 
 def test_metrics_json_has_the_documented_shape(trained):

@@ -14,6 +14,7 @@ from tfrs_pipeline.config import RankerConfig, RatingConfig, SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.split import split_ratings
 from tfrs_pipeline.features.dataset import prepare
+from tfrs_pipeline.ranking.item_scores import ItemItemScores
 from tfrs_pipeline.ranking.list_ranker import (
     FEATURES,
     ListRanker,
@@ -22,11 +23,14 @@ from tfrs_pipeline.ranking.list_ranker import (
     calibrate_base_scale,
     candidate_lists,
     choose_item_weight,
+    history_rows,
     list_cross_entropy,
+    short_history_lists,
     split_lists,
 )
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, session_pairs
 from tfrs_pipeline.ranking.rating import RatingModel
+from tfrs_pipeline.retrieval.index import SeenMovies
 
 
 def test_candidate_lists_label_the_hold_out_movies_among_the_candidates():
@@ -49,24 +53,33 @@ RATINGS = pd.DataFrame({"user_id": ["1", "1", "2", "2", "2", "3"], "movie_id": [
 
 def test_cosine_neighbours_are_co_ratings_over_the_root_of_both_counts():
     table = ItemNeighbours.build(RATINGS, np.array(["a", "b", "c", "d"]), k=3, kind="cosine")
-    # a: users {1, 2}; b: {1, 2}; c: {2, 3}; d: nobody.
-    weights = {(int(row), int(n)): w for row in range(1, 5) for n, w in zip(table.neighbours[row], table.weights[row]) if n}
-    assert weights[(1, 2)] == pytest.approx(2 / 2)  # a-b
-    assert weights[(1, 3)] == pytest.approx(1 / 2)  # a-c
-    assert (1, 1) not in weights and not any(row == 4 for row, _ in weights)  # never itself; d has no ratings
-    assert table.neighbours[0].tolist() == [0, 0, 0]
+    # a: users {1, 2}; b: {1, 2}; c: {2, 3}; d: nobody. weights[source row, target row].
+    weights = table.weights.toarray()
+    assert weights[2, 1] == pytest.approx(2 / 2)  # b -> a
+    assert weights[3, 1] == pytest.approx(1 / 2)  # c -> a
+    assert not np.diag(weights).any() and not weights[4].any() and not weights[:, 4].any()  # d has no ratings
+    assert not weights[0].any() and not weights[:, 0].any()  # row 0: the unknown movie
 
 
-def test_ease_neighbours_keep_the_closed_form_weights_pointing_to_each_movie():
+def ease_closed_form(ratings: pd.DataFrame, catalog, users=None, regularization: float = 200.0) -> np.ndarray:
+    """EASE's B over ``catalog`` (an unrated movie's row and column stay zero), by a plain matrix inverse."""
+    catalog = pd.Index(catalog)
+    users = pd.Index(pd.unique(ratings["user_id"])) if users is None else users
+    x = np.zeros((len(users), len(catalog)))
+    x[users.get_indexer(ratings["user_id"]), catalog.get_indexer(ratings["movie_id"])] = 1.0
+    rated = np.flatnonzero(x.sum(axis=0))
+    p = np.linalg.inv(x[:, rated].T @ x[:, rated] + regularization * np.eye(len(rated)))
+    b = np.zeros((len(catalog), len(catalog)))
+    b[np.ix_(rated, rated)] = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_ease_weights_are_the_closed_form_where_k_keeps_them_all():
     catalog = np.array(["a", "b", "c"])
     table = ItemNeighbours.build(RATINGS, catalog, k=2, kind="ease")
-    x = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float64)
-    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(3))
-    b = -p / np.diag(p)
-    for row in range(1, 4):
-        for neighbour, weight in zip(table.neighbours[row], table.weights[row]):
-            assert neighbour != row and weight == pytest.approx(b[neighbour - 1, row - 1], rel=1e-4)
-    assert table.kind == "ease"
+    np.testing.assert_allclose(table.weights.toarray()[1:, 1:], ease_closed_form(RATINGS, catalog), rtol=1e-4, atol=1e-8)
+    assert table.kind == "ease" and table.kept == 6 and table.ease_kept == table.ease_weights == 6
     assert ItemNeighbours.build(RATINGS, catalog, k=2).kind == "ease"  # auto, small catalog
 
 
@@ -75,22 +88,30 @@ def test_ease_over_the_rated_movies_keeps_the_whole_catalog_weights_and_leaves_u
     ratings = data.interactions[~data.interactions["movie_id"].isin(["1", "2", "3"])]  # three movies nobody rated
     catalog = np.array(sorted(data.movies["movie_id"].astype(str)) + ["never-rated"])
     table = ItemNeighbours.build(ratings, catalog, k=200, kind="ease")
-    assert table.ease_movies == 57 and table.describe() == "EASE over the 57 rated movies"
+    assert table.ease_movies == 57 and table.describe().startswith("EASE over the 57 rated movies; all 3,192 of")
     # The whole catalog's closed form: an unrated movie's row and column are lambda I, so B is unchanged.
-    x = np.zeros((120, len(catalog)))
-    x[pd.factorize(ratings["user_id"])[0], pd.Index(catalog).get_indexer(ratings["movie_id"])] = 1.0
-    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(len(catalog)))
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    for row in range(1, len(catalog) + 1):
-        kept = table.neighbours[row] > 0
-        expected = b[:, row - 1]
-        if catalog[row - 1] in ("1", "2", "3", "never-rated"):
-            assert not kept.any()  # no weights to it, and none from it below
-        else:
-            assert set(table.neighbours[row][kept] - 1) == set(np.flatnonzero(np.abs(expected) > 1e-9))
-            np.testing.assert_allclose(table.weights[row][kept], expected[table.neighbours[row][kept] - 1], rtol=2e-3,
-                                       atol=1e-7)
+    weights = table.weights.toarray()[1:, 1:]
+    np.testing.assert_allclose(weights, ease_closed_form(ratings, catalog), rtol=2e-3, atol=1e-7)
+    for movie in ("1", "2", "3", "never-rated"):
+        row = list(catalog).index(movie)
+        assert not weights[row].any() and not weights[:, row].any()
+
+
+def test_ease_keeps_its_k_per_movie_strongest_weights_of_the_whole_matrix():
+    data = load_data("synthetic:120x60x2500")
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
+    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    b = ease_closed_form(data.interactions, catalog)
+    threshold = np.sort(np.abs(b).ravel())[-5 * 60]
+    kept = table.weights.toarray()[1:, 1:]
+    assert table.kept == 5 * 60 == table.ease_kept and table.ease_weights == 60 * 59
+    # The strongest 300 of the matrix, whichever movies they point to: popular movies keep more.
+    np.testing.assert_allclose(kept, np.where(np.abs(b) >= threshold, b, 0.0), rtol=2e-3, atol=1e-7)
+    assert len(set(np.count_nonzero(kept, axis=0))) > 1
+    assert "the strongest 300 of EASE's 3,540 weights (5 per movie on average) kept" in table.describe()
+    # A cap on the weights in all lowers the count per movie to fit.
+    capped = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", max_weights=120)
+    assert capped.per_movie == 2 and capped.kept == 120
 
 
 def test_past_the_ease_limit_the_most_rated_movies_get_ease_and_the_rest_itemknn():
@@ -104,35 +125,42 @@ def test_past_the_ease_limit_the_most_rated_movies_get_ease_and_the_rest_itemknn
     ease = ItemNeighbours.build(data.interactions[data.interactions["movie_id"].isin(counts.index[:20])], catalog,
                                 k=100, kind="ease")
     cosine = ItemNeighbours.build(data.interactions, catalog, k=100, kind="cosine")
-    for movie in catalog:
-        row = int(np.flatnonzero(catalog == movie)[0]) + 1
-        source = ease if movie in set(counts.index[:20]) else cosine
-        np.testing.assert_array_equal(table.neighbours[row], source.neighbours[row])
-        np.testing.assert_allclose(table.weights[row], source.weights[row], rtol=1e-5)
+    weights, ease_weights, cosine_weights = (t.weights.toarray() for t in (table, ease, cosine))
+    for row, movie in enumerate(catalog, start=1):  # each movie's incoming weights, from one model or the other
+        source = ease_weights if movie in set(counts.index[:20]) else cosine_weights
+        np.testing.assert_allclose(weights[:, row], source[:, row], rtol=1e-5, atol=1e-8)
 
 
-def test_user_scores_are_ease_own_scores_where_the_matrix_is_kept_and_the_kept_weights_sums_elsewhere():
+def test_user_scores_are_the_sums_of_the_kept_weights_from_the_rated_movies():
     data = load_data("synthetic:120x60x2500")
     catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
     rated = np.random.default_rng(5).random((7, len(catalog) + 1)) < 0.2
     rated[:, 0] = False  # the unknown movie is never rated
-    history = sparse.csr_matrix(rated, dtype=np.float32)
-    x = np.zeros((120, len(catalog)))
-    x[pd.factorize(data.interactions["user_id"])[0], pd.Index(catalog).get_indexer(data.interactions["movie_id"])] = 1.0
-    p = np.linalg.inv(x.T @ x + 200.0 * np.eye(len(catalog)))
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    full = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", keep_ease=True)
-    scores = full.user_scores(history)
+    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    scores = table.user_scores(sparse.csr_matrix(rated, dtype=np.float32))
     assert scores.shape == (7, len(catalog) + 1) and not scores[:, 0].any()
-    np.testing.assert_allclose(scores[:, 1:], history[:, 1:].toarray() @ b, rtol=1e-3, atol=1e-5)
-    # Without the matrix: the sums of each movie's 5 kept weights, which are not the whole score.
-    kept = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
-    assert kept.ease_matrix is None
-    expected = [[sum(w for n, w in zip(kept.neighbours[row], kept.weights[row]) if n and history[user, n])
-                 for row in range(len(catalog) + 1)] for user in range(7)]
-    np.testing.assert_allclose(kept.user_scores(history), expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(kept.user_scores(history), scores, atol=1e-3)
+    np.testing.assert_allclose(scores, rated @ table.weights.toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_exported_item_item_scores_are_the_kept_weights_sums_of_any_history_batch():
+    data = load_data("synthetic:120x60x2500")
+    catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
+    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    rng = np.random.default_rng(6)
+    histories = [sorted(rng.choice(np.arange(1, 61), rng.integers(0, 12), replace=False).tolist()) for _ in range(70)]
+    rated = np.zeros((70, 61), np.float32)
+    for user, rows in enumerate(histories):
+        rated[user, rows] = 1.0
+    scorer = ItemItemScores(table.weights)
+    ragged = tf.ragged.constant(histories, dtype=tf.int64, ragged_rank=1)
+    # 70 histories: three steps of USERS_PER_STEP, and one empty history or more.
+    np.testing.assert_allclose(scorer(ragged).numpy(), table.user_scores(rated), rtol=1e-5, atol=1e-6)
+    movies = rng.integers(1, 61, 70)
+    terms = scorer.contributions(ragged, tf.constant(movies))
+    np.testing.assert_allclose(terms.to_tensor().numpy().sum(axis=1), table.user_scores(rated)[np.arange(70), movies],
+                               rtol=1e-5, atol=1e-6)
+    assert terms.row_lengths().numpy().tolist() == [len(h) for h in histories]
+
 
 @pytest.fixture(scope="module")
 def ranker():
@@ -146,35 +174,53 @@ def ranker():
     return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=config)
 
 
+def history_of(prepared, users) -> tf.RaggedTensor:
+    """The users' fitting-part movies as catalog rows."""
+    return history_rows(SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train), np.asarray(users))
+
+
 def test_item_item_score_is_the_sum_of_the_kept_weights_from_the_history(ranker):
     prepared, model = ranker
     user = prepared.vocab.user_ids[3]
     catalog = list(prepared.movies.movie_ids)
     history = set(prepared.train.loc[prepared.train["user_id"] == user, "movie_id"])
-    candidates = [m for m in catalog if m not in history][:20]
-    rows = np.array([catalog.index(m) + 1 for m in candidates])
-    got = model.neighbour_scores(model.user_lookup(tf.constant([user])), tf.constant(rows[None, :]))[0].numpy()
-    neighbours, weights = model.neighbours.numpy(), model.neighbour_weights.numpy()
-    rated = {catalog.index(h) + 1 for h in history}
-    expected = [sum(w for n, w in zip(neighbours[row], weights[row]) if n in rated) for row in rows]
-    assert any(expected)
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    history_rows, contributions = model.contributions(tf.constant([user] * 3), tf.constant(candidates[:3]))
-    np.testing.assert_allclose(contributions.to_tensor().numpy().sum(axis=1), expected[:3], atol=1e-5)
-    assert sorted(history_rows[0].numpy().tolist()) == sorted(catalog.index(h) + 1 for h in history)
+    rows = history_of(prepared, [user])
+    assert sorted(rows[0].numpy().tolist()) == sorted(catalog.index(h) + 1 for h in history)
+    weights = model.item_table.weights.toarray()
+    expected = weights[sorted(catalog.index(h) + 1 for h in history)].sum(axis=0)
+    assert np.abs(expected).sum() > 0
+    np.testing.assert_allclose(model.item_scores(rows)[0].numpy(), expected, atol=1e-5)
+    candidates = [m for m in catalog if m not in history][:3]
+    terms = model.contributions(tf.concat([rows] * 3, axis=0), tf.constant(candidates))
+    np.testing.assert_allclose(terms.to_tensor().numpy().sum(axis=1), expected[[catalog.index(m) + 1 for m in candidates]],
+                               atol=1e-5)
 
 
 def test_an_untrained_ranker_keeps_retrieval_order_and_never_ranks_empty_slots(ranker):
     prepared, model = ranker
-    users = tf.constant(prepared.vocab.user_ids[:2])
+    history = history_of(prepared, prepared.vocab.user_ids[:2])
     movie_ids = tf.constant([list(prepared.movies.movie_ids[:4])] * 2)
     retrieval = tf.constant([[0.9, 0.5, 0.2, -np.inf], [0.3, 0.8, 0.1, 0.0]], tf.float32)
     width = len(FEATURES)
-    model.normalization.adapt(tf.zeros([4, width]) + tf.random.normal([4, width]))
-    scores, predicted = model.score(users, movie_ids, retrieval)
-    assert np.argsort(-scores.numpy()[0])[:3].tolist() == [0, 1, 2] and scores.numpy()[0, 3] == -np.inf
-    assert np.argsort(-scores.numpy()[1]).tolist() == [1, 0, 2, 3]
-    assert predicted.shape == (2, 4)
+    model.head.normalization.adapt(tf.zeros([4, width]) + tf.random.normal([4, width]))
+    scores = model.score(history, movie_ids, retrieval).numpy()
+    assert np.argsort(-scores[0])[:3].tolist() == [0, 1, 2] and scores[0, 3] == -np.inf
+    assert np.argsort(-scores[1]).tolist() == [1, 0, 2, 3]
+
+
+def test_the_ranker_scores_a_history_whoever_brings_it(ranker):
+    prepared, model = ranker
+    users = prepared.vocab.user_ids[:3]
+    history = history_of(prepared, users)
+    movie_ids = tf.constant([list(prepared.movies.movie_ids[:6])] * 3)
+    retrieval = tf.constant(np.random.default_rng(2).normal(size=(3, 6)), tf.float32)
+    features, _ = model.features(history, movie_ids, retrieval)
+    # The same rows in another order and with other user ids behind them: the same features, per row.
+    again, _ = model.features(tf.gather(history, [2, 0, 1]), tf.gather(movie_ids, [2, 0, 1]), tf.gather(retrieval, [2, 0, 1]))
+    np.testing.assert_allclose(again.numpy(), features.numpy()[[2, 0, 1]], rtol=1e-5, atol=1e-5)
+    longer = tf.concat([history[0], [int(history[1][0])]], axis=0)[None, :]
+    changed, _ = model.features(tf.RaggedTensor.from_tensor(longer), movie_ids[:1], retrieval[:1])
+    assert not np.allclose(changed.numpy(), features.numpy()[:1])  # one more rated movie changes them
 
 
 def test_the_ranker_starts_from_the_blend_of_its_two_sources_that_ranks_the_training_lists_best():
@@ -211,87 +257,33 @@ def test_a_ranker_scores_its_scaled_start_until_trained(ranker):
     column = FEATURES.index("item-item score as a z-score within the list")
     features = np.random.default_rng(1).normal(size=(3, 5, len(FEATURES))).astype(np.float32)
     valid = np.ones((3, 5), bool)
-    model.normalization.adapt(features.reshape(-1, len(FEATURES)))
-    model.item_weight.assign(2.0)
-    model.base_scale.assign(0.25)
+    head = model.head
+    head.normalization.adapt(features.reshape(-1, len(FEATURES)))
+    head.item_weight.assign(2.0)
+    head.base_scale.assign(0.25)
     try:
-        scores = model.score_features(tf.constant(features), tf.constant(valid)).numpy()
+        scores = head.score_features(tf.constant(features), tf.constant(valid)).numpy()
     finally:  # the module's other tests share the fixture's untrained ranker
-        model.item_weight.assign(0.0)
-        model.base_scale.assign(1.0)
+        head.item_weight.assign(0.0)
+        head.base_scale.assign(1.0)
     np.testing.assert_allclose(scores, 0.25 * (features[..., 0] + 2.0 * features[..., column]), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scores, 0.25 * base_scores(features, 2.0), rtol=1e-5, atol=1e-5)
 
 
-def test_both_lookups_of_the_item_item_score_agree(ranker, monkeypatch):
-    import tfrs_pipeline.ranking.list_ranker as list_ranking
-
-    prepared, model = ranker
-    users = model.user_lookup(tf.constant(prepared.vocab.user_ids[:6]))
-    rows = tf.constant(np.arange(1, 31).reshape(6, 5))
-    dense = model.neighbour_scores(users, rows).numpy()
-    monkeypatch.setattr(list_ranking, "_DENSE_LOOKUP_LIMIT", 0)
-    np.testing.assert_array_equal(model.neighbour_scores(users, rows).numpy(), dense)
-    assert np.abs(dense).sum() > 0
-
-
-def ease_scores(prepared, ratings: pd.DataFrame, histories: pd.DataFrame) -> np.ndarray:
-    """EASE (lambda 200) fitted on ``ratings``: x_u B of each user's ``histories`` [user rows, catalog rows],
-    nothing for unknown users (row 0) and movies (column 0)."""
-    users, catalog = pd.Index(prepared.vocab.user_ids), pd.Index(prepared.movies.movie_ids)
-
-    def matrix(frame):
-        x = np.zeros((len(users) + 1, len(catalog) + 1))
-        x[users.get_indexer(frame["user_id"]) + 1, catalog.get_indexer(frame["movie_id"]) + 1] = 1.0
-        return x
-
-    x = matrix(ratings)
-    rated = np.flatnonzero(x.sum(axis=0))
-    p = np.linalg.inv(x[:, rated].T @ x[:, rated] + 200.0 * np.eye(len(rated)))
-    b = np.zeros((len(catalog) + 1, len(catalog) + 1))
-    b[np.ix_(rated, rated)] = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    return matrix(histories) @ b
-
-
-def test_stored_item_item_scores_are_ease_own_scores_of_each_users_history(ranker):
-    prepared, model = ranker
-    users = len(prepared.vocab.user_ids) + 1  # row 0: unknown users
-    catalog = len(prepared.movies.movie_ids) + 1
-    rng = np.random.default_rng(3)
-    user_rows = rng.integers(0, users, 40)
-    movie_rows = rng.integers(0, catalog, (40, 25))
-    computed = model.neighbour_scores(tf.constant(user_rows), tf.constant(movie_rows)).numpy()  # 16 kept weights
-    expected = ease_scores(prepared, prepared.train, prepared.train)[user_rows[:, None], movie_rows]
-    try:
-        assert not model.materialize_neighbour_scores(limit=users * catalog - 1)  # over the limit: nothing stored
-        assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
-        assert model.materialize_neighbour_scores(limit=users * catalog)
-        assert tf.shape(model.neighbour_table).numpy().tolist() == [users, catalog]
-        stored = model.neighbour_scores(tf.constant(user_rows), tf.constant(movie_rows)).numpy()
-        np.testing.assert_allclose(stored, expected, rtol=1e-3, atol=1e-5)
-        assert np.abs(stored).sum() > 0 and not np.allclose(stored, computed, atol=1e-3)
-        # New histories make the stored scores stale: use_tables drops them.
-        model.use_tables(prepared.movies, prepared.users)
-        assert tf.shape(model.neighbour_table).numpy().tolist() == [0, 0]
-    finally:
-        model.use_tables(prepared.movies, prepared.users)
-
-
-def test_refitting_the_item_item_model_on_more_ratings_stores_the_new_models_scores(ranker):
+def test_refitting_the_item_item_model_on_more_ratings_scores_with_the_new_models_weights(ranker):
     prepared, model = ranker
     whole = pd.concat([prepared.train, prepared.validation], ignore_index=True)  # as the export's training side
+    history = history_of(prepared, prepared.vocab.user_ids[:5])
+    before = model.item_scores(history).numpy()
     try:
         model.refit_item_item(whole)
-        assert not model.scores_stored and model.materialize_neighbour_scores()
-        # The fitting part's histories, scored by the model of every rating: the new weights, not the old.
-        np.testing.assert_allclose(model.neighbour_table.numpy(), ease_scores(prepared, whole, prepared.train),
-                                   rtol=1e-3, atol=1e-5)
-        assert not np.allclose(model.neighbour_table.numpy(), ease_scores(prepared, prepared.train, prepared.train),
-                               atol=1e-3)
+        expected = ItemNeighbours.build(whole, prepared.movies.movie_ids, k=16, kind="auto", sessions=None)
+        np.testing.assert_allclose(model.item_table.weights.toarray(), expected.weights.toarray(), rtol=1e-5, atol=1e-7)
+        after = model.item_scores(history).numpy()
+        assert not np.allclose(after, before, atol=1e-4)
     finally:
         model.refit_item_item(prepared.train)
-        model.use_tables(prepared.movies, prepared.users)
+    np.testing.assert_allclose(model.item_scores(history).numpy(), before, rtol=1e-5, atol=1e-6)
 
 
 def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen():
@@ -301,17 +293,18 @@ def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen
     vectors = np.random.default_rng(1).normal(size=(len(catalog), 8)).astype(np.float32)
     model = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0,
                        config=RankerConfig(neighbours=16, item_candidates=5), candidate_vectors=vectors)
-    assert model.item_candidates == 5 and model.materialize_neighbour_scores()
+    assert model.item_candidates == 5
     user = prepared.vocab.user_ids[3]
     seen = np.flatnonzero(np.isin(catalog, prepared.train.loc[prepared.train["user_id"] == user, "movie_id"]))
     listed = [m for m in catalog if m not in set(catalog[seen])][:3]
     queries = np.random.default_rng(2).normal(size=(2, 8)).astype(np.float32)
-    exclude = tf.ragged.constant([seen.tolist(), []], dtype=tf.int64)
+    history = tf.ragged.constant([(seen + 1).tolist(), []], dtype=tf.int64)  # a user, and a visitor with nothing
+    item_scores = model.item_scores(history)
     ids, scores, retrieved = (t.numpy() for t in model.add_item_item_candidates(
-        tf.constant([user, "stranger"]), tf.constant(queries), tf.constant([listed, listed]),
-        tf.constant([[3.0, 2.0, 1.0]] * 2), exclude))
+        item_scores, tf.constant(queries), tf.constant([listed, listed]), tf.constant([[3.0, 2.0, 1.0]] * 2),
+        tf.ragged.constant([seen.tolist(), []], dtype=tf.int64)))
     assert ids.shape == (2, 8) and retrieved.tolist() == [[True] * 3 + [False] * 5] * 2
-    item_item = model.neighbour_table.numpy()[prepared.vocab.user_ids.index(user) + 1, 1:]
+    item_item = item_scores.numpy()[0, 1:]
     allowed = np.ones(len(catalog), bool)
     allowed[seen] = False
     allowed[np.isin(catalog, listed)] = False
@@ -322,7 +315,7 @@ def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen
         # The retrieval score (query . candidate) where the item-item score is positive, else an empty slot.
         expected = queries[0] @ vectors[position] if item_item[position] > 0 else -np.inf
         assert score == pytest.approx(expected, rel=1e-5)
-    assert np.isneginf(scores[1, 3:]).all()  # an unknown user has no history: nothing is added
+    assert np.isneginf(scores[1, 3:]).all()  # an empty history scores nothing: nothing is added
 
 
 def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built_on_them():
@@ -331,19 +324,19 @@ def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built
     rng = np.random.default_rng(3)
     first, second = (rng.normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32) for _ in range(2))
     config = RankerConfig(neighbours=16, item_candidates=5)
-    swapped = ListRanker(RatingModel(prepared, RatingConfig()), prepared, first[:, :4], scale=5.0, config=config,
-                         candidate_vectors=first)
+    rating_model = RatingModel(prepared, RatingConfig())
+    swapped = ListRanker(rating_model, prepared, first[:, :4], scale=5.0, config=config, candidate_vectors=first)
     swapped.use_retrieval(second[:, :4], second)
-    swapped.use_tables(prepared.full_movies, prepared.full_users)
-    built = ListRanker(RatingModel(prepared, RatingConfig()), prepared, second[:, :4], scale=5.0, config=config,
-                       candidate_vectors=second)
-    built.use_tables(prepared.full_movies, prepared.full_users)
-    # The cosine features' directions, the user profiles on the tables in use, the candidates' vectors.
-    for name in ("embeddings", "embedding_profile", "candidate_vectors", "history_rows"):
+    swapped.use_tables(prepared.full_movies)
+    built = ListRanker(rating_model, prepared, second[:, :4], scale=5.0, config=config, candidate_vectors=second)
+    built.use_tables(prepared.full_movies)
+    for name in ("embeddings", "candidate_vectors", "popularity", "mean_rating"):
         np.testing.assert_allclose(getattr(swapped, name).numpy(), getattr(built, name).numpy(), atol=1e-6)
-    assert not np.allclose(swapped.embedding_profile.numpy(), ListRanker(
-        RatingModel(prepared, RatingConfig()), prepared, first[:, :4], scale=5.0, config=config,
-        candidate_vectors=first).embedding_profile.numpy(), atol=1e-3)
+    history = history_of(prepared, prepared.vocab.user_ids[:4])
+    movie_ids = tf.constant([list(prepared.movies.movie_ids[:6])] * 4)
+    retrieval = tf.constant(rng.normal(size=(4, 6)), tf.float32)
+    np.testing.assert_allclose(swapped.features(history, movie_ids, retrieval)[0].numpy(),
+                               built.features(history, movie_ids, retrieval)[0].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="8 dimensions, the ranker's are 4"):
         swapped.use_retrieval(second, second)
 
@@ -354,12 +347,12 @@ def test_a_ranker_given_the_item_item_model_built_before_training_scores_as_one_
     vectors = np.random.default_rng(4).normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32)
     config = RankerConfig(neighbours=16)
     table = build_item_table(prepared, config)  # what a training run does before the towers exist
-    given = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0, config=config, item_table=table)
-    own = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0, config=config)
-    assert given._item_table is table and table.ease_matrix is not None  # kept: every user's scores fit
-    assert given.materialize_neighbour_scores() and own.materialize_neighbour_scores()
-    np.testing.assert_array_equal(given.neighbour_table.numpy(), own.neighbour_table.numpy())
-    np.testing.assert_array_equal(given.neighbours.numpy(), own.neighbours.numpy())
+    rating_model = RatingModel(prepared, RatingConfig())
+    given = ListRanker(rating_model, prepared, vectors, scale=5.0, config=config, item_table=table)
+    own = ListRanker(rating_model, prepared, vectors, scale=5.0, config=config)
+    assert given.item_table is table
+    history = history_of(prepared, prepared.vocab.user_ids[:8])
+    np.testing.assert_array_equal(given.item_scores(history).numpy(), own.item_scores(history).numpy())
 
 
 def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_early_stopping_lists_than_its_start(
@@ -383,17 +376,18 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
     holdout = CandidateLists(users, movies, scores, first, np.ones(len(users), int))  # users rated retrieval's first
     embeddings = np.random.default_rng(0).normal(size=(len(catalog), 8)).astype(np.float32)
     config = RankerConfig(neighbours=16, epochs=4, patience=4, learning_rate=0.1, item_candidates=0)
+    histories = SeenMovies(prepared.vocab, catalog, prepared.train)
 
     def trained(cross_fitted):
         model = ListRanker(ranker[1].rating_model, prepared, embeddings, scale=5.0, config=config)
         if cross_fitted:  # the folds' lists say the opposite: their users rated retrieval's last movie
-            features, valid = model.list_features(holdout)
+            features, valid = model.list_features(holdout, histories)
             cross_fitted = CrossFitLists(np.tile(features, (3, 1, 1)), np.tile(valid, (3, 1)), np.tile(last, (3, 1)),
                                          {}, 0.0)
-        result = train_list_ranker(model.rating_model, prepared, embeddings, holdout, 5.0, config, seed=7, model=model,
-                                   cross_fitted=cross_fitted or None)
+        result = train_list_ranker(model.rating_model, prepared, embeddings, holdout, histories, 5.0, config, seed=7,
+                                   model=model, cross_fitted=cross_fitted or None)
         stop = split_lists(holdout, 0.2, 7)[1]  # the lists train_list_ranker (seed 7) early-stops on
-        return result, _ListValidation(stop, *model.list_features(stop)).ndcg(model)
+        return result, _ListValidation(stop.labels, stop.relevant, *model.list_features(stop, histories)).ndcg(model)
 
     result, served = trained(cross_fitted=True)
     assert min(result.history["val_ndcg_at_10"]) < 1.0  # learning from the folds' lists made the hold-out's worse...
@@ -423,14 +417,13 @@ def test_with_the_session_kernel_a_movie_rated_in_the_same_sitting_is_the_nearer
     timed = ItemNeighbours.build(ratings, catalog, k=2, kind="ease", sessions=Sessions())
 
     def weight(table, source, target):
-        row = list(catalog).index(target) + 1
-        return dict(zip(table.neighbours[row], table.weights[row]))[list(catalog).index(source) + 1]
+        return table.weights[list(catalog).index(source) + 1, list(catalog).index(target) + 1]
 
     assert weight(plain, "x", "y") == pytest.approx(weight(plain, "x", "z"))  # plain EASE cannot tell them apart
     assert weight(timed, "x", "y") > 2 * weight(timed, "x", "z")
     assert "session kernel 5 min" in timed.describe() and "session" not in plain.describe()
     np.testing.assert_allclose(ItemNeighbours.build(ratings, catalog, k=2, kind="ease", sessions=Sessions(weight=0.0,
-                               regularization=200.0)).weights, plain.weights, rtol=1e-5)
+                               regularization=200.0)).weights.toarray(), plain.weights.toarray(), rtol=1e-5)
 
 
 def test_the_item_item_model_keeps_the_session_kernel_only_where_the_hold_out_ranks_better_with_it():
@@ -447,3 +440,53 @@ def test_the_item_item_model_keeps_the_session_kernel_only_where_the_hold_out_ra
     said = []
     table = build_item_table(untimed, RankerConfig(neighbours=16, sessions="on"), log=said.append)
     assert table.sessions is None and not table.session_choice and "every training timestamp is the same" in said[0]
+
+
+def test_short_history_lists_are_made_from_each_users_most_recent_movies_alone(ranker):
+    prepared, model = ranker
+    catalog = np.asarray(prepared.movies.movie_ids).astype(str)
+
+    class Retriever:  # the first k catalog movies outside the history, best first
+        def from_history(self, user_id, history, k):
+            rows = []
+            for positions in history.to_list():
+                rows.append([m for i, m in enumerate(catalog) if i not in set(positions)][: int(k)])
+            scores = np.tile(-np.arange(len(rows[0]), dtype=np.float32), (len(rows), 1))
+            return tf.constant(rows), tf.constant(scores), tf.zeros([len(rows), 8])
+
+    lists = short_history_lists(model, Retriever(), prepared, movies=3, num_candidates=20)
+    assert list(lists.user_ids) == sorted(set(prepared.validation["user_id"].astype(str)))
+    for user, history, movies, labels in zip(lists.user_ids, lists.histories, lists.movie_ids, lists.labels):
+        rated = prepared.train[prepared.train["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
+        recent = set(rated["movie_id"].astype(str).tail(3))
+        assert set(catalog[history - 1]) == recent  # catalog rows of the 3 most recent movies
+        assert not recent & set(movies[movies != ""])  # only those are excluded...
+        held = set(prepared.validation.loc[prepared.validation["user_id"].astype(str) == user, "movie_id"].astype(str))
+        assert [m in held for m in movies] == [bool(x) for x in labels]  # ...and the hold-out says what is relevant
+
+
+def test_a_short_history_is_scored_by_the_short_history_head_a_long_one_by_the_other(ranker):
+    prepared, model = ranker
+    users = prepared.train["user_id"].astype(str).value_counts()
+    long_user = users.index[0]
+    history = history_of(prepared, [long_user])
+    short = tf.RaggedTensor.from_tensor(history.to_tensor()[:, :3])
+    movie_ids = tf.constant([list(prepared.movies.movie_ids[:6])])
+    retrieval = tf.constant([[0.6, 0.5, 0.4, 0.3, 0.2, 0.1]], tf.float32)
+    width = len(FEATURES)
+    for head in (model.head, model.short_head):
+        head.normalization.adapt(tf.random.normal([8, width]))
+    model.short_head.base_scale.assign(3.0)  # tells the heads apart
+    try:
+        model.short_limit.assign(10.0)
+        for rows, head in ((short, model.short_head), (history, model.head)):
+            features, valid = model.features(rows, movie_ids, retrieval)
+            np.testing.assert_allclose(model.score_features(features, valid).numpy(),
+                                       head.score_features(features, valid).numpy(), rtol=1e-6)
+        model.short_limit.assign(0.0)  # no short-history head trained: every history gets the other
+        features, valid = model.features(short, movie_ids, retrieval)
+        np.testing.assert_allclose(model.score_features(features, valid).numpy(),
+                                   model.head.score_features(features, valid).numpy(), rtol=1e-6)
+    finally:
+        model.short_head.base_scale.assign(1.0)
+        model.short_limit.assign(0.0)

@@ -192,6 +192,25 @@ def test_recommend_from_history_and_per_call_exclusions(client, trained):
     assert status == 200 and not set(excluded) & {m["movie_id"] for m in body["movies"]}
 
 
+def test_a_known_users_new_ratings_change_the_list_over_http(client, trained):
+    train = trained.split.train
+    rated = train.loc[train["user_id"].astype(str) == "1", "movie_id"].astype(str).tolist()
+    status, before, _ = client.request("GET", "/recommend?user_id=1&k=5")
+    new = before["movies"][0]["movie_id"]  # user 1 goes on to rate their first recommendation
+    status, after, _ = client.request("GET", f"/recommend?user_id=1&k=5&history={new}")
+    assert status == 200 and after["known_user"] is True and after["history_known"] == len(set(rated)) + 1
+    assert new not in {m["movie_id"] for m in after["movies"]} and len(after["movies"]) == 5
+    status, body, _ = _predict(client, signature_name="recommend_with_history",
+                               inputs={"user_id": ["1", ""], "movie_ids": [[new], [new]],
+                                       "exclude_movie_ids": [[""], [""]], "k": 5})
+    assert status == 200 and body["outputs"]["movie_ids"][0] == [m["movie_id"] for m in after["movies"]]
+    assert body["outputs"]["history_known"] == [len(set(rated)) + 1, 1] and body["outputs"]["known_user"] == [True, False]
+    # A visitor who brings user 1's training movies and the new one: user 1's list.
+    status, visitor, _ = client.request("GET", f"/recommend?history={','.join(rated + [new])}&k=5")
+    assert [m["movie_id"] for m in visitor["movies"]] == [m["movie_id"] for m in after["movies"]]
+    assert "known_user" not in visitor
+
+
 def test_browser_routes_health_and_metrics(client, caplog):
     with caplog.at_level(logging.INFO, logger="tfrs_pipeline.access"):
         status, body, _ = client.request("GET", "/recommend?user_id=1&k=4")

@@ -125,3 +125,54 @@ def test_explain_names_rated_movies_and_their_shares(loaded, split):
     assert out["known_user"].all() and out["known_movie"].all()
     unknown = _call(loaded, "explain", user_id=["nobody"], movie_id=["1"], k=3)
     assert unknown["known_user"].tolist() == [False] and not any(unknown["movie_ids"].astype(str)[0])
+
+
+def _training_movies(split, user: str) -> list[str]:
+    return split.train.loc[split.train.user_id == user, "movie_id"].astype(str).tolist()
+
+
+def test_a_visitor_who_sends_a_users_training_history_gets_that_users_list(loaded, split):
+    users = ["1", "2", "3", "4", "5"]
+    known = _call(loaded, "serving_default", user_id=users, k=10)
+    histories = [_training_movies(split, user) for user in users]
+    width = max(len(h) for h in histories)
+    padded = [h + [""] * (width - len(h)) for h in histories]
+    visitors = _call(loaded, "recommend_from_history", movie_ids=padded, k=10)
+    np.testing.assert_array_equal(visitors["movie_ids"], known["movie_ids"])
+    np.testing.assert_allclose(visitors["scores"], known["scores"], rtol=1e-5, atol=1e-5)
+    assert visitors["history_known"].tolist() == [len(set(h)) for h in histories]
+
+
+def test_a_movie_rated_after_training_joins_the_users_history_without_retraining(loaded, split):
+    before = _call(loaded, "serving_default", user_id=["6"], k=10)
+    rated = before["movie_ids"][0, 0].decode()  # the user goes on to rate the first recommendation
+    after = _call(loaded, "recommend_with_history", user_id=["6"], movie_ids=[[rated]], exclude_movie_ids=[[""]], k=10)
+    assert rated not in after["movie_ids"][0].astype(str)
+    assert after["history_known"].tolist() == [len(set(_training_movies(split, "6"))) + 1]
+    # The list changes beyond losing that movie: the new rating counts in every movie's score.
+    scores_before = dict(zip(before["movie_ids"][0].astype(str), before["scores"][0]))
+    common = [(scores_before[m], s) for m, s in zip(after["movie_ids"][0].astype(str), after["scores"][0])
+              if m in scores_before]
+    assert common and all(abs(a - b) > 1e-6 for a, b in common)
+    # Exactly as a visitor with the training history and the new movie.
+    visitor = _call(loaded, "recommend_from_history", movie_ids=[_training_movies(split, "6") + [rated]], k=10)
+    np.testing.assert_array_equal(visitor["movie_ids"], after["movie_ids"])
+
+
+def test_excluding_movies_removes_them_and_keeps_the_others_order(loaded):
+    plain = _call(loaded, "serving_default", user_id=["7", "8"], k=12)
+    dropped = [plain["movie_ids"][0, 1].decode(), plain["movie_ids"][0, 4].decode()]
+    out = _call(loaded, "recommend_excluding", user_id=["7", "8"], exclude_movie_ids=[dropped, ["", ""]], k=10)
+    kept = [m for m in plain["movie_ids"][0].astype(str) if m not in dropped]
+    assert out["movie_ids"][0].astype(str).tolist() == kept[:10]
+    assert out["movie_ids"][1].astype(str).tolist() == plain["movie_ids"][1, :10].astype(str).tolist()
+
+
+def test_past_the_movies_left_the_slots_are_empty_never_a_seen_or_excluded_movie(loaded, split):
+    heavy = split.train.groupby("user_id", observed=True).size().idxmax()
+    seen = set(_training_movies(split, str(heavy)))
+    out = _call(loaded, "serving_default", user_id=[str(heavy)], k=100_000)
+    movies = out["movie_ids"][0].astype(str)
+    filled = movies[movies != ""]
+    assert not seen & set(filled) and len(set(filled)) == len(filled)
+    assert np.isneginf(out["scores"][0][movies == ""]).all() and (out["titles"][0][movies == ""] == b"").all()

@@ -290,27 +290,38 @@ def _id_list(text: str, option: str) -> list[str]:
     return ids
 
 
-def _recommend_from_history(model, history: list[str], k: int) -> int:
-    out = model.recommend_from_history([history], k=k, arrays=True)
+def _print_ranked(model, out: dict) -> None:
+    """The rows of a two-stage answer's first list: rank, ranker score, predicted rating, retrieval score, title."""
+    predicted = "relevance" if model.implicit else "predicted"
+    # The ranker's score orders the list; it is a score, not a rating (it is not on the rating scale).
+    print(f"  {'#':>3}  {'ranker score':>12}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
+    for rank, (movie, title, ranking_score, rating, score) in enumerate(
+            zip(out["movie_ids"][0], out["titles"][0], out["scores"][0], out["predicted_ratings"][0],
+                out["retrieval_scores"][0]), 1):
+        if movie:  # past the movies there are: empty slots
+            print(f"  {rank:>3}  {ranking_score:>12.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
+
+
+def _recommend_from_history(model, history: list[str], exclude: list[list[str]] | None, k: int) -> int:
+    if exclude:
+        out = model.recommend([""], k=k, history=[history], exclude=exclude, arrays=True)
+    else:
+        out = model.recommend_from_history([history], k=k, arrays=True)
     known = int(out["history_known"][0])
     if not known:
         print(f"none of {', '.join(history)} is in the model's catalog: well-rated popular movies")
     print(f"top {out['movie_ids'].shape[1]} for a visitor who rated {known} known movie(s) ({', '.join(history)}):")
-    predicted = "relevance" if model.implicit else "predicted"
-    print(f"  {'#':>3}  {'retrieval':>9}  {predicted:>9}  {'movie id':>9}  title")
-    for rank, (movie, title, score, rating) in enumerate(
-            zip(out["movie_ids"][0], out["titles"][0], out["retrieval_scores"][0], out["predicted_ratings"][0]), 1):
-        print(f"  {rank:>3}  {score:>9.3f}  {rating:>9.2f}  {movie:>9}  {title}")
+    _print_ranked(model, out)
     return 0
 
 
 def _add_recommend(commands) -> None:
     recommend = commands.add_parser("recommend", help="top movies for a user, with predicted ratings")
     recommend.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION (required)")
-    who = recommend.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="user id as in the training data (one of --user and --history is required)")
-    who.add_argument("--history", help="movie ids a visitor unknown to the model just rated, comma-separated: "
-                                       "recommends from them (cold start; one of --user and --history is required)")
+    recommend.add_argument("--user", help="user id as in the training data (one of --user and --history is required)")
+    recommend.add_argument("--history", help="movie ids rated since training, comma-separated: with --user, added to "
+                                             "what the model knows of the user (no retraining); alone, a visitor "
+                                             "unknown to the model (one of --user and --history is required)")
     recommend.add_argument("--exclude", help="movie ids never to recommend, comma-separated (default: none)")
     recommend.add_argument("--k", type=_positive, default=10,
                            help="length of the list, capped at the candidates retrieved (default 10)")
@@ -328,14 +339,19 @@ def _add_recommend(commands) -> None:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    if args.user is None and args.history is None:
+        raise ConfigError("recommend needs --user (a user of the training data), --history (a visitor's movies), "
+                          "or both (a user and the movies they rated since training)")
     model = _load_model(args.model)
     exclude = [_id_list(args.exclude, "--exclude")] if args.exclude else None
-    if args.history:
-        return _recommend_from_history(model, _id_list(args.history, "--history"), args.k)
-    if exclude and not args.exclude_seen:
-        raise ConfigError("--exclude works with seen movies excluded; leave out --include-seen")
+    history = _id_list(args.history, "--history") if args.history is not None else None
+    if (exclude or history) and not args.exclude_seen:
+        raise ConfigError(f"{'--exclude' if exclude else '--history'} works with seen movies excluded; leave out "
+                          "--include-seen")
+    if args.user is None:
+        return _recommend_from_history(model, history, exclude, args.k)
     out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude,
-                          arrays=True)
+                          history=[history] if history else None, arrays=True)
     _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
               "(serving.num_candidates at training)")
     if not bool(out["known_user"][0]):
@@ -343,15 +359,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
                              "what the model serves such users (well-rated popular movies)")
         print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
-    print(f"top {out['movie_ids'].shape[1]} for user {args.user} ({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
-    ranking_scores = out["scores"][0]
-    predicted = "relevance" if model.implicit else "predicted"
-    # The ranker's score orders the list; it is a score, not a rating (it is not on the rating scale).
-    print(f"  {'#':>3}  {'ranker score':>12}  {predicted:>9}  {'retrieval':>9}  {'movie id':>9}  title")
-    for rank, (movie, title, ranking_score, rating, score) in enumerate(
-            zip(out["movie_ids"][0], out["titles"][0], ranking_scores, out["predicted_ratings"][0],
-                out["retrieval_scores"][0]), 1):
-        print(f"  {rank:>3}  {ranking_score:>12.2f}  {rating:>9.2f}  {score:>9.3f}  {movie:>9}  {title}")
+    since = f", with {len(history)} movie(s) rated since training" if history else ""
+    print(f"top {out['movie_ids'].shape[1]} for user {args.user}{since} "
+          f"({'seen movies excluded' if args.exclude_seen else 'seen movies included'}):")
+    _print_ranked(model, out)
     if args.explain:
         reasons = model.explain(args.user, out["movie_ids"][0], k=3, arrays=True)
         print("because the user rated (share of the movie's item-item score from their ratings):")

@@ -116,7 +116,12 @@ class RetrievalConfig:
 
     Args:
         embedding_dim: size of the query and candidate embeddings.
-        user_features: add demographics (age, gender, occupation) to the query tower.
+        user_embedding: add the user id's embedding to the query tower. Off (the default), the
+            query is pooled from the user's history alone, so a visitor who brings a known user's
+            history gets that user's query; on, a known user's query also holds their id's embedding
+            (a visitor gets the mean training user's).
+        user_features: add demographics (age, gender, occupation) to the query tower (known users'
+            only: a visitor's are unknown, so their query then differs from a known user's).
         history_features: add the mean embedding of the user's training movies to the
             query tower (the rated movie itself is left out while training on it).
         movie_features: add genres, release year and title words to the candidate tower.
@@ -154,7 +159,8 @@ class RetrievalConfig:
     """
 
     embedding_dim: int = 64
-    user_features: bool = True
+    user_embedding: bool = False
+    user_features: bool = False
     history_features: bool = True
     movie_features: bool = True
     normalize: bool = True
@@ -242,7 +248,12 @@ class RankerConfig:
         batch_size: candidate lists per training step.
         epochs: most epochs to train.
         patience: epochs without validation NDCG@10 improvement before stopping early.
-        neighbours: item-item weights kept per movie for the item-item feature.
+        neighbours: item-item weights kept per movie, on average: EASE keeps the strongest
+            ``neighbours`` x movies of its weights (by magnitude, so a popular movie keeps more than
+            a rare one; all of them on a small catalog), ItemKNN each movie's strongest. The served
+            model holds them as a sparse matrix (8 bytes a weight) and scores a history per request.
+        max_item_weights: most item-item weights kept in all (``neighbours`` is lowered to fit; 0: no
+            cap): 5,000,000 is 38 MiB, held by the pipeline and again by ``stages/ranking``.
         item_model: ``ease`` (over every rated movie), ``cosine`` (ItemKNN) or ``auto`` (EASE over the
             20,000 most-rated movies, ItemKNN for the other rated movies).
         ease_regularization: EASE's L2 penalty (lambda) in the ranker's item-item model (the EASE
@@ -256,7 +267,9 @@ class RankerConfig:
         session_regularization: EASE's L2 penalty (lambda) with the kernel.
         item_candidates: movies the item-item model adds to retrieval's candidates (its best-scored
             ones not retrieved already), so the ranker can reach movies retrieval missed; 0: none.
-            Used where the users x catalog item-item scores are stored in the model (up to 16M cells).
+        short_history: besides each hold-out user's list from their whole fitting-part history, the
+            ranker learns from one made from their this many most recent movies alone, as a visitor
+            who brings only those is served (a history's shortness is among its features); 0: not.
         cross_fit_folds: besides the hold-out's lists, train on cross-fitted lists from every
             training user: the fitting part is dealt into this many folds, and retrieval and the
             rating model are trained again without each fold to propose and score its lists
@@ -271,7 +284,8 @@ class RankerConfig:
     batch_size: int = 32
     epochs: int = 100
     patience: int = 10
-    neighbours: int = 256
+    neighbours: int = 512
+    max_item_weights: int = 5_000_000
     item_model: str = "auto"
     ease_regularization: float = 200.0
     sessions: str = "auto"
@@ -279,6 +293,7 @@ class RankerConfig:
     session_weight: float = 0.6
     session_regularization: float = 100.0
     item_candidates: int = 100
+    short_history: int = 5
     cross_fit_folds: int = 0
     cross_fit_max_users: int = 10_000
 
@@ -389,6 +404,10 @@ class PipelineConfig:
             except LookupError:
                 raise ConfigError(f"data.encoding {self.data.encoding!r} is not a text encoding Python knows; such as "
                                   "utf-8, latin-1, cp1252") from None
+        retrieval = self.retrieval
+        if not (retrieval.user_embedding or retrieval.user_features or retrieval.history_features):
+            raise ConfigError("the query tower needs something to embed: set retrieval.history_features (the "
+                              "default), retrieval.user_embedding or retrieval.user_features to true")
         scale = self.data.rating_scale
         if scale and (len(scale) != 2 or not all(math.isfinite(v) for v in scale) or scale[0] >= scale[1]):
             raise ConfigError(f"data.rating_scale must be two finite numbers LOW-HIGH with LOW below HIGH "
@@ -425,7 +444,9 @@ INT_RANGES = {
     "ranker.epochs": (1, 100_000),
     "ranker.patience": (0, 100_000),
     "ranker.neighbours": (1, 100_000),
+    "ranker.max_item_weights": (0, 2_000_000_000),
     "ranker.item_candidates": (0, 100_000),
+    "ranker.short_history": (0, 100_000),
     "ranker.cross_fit_folds": (0, 20),
     "ranker.cross_fit_max_users": (0, 1_000_000_000),
     "serving.num_candidates": (1, 100_000),

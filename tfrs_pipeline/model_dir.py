@@ -13,9 +13,10 @@ This module is the only place that spells a file name of a model folder::
         history.json       per-epoch training logs and two-stage choices
         metrics.json       test metrics measured on the exported model
         README.md          the model card
-        logs/              TensorBoard logs of each stage
         MANIFEST.sha256    SHA-256 of every other file (``sha256sum -c MANIFEST.sha256`` checks it),
                            verified before a version is loaded
+      logs/2/              TensorBoard logs of each stage of version 2: a training by-product, beside the
+                           version rather than in the folder a server loads
 
 A version is claimed by creating its staging folder with ``os.mkdir`` (atomic: two
 concurrent runs never share a version) and published by renaming that folder, so the
@@ -35,6 +36,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -203,6 +205,7 @@ class ModelDir:
                     os.rmdir(staging)
                     version += 1
                     continue
+                shutil.rmtree(base / LOGS / str(version), ignore_errors=True)  # a removed run's, never this one's
                 _write_json(staging / CLAIM, {"pid": os.getpid(), "host": socket.gethostname(),
                                               "started": time.time()})
                 return cls(staging, version)
@@ -227,9 +230,12 @@ class ModelDir:
         return ModelDir(final)
 
     def discard(self) -> None:
-        """Removes an unpublished staging folder (a failed run leaves nothing behind)."""
+        """Removes an unpublished staging folder and its logs (a failed run leaves nothing behind)."""
         if self.path != self.published_path:
             shutil.rmtree(self.path, ignore_errors=True)
+            shutil.rmtree(self.logs_path, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the logs folder itself, where no other version has logs
+                self.logs_path.parent.rmdir()
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -239,15 +245,18 @@ class ModelDir:
             raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGE_NAMES)}")
         return self.path / STAGES / name
 
-    def size_bytes(self, without_logs: bool = False) -> int:
-        """Bytes of every file in the folder (``without_logs``: the TensorBoard logs left out)."""
-        logs = self.path / LOGS
-        return sum(f.stat().st_size for f in self.path.rglob("*")
-                   if f.is_file() and not (without_logs and logs in f.parents))
+    def size_bytes(self, folder: str = "") -> int:
+        """Bytes of every file in the version folder, or in its sub-folder ``folder`` (such as ``stages``)."""
+        return sum(f.stat().st_size for f in (self.path / folder).rglob("*") if f.is_file())
+
+    @property
+    def logs_path(self) -> Path:
+        """The version's TensorBoard logs: ``saved_models/NAME/logs/VERSION``, beside the version."""
+        return self.path.parent / LOGS / str(self.version)
 
     def logs(self, stage: str) -> Path:
-        """TensorBoard log folder of a training stage."""
-        return self.path / LOGS / stage
+        """TensorBoard log folder of a training stage (under :attr:`logs_path`)."""
+        return self.logs_path / stage
 
     @property
     def history_path(self) -> Path:

@@ -39,17 +39,19 @@ from tfrs_pipeline.evaluation.summary import model_card
 from tfrs_pipeline.export.writer import export_model
 from tfrs_pipeline.features.dataset import Prepared, prepare
 from tfrs_pipeline.ids import rows_per_block
-from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.model_dir import STAGES, ModelDir
 from tfrs_pipeline.ranking.blend import choose_rating_weight, logit_scale
 from tfrs_pipeline.ranking.cross_fit import cross_fit_lists
 from tfrs_pipeline.ranking.list_ranker import (
-    MATERIALIZE_LIMIT,
+    REFIT_MAX_EASE_MOVIES,
     add_item_item_candidates,
     build_item_table,
     candidate_lists,
     make_list_ranker,
-    stored_cells,
+    short_history_lists,
+    split_lists,
     train_list_ranker,
+    train_short_history_head,
 )
 from tfrs_pipeline.ranking.neighbours import Sessions
 from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matrix_factorization, train_rating_model
@@ -94,6 +96,8 @@ class FittedStages:
     item_item: dict | None = None
     #: The two-tower model trained again on the whole training side (``retrieval.refit``), served in place of ``retrieval``'s.
     retrieval_refit: TrainingResult | None = None
+    #: The list ranker's short-history head (``ranker.short_history``), trained after its whole-history head.
+    short_history_ranker: TrainingResult | None = None
 
     @property
     def list_ranker_model(self):
@@ -200,18 +204,19 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     with run.phases("list_ranker"):
         model = retrieval.model
         # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
-        retriever = CandidateRetriever(model.query_tower, model.index,
-                                       SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train))
+        histories = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
+        retriever = CandidateRetriever(model.query_tower, model.index, histories,
+                                       tf.constant(prepared.movies.movie_ids.astype(str)))
         scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
         weight, recall = choose_rating_weight(retriever, rating.model, prepared.validation, config.serving.num_candidates,
                                               scale, k=config.serving.k)
-        list_ranker, found = None, None
+        list_ranker, found, short_ranker = None, None, None
         if config.ranker.enabled and len(prepared.validation):
             lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates,
                                     batch_users=rows_per_block(len(prepared.movies.movie_ids), 1024))
             candidates = model.candidate_embeddings()
-            ranker = make_list_ranker(rating.model, prepared, candidates[:, : config.retrieval.embedding_dim].numpy(),
-                                      scale, config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy,
+            ranker = make_list_ranker(rating.model, prepared, candidates[:, : config.retrieval.embedding_dim].numpy(), scale,
+                                      config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy,
                                       item_table=item_table)
             lists = add_item_item_candidates(ranker, lists, retriever, prepared.validation)
             found = {"lists": len(lists), **lists.found()}
@@ -220,28 +225,42 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                    "model)" if ranker.item_candidates else "(retrieved)")
                 + f"; of {found['relevant']:,} validation ratings, {found['retrieval']:,} are among the retrieved"
                 + (f", {found['item_item_added']:,} more among the added" if ranker.item_candidates else ""))
-            if config.ranker.item_candidates and not ranker.item_candidates:
-                log("list ranker: no item-item candidates (users x catalog is over the "
-                    f"{MATERIALIZE_LIMIT:,}-cell limit of the stored item-item scores)")
+            short = None
+            if config.ranker.short_history:
+                short = short_history_lists(ranker, retriever, prepared, config.ranker.short_history,
+                                            config.serving.num_candidates)
+                found["short_history"] = {"lists": len(short), **short.found()}
+                log(f"list ranker: {len(short):,} more lists from each hold-out user's {config.ranker.short_history} most "
+                    f"recent movies alone (as a visitor would bring them); {found['short_history']['merged']:,} "
+                    "validation ratings among their candidates")
             cross_fitted = cross_fit_lists(prepared, run.data, config, scale, strategy=strategy, log=log)
             if cross_fitted is not None:
                 found["cross_fit"] = {**cross_fitted.found, "kept": len(cross_fitted), "seconds": cross_fitted.seconds}
                 log(f"list ranker: {len(cross_fitted):,} cross-fitted lists besides the hold-out's "
                     f"({cross_fitted.seconds:.0f} s for {config.ranker.cross_fit_folds} folds)")
-            list_ranker = train_list_ranker(rating.model, prepared, None, lists, scale, config.ranker,
+            list_ranker = train_list_ranker(rating.model, prepared, None, lists, histories, scale, config.ranker,
                                             seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
                                             log_dir=model_dir.logs("list_ranking") if model_dir else None,
                                             backup=backup("list_ranking"), model=ranker, cross_fitted=cross_fitted)
-            choice = list_ranker.model.item_weight_choice
+            choice = list_ranker.model.head.item_weight_choice
             if choice:
-                ranker_model = list_ranker.model
-                log(f"list ranker: starts from {float(ranker_model.base_scale.numpy()):.3g} x (retrieval logit + "
-                    f"{float(ranker_model.item_weight.numpy()):g} x item-item z-score) (training lists' NDCG@10 by weight: "
+                head = list_ranker.model.head
+                log(f"list ranker: starts from {float(head.base_scale.numpy()):.3g} x (retrieval logit + "
+                    f"{float(head.item_weight.numpy()):g} x item-item z-score) (training lists' NDCG@10 by weight: "
                     + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
             best = "0 (no epoch ordered the early-stopping lists better than the start)" if not list_ranker.best_epoch \
                 else list_ranker.best_epoch
             log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {best}; item-item feature: "
                 f"{list_ranker.model.item_model_description}")
+            if short is not None:
+                short_ranker = train_short_history_head(
+                    ranker, short, split_lists(lists, 0.2, config.runtime.seed)[1].user_ids, histories, config.ranker,
+                    seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
+                    log_dir=model_dir.logs("short_history_ranking") if model_dir else None)
+                log(f"list ranker: short-history head {short_ranker.seconds:.1f} s, best epoch {short_ranker.best_epoch}; "
+                    f"it scores histories of up to {float(ranker.short_limit.numpy()):g} movies, starting from "
+                    f"{float(ranker.short_head.base_scale.numpy()):.3g} x (retrieval logit + "
+                    f"{float(ranker.short_head.item_weight.numpy()):g} x item-item z-score)")
     refit = None
     if config.retrieval.refit and len(prepared.validation):
         log(f"[4/6] retrieval: trained again on the whole training side ({len(run.split.train):,} ratings, "
@@ -253,7 +272,7 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                     backup=backup("retrieval_refit"))
         log(f"retrieval refit: {refit.seconds:.1f} s")
     return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found,
-                        retrieval_refit=refit)
+                        retrieval_refit=refit, short_history_ranker=short_ranker)
 
 
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
@@ -269,31 +288,31 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
         if stages.retrieval_refit is not None:  # the ranker's cosines and candidate logits follow the served towers
             candidates = stages.served_retrieval_model.candidate_embeddings().numpy()
             stages.list_ranker_model.use_retrieval(candidates[:, : config.retrieval.embedding_dim], candidates)
-        stages.list_ranker_model.use_tables(prepared.full_movies, prepared.full_users)
+        stages.list_ranker_model.use_tables(prepared.full_movies)
     with run.phases("export"):
         if stages.rating_stack is not None and stages.rating_stack["stacked"]:
             seconds = refit_matrix_factorization(stages.rating.model, prepared, config.rating, run.split.train)
             stages.rating_stack["refit_seconds"] = seconds
             log(f"rating model: matrix factorization refitted on the whole training side ({seconds:.1f} s)")
-        if stages.list_ranker is not None and stages.list_ranker_model.storable:
-            # Only where its every score is stored: above that, a second fit at 20M ratings costs minutes and GiB.
+        ranker = stages.list_ranker_model
+        if ranker is not None and ranker.item_table.ease_movies <= REFIT_MAX_EASE_MOVIES:
+            # Above it, a second fit at 20M ratings costs minutes and GiB: the fitting part's weights serve.
             began = time.perf_counter()
-            stages.list_ranker_model.refit_item_item(run.split.train)
+            ranker.refit_item_item(run.split.train)
             log(f"list ranker: item-item model refitted on the whole training side ({time.perf_counter() - began:.1f} s)")
-            users, movies = len(prepared.vocab.user_ids), len(prepared.full_movies.movie_ids)
-            cells = stored_cells(users, movies)
-            stored = stages.list_ranker_model.materialize_neighbour_scores()
-            log(f"list ranker: item-item scores of {users:,} users x {movies:,} movies "
-                + (f"stored for serving ({cells * 4 / 2**20:,.1f} MiB)" if stored
-                   else f"computed per request ({cells:,} cells is over the {MATERIALIZE_LIMIT:,}-cell limit)"))
-            if not stored:
-                stages.list_ranker_model.item_candidates = 0  # they read the stored scores
+        if ranker is not None:
+            log(f"list ranker: item-item model served: {ranker.item_model_description}")
         if stages.list_ranker is not None:
             sessions = stages.list_ranker_model.item_sessions
             stages.item_item = {"model": stages.list_ranker_model.item_model_description,
                                 "sessions": dataclasses.asdict(sessions) if sessions is not None else None,
                                 "session_choice": stages.list_ranker_model.session_choice}
         _export(run, stages, model_dir)
+    whole, parts = model_dir.size_bytes(), model_dir.size_bytes(STAGES)
+    weights = (f"; the item-item weights {stages.list_ranker_model.item_table.nbytes / 2**20:,.1f} MiB in the pipeline "
+               "and again in stages/ranking") if stages.list_ranker is not None else ""
+    log(f"model folder {model_dir.published_path}: {whole / 2**20:,.1f} MiB (the stages' own SavedModels "
+        f"{parts / 2**20:,.1f} MiB{weights}); TensorBoard logs beside it in {model_dir.logs_path}")
 
 
 def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
@@ -313,6 +332,9 @@ def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None
         "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.rating.best_epoch,
         **({"list_ranking": stages.list_ranker.history, "list_ranking_best_epoch": stages.list_ranker.best_epoch}
            if stages.list_ranker is not None else {}),
+        **({"short_history_ranking": stages.short_history_ranker.history,
+            "short_history_ranking_best_epoch": stages.short_history_ranker.best_epoch}
+           if stages.short_history_ranker is not None else {}),
     })
 
 
@@ -320,7 +342,8 @@ def release_training_state(run: PreparedRun, stages: FittedStages) -> None:
     """Drops what only training needs (the models and their optimizer state, data sets, feature
     tables) once the model is exported: evaluation reads the export, and at 20M ratings the
     training side holds gigabytes. The stages keep their histories and timings."""
-    for result in (stages.retrieval, stages.retrieval_refit, stages.rating, stages.list_ranker):
+    for result in (stages.retrieval, stages.retrieval_refit, stages.rating, stages.list_ranker,
+                   stages.short_history_ranker):
         if result is not None:
             result.model = None
     run.prepared = None
@@ -341,6 +364,8 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
                              "ratings": len(run.split.train)} if stages.retrieval_refit is not None else None),
         "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
+        "short_history_head_seconds": (stages.short_history_ranker.seconds
+                                       if stages.short_history_ranker is not None else 0.0),
         "rating_stack": stages.rating_stack,
         "list_ranker_candidates": stages.ranker_candidates,
         # The ranker's item-item model as exported, and the hold-out's NDCG@10 with and without the session kernel.
@@ -350,7 +375,7 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "replicas": stages.replicas,
         # Seconds of each phase and the process's peak resident memory (MiB) when it ended.
         "phases": run.phases.record,
-        "export_mib": model_dir.size_bytes(without_logs=True) / 2**20,
+        "export_mib": model_dir.size_bytes() / 2**20,
     }
     metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
                        "validation": run.data.report.to_dict()}

@@ -213,15 +213,20 @@ class Recommender:
         return self.signatures[name]
 
     def recommend(self, user_ids: Id | Ids, k: int = 10, exclude_seen: bool = True,
-                  exclude: Sequence[Ids] | None = None, *, arrays: bool = False) -> pd.DataFrame:
-        """The two-stage top ``k`` for each user, best first.
+                  exclude: Sequence[Ids] | None = None, *, history: Sequence[Ids] | None = None,
+                  arrays: bool = False) -> pd.DataFrame:
+        """The two-stage top ``k`` for each user, best first, from what the user did.
 
         Args:
-            user_ids: one user id or a list of them, as in the training data (unknown users get
-                well-rated popular movies).
+            user_ids: one user id or a list of them, as in the training data (an unknown user
+                without ``history`` gets well-rated popular movies).
             k: how many movies per user (at most the candidates retrieval hands the ranker).
-            exclude_seen: leave out the movies each user rated in training.
-            exclude: movie ids never to return, one list per user (out of stock, already shown).
+            exclude_seen: leave out the movies each user rated in training (and in ``history``).
+            exclude: movie ids never to return, one list per user (out of stock, already shown);
+                the other movies keep their order.
+            history: movies each user rated or watched since training, one list per user: they
+                join what the model knows of the user, change the list and are left out of it,
+                without retraining (an unknown id with a history is a visitor with that history).
             arrays: return the signature's arrays instead of a table (see below).
 
         Returns:
@@ -240,9 +245,20 @@ class Recommender:
             ['user_id', 'rank', 'movie_id', 'title', 'ranker_score', 'predicted_rating', 'retrieval_score', 'known_user']
             >>> model.recommend(["5", "6"], k=2, arrays=True)["predicted_ratings"].shape
             (2, 2)
+            >>> before = model.recommend("5", k=5)["movie_id"].tolist()
+            >>> after = model.recommend("5", k=5, history=[before[:1]])["movie_id"].tolist()  # rated the first since
+            >>> before[0] in after
+            False
         """
         users, k = _ids(user_ids, "user_ids"), _count(k, "k")
-        if exclude is not None:
+        if history is not None:
+            if not exclude_seen:
+                raise ArgumentError("history= works with exclude_seen=True (the recommend_with_history signature)")
+            movies = _padded(_id_lists(history, "history", len(users), "user"))
+            excluded = _padded(_id_lists(exclude, "exclude", len(users), "user")) if exclude is not None else \
+                np.full((len(users), 1), "", dtype=object)
+            out = self.call("recommend_with_history", user_id=users, movie_ids=movies, exclude_movie_ids=excluded, k=k)
+        elif exclude is not None:
             if not exclude_seen:
                 raise ArgumentError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
             lists = _id_lists(exclude, "exclude", len(users), "user")
@@ -462,10 +478,17 @@ _CANDIDATES = "candidates retrieval hands the ranker (serving.num_candidates at 
 
 
 def _warn_if_capped(out: dict[str, np.ndarray], k: int, limit: str) -> None:
-    """A :class:`CappedWarning` when the answer has fewer columns than ``k`` asked for: never a silent cut."""
+    """A :class:`CappedWarning` when the answer has fewer columns than ``k`` asked for, or a row fewer
+    movies (the rest empty slots: seen or excluded movies are never returned): never a silent cut."""
     got = out["movie_ids"].shape[1]
     if got < k:
         warnings.warn(f"k={k} is more than the {got:,} {limit}: {got:,} per row", CappedWarning, stacklevel=3)
+        return
+    filled = (out["movie_ids"] != "").sum(axis=1) if got else np.zeros(0, int)
+    if len(filled) and filled.min() < k:
+        short = int((filled < k).sum())
+        warnings.warn(f"k={k}: {short:,} row(s) have fewer movies left once seen and excluded movies are left out "
+                      f"(the fewest {int(filled.min()):,})", CappedWarning, stacklevel=3)
 
 
 def _frame(out: dict[str, np.ndarray], keys: dict[str, np.ndarray], columns: dict[str, str],

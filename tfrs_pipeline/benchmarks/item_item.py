@@ -33,7 +33,8 @@ train = split_ratings(data, config.split).train
 catalog = data.movies["movie_id"].astype(str).to_numpy()
 before = peak_rss_mib()
 start = time.perf_counter()
-table = ItemNeighbours.build(train, catalog, k=config.ranker.neighbours, kind=config.ranker.item_model)
+table = ItemNeighbours.build(train, catalog, k=config.ranker.neighbours, kind=config.ranker.item_model,
+                             max_weights=config.ranker.max_item_weights)
 print(json.dumps({"data": source, "training_ratings": len(train), "movies": len(catalog), "kind": table.kind,
                   "model": table.describe(), "seconds": time.perf_counter() - start, "peak_mib": peak_rss_mib(),
                   "peak_mib_before_table": before}))
@@ -45,6 +46,7 @@ def benchmark_item_item(sources: tuple[str, ...], *, config: PipelineConfig | No
     config = config or PipelineConfig()
     settings = {"split.kind": config.split.kind, "split.test_fraction": config.split.test_fraction,
                 "split.seed": config.split.seed, "ranker.neighbours": config.ranker.neighbours,
+                "ranker.max_item_weights": config.ranker.max_item_weights,
                 "ranker.item_model": config.ranker.item_model}
     results = []
     for source in sources:

@@ -30,11 +30,32 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"  ranking: {metrics['ranking']['note']}")
     if "ablation" in metrics:
         lines.append(format_ablation(metrics["ablation"]))
-    for name, numbers in metrics.get("cold_start", {}).items():
-        what = "most popular" if name.startswith("most_popular") else "recommend_from_history"
-        lines.append(f"  cold start, {what} from {name.rsplit('_', 1)[1]} training movies: "
-                     f"hit rate@10 {numbers['hit_rate_at_10']:.4f}, recall@10 {numbers['recall_at_10']:.4f}, "
-                     f"NDCG@10 {numbers['ndcg_at_10']:.4f}")
+    if metrics.get("cold_start") and "pipeline" in metrics:
+        lines.append(format_visitors(metrics["pipeline"], metrics["cold_start"]))
+    return "\n".join(lines)
+
+
+def format_visitors(known: dict[str, float], cold_start: dict[str, dict[str, float]]) -> str:
+    """The test users served three ways, side by side: by id, as visitors bringing all their training
+    movies, and as visitors bringing their 5 most recent (beside most-popular minus those 5)."""
+    rows = [("known users, by id", known, "")]
+    if "history_all" in cold_start:
+        ratio = cold_start["history_all"]["ndcg_at_10"] / max(known["ndcg_at_10"], 1e-12)
+        rows.append(("visitors with all their training movies", cold_start["history_all"], f"{ratio:.3f}x known users"))
+    recent = next((key for key in cold_start if key.startswith("history_") and key != "history_all"), None)
+    if recent is not None:
+        count = recent.rsplit("_", 1)[1]
+        popular = cold_start.get(f"most_popular_{recent}")
+        ratio = (f"{cold_start[recent]['ndcg_at_10'] / max(popular['ndcg_at_10'], 1e-12):.3f}x most popular"
+                 if popular else "")
+        rows.append((f"visitors with their {count} most recent movies", cold_start[recent], ratio))
+        if popular:
+            rows.append((f"most popular, minus those {count}", popular, ""))
+    width = max(len(name) for name, _, _ in rows)
+    lines = ["", f"  the test users served as{'':>{max(0, width - 24)}}  hit rate@10  recall@10    NDCG@10"]
+    for name, numbers, note in rows:
+        lines.append(f"  {name:<{max(width, 24)}}  {numbers['hit_rate_at_10']:>11.4f}  {numbers['recall_at_10']:>9.4f}"
+                     f"  {numbers['ndcg_at_10']:>9.4f}  {note}".rstrip())
     return "\n".join(lines)
 
 
@@ -86,7 +107,8 @@ model = tf.saved_model.load("{path}")
 out = model.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(10))
 print(out["titles"], out["predicted_ratings"])
 ```
-Signatures: `serving_default(user_id, k)`, `retrieve(user_id, k)`, `rank(user_id, movie_ids)`,
+Signatures: `serving_default(user_id, k)`, `recommend_with_history(user_id, movie_ids, exclude_movie_ids, k)`,
+`recommend_from_history(movie_ids, k)`, `retrieve(user_id, k)`, `rank(user_id, movie_ids)`,
 `similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`. Stages alone: `stages/query_tower`, `stages/candidate_tower`,
 `stages/index`, `stages/ranking`. Serve over HTTP: `tfrs-pipeline serve --model {path.parent}`.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrs_pipeline.export.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K, signature
+from tfrs_pipeline.ranking.blend import rank_candidates
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 
 
@@ -73,18 +74,21 @@ class RankingExport(tf.Module):
     """The second stage: ``serving_default(user_id, movie_id) -> {predicted_rating, known_user, known_movie}``
     for parallel id vectors, and ``score_candidates`` when a list ranker orders the candidates."""
 
-    def __init__(self, ranking_model, list_ranker=None) -> None:
+    def __init__(self, ranking_model, list_ranker=None, seen=None) -> None:
         super().__init__(name="ranking")
         self.ranking_model = ranking_model
         self.list_ranker = list_ranker
+        self.seen = seen  # each training user's movies: the history the list ranker scores from
         if list_ranker is not None:
             # Only then: saving traces every function with an input signature, used or not.
             self.score_candidates = signature(USER_IDS, MOVIE_ID_LISTS, tf.TensorSpec(
                 [None, None], tf.float32, name="retrieval_scores"))(self._score_candidates)
 
     def _score_candidates(self, user_id, movie_ids, retrieval_scores):
-        scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores)
-        return {"scores": scores, "predicted_ratings": predicted}
+        history = self.seen(user_id)
+        scores = self.list_ranker.score(history.with_flat_values(tf.cast(history.flat_values, tf.int64) + 1), movie_ids,
+                                        retrieval_scores)
+        return {"scores": scores, "predicted_ratings": rank_candidates(self.ranking_model, user_id, movie_ids)}
 
     def signatures(self) -> dict:
         signatures = {"serving_default": self.serve}

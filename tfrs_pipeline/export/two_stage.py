@@ -1,23 +1,31 @@
 """The two stages as one servable module: retrieve candidates, rank them, return the top k with titles.
 
+Every list is made from what the user did, through one path (:meth:`TwoStagePipeline.recommend`):
+the user's history is their training movies (none for a visitor) merged with the movies a
+request brings; the query tower pools that history into the retrieval query, the item-item
+model scores the catalog from it, the list ranker's features are computed from it, and its
+movies are excluded. A visitor who sends a known user's training history gets that user's list,
+and a movie rated after training changes the list as soon as a request brings it.
+
 Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works after loading):
 
 * ``serving_default(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``scores``,
   ``predicted_ratings``, ``retrieval_scores`` [batch, k], ``known_user`` [batch]. Retrieves
-  ``num_candidates`` movies the user has not rated and returns the ``k`` the list ranker
-  scores highest (``scores``), best first, each with its predicted rating. A model
-  trained without the list ranker keeps ``k`` by the rating blend
-  (:mod:`~tfrs_pipeline.ranking.blend`) and shows them by predicted rating.
+  ``num_candidates`` movies the user has not rated, adds the item-item model's best ones, and
+  returns the ``k`` the list ranker scores highest (``scores``), best first, each with its
+  predicted rating. A model trained without the list ranker keeps ``k`` by the rating blend
+  (:mod:`~tfrs_pipeline.ranking.blend`) and shows them by predicted rating. Slots past the
+  movies there are hold "" and a score of ``-inf``.
 * ``recommend_including_seen(user_id, k)``: as ``serving_default``, seen movies allowed.
 * ``recommend_excluding(user_id[batch], exclude_movie_ids[batch, n], k)``: as
-  ``serving_default``, and never the movies in ``exclude_movie_ids`` (out of stock, already
-  shown; "" pads shorter rows).
-* ``recommend_from_history(movie_ids[batch, n], k)`` -> ``movie_ids``, ``titles``, ``scores``,
-  ``predicted_ratings``, ``retrieval_scores`` [batch, k], ``history_known`` [batch]: for a
-  visitor the model never saw, from the movies they just rated or watched ("" pads): the
-  query tower pools those movies' history embeddings (with the mean training user's id
-  embedding), the index retrieves unseen movies, best retrieval score first.
-  ``history_known`` counts the movies the model knows; with none, the popular list.
+  ``serving_default``, without the movies in ``exclude_movie_ids`` (out of stock, already
+  shown; "" pads shorter rows); the other movies keep the order ``serving_default`` gives them.
+* ``recommend_with_history(user_id[batch], movie_ids[batch, n], exclude_movie_ids[batch, m], k)``:
+  the general form. ``movie_ids`` are movies the user rated or watched since training (or, for a
+  visitor, ``user_id`` "", all they did), added to their history and excluded; outputs as
+  ``serving_default`` plus ``history_known`` [batch], the known movies of the merged history.
+* ``recommend_from_history(movie_ids[batch, n], k)`` -> as ``recommend_with_history`` for visitors
+  the model never saw, with ``history_known``; with no known movie, the popular list.
 * ``retrieve(user_id, k)`` -> ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``.
 * ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
   ``known_user``, ``known_movie`` [batch, n].
@@ -31,9 +39,9 @@ On implicit feedback (a data set without ratings) ``predicted_ratings`` are rele
 scores: the ranking stage's probability (0 to 1) that the user interacts with the movie;
 the exported variable ``implicit`` is then True.
 
-A user unknown to the model gets well-rated popular movies (ranked for an average
-user) and ``known_user = False``; a movie id not in the catalog gets popular movies in
-``similar_movies`` and ``known_movie = False``. Nothing crashes on unknown ids.
+A user with no history (an unknown id and no movies) gets well-rated popular movies (ranked
+for an average user) and ``known_user = False``; a movie id not in the catalog gets popular
+movies in ``similar_movies`` and ``known_movie = False``. Nothing crashes on unknown ids.
 """
 
 from __future__ import annotations
@@ -90,68 +98,87 @@ class TwoStagePipeline(tf.Module):
         """Catalog positions of movie ids (-1 for unknown ids and "" padding)."""
         return self.catalog_lookup(movie_ids) - 1
 
-    def _two_stage(self, user_id, k, exclude_seen: bool, also_exclude=None):
-        movie_ids, retrieval_scores, known, queries, exclude = self.retriever.search(
-            user_id, self.num_candidates, exclude_seen, also_exclude)
+    def recommend(self, user_id, k, exclude_seen: bool = True, movie_ids=None, exclude_movie_ids=None) -> dict:
+        """The two-stage top ``k`` from what each user did: their training movies and ``movie_ids``
+        [batch, n] (rated since training, or a visitor's; "" pads), never ``exclude_movie_ids`` [batch, m].
+
+        Per-request exclusions are removed after ranking, so that the other movies keep their order.
+        """
+        given = None if movie_ids is None else self._positions(movie_ids)
+        history = self.retriever.history(user_id, given)  # catalog positions
+        rows = history.with_flat_values(tf.cast(history.flat_values, tf.int64) + 1)  # catalog rows
+        has_history = history.row_lengths() > 0
+        movie_ids, retrieval_scores, queries = self.retriever.from_history(user_id, history, self.num_candidates,
+                                                                           exclude_seen)
         k = tf.minimum(k, tf.shape(movie_ids)[1])  # at most num_candidates, with or without added candidates
+        vocab_history = rows.with_flat_values(tf.gather(self.retriever.vocab_rows, rows.flat_values - 1))
         if self.list_ranker is not None:
+            item_scores = self.list_ranker.item_scores(rows)
             retrieved = None
             if self.list_ranker.item_candidates:
-                # The item-item model's best movies that retrieval did not return (nor the excluded ones).
+                # The item-item model's best movies that retrieval did not return (nor, unless asked, seen ones).
                 movie_ids, retrieval_scores, retrieved = self.list_ranker.add_item_item_candidates(
-                    user_id, queries, movie_ids, retrieval_scores, exclude)
-            scores, predicted = self.list_ranker.score(user_id, movie_ids, retrieval_scores, retrieved=retrieved)
-            # Unknown users keep the well-rated popular order the retriever gave them (added slots are empty for them).
-            scores = tf.where(known[:, None], scores, retrieval_scores)
-            _, order = tf.math.top_k(scores, k=k)
+                    item_scores, queries, movie_ids, retrieval_scores, history if exclude_seen else None)
+            scores = self.list_ranker.score(rows, movie_ids, retrieval_scores, retrieved=retrieved,
+                                            item_scores=item_scores)
+            # An empty history keeps the well-rated popular order the retriever gave it (added slots are empty).
+            scores = tf.where(has_history[:, None], scores, retrieval_scores)
+            predicted = self.ranking.rate(user_id, vocab_history, movie_ids)
         else:
-            predicted = rank_candidates(self.ranking, user_id, movie_ids)
-            scores = retrieval_scores * self.logit_scale + self.rating_weight * predicted
+            predicted = self.ranking.rate(user_id, vocab_history, movie_ids)
+            scores = tf.where(tf.math.is_finite(retrieval_scores),
+                              retrieval_scores * self.logit_scale + self.rating_weight * predicted, -np.inf)
+        if exclude_movie_ids is not None:
+            excluded = tf.reduce_any(tf.equal(self._positions(movie_ids)[:, :, None],
+                                              self._positions(exclude_movie_ids)[:, None, :])
+                                     & (self._positions(movie_ids) >= 0)[:, :, None], axis=2)
+            scores = tf.where(excluded, tf.constant(-np.inf), scores)
+        if self.list_ranker is not None:
+            top, order = tf.math.top_k(scores, k=k)
+        else:
             order = blend_top_k(retrieval_scores, predicted, self.logit_scale, self.rating_weight, k)
-        top_ids = tf.gather(movie_ids, order, batch_dims=1)
+            top = tf.gather(scores, order, batch_dims=1)
+        filled = tf.math.is_finite(top)  # past the movies there are: empty slots, never a seen or excluded movie
+        top_ids = tf.where(filled, tf.gather(movie_ids, order, batch_dims=1), "")
         return {
             "movie_ids": top_ids,
             "titles": self._titles(top_ids),
-            "scores": tf.gather(scores, order, batch_dims=1),
-            "predicted_ratings": tf.gather(predicted, order, batch_dims=1),
-            "retrieval_scores": tf.gather(retrieval_scores, order, batch_dims=1),
-            "known_user": known,
+            "scores": top,
+            "predicted_ratings": tf.where(filled, tf.gather(predicted, order, batch_dims=1), 0.0),
+            "retrieval_scores": tf.where(filled, tf.gather(retrieval_scores, order, batch_dims=1), -np.inf),
+            "known_user": self.retriever.query_tower.known(user_id),
+            "history_known": tf.cast(history.row_lengths(), tf.int32),
         }
+
+    @staticmethod
+    def _without(outputs: dict, name: str) -> dict:
+        return {key: value for key, value in outputs.items() if key != name}
 
     @signature(USER_IDS, K)
     def serve(self, user_id, k):
-        return self._two_stage(user_id, k, exclude_seen=True)
+        return self._without(self.recommend(user_id, k), "history_known")
 
     @signature(USER_IDS, K)
     def serve_including_seen(self, user_id, k):
-        return self._two_stage(user_id, k, exclude_seen=False)
+        return self._without(self.recommend(user_id, k, exclude_seen=False), "history_known")
 
     @signature(USER_IDS, EXCLUDE_MOVIE_IDS, K)
     def serve_excluding(self, user_id, exclude_movie_ids, k):
-        return self._two_stage(user_id, k, exclude_seen=True, also_exclude=self._positions(exclude_movie_ids))
+        return self._without(self.recommend(user_id, k, exclude_movie_ids=exclude_movie_ids), "history_known")
+
+    @signature(USER_IDS, MOVIE_ID_LISTS, EXCLUDE_MOVIE_IDS, K)
+    def recommend_with_history(self, user_id, movie_ids, exclude_movie_ids, k):
+        return self.recommend(user_id, k, movie_ids=movie_ids, exclude_movie_ids=exclude_movie_ids)
 
     @signature(MOVIE_ID_LISTS, K)
     def recommend_from_history(self, movie_ids, k):
-        positions = self._positions(movie_ids)
-        candidates, retrieval_scores, history_known = self.retriever.from_history(movie_ids, positions,
-                                                                                  self.num_candidates)
-        visitors = tf.fill(tf.shape(movie_ids)[:1], "")  # no user id: the ranking stage's unknown user
-        predicted = rank_candidates(self.ranking, visitors, candidates)
-        _, order = tf.math.top_k(retrieval_scores, k=tf.minimum(k, tf.shape(retrieval_scores)[1]))
-        top_ids = tf.gather(candidates, order, batch_dims=1)
-        top_scores = tf.gather(retrieval_scores, order, batch_dims=1)
-        return {
-            "movie_ids": top_ids,
-            "titles": self._titles(top_ids),
-            "scores": top_scores,
-            "predicted_ratings": tf.gather(predicted, order, batch_dims=1),
-            "retrieval_scores": top_scores,
-            "history_known": history_known,
-        }
+        visitors = tf.fill(tf.shape(movie_ids)[:1], "")
+        return self._without(self.recommend(visitors, k, movie_ids=movie_ids), "known_user")
 
     @signature(USER_IDS, K)
     def retrieve(self, user_id, k):
         movie_ids, scores, known = self.retriever(user_id, k)
+        movie_ids = tf.where(tf.math.is_finite(scores), movie_ids, "")  # past the unseen movies: empty slots
         return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "retrieval_scores": scores,
                 "known_user": known}
 
@@ -186,8 +213,9 @@ class TwoStagePipeline(tf.Module):
         """(catalog positions of each user's rated movies, their contribution to ``movie_id``), ragged rows."""
         if self.list_ranker is not None:
             # Exact: the terms of the ranker's item-item score for (user, movie).
-            rows, weights = self.list_ranker.contributions(user_id, movie_id)
-            return rows - 1, weights
+            history = self.retriever.seen(user_id)
+            rows = history.with_flat_values(tf.cast(history.flat_values, tf.int64) + 1)
+            return history, self.list_ranker.contributions(rows, movie_id)
         # Without a ranker: cosine of the candidate-tower embeddings (the similar_movies space).
         history = self.retriever.seen(user_id)
         target = tf.gather(self.movie_embeddings, tf.maximum(self.catalog_lookup(movie_id) - 1, 0))
@@ -216,6 +244,7 @@ class TwoStagePipeline(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
-                "recommend_excluding": self.serve_excluding, "recommend_from_history": self.recommend_from_history,
+                "recommend_excluding": self.serve_excluding, "recommend_with_history": self.recommend_with_history,
+                "recommend_from_history": self.recommend_from_history,
                 "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies,
                 "explain": self.explain}

@@ -102,7 +102,8 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
                                     strategy=strategy)
         stack_matrix_factorization(rating.model, part, config.rating)
         model = retrieval.model
-        retriever = CandidateRetriever(model.query_tower, model.index, SeenMovies(part.vocab, catalog, part.train))
+        histories = SeenMovies(part.vocab, catalog, part.train)
+        retriever = CandidateRetriever(model.query_tower, model.index, histories)
         lists = candidate_lists(retriever, held, config.serving.num_candidates,
                                 batch_users=rows_per_block(len(catalog), 1024))
         candidates = model.candidate_embeddings()
@@ -112,7 +113,7 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
         for key, value in {"lists": len(lists), **lists.found()}.items():
             found[key] += value
         lists = lists.take(np.flatnonzero(lists.labels.sum(axis=1) > 0))
-        computed, mask = ranker.list_features(lists)
+        computed, mask = ranker.list_features(lists, histories)
         features.append(computed)
         valid.append(mask)
         labels.append(lists.labels)

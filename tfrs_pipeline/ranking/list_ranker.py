@@ -9,34 +9,34 @@ look as they will at serving time. The item-item model then adds its best-scored
 that retrieval did not return (:func:`add_item_item_candidates`, ``ranker.item_candidates``),
 so the ranker can reach movies retrieval missed; serving merges the two sources the same way.
 
-:class:`ListRanker` is a ``tfrs.Model`` with two heads:
-
-* the **relevance head** scores each candidate from features computed in the graph from
-  ids alone: the retrieval logit (absolute and relative to the list's best), the
-  predicted rating (absolute and relative to the list's mean), the movie's popularity
-  and shrunk mean rating, the user's activity, the match of the movie's genres with the
-  user's history, the mean cosine between the movie and the user's rated movies in the
-  candidate-embedding space, and the movie's item-item score from the user's rated movies
-  (EASE or ItemKNN weights, :mod:`~tfrs_pipeline.ranking.neighbours`; EASE counts co-ratings made
-  minutes apart more where the hold-out says it helps, :func:`build_item_table`). A small MLP adds to a
-  base score, the retrieval logit plus a weight times the item-item score's z-score within the
-  list, the weight being the one whose order has the best NDCG@10 on the training lists
-  (:func:`choose_item_weight`), times the factor with the lowest softmax cross-entropy on them
-  (:func:`calibrate_base_scale`); the MLP starts at zero, so training starts from that blend of
-  the two sources. It is trained with a softmax cross-entropy over each list (``tfrs.tasks.Ranking``);
-* the **rating head** is the rating model (:class:`~tfrs_pipeline.ranking.rating.RatingModel`,
-  trained before on the fitting part's ratings and kept frozen here), so every ranked
-  movie carries a predicted rating and the RMSE is the rating model's.
+:class:`ListRanker` is a ``tfrs.Model`` whose every input is a movie or the user's history
+(the catalog rows of the movies they rated), never a user id: a visitor who brings a known
+user's history is scored exactly as that user, and a rating made after training counts
+as soon as a request brings it. Its features: the retrieval logit (absolute, relative to the
+list's best, and as a z-score within the list), the movie's popularity and shrunk mean
+rating, the history's length, the match of the movie's genres with the history's, the mean
+cosine between the movie and the history's movies in the candidate-embedding space, and the
+movie's item-item score from the history (EASE or ItemKNN weights, computed per request by
+:class:`~tfrs_pipeline.ranking.item_scores.ItemItemScores`; EASE counts co-ratings made minutes
+apart more where the hold-out says it helps, :func:`build_item_table`), absolute, per rated
+movie and as a z-score. A linear head (or an MLP) adds to a base score, the retrieval logit plus
+a weight times the item-item z-score, the weight being the one whose order has the best NDCG@10
+on the training lists (:func:`choose_item_weight`), times the factor with the lowest softmax
+cross-entropy on them (:func:`calibrate_base_scale`); the head starts at zero, so training starts
+from that blend of the two sources. It is trained with a softmax cross-entropy over each list
+(``tfrs.tasks.Ranking``). Predicted ratings come from the rating model beside it
+(:class:`~tfrs_pipeline.ranking.rating.RatingModel`), not from the ranker.
 
 Examples:
     >>> lists = candidate_lists(retriever, prepared.validation, num_candidates=100)  # doctest: +SKIP
-    >>> result = train_list_ranker(rating_model, prepared, embeddings, lists, scale=5.0,
+    >>> result = train_list_ranker(prepared, embeddings, lists, histories, scale=5.0,
     ...                            config=RankerConfig())  # doctest: +SKIP
-    >>> scores, ratings = result.model.score(user_ids, movie_ids, retrieval_scores)  # doctest: +SKIP
+    >>> scores = result.model.score(history_rows, movie_ids, retrieval_scores)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,34 +49,39 @@ from scipy.optimize import minimize_scalar
 
 from tfrs_pipeline.config import RankerConfig
 from tfrs_pipeline.features.dataset import Prepared, shuffled_row_batches
-from tfrs_pipeline.features.tables import MovieTable, UserTable
-from tfrs_pipeline.features.vocabulary import Vocabularies, id_lookup
+from tfrs_pipeline.features.tables import MovieTable
+from tfrs_pipeline.features.vocabulary import id_lookup
 from tfrs_pipeline.ids import id_positions
 from tfrs_pipeline.metrics import ndcg_of_lists, recall_and_ndcg, recall_of_lists, top_k_columns
+from tfrs_pipeline.ranking.item_scores import ItemItemScores
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, rating_matrix
 from tfrs_pipeline.ranking.rating import RatingModel
+from tfrs_pipeline.retrieval.index import SeenMovies
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.loop import TrainingResult, fit, in_float32
 
 #: The relevance head's input features, in order (for reports and the README).
-FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating", "predicted rating minus the list's mean",
-            "log(1 + training ratings of the movie)", "movie's shrunk mean rating", "log(1 + user's history length)",
-            "genre match with the user's history", "mean cosine to the user's rated movies",
-            "item-item score from the user's rated movies (EASE or ItemKNN)", "the same per rated movie",
-            "retrieved by the two-tower model (0: added by the item-item model)",
+FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating for the history",
+            "predicted rating for the history minus the list's mean", "log(1 + training ratings of the movie)",
+            "movie's shrunk mean rating", "log(1 + length of the user's history)", "genre match with the user's history",
+            "mean cosine to the user's rated movies", "item-item score from the user's rated movies (EASE or ItemKNN)",
+            "the same per rated movie", "retrieved by the two-tower model (0: added by the item-item model)",
             "retrieval logit as a z-score within the list", "item-item score as a z-score within the list")
+
+#: A history of at most this many times ``ranker.short_history`` movies is scored by the short-history
+#: head (trained on lists from that many movies), a longer one by the head trained on whole histories.
+SHORT_HEAD_REACH = 2
+#: The feature holding log(1 + the history's length).
+ACTIVITY = FEATURES.index("log(1 + length of the user's history)")
 
 
 #: Weights of the item-item z-score tried for the ranker's base score (0: retrieval's order).
 ITEM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
-#: Largest lists x catalog flag table (float32 cells) the item-item score builds; above it, a binary search.
-_DENSE_LOOKUP_LIMIT = 32_000_000
-
-#: Largest users x catalog table of item-item scores (float32 cells, 64 MB) the export stores; above
-#: it the exported model computes them per request.
-MATERIALIZE_LIMIT = 16_000_000
-
+#: Most EASE movies whose weights are fitted a second time, on the whole training side, for the
+#: exported ranker: above it that fit costs minutes and its matrix (4 n^2 bytes, 576 MB at 12,000)
+#: would come on top of what training holds resident, so the fitting part's weights are served.
+REFIT_MAX_EASE_MOVIES = 12_000
 
 
 @dataclass
@@ -91,6 +96,8 @@ class CandidateLists:
         relevant: how many hold-out movies each user has, retrieved or not [lists].
         retrieved: True where the two-tower model proposed the candidate, False where the
             item-item model added it [lists, N] (None: every candidate was retrieved).
+        histories: the history each list was made from, catalog rows, one array per list (None:
+            each user's whole fitting part, looked up by user id).
     """
 
     user_ids: np.ndarray
@@ -99,13 +106,23 @@ class CandidateLists:
     labels: np.ndarray
     relevant: np.ndarray
     retrieved: np.ndarray | None = None
+    histories: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.user_ids)
 
     def take(self, rows: np.ndarray) -> CandidateLists:
         return CandidateLists(self.user_ids[rows], self.movie_ids[rows], self.retrieval_scores[rows], self.labels[rows],
-                              self.relevant[rows], None if self.retrieved is None else self.retrieved[rows])
+                              self.relevant[rows], None if self.retrieved is None else self.retrieved[rows],
+                              None if self.histories is None else [self.histories[row] for row in rows])
+
+    def history_rows(self, histories: SeenMovies) -> tf.RaggedTensor:
+        """Each list's history as catalog rows: its own, or its user's in ``histories``."""
+        if self.histories is None:
+            return history_rows(histories, self.user_ids)
+        lengths = [len(rows) for rows in self.histories]
+        values = np.concatenate(self.histories) if self.histories else np.zeros(0, np.int64)
+        return tf.RaggedTensor.from_row_lengths(values.astype(np.int64), np.asarray(lengths, np.int64))
 
     @property
     def retrieved_mask(self) -> np.ndarray:
@@ -146,35 +163,10 @@ def holdout_labels(users: np.ndarray, movie_ids: np.ndarray, holdout: pd.DataFra
     return labels.reshape(movie_ids.shape)
 
 
-def history_catalog_rows(vocab: Vocabularies, users: UserTable, movies: MovieTable) -> np.ndarray:
-    """Each history entry of ``users`` as a catalog row (1-based; the table's own values are vocabulary rows)."""
-    catalog_rows = pd.Index(movies.movie_ids).get_indexer(vocab.movie_ids) + 1
-    return np.concatenate([[0], catalog_rows])[users.history_values].astype(np.int64)
-
-
-def user_profiles(vocab: Vocabularies, users: UserTable, movies: MovieTable, embeddings: np.ndarray):
-    """Per user row: (mean genre vector, mean unit embedding, history length) of the history's movies.
-
-    Args:
-        embeddings: unit-length candidate embeddings in catalog order [movies, dim].
-    """
-    history = history_catalog_rows(vocab, users, movies)
-    lengths = np.diff(users.history_splits).astype(np.float32)
-    # Users x catalog rows, one entry per rated movie: a sparse product sums each user's rows without
-    # gathering one row per rating (16M x 64 floats, 4 GB, at 20M ratings).
-    rated = sparse.csr_matrix((np.ones(len(history), np.float32), history, users.history_splits),
-                              shape=(len(lengths), len(movies.genres)))
-    padded = with_empty_row(embeddings)
-    denominator = np.maximum(lengths, 1.0)[:, None]
-    return (rated @ movies.genres.astype(np.float32)) / denominator, (rated @ padded) / denominator, lengths
-
-
-def item_table_settings(prepared: Prepared, config: RankerConfig) -> dict:
-    """:meth:`ItemNeighbours.build`'s settings for a ranker over ``prepared``: where every user's scores
-    can be stored, EASE's whole matrix is kept until they are."""
-    storable = stored_cells(len(prepared.vocab.user_ids), len(prepared.movies.movie_ids)) <= MATERIALIZE_LIMIT
-    return {"k": config.neighbours, "kind": config.item_model, "keep_ease": storable,
-            "regularization": config.ease_regularization}
+def item_table_settings(config: RankerConfig) -> dict:
+    """:meth:`ItemNeighbours.build`'s settings for a ranker of ``config`` (the session kernel aside)."""
+    return {"k": config.neighbours, "kind": config.item_model, "regularization": config.ease_regularization,
+            "max_weights": config.max_item_weights}
 
 
 def build_item_table(prepared: Prepared, config: RankerConfig, log=print) -> ItemNeighbours:
@@ -190,7 +182,7 @@ def build_item_table(prepared: Prepared, config: RankerConfig, log=print) -> Ite
     holds little more than the data: EASE's matrix and its working copies (about 2.4 GB at 20,000
     movies) then do not come on top of what training leaves resident.
     """
-    settings = item_table_settings(prepared, config)
+    settings = item_table_settings(config)
     sessions = Sessions(config.session_weight, config.session_minutes, config.session_regularization)
     has_time = prepared.train["timestamp"].nunique() > 1
     if config.sessions == "off" or config.item_model == "cosine" or not has_time:
@@ -231,11 +223,6 @@ def hold_out_ndcg(table: ItemNeighbours, prepared: Prepared, users: int = SESSIO
     return recall_and_ndcg(chosen.to_numpy(), catalog.to_numpy()[top], validation, ks=(10,))["ndcg_at_10"]
 
 
-def stored_cells(users: int, movies: int) -> int:
-    """Cells of the stored users x catalog item-item table, with a row for unknown ids on each side."""
-    return (users + 1) * (movies + 1)
-
-
 def unit_rows(rows: np.ndarray) -> np.ndarray:
     """``rows`` scaled to unit length (a zero row stays zero)."""
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
@@ -246,15 +233,22 @@ def with_empty_row(rows: np.ndarray) -> np.ndarray:
     return np.vstack([np.zeros((1, rows.shape[1])), rows]).astype(np.float32)
 
 
+def history_rows(histories: SeenMovies, user_ids) -> tf.RaggedTensor:
+    """Each user's rated movies as catalog rows (positions + 1), one ragged row per user."""
+    seen = histories(tf.constant(np.asarray(user_ids).astype(str)) if not tf.is_tensor(user_ids) else user_ids)
+    return seen.with_flat_values(tf.cast(seen.flat_values, tf.int64) + 1)
+
+
 class ListRanker(tfrs.Model):
-    """Scores retrieval's candidates for each user; the rating head predicts their ratings.
+    """Scores retrieval's candidates for a user from their history.
 
     Args:
-        rating_model: the trained rating model (frozen here).
-        prepared: vocabularies and the fitting part's tables (popularity, histories).
+        rating_model: the trained rating model (frozen here): the predicted rating of each candidate
+            for a rater with the user's history is a feature.
+        prepared: the catalog's tables (popularity, mean ratings, genres) of the fitting part.
         embeddings: candidate-tower embeddings of the catalog [movies, dim] (their direction is used).
         scale: retrieval score -> logit factor.
-        config: ``list_hidden_units`` of the relevance MLP, the item-item model and ``item_candidates``.
+        config: ``hidden_units`` of the relevance head, the item-item model and ``item_candidates``.
         candidate_vectors: the index's candidate embeddings [movies, full dim], whose dot product
             with a query is the retrieval score; without them no item-item candidates are added.
         item_table: the item-item model, built already by :func:`build_item_table` on the same
@@ -267,36 +261,26 @@ class ListRanker(tfrs.Model):
         super().__init__()
         self.rating_model = rating_model
         self.rating_model.trainable = False
-        self.vocab = prepared.vocab
+        # Each catalog row's row in the rating model's movie vocabulary (0: unknown), for the history it rates from.
+        self.vocab_rows = tf.constant(np.concatenate([[0], pd.Index(prepared.vocab.movie_ids).get_indexer(
+            np.asarray(prepared.movies.movie_ids).astype(str)) + 1]).astype(np.int64), name="vocab_rows")
         self.scale = tf.constant(float(scale), tf.float32)
         self._unit_embeddings = unit = unit_rows(np.asarray(embeddings, np.float32))
         self.catalog_lookup = id_lookup(prepared.movies.movie_ids, "catalog_ids")
-        self.user_lookup = id_lookup(prepared.vocab.user_ids, "user_ids")
         self.embeddings = tf.Variable(with_empty_row(unit), trainable=False, name="unit_movie_embeddings")
-        genres = unit_rows(prepared.movies.genres)
-        self.genres = tf.Variable(genres.astype(np.float32), trainable=False, name="unit_genres")
-        # Tables that change with the data they are counted on: swapped by use_tables at export.
-        rows, users = len(prepared.movies.movie_ids) + 1, len(prepared.vocab.user_ids) + 1
+        self.genres = tf.Variable(prepared.movies.genres.astype(np.float32), trainable=False, name="genres")
+        # Counted on the data the ranker is served with: swapped by use_tables at export.
+        rows = len(prepared.movies.movie_ids) + 1
         self.popularity = tf.Variable(tf.zeros([rows]), trainable=False, name="log_popularity")
         self.mean_rating = tf.Variable(tf.zeros([rows]), trainable=False, name="mean_rating")
-        self.genre_profile = tf.Variable(tf.zeros([users, genres.shape[1]]), trainable=False, name="genre_profile")
-        self.embedding_profile = tf.Variable(tf.zeros([users, unit.shape[1]]), trainable=False, name="embedding_profile")
-        self.activity = tf.Variable(tf.zeros([users]), trainable=False, name="log_activity")
-        self.history_splits = tf.Variable(tf.zeros([users + 1], tf.int64), trainable=False, shape=[None],
-                                          name="history_splits")
-        self.history_rows = tf.Variable(tf.zeros([0], tf.int64), trainable=False, shape=[None], name="history_rows")
         # Item-item weights from the fitting part only: a hold-out rating must not count for its own movie.
-        self._item_settings = item_table_settings(prepared, config)
+        self._item_settings = item_table_settings(config)
         table = self._item_table = item_table or build_item_table(prepared, config)
         self._item_settings["sessions"] = table.sessions  # the refit at export fits the model chosen here
         self.session_choice = dict(table.session_choice)
         self.item_model = table.kind
         self.item_model_description = table.describe()
-        self.neighbours = tf.Variable(table.neighbours, trainable=False, name="item_neighbours")
-        self.neighbour_weights = tf.Variable(table.weights, trainable=False, name="item_neighbour_weights")
-        # Every (user, movie) item-item score, filled at export by materialize_neighbour_scores; empty: computed per call.
-        self.neighbour_table = tf.Variable(tf.zeros([0, 0]), trainable=False, shape=[None, None],
-                                           name="item_item_scores")
+        self.item_item = ItemItemScores(table.weights)
         # Item-item candidates: each catalog row's id and retrieval candidate vector (row 0: none).
         self.item_candidates = int(config.item_candidates) if candidate_vectors is not None else 0
         vectors = np.zeros((len(prepared.movies.movie_ids), 1), np.float32) if candidate_vectors is None else candidate_vectors
@@ -304,41 +288,26 @@ class ListRanker(tfrs.Model):
         # A constant, not a variable: a multi-worker strategy cannot broadcast string variables.
         self.row_ids = tf.constant(np.concatenate([[""], np.asarray(prepared.movies.movie_ids).astype(str)]),
                                    name="catalog_row_ids")
-        self.use_tables(prepared.movies, prepared.users)
-        # The base score's weight on the item-item z-score, chosen by train_list_ranker before training
-        # (item_weight_choice: the training lists' NDCG@10 of each weight tried).
-        self.item_weight = tf.Variable(0.0, trainable=False, name="base_item_item_weight")
-        self.item_weight_choice: dict[float, float] = {}
-        # The base score's scale (a softmax temperature), fitted to the same lists before training
-        # (:func:`calibrate_base_scale`): it changes no order, but without it the first epochs spend
-        # the MLP's steps on shrinking an overconfident base and reorder the lists while doing so.
-        self.base_scale = tf.Variable(1.0, trainable=False, name="base_scale")
-        self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
-        layers = [tf.keras.layers.Dense(units, activation="relu") for units in config.hidden_units]
-        # Zero output at first: the untrained ranker keeps its base score's order (retrieval's, until trained).
-        self.mlp = tf.keras.Sequential(layers + [tf.keras.layers.Dense(1, kernel_initializer="zeros")], name="relevance_mlp")
-        self.task = in_float32(lambda: tfrs.tasks.Ranking(
-            loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)))
+        self.use_tables(prepared.movies)
+        # Two heads over the same features: one trained on whole histories' lists, one on short
+        # histories' (a visitor's few movies), which score differently: an item-item score from five
+        # movies is worth far less than from hundreds. A history of at most ``short_limit`` movies
+        # (0: none) is scored by the second.
+        self.head = RelevanceHead(config.hidden_units, name="relevance_head")
+        self.short_head = RelevanceHead(config.hidden_units, name="short_history_head")
+        self.short_limit = tf.Variable(0.0, trainable=False, name="short_history_limit")
 
-    def use_tables(self, movies: MovieTable, users: UserTable) -> None:
-        """Counts popularity and user profiles on another side of the data (the whole training side, at export)."""
-        genre_profile, embedding_profile, lengths = user_profiles(self.vocab, users, movies, self._unit_embeddings)
+    def use_tables(self, movies: MovieTable) -> None:
+        """Counts popularity and mean ratings on another side of the data (the whole training side, at export)."""
         self.popularity.assign(np.log1p(movies.train_count).astype(np.float32))
         self.mean_rating.assign(movies.mean_rating.astype(np.float32))
-        self.genre_profile.assign(unit_rows(genre_profile).astype(np.float32))
-        self.embedding_profile.assign(embedding_profile.astype(np.float32))
-        self.activity.assign(np.log1p(lengths).astype(np.float32))
-        self.history_splits.assign(users.history_splits.astype(np.int64))
-        self.history_rows.assign(history_catalog_rows(self.vocab, users, movies))
-        self.neighbour_table.assign(tf.zeros([0, 0]))  # a stored table would hold the old histories' scores
-        self.scores_stored = False
 
     def use_retrieval(self, embeddings: np.ndarray, candidate_vectors: np.ndarray) -> None:
         """Takes another retrieval model's catalog embeddings (the refitted one's, at export), as
         :meth:`__init__` took the first's: their directions for the cosine features, the index's
-        vectors for the item-item candidates' retrieval logits. The user profiles follow at the next
-        :meth:`use_tables`. The relevance head reads statistics of the space (logits, cosines,
-        z-scores within a list), not its axes, so it carries over to a model of the same settings.
+        vectors for the item-item candidates' retrieval logits. The relevance head reads statistics
+        of the space (logits, cosines, z-scores within a list), not its axes, so it carries over to
+        a model of the same settings.
         """
         unit = unit_rows(np.asarray(embeddings, np.float32))
         if unit.shape[1] != self.embeddings.shape[1]:
@@ -355,161 +324,93 @@ class ListRanker(tfrs.Model):
         return self._item_settings["sessions"]
 
     @property
-    def storable(self) -> bool:
-        """Whether every (user, movie) item-item score fits the stored table (:data:`MATERIALIZE_LIMIT`)."""
-        return self._item_settings["keep_ease"]
+    def item_table(self) -> ItemNeighbours:
+        """The item-item model whose kept weights the ranker scores with."""
+        return self._item_table
 
     def refit_item_item(self, train: pd.DataFrame) -> None:
         """Fits the item-item model again on ``train`` (the whole training side, at export, as the
-        rating model's matrix factorization is), over the same catalog and with the same settings;
-        stored scores are dropped (store them again with :meth:`materialize_neighbour_scores`)."""
+        rating model's matrix factorization is), over the same catalog and with the same settings."""
         table = self._item_table = ItemNeighbours.build(train, self.row_ids.numpy()[1:].astype(str), **self._item_settings)
         self.item_model, self.item_model_description = table.kind, table.describe()
-        self.neighbours.assign(table.neighbours)
-        self.neighbour_weights.assign(table.weights)
-        self.neighbour_table.assign(tf.zeros([0, 0]))
-        self.scores_stored = False
+        self.item_item.assign(table.weights)
 
-    def materialize_neighbour_scores(self, limit: int = MATERIALIZE_LIMIT) -> bool:
-        """Stores every (user, movie) item-item score, so that a ranked list reads its scores instead
-        of looking up each candidate's neighbours among the user's rated movies (at 100K ratings, a
-        third of a serving call's op time), and the item-item model can propose candidates. Call it
-        after :meth:`use_tables`.
+    def item_scores(self, history: tf.RaggedTensor) -> tf.Tensor:
+        """The item-item score of every catalog row [batch, catalog + 1] from each history (catalog rows)."""
+        return self.item_item(history)
 
-        The stored scores are EASE's own ``x_u B`` for the movies EASE was fitted on (the whole
-        matrix, kept since the ranker was built where the table fits) and the kept weights' sums
-        that :meth:`neighbour_scores` computes for the others
-        (:meth:`~tfrs_pipeline.ranking.neighbours.ItemNeighbours.user_scores`).
+    def contributions(self, history: tf.RaggedTensor, movie_id: tf.Tensor) -> tf.RaggedTensor:
+        """Each history movie's weight to ``movie_id`` [batch] in the item-item score, one ragged row per
+        history: they sum to the ranker's item-item feature for that (history, movie)."""
+        return self.item_item.contributions(history, self.catalog_lookup(movie_id))
 
-        Returns:
-            True if stored; False where users x catalog is over ``limit`` cells (scores stay per call).
-        """
-        # User rows (0: unknown users) and catalog rows (0: unknown movies).
-        users, rows = int(tf.size(self.history_splits)) - 1, int(tf.shape(self.neighbours)[0])
-        if users * rows > limit:
-            return False
-        history = sparse.csr_matrix((np.ones(int(tf.size(self.history_rows)), np.float32), self.history_rows.numpy(),
-                                     self.history_splits.numpy()), shape=(users, rows))
-        history.sum_duplicates()
-        history.data = (history.indices > 0).astype(np.float32)  # a movie rated twice counts once; an unknown one not at all
-        history.eliminate_zeros()
-        self.neighbour_table.assign(self._item_table.user_scores(history))
-        # Read where the graph is traced: an exported model reads the table without a branch.
-        self.scores_stored = True
-        return True
-
-    def _history(self, user_rows: tf.Tensor) -> tf.RaggedTensor:
-        """Catalog rows of each user's rated movies, one ragged row per user."""
-        user_rows = tf.cast(user_rows, tf.int64)
-        positions = tf.ragged.range(tf.gather(self.history_splits, user_rows), tf.gather(self.history_splits, user_rows + 1))
-        return tf.RaggedTensor.from_row_splits(tf.gather(self.history_rows, positions.flat_values), positions.row_splits)
-
-    def contributions(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
-        """Each history movie's weight to ``movie_id`` in the item-item score, one ragged row per user.
-
-        Returns:
-            (catalog rows of the user's rated movies, their weights to the movie); the
-            weights sum to the ranker's item-item feature for that (user, movie).
-        """
-        history = self._history(self.user_lookup(user_id))
-        target = tf.gather(self.catalog_lookup(movie_id), history.value_rowids())
-        matches = tf.equal(tf.gather(self.neighbours, target), history.flat_values[:, None])
-        weights = tf.reduce_sum(tf.where(matches, tf.gather(self.neighbour_weights, target), 0.0), axis=1)
-        return history, tf.RaggedTensor.from_row_splits(weights, history.row_splits)
-
-    def neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
-        """Item-item score [batch, N]: the kept weights to each candidate whose source movie the user rated,
-        or read from the stored table where :meth:`materialize_neighbour_scores` filled it (there EASE's
-        own score for the movies EASE was fitted on)."""
-        if self.scores_stored:  # each user's row, then the candidates' cells: never the whole table
-            rows = tf.gather(self.neighbour_table, tf.cast(user_rows, tf.int64))
-            return tf.gather(rows, tf.cast(movie_rows, tf.int64), batch_dims=1)
-        return self._computed_neighbour_scores(user_rows, movie_rows)
-
-    def _computed_neighbour_scores(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tf.Tensor:
-        history = self._history(user_rows)
-        rows = tf.shape(self.neighbours, out_type=tf.int64)[0]
-        batch = tf.shape(movie_rows, out_type=tf.int64)[0]
-        sources = tf.gather(self.neighbours, movie_rows)  # [batch, N, k] catalog rows, 0 = none
-        # Each (list, source movie) as one integer key: list * rows + source. Row 0 (no source) is
-        # never among the rated keys, so an empty neighbour slot is never found.
-        keys = sources + (tf.range(batch) * rows)[:, None, None]
-        rated_keys = tf.boolean_mask(history.value_rowids() * rows + history.flat_values, history.flat_values > 0)
-
-        def dense_lookup():
-            # One 0/1 flag per (list, catalog movie): fast while batch x catalog stays small.
-            rated = tf.tensor_scatter_nd_update(tf.zeros([batch * rows]), rated_keys[:, None],
-                                                tf.ones(tf.shape(rated_keys)))  # a movie rated twice is still 1
-            return tf.gather(rated, keys)
-
-        def sorted_lookup():
-            # Sorted keys of the rated movies; a sentinel past every key keeps the search in range.
-            rated = tf.concat([tf.sort(rated_keys), [tf.int64.max]], axis=0)
-            flat = tf.reshape(keys, [-1])
-            return tf.reshape(tf.cast(tf.gather(rated, tf.searchsorted(rated, flat)) == flat, tf.float32),
-                              tf.shape(sources))
-
-        found = tf.cond(batch * rows <= _DENSE_LOOKUP_LIMIT, dense_lookup, sorted_lookup)  # [batch, N, k] 0 or 1
-        return tf.reduce_sum(found * tf.gather(self.neighbour_weights, movie_rows), axis=2)
-
-    def add_item_item_candidates(self, user_id: tf.Tensor, queries: tf.Tensor, movie_ids: tf.Tensor,
+    def add_item_item_candidates(self, item_scores: tf.Tensor, queries: tf.Tensor, movie_ids: tf.Tensor,
                                  retrieval_scores: tf.Tensor, exclude: tf.RaggedTensor | None = None):
         """Appends to each list the ``item_candidates`` movies with the highest item-item scores that it
         does not hold and ``exclude`` does not name, with their retrieval scores (``queries`` . candidate).
 
-        Reads the stored item-item table (:meth:`materialize_neighbour_scores`). An added slot is
-        empty (score ``-inf``) where its item-item score is not positive, and for unknown users.
+        An added slot is empty (score ``-inf``) where its item-item score is not positive (and so for
+        an empty history).
 
         Args:
-            user_id: [batch]; queries: their retrieval queries [batch, full dim].
+            item_scores: :meth:`item_scores` of the histories [batch, catalog + 1].
+            queries: their retrieval queries [batch, full dim].
             movie_ids, retrieval_scores: retrieval's candidates [batch, N].
-            exclude: catalog positions never to add (the seen movies), one ragged row per user.
+            exclude: catalog positions never to add (the history's), one ragged row per user.
 
         Returns:
             ``(movie_ids, retrieval_scores, retrieved)`` [batch, N + item_candidates]; ``retrieved``
             is False on the added slots.
         """
-        user_rows = tf.cast(self.user_lookup(user_id), tf.int64)
-        table = tf.gather(self.neighbour_table, user_rows)  # [batch, catalog + 1]
-        batch, width = tf.shape(table, out_type=tf.int64)[0], tf.shape(movie_ids, out_type=tf.int64)[1]
+        batch, width = tf.shape(item_scores, out_type=tf.int64)[0], tf.shape(movie_ids, out_type=tf.int64)[1]
         # Never row 0 (unknown), a movie already in the list, or an excluded one.
         taken = [tf.stack([tf.range(batch), tf.zeros([batch], tf.int64)], axis=1),
                  tf.stack([tf.repeat(tf.range(batch), width), tf.reshape(self.catalog_lookup(movie_ids), [-1])], axis=1)]
         if exclude is not None:
             taken.append(tf.stack([exclude.value_rowids(), tf.cast(exclude.flat_values, tf.int64) + 1], axis=1))
         taken = tf.concat(taken, axis=0)
-        table = tf.tensor_scatter_nd_update(table, taken, tf.fill(tf.shape(taken)[:1], tf.constant(-np.inf)))
-        item_scores, rows = tf.math.top_k(table, k=tf.minimum(self.item_candidates, tf.shape(table)[1] - 1))
+        table = tf.tensor_scatter_nd_update(item_scores, taken, tf.fill(tf.shape(taken)[:1], tf.constant(-np.inf)))
+        added_scores, rows = tf.math.top_k(table, k=tf.minimum(self.item_candidates, tf.shape(table)[1] - 1))
         logits = tf.einsum("bd,bmd->bm", tf.cast(queries, tf.float32), tf.gather(self.candidate_vectors, rows))
-        usable = (item_scores > 0) & (user_rows > 0)[:, None]
+        usable = added_scores > 0
         added = tf.shape(rows)[1]
         return (tf.concat([movie_ids, tf.gather(self.row_ids, rows)], axis=1),
                 tf.concat([retrieval_scores, tf.where(usable, logits, tf.constant(-np.inf))], axis=1),
                 tf.concat([tf.ones(tf.shape(movie_ids), tf.bool), tf.zeros([batch, added], tf.bool)], axis=1))
 
-    def features(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor,
-                 retrieved: tf.Tensor | None = None):
-        """The relevance features [batch, N, len(FEATURES)], predicted ratings [batch, N] and the valid-slot mask.
+    def features(self, history: tf.RaggedTensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor,
+                 retrieved: tf.Tensor | None = None, item_scores: tf.Tensor | None = None):
+        """The relevance features [batch, N, len(FEATURES)] and the valid-slot mask [batch, N].
 
-        ``retrieved`` [batch, N]: False on the slots the item-item model added (default: none).
+        Args:
+            history: each user's rated movies, catalog rows (ragged [batch, None]).
+            movie_ids, retrieval_scores: the candidates [batch, N] (``-inf``: an empty slot).
+            retrieved: False on the slots the item-item model added (default: none).
+            item_scores: :meth:`item_scores` of ``history``, if computed already.
         """
         valid = tf.math.is_finite(retrieval_scores)
         logits = tf.where(valid, retrieval_scores * self.scale, 0.0)
+        history = history.with_flat_values(tf.cast(history.flat_values, tf.int64))
+        # The rating model's prediction for a rater of this history (no user id: a visitor's and a known
+        # user's are the same); a user's own ratings bias shifts a list, not its order.
+        raters = tf.fill(tf.shape(movie_ids)[:1], "")
+        predicted = tf.stop_gradient(self.rating_model.rate(
+            raters, history.with_flat_values(tf.gather(self.vocab_rows, history.flat_values)), movie_ids))
         best = tf.reduce_max(tf.where(valid, logits, -1e9), axis=1, keepdims=True)
-        batch, width = tf.shape(movie_ids)[0], tf.shape(movie_ids)[1]
-        users = tf.reshape(tf.repeat(user_id[:, None], width, axis=1), [-1])
-        predicted = tf.reshape(tf.cast(self.rating_model({"user_id": users, "movie_id": tf.reshape(movie_ids, [-1])}),
-                                       tf.float32), [batch, width])
-        predicted = tf.stop_gradient(predicted)
+        width = tf.shape(movie_ids)[1]
         valid_count = tf.maximum(tf.reduce_sum(tf.cast(valid, tf.float32), axis=1, keepdims=True), 1.0)
         mean_predicted = tf.reduce_sum(tf.where(valid, predicted, 0.0), axis=1, keepdims=True) / valid_count
         movie_rows = self.catalog_lookup(movie_ids)
-        user_rows = self.user_lookup(user_id)
-        genre_match = tf.einsum("bng,bg->bn", tf.gather(self.genres, movie_rows), tf.gather(self.genre_profile, user_rows))
-        similarity = tf.einsum("bnd,bd->bn", tf.gather(self.embeddings, movie_rows),
-                               tf.gather(self.embedding_profile, user_rows))
-        activity = tf.repeat(tf.gather(self.activity, user_rows)[:, None], width, axis=1)
-        neighbour = self.neighbour_scores(user_rows, movie_rows)
+        length = tf.cast(history.row_lengths(), tf.float32)[:, None]
+        genre_profile = tf.math.l2_normalize(tf.reduce_sum(tf.gather(self.genres, history), axis=1), axis=1)
+        embedding_profile = tf.reduce_sum(tf.gather(self.embeddings, history), axis=1) / tf.maximum(length, 1.0)
+        genre_match = tf.einsum("bng,bg->bn", tf.math.l2_normalize(tf.gather(self.genres, movie_rows), axis=-1),
+                                genre_profile)
+        similarity = tf.einsum("bnd,bd->bn", tf.gather(self.embeddings, movie_rows), embedding_profile)
+        activity = tf.repeat(tf.math.log1p(length), width, axis=1)
+        if item_scores is None:
+            item_scores = self.item_scores(history)
+        neighbour = tf.gather(item_scores, movie_rows, batch_dims=1)
         retrieved = tf.ones_like(valid) if retrieved is None else retrieved
 
         def z_score(values):  # within each list's valid slots: the per-user scale of the two sources' scores
@@ -518,30 +419,32 @@ class ListRanker(tfrs.Model):
             return tf.where(valid, (values - mean) / tf.sqrt(spread + 1e-6), 0.0)
 
         columns = [logits, logits - best, predicted, predicted - mean_predicted, tf.gather(self.popularity, movie_rows),
-                   tf.gather(self.mean_rating, movie_rows), activity, genre_match, similarity, neighbour,
-                   neighbour / tf.maximum(tf.math.expm1(activity), 1.0), tf.cast(retrieved, tf.float32),
-                   z_score(logits), z_score(neighbour)]
-        return tf.stack(columns, axis=-1), predicted, valid
+                   tf.gather(self.mean_rating, movie_rows),
+                   activity, genre_match, similarity, neighbour, neighbour / tf.maximum(length, 1.0),
+                   tf.cast(retrieved, tf.float32), z_score(logits), z_score(neighbour)]
+        return tf.stack(columns, axis=-1), valid
 
-    def score(self, user_id: tf.Tensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor, training: bool = False,
-              retrieved: tf.Tensor | None = None):
-        """Relevance scores [batch, N] (``-inf`` on empty slots) and predicted ratings [batch, N]."""
-        features, predicted, valid = self.features(user_id, movie_ids, retrieval_scores, retrieved)
-        return self.score_features(features, valid, training=training), predicted
+    def score(self, history: tf.RaggedTensor, movie_ids: tf.Tensor, retrieval_scores: tf.Tensor, training: bool = False,
+              retrieved: tf.Tensor | None = None, item_scores: tf.Tensor | None = None) -> tf.Tensor:
+        """Relevance scores [batch, N] (``-inf`` on empty slots); arguments as :meth:`features`."""
+        features, valid = self.features(history, movie_ids, retrieval_scores, retrieved, item_scores)
+        return self.score_features(features, valid, training=training)
 
     def score_features(self, features: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Relevance scores from computed :meth:`features` (the rating head is frozen, so they can be computed once)."""
-        adjustment = tf.squeeze(self.mlp(self.normalization(features), training=training), axis=-1)
-        scores = self.base_scale * base_scores(features, self.item_weight) + tf.cast(adjustment, tf.float32)
-        return tf.where(valid, scores, tf.constant(-np.inf, tf.float32))
+        """Relevance scores from computed :meth:`features`: the short-history head's for a history of
+        at most ``short_limit`` movies, the whole-history head's otherwise."""
+        length = tf.math.expm1(features[:, :1, ACTIVITY])  # [batch, 1]: the same in every slot of a list
+        short = length <= self.short_limit + 0.5
+        return tf.where(short, self.short_head.score_features(features, valid, training=training),
+                        self.head.score_features(features, valid, training=training))
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        if "features" in inputs:
-            return self.score_features(inputs["features"], inputs["valid"], training=training)
-        return self.score(inputs["user_id"], inputs["movie_ids"], inputs["retrieval_scores"], training=training)[0]
+        return self.score_features(inputs["features"], inputs["valid"], training=training)
 
-    def list_features(self, lists: CandidateLists, batch_lists: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`features` and the valid-slot mask of every list, computed in batches (NumPy).
+    def list_features(self, lists: CandidateLists, histories: SeenMovies,
+                      batch_lists: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`features` and the valid-slot mask of every list, the users' histories read from
+        ``histories``, computed in batches (NumPy).
 
         Written into arrays made once: at 20M ratings the lists' features are hundreds of MB, and
         joining per-batch parts would hold them twice.
@@ -551,11 +454,47 @@ class ListRanker(tfrs.Model):
         valid = np.zeros((len(lists), slots), bool)
         for start in range(0, len(lists), batch_lists):
             part = lists.take(np.arange(start, min(start + batch_lists, len(lists))))
-            computed, _, mask = self.features(tf.constant(part.user_ids.astype(str)), tf.constant(part.movie_ids),
-                                              tf.constant(part.retrieval_scores), tf.constant(part.retrieved_mask))
+            computed, mask = self.features(part.history_rows(histories), tf.constant(part.movie_ids),
+                                           tf.constant(part.retrieval_scores), tf.constant(part.retrieved_mask))
             features[start : start + len(part)] = computed.numpy()
             valid[start : start + len(part)] = mask.numpy()
         return features, valid
+
+
+class RelevanceHead(tfrs.Model):
+    """The score of each candidate from the list ranker's features: a base score, the retrieval logit
+    plus ``item_weight`` x the item-item z-score, times ``base_scale``, plus a learned function (zero
+    at the start) of the normalized features; trained with a softmax cross-entropy over each list.
+
+    Args:
+        hidden_units: ReLU layers of the learned function (none: linear).
+    """
+
+    def __init__(self, hidden_units, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # The base score's weight on the item-item z-score, chosen by train_list_ranker before training
+        # (item_weight_choice: the training lists' NDCG@10 of each weight tried).
+        self.item_weight = tf.Variable(0.0, trainable=False, name="base_item_item_weight")
+        self.item_weight_choice: dict[float, float] = {}
+        # The base score's scale (a softmax temperature), fitted to the same lists before training
+        # (:func:`calibrate_base_scale`): it changes no order, but without it the first epochs spend
+        # the head's steps on shrinking an overconfident base and reorder the lists while doing so.
+        self.base_scale = tf.Variable(1.0, trainable=False, name="base_scale")
+        self.normalization = tf.keras.layers.Normalization(axis=-1, name="feature_normalization")
+        layers = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
+        # Zero output at first: the untrained head keeps its base score's order (retrieval's, until trained).
+        self.mlp = tf.keras.Sequential(layers + [tf.keras.layers.Dense(1, kernel_initializer="zeros")], name="relevance_mlp")
+        self.task = in_float32(lambda: tfrs.tasks.Ranking(
+            loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)))
+
+    def score_features(self, features: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Relevance scores [batch, N] from :meth:`ListRanker.features` (``-inf`` on empty slots)."""
+        adjustment = tf.squeeze(self.mlp(self.normalization(features), training=training), axis=-1)
+        scores = self.base_scale * base_scores(features, self.item_weight) + tf.cast(adjustment, tf.float32)
+        return tf.where(valid, scores, tf.constant(-np.inf, tf.float32))
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.score_features(inputs["features"], inputs["valid"], training=training)
 
     # Traced without AutoGraph, as the rating model's loss is (no control flow on tensors).
     @tf.autograph.experimental.do_not_convert
@@ -608,24 +547,31 @@ def choose_item_weight(features: np.ndarray, valid: np.ndarray, labels: np.ndarr
 
 
 class _ListValidation(tf.keras.callbacks.Callback):
-    """Logs ``val_ndcg_at_10`` and ``val_recall_at_10`` of the ranker's order on held-out users' lists."""
+    """Logs ``val_ndcg_at_10`` and ``val_recall_at_10`` of the ranker's order on held-out users' lists.
 
-    def __init__(self, lists: CandidateLists, features: np.ndarray, valid: np.ndarray, k: int = 10) -> None:
+    Args:
+        labels: the lists' labels [lists, N]; relevant: each list's hold-out movies [lists].
+        features, valid: their :meth:`ListRanker.features` and valid slots.
+    """
+
+    def __init__(self, labels: np.ndarray, relevant: np.ndarray, features: np.ndarray, valid: np.ndarray,
+                 k: int = 10) -> None:
         super().__init__()
-        self.lists, self.features, self.valid, self.k = lists, tf.constant(features), tf.constant(valid), k
+        self.labels, self.relevant = labels, relevant
+        self.features, self.valid, self.k = tf.constant(features), tf.constant(valid), k
 
     def _hits(self, model: ListRanker) -> np.ndarray:
-        return top_hits(model.score_features(self.features, self.valid).numpy(), self.lists.labels, self.k)
+        return top_hits(model.score_features(self.features, self.valid).numpy(), self.labels, self.k)
 
     def ndcg(self, model: ListRanker) -> float:
         """NDCG@k of ``model``'s order of the lists (before training: the starting blend's)."""
-        return ndcg_of_lists(self._hits(model), self.lists.relevant)
+        return ndcg_of_lists(self._hits(model), self.relevant)
 
     def on_epoch_end(self, epoch, logs=None):
         hits = self._hits(self.model)
         if logs is not None:
-            logs[f"val_ndcg_at_{self.k}"] = ndcg_of_lists(hits, self.lists.relevant)
-            logs[f"val_recall_at_{self.k}"] = recall_of_lists(hits, self.lists.relevant)
+            logs[f"val_ndcg_at_{self.k}"] = ndcg_of_lists(hits, self.relevant)
+            logs[f"val_recall_at_{self.k}"] = recall_of_lists(hits, self.relevant)
 
 
 def split_lists(lists: CandidateLists, stop_fraction: float, seed: int) -> tuple[CandidateLists, CandidateLists]:
@@ -654,46 +600,43 @@ def pad_slots(array: np.ndarray, width: int) -> np.ndarray:
     return np.pad(array, [(0, 0), (0, width - array.shape[1])] + [(0, 0)] * (array.ndim - 2))
 
 
+def stacked(*parts: np.ndarray) -> np.ndarray:
+    """Arrays [lists, slots, ...] one after the other, the narrower with empty slots appended."""
+    width = max(part.shape[1] for part in parts)
+    return np.concatenate([pad_slots(part, width) for part in parts])
+
+
 def make_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, scale: float,
-                     config: RankerConfig, *, candidate_vectors: np.ndarray | None = None,
-                     strategy: tf.distribute.Strategy | None = None,
+                     config: RankerConfig, *,
+                     candidate_vectors: np.ndarray | None = None, strategy: tf.distribute.Strategy | None = None,
                      item_table: ItemNeighbours | None = None) -> ListRanker:
-    """A :class:`ListRanker` over the fitting part's tables, in float32, in ``strategy``'s scope, with its
-    item-item scores stored where they fit (as the exported model stores them, so that it learns from
-    the scores it will serve with); ``item_table``: see :class:`ListRanker`."""
+    """A :class:`ListRanker` over the fitting part's tables, in float32, in ``strategy``'s scope;
+    ``item_table``: see :class:`ListRanker`."""
     with (strategy or tf.distribute.get_strategy()).scope():
         # In float32 whatever the precision policy: its few features are scores and counts, not embeddings.
-        model = in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors,
-                                              item_table))
-    model.materialize_neighbour_scores()
-    return model
+        return in_float32(lambda: ListRanker(rating_model, prepared, embeddings, scale, config, candidate_vectors,
+                                             item_table))
 
 
 def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever, holdout: pd.DataFrame,
                              batch_users: int = 256) -> CandidateLists:
     """``lists`` with the item-item model's candidates appended (:meth:`ListRanker.add_item_item_candidates`),
-    labelled against ``holdout``.
-
-    The item-item scores come from the ranker's current (fitting-part) tables, stored first if they
-    are not yet; where the users x catalog table is over the limit, nothing is added and
-    ``model.item_candidates`` becomes 0, so that serving matches training.
+    labelled against ``holdout``, the users' histories and queries those of ``retriever``.
 
     Args:
         retriever: the :class:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever` that made
-            ``lists`` (its queries score the added movies; its seen movies are never added).
+            ``lists`` (its queries score the added movies; its seen movies are the histories, never added).
     """
     if not model.item_candidates or not len(lists):
-        return lists
-    if not model.scores_stored and not model.materialize_neighbour_scores():
-        model.item_candidates = 0
         return lists
     ids, scores, retrieved = [], [], []
     for start in range(0, len(lists), batch_users):
         users = tf.constant(lists.user_ids[start : start + batch_users].astype(str))
-        merged = model.add_item_item_candidates(users, retriever.query_tower.serve(users),
+        seen = retriever.seen(users)
+        history = seen.with_flat_values(tf.cast(seen.flat_values, tf.int64) + 1)
+        merged = model.add_item_item_candidates(model.item_scores(history), retriever.query_tower.serve(users),
                                                 tf.constant(lists.movie_ids[start : start + batch_users]),
-                                                tf.constant(lists.retrieval_scores[start : start + batch_users]),
-                                                retriever.seen(users))
+                                                tf.constant(lists.retrieval_scores[start : start + batch_users]), seen)
         ids.append(merged[0].numpy().astype(str))
         scores.append(merged[1].numpy())
         retrieved.append(merged[2].numpy())
@@ -702,62 +645,148 @@ def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever
     return CandidateLists(lists.user_ids, ids, scores, labels, lists.relevant, retrieved)
 
 
-def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, lists: CandidateLists,
-                      scale: float, config: RankerConfig, *, seed: int = 7, log_dir: str | Path | None = None,
-                      verbose: int = -1, strategy: tf.distribute.Strategy | None = None,
-                      backup: StageBackup | None = None, model: ListRanker | None = None,
-                      cross_fitted=None) -> TrainingResult:
-    """Trains the relevance head on ``lists``; early-stops on NDCG@10 of a fifth of their users (best weights kept;
-    with ``cross_fitted`` lists, the starting blend's where no epoch beats it, ``best_epoch`` 0).
+def short_history_lists(model: ListRanker, retriever, prepared: Prepared, movies: int, num_candidates: int,
+                        batch_users: int = 256) -> CandidateLists:
+    """Candidate lists made as for a visitor who brings only each hold-out user's ``movies`` most
+    recent fitting-part movies: retrieval and the item-item model from those alone, only those
+    excluded, labelled against the hold-out (a movie the user rated earlier in the fitting part is
+    a candidate and not relevant, as for such a visitor). The ranker learns from them how far to
+    trust an item-item score from a few movies.
 
     Args:
+        retriever: the :class:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever` over the
+            fitting part, with its catalog ids (for :meth:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever.from_history`).
+    """
+    holdout = prepared.validation
+    users = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
+    train = prepared.train
+    owner = id_positions(pd.Index(users), train["user_id"])
+    kept = np.flatnonzero(owner >= 0)
+    recent = pd.DataFrame({"user": owner[kept], "time": np.asarray(train["timestamp"], np.float64)[kept],
+                           "position": id_positions(pd.Index(np.asarray(prepared.movies.movie_ids).astype(str)),
+                                                    train["movie_id"])[kept]})
+    recent = recent[recent["position"] >= 0].sort_values(["user", "time"], kind="stable").groupby("user").tail(movies)
+    by_user = dict(tuple(recent.groupby("user")["position"]))
+    histories = [np.sort(np.unique(by_user[i].to_numpy())) if i in by_user else np.zeros(0, np.int64)
+                 for i in range(len(users))]
+    ids, scores, retrieved = [], [], []
+    for start in range(0, len(users), batch_users):
+        part = histories[start : start + batch_users]
+        positions = tf.RaggedTensor.from_row_lengths(np.concatenate(part).astype(np.int64) if part else
+                                                     np.zeros(0, np.int64), [len(p) for p in part])
+        visitors = tf.fill([len(part)], "")
+        movie_ids, retrieval_scores, queries = retriever.from_history(visitors, positions, tf.constant(num_candidates))
+        rows = positions.with_flat_values(positions.flat_values + 1)
+        merged = (movie_ids, retrieval_scores, tf.ones(tf.shape(movie_ids), tf.bool))
+        if model.item_candidates:
+            merged = model.add_item_item_candidates(model.item_scores(rows), queries, movie_ids, retrieval_scores,
+                                                    positions)
+        ids.append(merged[0].numpy().astype(str))
+        scores.append(merged[1].numpy())
+        retrieved.append(merged[2].numpy())
+    ids, scores, retrieved = np.concatenate(ids), np.concatenate(scores), np.concatenate(retrieved)
+    labels = holdout_labels(users, ids, holdout) * np.isfinite(scores)
+    relevant = holdout["user_id"].astype(str).value_counts().reindex(users).to_numpy()
+    return CandidateLists(users, ids, scores, labels, relevant, retrieved, [rows + 1 for rows in histories])
+
+
+def train_list_ranker(rating_model: RatingModel, prepared: Prepared, embeddings: np.ndarray, lists: CandidateLists,
+                      histories: SeenMovies, scale: float, config: RankerConfig, *, seed: int = 7,
+                      log_dir: str | Path | None = None, verbose: int = -1,
+                      strategy: tf.distribute.Strategy | None = None, backup: StageBackup | None = None,
+                      model: ListRanker | None = None, cross_fitted=None) -> TrainingResult:
+    """Trains the ranker's whole-history head on ``lists``; early-stops on NDCG@10 of a fifth of their users
+    (best weights kept; with ``cross_fitted`` lists, the starting blend's where no epoch beats it, ``best_epoch`` 0).
+
+    Args:
+        histories: the lists' users' rated movies (the fitting part's, the ones their candidates exclude).
         model: the ranker to train (default: a new one, :func:`make_list_ranker`).
         cross_fitted: more training lists' features (:class:`~tfrs_pipeline.ranking.cross_fit.CrossFitLists`);
             early stopping stays on the hold-out's lists, the ones made as serving makes them, and
             the starting blend is served where no epoch orders those better.
 
     Returns:
-        The :class:`ListRanker`, its per-epoch history, seconds and lists per second.
+        The :class:`ListRanker`, its head's per-epoch history, seconds and lists per second.
     """
     tf.keras.utils.set_random_seed(seed)
     train, stop = split_lists(lists, 0.2, seed)
     strategy = strategy or tf.distribute.get_strategy()
     if model is None:
         model = make_list_ranker(rating_model, prepared, embeddings, scale, config, strategy=strategy)
-    features, valid = model.list_features(train)
+    features, valid = model.list_features(train, histories)
     labels = train.labels.astype(np.float32)
-    if len(train):  # the start: the best blend of the two sources on the hold-out's training lists
-        weight, model.item_weight_choice = choose_item_weight(features, valid, labels, train.relevant)
-        model.item_weight.assign(weight)
-        model.base_scale.assign(calibrate_base_scale(base_scores(features, weight), valid, labels))
     if cross_fitted is not None and len(cross_fitted):
-        width = max(features.shape[1], cross_fitted.features.shape[1])
-        features = np.concatenate([pad_slots(features, width), pad_slots(cross_fitted.features, width)])
-        valid = np.concatenate([pad_slots(valid, width), pad_slots(cross_fitted.valid, width)])
-        labels = np.concatenate([pad_slots(labels, width), pad_slots(cross_fitted.labels.astype(np.float32), width)])
+        more = (cross_fitted.features, cross_fitted.valid, cross_fitted.labels.astype(np.float32))
+    else:
+        more, cross_fitted = None, None
+    result = _train_head(model.head, train, features, valid, labels, stop, model.list_features(stop, histories),
+                         config, seed, strategy, more=more, start_candidate=cross_fitted is not None,
+                         log_dir=log_dir, verbose=verbose, backup=backup, stage="list ranking")
+    return dataclasses.replace(result, model=model)
+
+
+def train_short_history_head(model: ListRanker, short_lists: CandidateLists, stop_users: np.ndarray,
+                             histories: SeenMovies, config: RankerConfig, *, seed: int = 7,
+                             log_dir: str | Path | None = None, verbose: int = -1,
+                             strategy: tf.distribute.Strategy | None = None) -> TrainingResult:
+    """Trains the ranker's short-history head on lists made from a few movies (:func:`short_history_lists`)
+    and has it score histories of up to :data:`SHORT_HEAD_REACH` x ``ranker.short_history`` movies.
+
+    The whole-history head is not touched. Early stopping watches the lists of ``stop_users`` (the
+    users the whole-history head early-stopped on: a user's two lists share their labels).
+
+    Returns:
+        The head, its per-epoch history, seconds and lists per second.
+    """
+    tf.keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    useful = short_lists.labels.sum(axis=1) > 0
+    stopping = np.isin(short_lists.user_ids, stop_users)
+    train, stop = short_lists.take(np.flatnonzero(useful & ~stopping)), short_lists.take(np.flatnonzero(useful & stopping))
+    features, valid = model.list_features(train, histories)
+    result = _train_head(model.short_head, train, features, valid, train.labels.astype(np.float32), stop,
+                         model.list_features(stop, histories), config, seed, strategy, log_dir=log_dir,
+                         verbose=verbose, stage="short-history ranking")
+    if len(train):
+        model.short_limit.assign(float(SHORT_HEAD_REACH * config.short_history))
+    return result
+
+
+def _train_head(head: RelevanceHead, train: CandidateLists, features: np.ndarray, valid: np.ndarray, labels: np.ndarray,
+                stop: CandidateLists, stop_features: tuple[np.ndarray, np.ndarray], config: RankerConfig, seed: int,
+                strategy: tf.distribute.Strategy, *, more: tuple | None = None, start_candidate: bool = False,
+                log_dir=None, verbose: int = -1, backup: StageBackup | None = None, stage: str) -> TrainingResult:
+    """Chooses ``head``'s start on ``train``'s lists and trains it on them (and ``more``: features, valid
+    slots and labels of other lists), early-stopping on NDCG@10 of ``stop``'s lists."""
+    if len(train):  # the start: the best blend of the two sources on the training lists
+        weight, head.item_weight_choice = choose_item_weight(features, valid, labels, train.relevant)
+        head.item_weight.assign(weight)
+        head.base_scale.assign(calibrate_base_scale(base_scores(features, weight), valid, labels))
+    if more is not None:
+        features, valid, labels = stacked(features, more[0]), stacked(valid, more[1]), stacked(labels, more[2])
     examples = len(labels)
     with strategy.scope():
         if examples:
-            model.normalization.adapt(valid_slots(features, valid))
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+            head.normalization.adapt(valid_slots(features, valid))
+        head.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     if not examples:
-        return TrainingResult(model)
+        return TrainingResult(head)
     tensors = {"features": tf.constant(features), "valid": tf.constant(valid), "labels": tf.constant(labels)}
     del features, valid, labels  # the tensors hold them now
     dataset = shuffled_row_batches(examples, config.batch_size, seed).map(
         lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    callbacks = [_ListValidation(stop, *model.list_features(stop))] if len(stop) else []
+    callbacks = [_ListValidation(stop.labels, stop.relevant, *stop_features)] if len(stop) else []
     # Cross-fitted lists come from models trained without their fold, not from the served ones: where
     # learning from them orders the early-stopping lists (made as serving makes them) no better than the
     # starting blend, the start is kept. Without them, the start is not a candidate: on the demo data it
     # won the ~160 early-stopping lists on a seed where the trained epoch ranked the test side better.
     start = None
-    if callbacks and cross_fitted is not None and len(cross_fitted):
-        value = callbacks[0].ndcg(model)  # builds the MLP, so its weights exist
-        start = (value, model.get_weights())
-    return fit(model, dataset, None, epochs=config.epochs, monitor="val_ndcg_at_10" if len(stop) else "loss",
-               mode="max" if len(stop) else "min", patience=config.patience, examples=examples, log_dir=log_dir,
-               verbose=verbose, stage="list ranking", shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
-               extra_callbacks=callbacks, early_stopping_without_validation=bool(len(stop)), backup=backup,
+    if callbacks and start_candidate:
+        value = callbacks[0].ndcg(head)  # builds the MLP, so its weights exist
+        start = (value, head.get_weights())
+    return fit(head, dataset, None, epochs=config.epochs, monitor="val_ndcg_at_10" if callbacks else "loss",
+               mode="max" if callbacks else "min", patience=config.patience, examples=examples, log_dir=log_dir,
+               verbose=verbose, stage=stage, shown=("loss", "val_ndcg_at_10", "val_recall_at_10"),
+               extra_callbacks=callbacks, early_stopping_without_validation=bool(callbacks), backup=backup,
                settings="ranker", initial=start)

@@ -131,9 +131,12 @@ class RatingModel(tfrs.Model):
         movies = tf.gather(self.mf_movies, self.movie.rows(inputs["movie_id"]))
         return self.mf_mean + tf.reduce_sum(users * movies, axis=1)
 
-    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]`` (relevance on implicit data)."""
-        prediction = self.logits(inputs, training=training)
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False, history: tf.Tensor | None = None) -> tf.Tensor:
+        """Predicted ratings [batch] for ``inputs["user_id"]`` and ``inputs["movie_id"]`` (relevance on implicit data).
+
+        ``history``: each example's pooled history [batch, dim] (:meth:`rate`); default: the user's stored one.
+        """
+        prediction = self.logits(inputs, training=training, history=history)
         if training:
             return prediction
         if self.implicit:
@@ -144,7 +147,22 @@ class RatingModel(tfrs.Model):
         # Weights (1, 0, 0) until stacked: exactly the network's rating.
         return tf.clip_by_value(weights[0] * network + weights[1] * mf + weights[2], self.low, self.high)
 
-    def logits(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    def rate(self, user_id: tf.Tensor, history: tf.RaggedTensor, movie_ids: tf.Tensor) -> tf.Tensor:
+        """Predicted ratings [batch, N] of ``movie_ids`` [batch, N] for users who rated ``history``
+        (movie-vocabulary rows, ragged [batch, None]) rather than their stored history: a known user's
+        ratings made since training count, and a visitor ("" or an unknown id) is rated as an
+        average rater with that history. For a known user's own stored history this is :meth:`call`.
+        """
+        batch, width = tf.shape(movie_ids)[0], tf.shape(movie_ids)[1]
+        users = tf.reshape(tf.repeat(user_id[:, None], width, axis=1), [-1])
+        inputs = {"user_id": users, "movie_id": tf.reshape(movie_ids, [-1])}
+        pooled = None
+        if self.history_pooling is not None:
+            pooled = self.history_pooling.pool(tf.cast(history, tf.int64).to_tensor(0))
+            pooled = tf.repeat(pooled, width, axis=0)
+        return tf.reshape(tf.cast(self(inputs, history=pooled), tf.float32), [batch, width])
+
+    def logits(self, inputs: dict[str, tf.Tensor], training: bool = False, history: tf.Tensor | None = None) -> tf.Tensor:
         """The unclipped prediction [batch]: a rating, or a relevance logit on implicit data."""
         user_rows = self.user.rows(inputs["user_id"])
         movie_rows = self.movie.rows(inputs["movie_id"])
@@ -153,8 +171,10 @@ class RatingModel(tfrs.Model):
         taste = user
         parts = [user, movie, user * movie]
         if self.history_pooling is not None:
-            # Leave the rated movie out of its own history (a no-op for pairs not in training).
-            history = tf.cast(self.history_pooling(user_rows, movie_rows, training=training), tf.float32)
+            if history is None:
+                # Leave the rated movie out of its own history (a no-op for pairs not in training).
+                history = self.history_pooling(user_rows, movie_rows, training=training)
+            history = tf.cast(history, tf.float32)
             taste = user + history
             parts.append(history)
         if self.movie_features is not None:

@@ -48,6 +48,9 @@ class CandidateRetriever(tf.Module):
         self.fallback_positions = (None if fallback_positions is None else
                                    tf.Variable(np.asarray(fallback_positions, np.int64), trainable=False,
                                                name="fallback_positions"))
+        # Each catalog movie's row in the query tower's movie vocabulary (0: a movie without training ratings).
+        self.vocab_rows = (None if catalog_ids is None else
+                           tf.Variable(query_tower.movie_lookup(catalog_ids), trainable=False, name="vocab_rows"))
 
     def __call__(self, user_id: tf.Tensor, k: tf.Tensor, exclude_seen: bool = True,
                  also_exclude: tf.Tensor | None = None):
@@ -77,18 +80,29 @@ class CandidateRetriever(tf.Module):
         fallback_exclude = exclude if also_exclude is not None else None
         return (*self._with_fallback(movie_ids, scores, known, fallback_exclude), queries, exclude)
 
-    def from_history(self, movie_ids: tf.Tensor, positions: tf.Tensor, k: tf.Tensor):
-        """Top ``k`` for visitors unknown to the model, from the movies each just rated [batch, n].
+    def history(self, user_id: tf.Tensor, positions: tf.Tensor | None = None) -> tf.RaggedTensor:
+        """What each user did: their training movies (none for a visitor, "" or an unknown id) and the
+        catalog ``positions`` [batch, n] given with the request (-1: unknown or padding), merged:
+        sorted, unique catalog positions, one ragged row per user."""
+        seen = self.seen(user_id)
+        return seen if positions is None else self.exclusions(positions, seen)
 
-        ``positions`` are those movies' catalog positions (-1: unknown or padding); they are never
-        returned. A visitor with no known movie gets the popular list. Returns
-        ``(movie_ids, scores, history_known [batch])``, the count of known movies per visitor.
+    def from_history(self, user_id: tf.Tensor, history: tf.RaggedTensor, k: tf.Tensor, exclude_seen: bool = True):
+        """Top ``k`` from what each user did (:meth:`history`): the query is the query tower's from the
+        history (:meth:`~tfrs_pipeline.retrieval.towers.QueryTower.query`); the history's movies are
+        never returned unless ``exclude_seen`` is False. A user with an empty history gets the popular list.
+
+        Returns:
+            ``(movie_ids, scores [batch, k'], queries [batch, dim])``.
         """
-        history_known = tf.reduce_sum(tf.cast(positions >= 0, tf.int32), axis=1)
-        exclude = self.exclusions(positions)
-        scores, ids = self.index.query_excluding(self.query_tower.from_history(movie_ids), exclude, k)
-        ids, scores, _ = self._with_fallback(ids, scores, history_known > 0, exclude)
-        return ids, scores, history_known
+        vocab_rows = tf.gather(self.vocab_rows, tf.cast(history.flat_values, tf.int64))
+        queries = self.query_tower.query(user_id, history.with_flat_values(vocab_rows))
+        if exclude_seen:
+            scores, ids = self.index.query_excluding(queries, history, k)
+        else:
+            scores, ids = self.index(queries, k)
+        ids, scores, _ = self._with_fallback(ids, scores, history.row_lengths() > 0, history if exclude_seen else None)
+        return ids, scores, queries
 
     def exclusions(self, positions: tf.Tensor, seen: tf.RaggedTensor | None = None) -> tf.RaggedTensor:
         """Catalog positions [batch, n] (-1 ignored), merged with ``seen``: sorted, unique, one row per query."""
@@ -117,8 +131,11 @@ class CandidateRetriever(tf.Module):
             ranks = tf.tensor_scatter_nd_update(
                 ranks, tf.stack([exclude.value_rowids(), exclude.flat_values], axis=1),
                 tf.fill(tf.shape(exclude.flat_values), tf.constant(-np.inf)))
-            fallback_ids = tf.gather(self.catalog_ids, tf.math.top_k(ranks, k=width)[1])
+            ranked, order = tf.math.top_k(ranks, k=width)
+            fallback_ids = tf.gather(self.catalog_ids, order)
         fallback_scores = tf.tile(-tf.cast(tf.range(width), tf.float32)[None, :] / tf.cast(width, tf.float32), [batch, 1])
+        if exclude is not None:  # past the movies left, the excluded ones: empty slots
+            fallback_scores = tf.where(tf.math.is_finite(ranked), fallback_scores, tf.constant(-np.inf))
         movie_ids = tf.where(known[:, None], movie_ids, fallback_ids)
         scores = tf.where(known[:, None], scores, fallback_scores)
         return movie_ids, scores, known

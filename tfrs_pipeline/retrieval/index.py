@@ -81,8 +81,8 @@ class SeenMovies(tf.Module):
         super().__init__(name="seen_movies")
         self.user_lookup = id_lookup(vocab.user_ids, "user_ids")
         splits, values = group_by_user(train, vocab, id_positions(pd.Index(catalog_ids), train["movie_id"]))
-        self.splits = tf.Variable(splits, trainable=False)
-        self.values = tf.Variable(values, trainable=False)
+        self.splits = tf.Variable(splits, trainable=False, name="splits")
+        self.values = tf.Variable(values, trainable=False, name="values")
 
     def __call__(self, user_id: tf.Tensor) -> tf.RaggedTensor:
         rows = tf.cast(self.user_lookup(user_id), tf.int64)

@@ -40,7 +40,7 @@ class QueryTower(tf.keras.Model):
     def __init__(self, vocab: Vocabularies, users: UserTable, dim: int, *, user_features: bool = True,
                  history_features: bool = True, normalize: bool = True, hidden_units: tuple[int, ...] = (),
                  bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0,
-                 history_sample: int = 0, **kwargs) -> None:
+                 history_sample: int = 0, user_embedding: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
@@ -48,6 +48,7 @@ class QueryTower(tf.keras.Model):
         self.movie_lookup = id_lookup(vocab.movie_ids, "movie_ids", "movie_lookup")
         self.user_features = user_features
         self.history_features = history_features
+        self.user_embedding = user_embedding
         self.normalize = normalize
         if user_features:
             self.demographics = UserFeatures(vocab, users, dims=(8, 4, 8), name="demographics")
@@ -74,7 +75,8 @@ class QueryTower(tf.keras.Model):
         mean = total / max(1, len(users))
         head = tf.math.l2_normalize(mean[: self.dim]) if self.normalize else mean[: self.dim]
         self.fallback.assign(tf.concat([head, mean[self.dim :]], axis=0))
-        self.mean_user_embedding.assign(tf.reduce_mean(self.user.embedding.embeddings[1:], axis=0))
+        if self.user_embedding:
+            self.mean_user_embedding.assign(tf.reduce_mean(self.user.embedding.embeddings[1:], axis=0))
 
     def use_history(self, users: UserTable) -> None:
         """Serves with another history table (the whole training side's, at export) and re-derives the fallback query."""
@@ -89,7 +91,7 @@ class QueryTower(tf.keras.Model):
 
     def call(self, user_id: tf.Tensor, leave_out_movie_id: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
         rows = self.user.rows(user_id)
-        parts = [self.user.embed_rows(rows)]
+        parts = [self.user.embed_rows(rows)] if self.user_embedding else []
         if self.user_features:
             parts += self.demographics(rows)
         if self.history_features:
@@ -97,21 +99,27 @@ class QueryTower(tf.keras.Model):
             parts.append(self.history_pooling(rows, leave_out, training=training))
         return self._output(parts)
 
-    def from_history(self, movie_ids: tf.Tensor) -> tf.Tensor:
-        """Queries for visitors the model never saw, from the movies each just rated or watched [batch, n].
+    def query(self, user_id: tf.Tensor, history: tf.RaggedTensor) -> tf.Tensor:
+        """Queries for serving from what each user did: ``history`` [batch, None], the movie-vocabulary
+        rows of the movies they rated (0, an unknown movie, is left out), pooled as in training.
 
-        The id part is the mean training user's embedding, demographics are unknown, and the
-        history part pools the given movies ("" and unknown ids are ignored). Without history
-        features the query is the mean training user's.
+        The id embedding (where the tower has one) and demographics are the user's where
+        ``user_id`` is known; a visitor ("" or an id the model never saw) gets the mean training
+        user's id embedding and unknown demographics. Without them (the default) the query is a
+        function of the history alone, so a visitor who brings a known user's history gets that
+        user's query. Without history features it is the user's query, or the fallback query.
         """
-        batch = tf.shape(movie_ids)[0]
-        rows = tf.zeros([batch], tf.int64)
-        unknown = self.user.embed_rows(rows)  # for its shape and dtype (mixed precision)
-        parts = [tf.broadcast_to(tf.cast(self.mean_user_embedding, unknown.dtype), tf.shape(unknown))]
+        if not self.history_features:
+            return self.serve(user_id)
+        rows = self.user.rows(user_id)
+        parts = []
+        if self.user_embedding:
+            own = self.user.embed_rows(rows)
+            mean = tf.broadcast_to(tf.cast(self.mean_user_embedding, own.dtype), tf.shape(own))
+            parts.append(tf.where((rows > 0)[:, None], own, mean))
         if self.user_features:
             parts += self.demographics(rows)
-        if self.history_features:
-            parts.append(self.history_pooling.pool(self.movie_lookup(movie_ids)))
+        parts.append(self.history_pooling.pool(tf.cast(history, tf.int64).to_tensor(0)))
         return self._output(parts)
 
     def _output(self, parts: list[tf.Tensor]) -> tf.Tensor:

@@ -292,20 +292,30 @@ class ServerApp:
     # -- routes for people ------------------------------------------------------------------------
 
     async def recommend(self, request: Request) -> Response:
+        """A user's list (``user_id``), a visitor's (``history`` alone), or a user's with the movies rated
+        since training (``user_id`` and ``history``); ``exclude`` leaves movies out of any of them."""
         query = request.query_params
         k = self._k(query)
-        if "history" in query:
-            ids = self._id_list(query["history"], "history")
-            signature, inputs = "recommend_from_history", {"movie_ids": np.array([ids], object)}
+        user = query.get("user_id") or None
+        if user is None and "history" not in query:
+            raise BadRequest("query parameter 'user_id' or 'history' is required")
+        history = self._id_list(query["history"], "history") if "history" in query else None
+        exclude = self._id_list(query["exclude"], "exclude") if "exclude" in query else None
+        if history is not None and (user is not None or exclude is not None):
+            signature = "recommend_with_history"
+            inputs = {"user_id": np.array([user or ""], object), "movie_ids": np.array([history], object),
+                      "exclude_movie_ids": np.array([exclude or [""]], object)}
+        elif history is not None:
+            signature, inputs = "recommend_from_history", {"movie_ids": np.array([history], object)}
+        elif exclude is not None:
+            signature = "recommend_excluding"
+            inputs = {"user_id": np.array([user], object), "exclude_movie_ids": np.array([exclude], object)}
         else:
-            user = _required(query, "user_id")
             signature, inputs = "serving_default", {"user_id": np.array([user], object)}
-            if "exclude" in query:
-                signature = "recommend_excluding"
-                inputs["exclude_movie_ids"] = np.array([self._id_list(query["exclude"], "exclude")], object)
         out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
-        known = ("history_known", int(out["history_known"][0])) if "history_known" in out else (
-            "known_user", bool(out["known_user"][0]))
+        known = {name: rest.jsonable(out[name][0]) for name in ("known_user", "history_known") if name in out}
+        if user is None:
+            known.pop("known_user", None)
         # Best first by the ranker's score, which orders the list; the predicted rating is not the order.
         return _json(_movies(out, ["movie_ids", "titles", "scores", "predicted_ratings", "retrieval_scores"], known,
                              {"scores": "ranker_score"}))
@@ -314,7 +324,7 @@ class ServerApp:
         query = request.query_params
         inputs = {"movie_id": np.array([_required(query, "movie_id")], object), "k": np.int32(self._k(query))}
         out = await self._get_call("similar_movies", inputs)
-        return _json(_movies(out, ["movie_ids", "titles", "scores"], ("known_movie", bool(out["known_movie"][0]))))
+        return _json(_movies(out, ["movie_ids", "titles", "scores"], {"known_movie": bool(out["known_movie"][0])}))
 
     async def explain(self, request: Request) -> Response:
         """For one user and each movie: the user's rated movies behind it, with their shares."""
@@ -421,13 +431,13 @@ def _required(query, name: str) -> str:
     return query[name]
 
 
-def _movies(outputs: dict, columns: list[str], known: tuple[str, object], renamed: dict | None = None) -> dict:
+def _movies(outputs: dict, columns: list[str], known: dict, renamed: dict | None = None) -> dict:
     names = {"movie_ids": "movie_id", "titles": "title", "predicted_ratings": "predicted_rating",
              "retrieval_scores": "retrieval_score", "scores": "score", **(renamed or {})}
     values = [rest.jsonable(outputs[c][0]) for c in columns]
     rows = [dict(zip((names[c] for c in columns), row)) for row in zip(*values)]
     rows = [row for row in rows if row["movie_id"]]  # past the movies left: empty slots
-    return {known[0]: known[1], "movies": rows}
+    return {**known, "movies": rows}
 
 
 class _AccessLog:

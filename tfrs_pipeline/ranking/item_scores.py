@@ -1,0 +1,104 @@
+"""The item-item model inside the exported graph: scores of the whole catalog from a history.
+
+:class:`ItemItemScores` holds the kept weights of
+:class:`~tfrs_pipeline.ranking.neighbours.ItemNeighbours` as a sparse matrix in CSR form
+(row offsets, target columns, weights) and sums, for each history, the rows of the movies it
+holds: ``x_u W`` over the catalog, computed per request. A known user's history and a
+visitor's are scored the same way, and nothing grows with the number of users.
+
+Examples:
+    >>> from scipy import sparse
+    >>> weights = sparse.csr_matrix(np.array([[0, 0, 0], [0, 0, 0.5], [0, 2.0, 0]], np.float32))
+    >>> scores = ItemItemScores(weights)
+    >>> scores(tf.ragged.constant([[1], [1, 2]], dtype=tf.int64)).numpy()  # catalog rows rated
+    array([[0. , 0. , 0.5],
+           [0. , 2. , 0.5]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from scipy import sparse
+
+#: Histories whose scores are summed at once (:meth:`ItemItemScores.__call__`).
+USERS_PER_STEP = 32
+
+
+class ItemItemScores(tf.Module):
+    """``x_u W`` for histories of catalog rows, from a sparse [rows, rows] weight matrix (row 0: unknown).
+
+    Args:
+        weights: the kept item-item weights (``scipy.sparse``; source row -> target column).
+    """
+
+    def __init__(self, weights: sparse.spmatrix) -> None:
+        super().__init__(name="item_item_scores")
+        csr = _csr(weights)
+        self.rows = int(csr.shape[0])
+        # Unknown lengths: assign swaps in the weights of a refit on the whole training side.
+        self.offsets = tf.Variable(csr.indptr.astype(np.int64), trainable=False, shape=[None], name="row_offsets")
+        self.targets = tf.Variable(csr.indices.astype(np.int32), trainable=False, shape=[None], name="target_rows")
+        self.weights = tf.Variable(csr.data.astype(np.float32), trainable=False, shape=[None], name="weights")
+
+    def assign(self, weights: sparse.spmatrix) -> None:
+        """Takes another fit's weights over the same catalog."""
+        csr = _csr(weights)
+        if csr.shape[0] != self.rows:
+            raise ValueError(f"item-item weights over {csr.shape[0] - 1} movies; this model has {self.rows - 1}")
+        self.offsets.assign(csr.indptr.astype(np.int64))
+        self.targets.assign(csr.indices.astype(np.int32))
+        self.weights.assign(csr.data.astype(np.float32))
+
+    def _entries(self, history: tf.RaggedTensor):
+        """Every kept weight leaving a history movie: (history entry it leaves from, target row, weight)."""
+        sources = tf.cast(history.flat_values, tf.int64)
+        spans = tf.ragged.range(tf.gather(self.offsets, sources), tf.gather(self.offsets, sources + 1))
+        positions = spans.flat_values
+        return spans.value_rowids(), tf.cast(tf.gather(self.targets, positions), tf.int64), tf.gather(self.weights, positions)
+
+    def __call__(self, history: tf.RaggedTensor) -> tf.Tensor:
+        """Item-item scores of every catalog row [batch, rows] from each history (ragged catalog rows;
+        a movie listed twice counts twice, row 0 scores nothing).
+
+        :data:`USERS_PER_STEP` histories at a time: each gathers every kept weight leaving its
+        movies (112,000 on average at ml-latest-small, 1.2 million for its heaviest user), so a
+        batch of a thousand heavy users at once would hold gigabytes.
+        """
+        history = history.with_row_splits_dtype(tf.int64)
+        batch = history.nrows()
+        steps = (batch + USERS_PER_STEP - 1) // USERS_PER_STEP
+
+        def step(index, parts):
+            start = index * USERS_PER_STEP
+            stop = tf.minimum(start + USERS_PER_STEP, batch)
+            splits = history.row_splits[start : stop + 1]
+            part = tf.RaggedTensor.from_row_splits(history.values[splits[0] : splits[-1]], splits - splits[0])
+            return index + 1, parts.write(tf.cast(index, tf.int32), self._scores(part))
+
+        parts = tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32), infer_shape=False,
+                               element_shape=tf.TensorShape([None, None]))
+        _, parts = tf.while_loop(lambda index, _: index < steps, step, [tf.constant(0, tf.int64), parts])
+        return tf.reshape(parts.concat(), [batch, self.rows])
+
+    def _scores(self, history: tf.RaggedTensor) -> tf.Tensor:
+        entry, targets, weights = self._entries(history)
+        owners = tf.gather(history.value_rowids(), entry)
+        batch = history.nrows(out_type=tf.int64)
+        sums = tf.math.unsorted_segment_sum(weights, owners * self.rows + targets, batch * self.rows)
+        return tf.reshape(sums, [batch, self.rows])
+
+    def contributions(self, history: tf.RaggedTensor, movie_rows: tf.Tensor) -> tf.RaggedTensor:
+        """Each history movie's weight to its row's ``movie_rows`` [batch] entry, one ragged row per
+        history: the terms whose sum is that movie's score."""
+        entry, targets, weights = self._entries(history)
+        wanted = tf.gather(tf.cast(movie_rows, tf.int64), tf.gather(history.value_rowids(), entry))
+        terms = tf.math.unsorted_segment_sum(tf.where(targets == wanted, weights, 0.0), entry,
+                                             tf.shape(history.flat_values, out_type=tf.int64)[0])
+        return tf.RaggedTensor.from_row_splits(terms, history.row_splits)
+
+
+def _csr(weights: sparse.spmatrix) -> sparse.csr_matrix:
+    csr = sparse.csr_matrix(weights, dtype=np.float32)
+    csr.sort_indices()
+    return csr
