@@ -645,10 +645,15 @@ def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever
     return CandidateLists(lists.user_ids, ids, scores, labels, lists.relevant, retrieved)
 
 
+#: Most hold-out users the short-history lists are made for (a fixed sample beyond): at 20M ratings
+#: their features would otherwise hold another 1.5 GB beside the whole histories' lists.
+SHORT_HISTORY_USERS = 20_000
+
+
 def short_history_lists(model: ListRanker, retriever, prepared: Prepared, movies: int, num_candidates: int,
-                        batch_users: int = 256) -> CandidateLists:
+                        batch_users: int = 256, users: int = SHORT_HISTORY_USERS) -> CandidateLists:
     """Candidate lists made as for a visitor who brings only each hold-out user's ``movies`` most
-    recent fitting-part movies: retrieval and the item-item model from those alone, only those
+    recent fitting-part movies (``users`` of them at most): retrieval and the item-item model from those alone, only those
     excluded, labelled against the hold-out (a movie the user rated earlier in the fitting part is
     a candidate and not relevant, as for such a visitor). The ranker learns from them how far to
     trust an item-item score from a few movies.
@@ -658,7 +663,11 @@ def short_history_lists(model: ListRanker, retriever, prepared: Prepared, movies
             fitting part, with its catalog ids (for :meth:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever.from_history`).
     """
     holdout = prepared.validation
-    users = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
+    chosen = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
+    if len(chosen) > users:
+        chosen = chosen[np.sort(np.random.default_rng(0).choice(len(chosen), users, replace=False))]
+    holdout = holdout[holdout["user_id"].astype(str).isin(set(chosen))]
+    users = chosen
     train = prepared.train
     owner = id_positions(pd.Index(users), train["user_id"])
     kept = np.flatnonzero(owner >= 0)
