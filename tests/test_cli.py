@@ -64,6 +64,12 @@ def test_recommend_prints_titles_and_predicted_ratings(trained, capsys):
     assert lines[0].startswith("top 4 for user 5 (seen movies excluded)") and len(lines) == 2 + 4
     assert main(["recommend", "--model", str(trained.path), "--user", "5", "--include-seen"]) == 0
     assert "seen movies included" in capsys.readouterr().out
+    first = lines[2].split()[4]  # the user goes on to rate their first recommendation
+    assert main(["recommend", "--model", str(trained.path), "--user", "5", "--k", "4", "--history", first]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("top 4 for user 5, with 1 movie(s) rated since training") and f" {first} " not in out
+    assert main(["recommend", "--model", str(trained.path), "--history", first, "--k", "4"]) == 0
+    assert capsys.readouterr().out.startswith(f"top 4 for a visitor who rated 1 known movie(s) ({first})")
 
 
 def test_similar_finds_a_movie_by_title(trained, capsys):

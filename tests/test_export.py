@@ -99,8 +99,14 @@ def test_a_model_without_the_list_ranker_exports_and_orders_by_the_rating_blend(
     trained = run_training(config, tmp_path / "blend", log=lambda *_: None)
     ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking"))
     assert set(ranking.signatures) == {"serving_default"}
-    out = tf.saved_model.load(str(trained.path)).signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(5))
+    model = tf.saved_model.load(str(trained.path))
+    out = model.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(5))
     assert out["movie_ids"].shape == (1, 5)
+    # Exclusions and new ratings take the same path as with the ranker.
+    listed = out["movie_ids"].numpy()[0].astype(str)
+    excluded = model.signatures["recommend_excluding"](user_id=tf.constant(["1"]), k=tf.constant(5),
+                                                       exclude_movie_ids=tf.constant([listed[:2]]))
+    assert not set(listed[:2]) & set(excluded["movie_ids"].numpy()[0].astype(str))
     phases = trained.metrics["training"]["phases"]
     # Without the list ranker there is no item-item model to fit.
     assert list(phases) == ["data", "retrieval", "ranking", "list_ranker", "retrieval_refit", "export", "evaluation"]

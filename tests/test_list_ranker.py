@@ -442,7 +442,7 @@ def test_the_item_item_model_keeps_the_session_kernel_only_where_the_hold_out_ra
     assert table.sessions is None and not table.session_choice and "every training timestamp is the same" in said[0]
 
 
-def test_short_history_lists_are_made_from_each_users_most_recent_movies_alone(ranker):
+def test_short_history_lists_are_made_from_a_few_of_each_users_movies_alone(ranker):
     prepared, model = ranker
     catalog = np.asarray(prepared.movies.movie_ids).astype(str)
 
@@ -454,15 +454,21 @@ def test_short_history_lists_are_made_from_each_users_most_recent_movies_alone(r
             scores = np.tile(-np.arange(len(rows[0]), dtype=np.float32), (len(rows), 1))
             return tf.constant(rows), tf.constant(scores), tf.zeros([len(rows), 8])
 
-    lists = short_history_lists(model, Retriever(), prepared, movies=3, num_candidates=20)
-    assert list(lists.user_ids) == sorted(set(prepared.validation["user_id"].astype(str)))
+    lists = short_history_lists(model, Retriever(), prepared, movies=3, num_candidates=20, draws=2)
+    holdout_users = sorted(set(prepared.validation["user_id"].astype(str)))
+    assert sorted(set(lists.user_ids)) == holdout_users and len(lists) <= 2 * len(holdout_users)
+    first = {}
     for user, history, movies, labels in zip(lists.user_ids, lists.histories, lists.movie_ids, lists.labels):
         rated = prepared.train[prepared.train["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
-        recent = set(rated["movie_id"].astype(str).tail(3))
-        assert set(catalog[history - 1]) == recent  # catalog rows of the 3 most recent movies
-        assert not recent & set(movies[movies != ""])  # only those are excluded...
+        given = set(catalog[history - 1])  # catalog rows
+        assert len(given) == min(3, rated["movie_id"].nunique()) and given <= set(rated["movie_id"].astype(str))
+        first.setdefault(user, given)
+        assert not given & set(movies[movies != ""])  # only those are excluded...
         held = set(prepared.validation.loc[prepared.validation["user_id"].astype(str) == user, "movie_id"].astype(str))
         assert [m in held for m in movies] == [bool(x) for x in labels]  # ...and the hold-out says what is relevant
+    for user, given in first.items():  # each user's first list: their most recent movies
+        rated = prepared.train[prepared.train["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
+        assert given == set(rated["movie_id"].astype(str).tail(3))
 
 
 def test_a_short_history_is_scored_by_the_short_history_head_a_long_one_by_the_other(ranker):

@@ -182,3 +182,21 @@ def test_per_call_exclusions_and_recommendations_from_a_history(model, trained):
     assert all(title for title in out["titles"][0])
     with pytest.raises(ValueError, match="exclude= works with exclude_seen=True"):
         model.recommend(["1"], k=3, exclude_seen=False, exclude=[["1"]])
+
+
+def test_a_users_ratings_since_training_change_their_list_and_a_visitor_with_the_same_history_gets_it(model, trained):
+    train = trained.split.train
+    rated = train.loc[train["user_id"].astype(str) == "2", "movie_id"].astype(str).tolist()
+    before = model.recommend("2", k=5)
+    new = before["movie_id"].iloc[0]
+    after = model.recommend("2", k=5, history=[[new]])
+    assert new not in set(after["movie_id"]) and after["known_user"].all() and len(after) == 5
+    visitor = model.recommend_from_history([rated + [new]], k=5)
+    assert visitor["movie_id"].tolist() == after["movie_id"].tolist()
+    assert np.allclose(visitor["ranker_score"], after["ranker_score"], atol=1e-5)
+    # The user's own predicted ratings (their id counts there), the visitor's an average rater's.
+    assert after["predicted_rating"].between(0.5, 5).all()
+    with pytest.raises(ValueError, match="history= works with exclude_seen=True"):
+        model.recommend("2", k=3, exclude_seen=False, history=[["1"]])
+    with pytest.raises(ValueError, match="history must hold one list per user"):
+        model.recommend(["2", "3"], k=3, history=[["1"]])

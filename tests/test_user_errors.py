@@ -63,6 +63,8 @@ CASES = [
     ("serve --model-base MODEL --max-body-bytes 1e9", "expected a number of bytes from 1 to 1,073,741,824"),
     ("recommend --model MODEL --user 1 --include-seen --exclude 5", "--exclude works with seen movies excluded"),
     ("recommend --model MODEL --history ,", "--history takes movie ids separated by commas, got ','"),
+    ("recommend --model MODEL", "recommend needs --user (a user of the training data), --history (a visitor's movies)"),
+    ("recommend --model MODEL --user 1 --include-seen --history 5", "--history works with seen movies excluded"),
     ("train --out ROOT/x --strategy multi-worker", "--strategy multi-worker needs TF_CONFIG"),
     # models
     ("recommend --model ROOT/not_a_model --user 1", "no exported model"),

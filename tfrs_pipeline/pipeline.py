@@ -230,9 +230,9 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                 short = short_history_lists(ranker, retriever, prepared, config.ranker.short_history,
                                             config.serving.num_candidates)
                 found["short_history"] = {"lists": len(short), **short.found()}
-                log(f"list ranker: {len(short):,} more lists from each hold-out user's {config.ranker.short_history} most "
-                    f"recent movies alone (as a visitor would bring them); {found['short_history']['merged']:,} "
-                    "validation ratings among their candidates")
+                log(f"list ranker: {len(short):,} more lists, each from {config.ranker.short_history} of a hold-out user's "
+                    "movies alone (their most recent, and sets drawn at random), as a visitor brings a few; "
+                    f"{found['short_history']['merged']:,} validation ratings among their candidates")
             cross_fitted = cross_fit_lists(prepared, run.data, config, scale, strategy=strategy, log=log)
             if cross_fitted is not None:
                 found["cross_fit"] = {**cross_fitted.found, "kept": len(cross_fitted), "seconds": cross_fitted.seconds}

@@ -133,6 +133,7 @@ class TwoStagePipeline(tf.Module):
                                               self._positions(exclude_movie_ids)[:, None, :])
                                      & (self._positions(movie_ids) >= 0)[:, :, None], axis=2)
             scores = tf.where(excluded, tf.constant(-np.inf), scores)
+            retrieval_scores = tf.where(excluded, tf.constant(-np.inf), retrieval_scores)  # the blend keeps them last
         if self.list_ranker is not None:
             top, order = tf.math.top_k(scores, k=k)
         else:

@@ -646,40 +646,51 @@ def add_item_item_candidates(model: ListRanker, lists: CandidateLists, retriever
 
 
 #: Most hold-out users the short-history lists are made for (a fixed sample beyond): at 20M ratings
-#: their features would otherwise hold another 1.5 GB beside the whole histories' lists.
-SHORT_HISTORY_USERS = 20_000
+#: their features would otherwise hold gigabytes beside the whole histories' lists.
+SHORT_HISTORY_USERS = 5_000
+#: Short histories per hold-out user: the most recent movies and sets drawn at random.
+SHORT_HISTORY_DRAWS = 4
 
 
 def short_history_lists(model: ListRanker, retriever, prepared: Prepared, movies: int, num_candidates: int,
-                        batch_users: int = 256, users: int = SHORT_HISTORY_USERS) -> CandidateLists:
-    """Candidate lists made as for a visitor who brings only each hold-out user's ``movies`` most
-    recent fitting-part movies (``users`` of them at most): retrieval and the item-item model from those alone, only those
-    excluded, labelled against the hold-out (a movie the user rated earlier in the fitting part is
-    a candidate and not relevant, as for such a visitor). The ranker learns from them how far to
-    trust an item-item score from a few movies.
+                        batch_users: int = 256, users: int = SHORT_HISTORY_USERS,
+                        draws: int = SHORT_HISTORY_DRAWS, seed: int = 0) -> CandidateLists:
+    """Candidate lists made as for a visitor who brings only ``movies`` of a hold-out user's
+    fitting-part movies (``users`` of them at most): their most recent ones, and ``draws - 1`` more
+    sets drawn at random (on a random split recent movies tell no more than others, and a few
+    hundred lists leave the head's early stopping to chance). Retrieval and the item-item model
+    work from those movies alone and exclude only them; the lists are labelled against the hold-out
+    (a movie the user rated elsewhere in the fitting part is a candidate and not relevant, as for
+    such a visitor). The ranker learns from them how far to trust an item-item score from a few movies.
 
     Args:
         retriever: the :class:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever` over the
             fitting part, with its catalog ids (for :meth:`~tfrs_pipeline.retrieval.candidates.CandidateRetriever.from_history`).
     """
     holdout = prepared.validation
+    rng = np.random.default_rng(seed)
     chosen = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
     if len(chosen) > users:
-        chosen = chosen[np.sort(np.random.default_rng(0).choice(len(chosen), users, replace=False))]
-    holdout = holdout[holdout["user_id"].astype(str).isin(set(chosen))]
-    users = chosen
+        chosen = chosen[np.sort(rng.choice(len(chosen), users, replace=False))]
     train = prepared.train
-    owner = id_positions(pd.Index(users), train["user_id"])
+    owner = id_positions(pd.Index(chosen), train["user_id"])
     kept = np.flatnonzero(owner >= 0)
-    recent = pd.DataFrame({"user": owner[kept], "time": np.asarray(train["timestamp"], np.float64)[kept],
-                           "position": id_positions(pd.Index(np.asarray(prepared.movies.movie_ids).astype(str)),
-                                                    train["movie_id"])[kept]})
-    recent = recent[recent["position"] >= 0].sort_values(["user", "time"], kind="stable").groupby("user").tail(movies)
-    by_user = dict(tuple(recent.groupby("user")["position"]))
-    histories = [np.sort(np.unique(by_user[i].to_numpy())) if i in by_user else np.zeros(0, np.int64)
-                 for i in range(len(users))]
+    rated = pd.DataFrame({"user": owner[kept], "time": np.asarray(train["timestamp"], np.float64)[kept],
+                          "position": id_positions(pd.Index(np.asarray(prepared.movies.movie_ids).astype(str)),
+                                                   train["movie_id"])[kept]})
+    rated = rated[rated["position"] >= 0].sort_values(["user", "time"], kind="stable")
+    by_user = {user: group.to_numpy() for user, group in rated.groupby("user")["position"]}
+    users, histories = [], []
+    for index, user in enumerate(chosen):
+        positions = pd.unique(by_user.get(index, np.zeros(0, np.int64))[::-1])[::-1]  # a movie rated twice: its last time
+        sets = [positions[-movies:]]  # the most recent first
+        if len(positions) > movies:
+            sets += [rng.choice(positions, movies, replace=False) for _ in range(draws - 1)]
+        users += [user] * len(sets)
+        histories += [np.sort(chosen_set).astype(np.int64) for chosen_set in sets]
+    users = np.asarray(users, dtype=object)
     ids, scores, retrieved = [], [], []
-    for start in range(0, len(users), batch_users):
+    for start in range(0, len(histories), batch_users):
         part = histories[start : start + batch_users]
         positions = tf.RaggedTensor.from_row_lengths(np.concatenate(part).astype(np.int64) if part else
                                                      np.zeros(0, np.int64), [len(p) for p in part])
