@@ -14,7 +14,7 @@ from tfrs_pipeline.config import RankerConfig, RatingConfig, SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.split import split_ratings
 from tfrs_pipeline.features.dataset import prepare
-from tfrs_pipeline.ranking.item_scores import ItemItemScores
+from tfrs_pipeline.ranking.item_scores import DenseItemItemScores, ItemItemScores
 from tfrs_pipeline.ranking.list_ranker import (
     FEATURES,
     ListRanker,
@@ -100,7 +100,7 @@ def test_ease_over_the_rated_movies_keeps_the_whole_catalog_weights_and_leaves_u
 def test_ease_keeps_its_k_per_movie_strongest_weights_of_the_whole_matrix():
     data = load_data("synthetic:120x60x2500")
     catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
-    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", dense_cells=0)
     b = ease_closed_form(data.interactions, catalog)
     threshold = np.sort(np.abs(b).ravel())[-5 * 60]
     kept = table.weights.toarray()[1:, 1:]
@@ -110,8 +110,12 @@ def test_ease_keeps_its_k_per_movie_strongest_weights_of_the_whole_matrix():
     assert len(set(np.count_nonzero(kept, axis=0))) > 1
     assert "the strongest 300 of EASE's 3,540 weights (5 per movie on average) kept" in table.describe()
     # A cap on the weights in all lowers the count per movie to fit.
-    capped = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", max_weights=120)
+    capped = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", max_weights=120, dense_cells=0)
     assert capped.per_movie == 2 and capped.kept == 120
+    # A catalog whose rows x rows fit (DENSE_CELLS) keeps every weight, served as a dense matrix.
+    whole = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    assert whole.dense and whole.kept == 60 * 59 and "as a dense matrix" in whole.describe()
+    np.testing.assert_allclose(whole.weights.toarray()[1:, 1:], b, rtol=2e-3, atol=1e-7)
 
 
 def test_past_the_ease_limit_the_most_rated_movies_get_ease_and_the_rest_itemknn():
@@ -145,21 +149,22 @@ def test_user_scores_are_the_sums_of_the_kept_weights_from_the_rated_movies():
 def test_the_exported_item_item_scores_are_the_kept_weights_sums_of_any_history_batch():
     data = load_data("synthetic:120x60x2500")
     catalog = np.array(sorted(data.movies["movie_id"].astype(str)))
-    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease")
+    table = ItemNeighbours.build(data.interactions, catalog, k=5, kind="ease", dense_cells=0)
     rng = np.random.default_rng(6)
     histories = [sorted(rng.choice(np.arange(1, 61), rng.integers(0, 12), replace=False).tolist()) for _ in range(70)]
     rated = np.zeros((70, 61), np.float32)
     for user, rows in enumerate(histories):
         rated[user, rows] = 1.0
-    scorer = ItemItemScores(table.weights)
     ragged = tf.ragged.constant(histories, dtype=tf.int64, ragged_rank=1)
-    # 70 histories: three steps of USERS_PER_STEP, and one empty history or more.
-    np.testing.assert_allclose(scorer(ragged).numpy(), table.user_scores(rated), rtol=1e-5, atol=1e-6)
     movies = rng.integers(1, 61, 70)
-    terms = scorer.contributions(ragged, tf.constant(movies))
-    np.testing.assert_allclose(terms.to_tensor().numpy().sum(axis=1), table.user_scores(rated)[np.arange(70), movies],
-                               rtol=1e-5, atol=1e-6)
-    assert terms.row_lengths().numpy().tolist() == [len(h) for h in histories]
+    # The sparse form (70 histories: three steps of USERS_PER_STEP, and one empty history or more) and
+    # the dense one, which small catalogs are served with.
+    for scorer in (ItemItemScores(table.weights), DenseItemItemScores(table.weights)):
+        np.testing.assert_allclose(scorer(ragged).numpy(), table.user_scores(rated), rtol=1e-5, atol=1e-6)
+        terms = scorer.contributions(ragged, tf.constant(movies))
+        np.testing.assert_allclose(terms.to_tensor().numpy().sum(axis=1),
+                                   table.user_scores(rated)[np.arange(70), movies], rtol=1e-5, atol=1e-6)
+        assert terms.row_lengths().numpy().tolist() == [len(h) for h in histories]
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +283,7 @@ def test_refitting_the_item_item_model_on_more_ratings_scores_with_the_new_model
     try:
         model.refit_item_item(whole)
         expected = ItemNeighbours.build(whole, prepared.movies.movie_ids, k=16, kind="auto", sessions=None)
+        assert expected.dense == model.item_table.dense
         np.testing.assert_allclose(model.item_table.weights.toarray(), expected.weights.toarray(), rtol=1e-5, atol=1e-7)
         after = model.item_scores(history).numpy()
         assert not np.allclose(after, before, atol=1e-4)

@@ -176,3 +176,26 @@ def test_past_the_movies_left_the_slots_are_empty_never_a_seen_or_excluded_movie
     filled = movies[movies != ""]
     assert not seen & set(filled) and len(set(filled)) == len(filled)
     assert np.isneginf(out["scores"][0][movies == ""]).all() and (out["titles"][0][movies == ""] == b"").all()
+
+
+@pytest.mark.slow
+def test_a_catalog_served_with_sparse_item_item_weights_gives_a_visitor_the_users_list(tmp_path, monkeypatch):
+    from conftest import TINY
+
+    import tfrs_pipeline.ranking.neighbours as neighbours
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.pipeline import run_training
+
+    monkeypatch.setattr(neighbours, "DENSE_CELLS", 0)  # as on a catalog too big for a dense matrix
+    config = apply_overrides(PipelineConfig(), {**TINY, "ranker.neighbours": 8})
+    trained = run_training(config, tmp_path / "sparse", log=lambda *_: None)
+    assert "the strongest" in trained.metrics["training"]["item_item"]["model"]  # pruned: sparse
+    model = tf.saved_model.load(str(trained.path))
+    split = trained.split
+    users = ["1", "2", "3"]
+    known = _call(model, "serving_default", user_id=users, k=10)
+    histories = [_training_movies(split, user) for user in users]
+    width = max(len(h) for h in histories)
+    visitors = _call(model, "recommend_from_history", movie_ids=[h + [""] * (width - len(h)) for h in histories], k=10)
+    np.testing.assert_array_equal(visitors["movie_ids"], known["movie_ids"])
+    assert trained.metrics["pipeline"]["ndcg_at_10"] == trained.metrics["cold_start"]["history_all"]["ndcg_at_10"]

@@ -3,8 +3,11 @@
 :class:`ItemItemScores` holds the kept weights of
 :class:`~tfrs_pipeline.ranking.neighbours.ItemNeighbours` as a sparse matrix in CSR form
 (row offsets, target columns, weights) and sums, for each history, the rows of the movies it
-holds: ``x_u W`` over the catalog, computed per request. A known user's history and a
-visitor's are scored the same way, and nothing grows with the number of users.
+holds: ``x_u W`` over the catalog, computed per request. :class:`DenseItemItemScores` does the
+same from a dense matrix, for catalogs small enough to hold every weight
+(:data:`~tfrs_pipeline.ranking.neighbours.DENSE_CELLS`): a sparse-dense product, several times
+faster. :func:`item_item_scores` picks the one a fitted model asks for. A known user's history
+and a visitor's are scored the same way, and nothing grows with the number of users.
 
 Examples:
     >>> from scipy import sparse
@@ -96,6 +99,53 @@ class ItemItemScores(tf.Module):
         terms = tf.math.unsorted_segment_sum(tf.where(targets == wanted, weights, 0.0), entry,
                                              tf.shape(history.flat_values, out_type=tf.int64)[0])
         return tf.RaggedTensor.from_row_splits(terms, history.row_splits)
+
+
+class DenseItemItemScores(tf.Module):
+    """``x_u W`` for histories of catalog rows, from a dense [rows, rows] weight matrix (row 0: unknown).
+
+    Args:
+        weights: the item-item weights (``scipy.sparse`` or an array; source row -> target column).
+    """
+
+    def __init__(self, weights) -> None:
+        super().__init__(name="dense_item_item_scores")
+        matrix = _dense(weights)
+        self.rows = int(matrix.shape[0])
+        self.weights = tf.Variable(matrix, trainable=False, name="weights")
+
+    def assign(self, weights) -> None:
+        """Takes another fit's weights over the same catalog."""
+        matrix = _dense(weights)
+        if matrix.shape[0] != self.rows:
+            raise ValueError(f"item-item weights over {matrix.shape[0] - 1} movies; this model has {self.rows - 1}")
+        self.weights.assign(matrix)
+
+    def _rated(self, history: tf.RaggedTensor) -> tf.SparseTensor:
+        history = history.with_row_splits_dtype(tf.int64)
+        indices = tf.stack([history.value_rowids(), tf.cast(history.flat_values, tf.int64)], axis=1)
+        return tf.SparseTensor(indices, tf.ones(tf.shape(indices)[:1]), tf.stack([history.nrows(), self.rows]))
+
+    def __call__(self, history: tf.RaggedTensor) -> tf.Tensor:
+        """Item-item scores of every catalog row [batch, rows] from each history (ragged catalog rows)."""
+        return tf.sparse.sparse_dense_matmul(self._rated(history), self.weights)
+
+    def contributions(self, history: tf.RaggedTensor, movie_rows: tf.Tensor) -> tf.RaggedTensor:
+        """Each history movie's weight to its row's ``movie_rows`` [batch] entry, one ragged row per history."""
+        history = history.with_row_splits_dtype(tf.int64)
+        wanted = tf.gather(tf.cast(movie_rows, tf.int64), history.value_rowids())
+        terms = tf.gather_nd(self.weights, tf.stack([tf.cast(history.flat_values, tf.int64), wanted], axis=1))
+        return tf.RaggedTensor.from_row_splits(terms, history.row_splits)
+
+
+def item_item_scores(table) -> ItemItemScores | DenseItemItemScores:
+    """The exported scorer of a fitted :class:`~tfrs_pipeline.ranking.neighbours.ItemNeighbours`: dense
+    where it kept every weight of a small catalog, else sparse."""
+    return DenseItemItemScores(table.weights) if table.dense else ItemItemScores(table.weights)
+
+
+def _dense(weights) -> np.ndarray:
+    return np.asarray(weights.toarray() if sparse.issparse(weights) else weights, np.float32)
 
 
 def _csr(weights: sparse.spmatrix) -> sparse.csr_matrix:

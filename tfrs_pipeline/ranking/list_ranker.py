@@ -53,7 +53,7 @@ from tfrs_pipeline.features.tables import MovieTable
 from tfrs_pipeline.features.vocabulary import id_lookup
 from tfrs_pipeline.ids import id_positions
 from tfrs_pipeline.metrics import ndcg_of_lists, recall_and_ndcg, recall_of_lists, top_k_columns
-from tfrs_pipeline.ranking.item_scores import ItemItemScores
+from tfrs_pipeline.ranking.item_scores import item_item_scores
 from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, rating_matrix
 from tfrs_pipeline.ranking.rating import RatingModel
 from tfrs_pipeline.retrieval.index import SeenMovies
@@ -280,7 +280,7 @@ class ListRanker(tfrs.Model):
         self.session_choice = dict(table.session_choice)
         self.item_model = table.kind
         self.item_model_description = table.describe()
-        self.item_item = ItemItemScores(table.weights)
+        self.item_item = item_item_scores(table)
         # Item-item candidates: each catalog row's id and retrieval candidate vector (row 0: none).
         self.item_candidates = int(config.item_candidates) if candidate_vectors is not None else 0
         vectors = np.zeros((len(prepared.movies.movie_ids), 1), np.float32) if candidate_vectors is None else candidate_vectors
@@ -331,7 +331,11 @@ class ListRanker(tfrs.Model):
     def refit_item_item(self, train: pd.DataFrame) -> None:
         """Fits the item-item model again on ``train`` (the whole training side, at export, as the
         rating model's matrix factorization is), over the same catalog and with the same settings."""
-        table = self._item_table = ItemNeighbours.build(train, self.row_ids.numpy()[1:].astype(str), **self._item_settings)
+        table = ItemNeighbours.build(train, self.row_ids.numpy()[1:].astype(str), **self._item_settings)
+        if table.dense != self._item_table.dense:  # the same catalog: the same form, unless the rated movies changed it
+            raise ValueError("refit_item_item: the refit's weights are "
+                             f"{'dense' if table.dense else 'sparse'}, the ranker's are not")
+        self._item_table = table
         self.item_model, self.item_model_description = table.kind, table.describe()
         self.item_item.assign(table.weights)
 
