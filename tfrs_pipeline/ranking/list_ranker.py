@@ -262,10 +262,10 @@ class ListRanker(tfrs.Model):
         self.rating_model = rating_model
         self.rating_model.trainable = False
         # Each catalog row's row in the rating model's movie vocabulary (0: unknown), for the history it rates from.
-        self.vocab_rows = tf.constant(np.concatenate([[0], pd.Index(prepared.vocab.movie_ids).get_indexer(
-            np.asarray(prepared.movies.movie_ids).astype(str)) + 1]).astype(np.int64), name="vocab_rows")
+        self.vocab_rows = tf.Variable(np.concatenate([[0], pd.Index(prepared.vocab.movie_ids).get_indexer(
+            np.asarray(prepared.movies.movie_ids).astype(str)) + 1]).astype(np.int64), trainable=False, name="vocab_rows")
         self.scale = tf.constant(float(scale), tf.float32)
-        self._unit_embeddings = unit = unit_rows(np.asarray(embeddings, np.float32))
+        unit = unit_rows(np.asarray(embeddings, np.float32))
         self.catalog_lookup = id_lookup(prepared.movies.movie_ids, "catalog_ids")
         self.embeddings = tf.Variable(with_empty_row(unit), trainable=False, name="unit_movie_embeddings")
         self.genres = tf.Variable(prepared.movies.genres.astype(np.float32), trainable=False, name="genres")
@@ -313,7 +313,6 @@ class ListRanker(tfrs.Model):
         if unit.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"use_retrieval: embeddings of {unit.shape[1]} dimensions, the ranker's are "
                              f"{self.embeddings.shape[1]}")
-        self._unit_embeddings = unit
         self.embeddings.assign(with_empty_row(unit))
         if self.candidate_vectors.shape[1] == candidate_vectors.shape[1]:  # else built without them: none to swap
             self.candidate_vectors.assign(with_empty_row(candidate_vectors))
