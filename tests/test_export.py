@@ -16,15 +16,18 @@ def test_model_folder_has_tf_serving_layout_and_its_records(trained):
     for name in ("config.toml", "split.json", "metrics.json", "history.json", "README.md",
                  "vocabularies/user_ids.txt", "vocabularies/movie_ids.txt"):
         assert (path / name).is_file(), name
+    # Each stage beside the version, a model base of its own in TensorFlow Serving's layout.
     for stage in ("query_tower", "candidate_tower", "index", "ranking"):
-        assert (path / "stages" / stage / "saved_model.pb").is_file(), stage
+        assert (path.parent / "stages" / stage / "1" / "saved_model.pb").is_file(), stage
+        assert (path.parent / "stages" / stage / "1" / "MANIFEST.sha256").is_file(), stage
     card = (path / "README.md").read_text()
     assert "tf.saved_model.load" in card and "recall_at_10" in card
-    # What serving needs, and no training by-product: the logs lie beside the version.
+    # What a server of the pipeline loads, and nothing else: the stages and the logs lie beside it.
     assert sorted(p.name for p in path.iterdir()) == sorted(
-        ["saved_model.pb", "variables", "assets", "fingerprint.pb", "stages", "config.toml", "split.json", "vocabularies",
+        ["saved_model.pb", "variables", "assets", "fingerprint.pb", "config.toml", "split.json", "vocabularies",
          "history.json", "metrics.json", "README.md", "MANIFEST.sha256"])
     assert (path.parent / "logs" / "1" / "retrieval").is_dir()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["1", "logs", "stages"]
 
 
 def test_metrics_json_has_the_documented_shape(trained):
@@ -43,29 +46,29 @@ def test_metrics_json_has_the_documented_shape(trained):
 
 
 def test_stage_signatures_have_named_inputs_and_outputs(trained):
-    index = tf.saved_model.load(str(trained.path / "stages" / "index")).signatures["serving_default"]
+    index = tf.saved_model.load(str(trained.model_dir.stage("index"))).signatures["serving_default"]
     assert set(index.structured_input_signature[1]) == {"user_id", "k"}
     assert set(index.structured_outputs) == {"movie_ids", "scores", "known_user"}
-    ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking")).signatures["serving_default"]
+    ranking = tf.saved_model.load(str(trained.model_dir.stage("ranking"))).signatures["serving_default"]
     assert set(ranking.structured_outputs) == {"predicted_rating", "known_user", "known_movie"}
 
 
 @pytest.mark.slow
 def test_stages_give_the_same_answers_in_a_tensorflow_only_process_for_any_k(trained):
-    stages = trained.path / "stages"
+    stage = trained.model_dir.stage
     code = f"""
 import json
 out = {{}}
-index = tf.saved_model.load({str(stages / 'index')!r}).signatures["serving_default"]
+index = tf.saved_model.load({str(stage('index'))!r}).signatures["serving_default"]
 for k in (3, 17):
     r = index(user_id=tf.constant(["1", "2", "nobody"]), k=tf.constant(k))
     out[k] = [r["movie_ids"].numpy().astype(str).tolist(), r["scores"].numpy().round(5).tolist(), r["known_user"].numpy().tolist()]
-q = tf.saved_model.load({str(stages / 'query_tower')!r}).signatures["serving_default"]
+q = tf.saved_model.load({str(stage('query_tower'))!r}).signatures["serving_default"]
 out["query"] = q(user_id=tf.constant(["1"]))["embeddings"].numpy().round(5).tolist()
 print(json.dumps(out))
 """
     loaded = json.loads(run_tensorflow_only(code).strip().splitlines()[-1])
-    index = tf.saved_model.load(str(stages / "index"))
+    index = tf.saved_model.load(str(stage("index")))
     for k in (3, 17):
         r = index.signatures["serving_default"](user_id=tf.constant(["1", "2", "nobody"]), k=tf.constant(k))
         assert loaded[str(k)][0] == r["movie_ids"].numpy().astype(str).tolist()
@@ -78,7 +81,7 @@ def test_vocabularies_are_assets_not_graph_constants(trained):
     from tensorflow.core.protobuf import saved_model_pb2
 
     users = (trained.path / "vocabularies" / "user_ids.txt").read_text().splitlines()
-    for folder in [trained.path] + [trained.path / "stages" / s for s in ("query_tower", "index", "ranking")]:
+    for folder in [trained.path] + [trained.model_dir.stage(s) for s in ("query_tower", "index", "ranking")]:
         assert any(p.read_text().splitlines() == users for p in (folder / "assets").glob("*.txt")), folder
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((folder / "saved_model.pb").read_bytes())
@@ -97,7 +100,7 @@ def test_a_model_without_the_list_ranker_exports_and_orders_by_the_rating_blend(
 
     config = apply_overrides(PipelineConfig(), {**TINY, "ranker.enabled": False, "rating.epochs": 1})
     trained = run_training(config, tmp_path / "blend", log=lambda *_: None)
-    ranking = tf.saved_model.load(str(trained.path / "stages" / "ranking"))
+    ranking = tf.saved_model.load(str(trained.model_dir.stage("ranking")))
     assert set(ranking.signatures) == {"serving_default"}
     model = tf.saved_model.load(str(trained.path))
     out = model.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.constant(5))

@@ -43,9 +43,15 @@ def test_create_stages_then_publish_renames(tmp_path):
     assert staging.path == tmp_path / ".4.partial" and staging.version == 4
     assert ModelDir.resolve(tmp_path).version == 3  # unpublished: not served
     (staging.path / "saved_model.pb").write_bytes(b"")
+    staging.stage("index").mkdir(parents=True)
+    (staging.stage("index") / "saved_model.pb").write_bytes(b"")
+    assert staging.stage("index") == tmp_path / "stages" / "index" / ".4.partial"  # staged beside, unpublished
     published = staging.publish()
     assert published.path == tmp_path / "4" and not (tmp_path / ".4.partial").exists()
     assert ModelDir.resolve(tmp_path).version == 4
+    # Each stage published with its version, a model base in TensorFlow Serving's layout.
+    assert published.stage("index") == tmp_path / "stages" / "index" / "4" and published.stage("index").is_dir()
+    assert not (tmp_path / "stages" / "index" / ".4.partial").exists()
 
 
 def test_concurrent_runs_claim_distinct_versions(tmp_path):
@@ -67,8 +73,10 @@ def test_concurrent_runs_claim_distinct_versions(tmp_path):
 def test_discard_removes_only_an_unpublished_folder(tmp_path):
     staging = ModelDir.create(tmp_path)
     (staging.path / "partial-file").write_text("x")
+    staging.stage("ranking").mkdir(parents=True)
+    staging.logs("retrieval").mkdir(parents=True)
     staging.discard()
-    assert not staging.path.exists()
+    assert not staging.path.exists() and not any(tmp_path.iterdir())  # its stages and logs too
     published = ModelDir.create(tmp_path).publish()
     published.discard()
     assert published.path.is_dir()
@@ -88,6 +96,9 @@ def test_records_round_trip(tmp_path):
     (model_dir.path / "history.json").write_text("{not json")
     with pytest.raises(ModelError, match="history.json: not valid JSON"):
         model_dir.read_history()
+    # Beside the version, a model base per stage; inside it for versions exported before that.
+    assert model_dir.stage("ranking") == model_dir.base / "stages" / "ranking" / model_dir.path.name
+    (model_dir.path / "stages" / "ranking").mkdir(parents=True)
     assert model_dir.stage("ranking") == model_dir.path / "stages" / "ranking"
     with pytest.raises(ValueError, match="unknown stage"):
         model_dir.stage("towers")

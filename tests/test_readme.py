@@ -23,7 +23,7 @@ def test_the_signature_table_lists_every_pipeline_signature(trained):
     exported = set(tf.saved_model.load(str(trained.path)).signatures)
     assert exported <= table, f"signatures missing from the docs' table: {exported - table}"
     for stage in ("index", "ranking"):
-        for name in tf.saved_model.load(str(trained.path / "stages" / stage)).signatures:
+        for name in tf.saved_model.load(str(trained.model_dir.stage(stage))).signatures:
             assert f"`{name}" in TEXT, f"the {stage} stage's {name} signature is not in the docs"
 
 

@@ -474,7 +474,7 @@ def test_exported_graphs_hold_only_stock_tensorflow_ops(trained):
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry
 
-    folders = [trained.path] + [p for p in (trained.path / "stages").iterdir() if p.is_dir()]
+    folders = [trained.path] + [trained.model_dir.stage(s) for s in ("query_tower", "candidate_tower", "index", "ranking")]
     for folder in folders:
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((folder / "saved_model.pb").read_bytes())

@@ -253,7 +253,7 @@ class RankerConfig:
             a rare one; all of them on a small catalog), ItemKNN each movie's strongest. The served
             model holds them as a sparse matrix (8 bytes a weight) and scores a history per request.
         max_item_weights: most item-item weights kept in all (``neighbours`` is lowered to fit; 0: no
-            cap): 5,000,000 is 38 MiB, held by the pipeline and again by ``stages/ranking``.
+            cap): 5,000,000 is 38 MiB, held by the pipeline and again by the ranking stage's SavedModel.
         item_model: ``ease`` (over every rated movie), ``cosine`` (ItemKNN) or ``auto`` (EASE over the
             20,000 most-rated movies, ItemKNN for the other rated movies).
         ease_regularization: EASE's L2 penalty (lambda) in the ranker's item-item model (the EASE

@@ -4,9 +4,8 @@ This module is the only place that spells a file name of a model folder::
 
     saved_models/NAME/
       .3.partial/          a version being written (never loaded, never served)
-      2/                   the newest published version: what `resolve` returns
+      2/                   the newest published version: what `resolve` returns and a server loads
         saved_model.pb, variables/   the two-stage pipeline SavedModel
-        stages/query_tower/, stages/candidate_tower/, stages/index/, stages/ranking/
         config.toml        the configuration the model was trained with
         split.json         the recorded train/test split (rebuilt exactly by evaluation)
         vocabularies/      one text file per vocabulary (user_ids.txt, movie_ids.txt, ...)
@@ -15,8 +14,15 @@ This module is the only place that spells a file name of a model folder::
         README.md          the model card
         MANIFEST.sha256    SHA-256 of every other file (``sha256sum -c MANIFEST.sha256`` checks it),
                            verified before a version is loaded
+      stages/query_tower/2/, stages/candidate_tower/2/, stages/index/2/, stages/ranking/2/
+                           each stage of version 2 as a SavedModel of its own: each stage folder is a
+                           model base in TensorFlow Serving's layout, servable alone; they repeat the
+                           pipeline's tables, so they lie beside the folder a server of the pipeline loads
       logs/2/              TensorBoard logs of each stage of version 2: a training by-product, beside the
                            version rather than in the folder a server loads
+
+(Versions exported before the stages moved beside them hold them in ``VERSION/stages/``;
+:meth:`ModelDir.stage` finds them there.)
 
 A version is claimed by creating its staging folder with ``os.mkdir`` (atomic: two
 concurrent runs never share a version) and published by renaming that folder, so the
@@ -189,6 +195,8 @@ class ModelDir:
             base.mkdir(parents=True, exist_ok=True)
             for stale in _abandoned_claims(base):
                 shutil.rmtree(stale, ignore_errors=True)
+                for stage in STAGE_NAMES:
+                    shutil.rmtree(base / STAGES / stage / stale.name, ignore_errors=True)
                 if log is not None:
                     log(f"removed {stale}: the staging folder of a run that is no longer alive")
             taken = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
@@ -205,7 +213,10 @@ class ModelDir:
                     os.rmdir(staging)
                     version += 1
                     continue
-                shutil.rmtree(base / LOGS / str(version), ignore_errors=True)  # a removed run's, never this one's
+                # A removed version's logs and stages, never this one's.
+                shutil.rmtree(base / LOGS / str(version), ignore_errors=True)
+                for stage in STAGE_NAMES:
+                    shutil.rmtree(base / STAGES / stage / str(version), ignore_errors=True)
                 _write_json(staging / CLAIM, {"pid": os.getpid(), "host": socket.gethostname(),
                                               "started": time.time()})
                 return cls(staging, version)
@@ -227,6 +238,10 @@ class ModelDir:
         if self.path != final:
             (self.path / CLAIM).unlink(missing_ok=True)
             self.path.rename(final)
+            for stage in STAGE_NAMES:  # after the version: a stage is never published without its pipeline
+                staged = self.base / STAGES / stage / self.path.name
+                if staged.is_dir():
+                    staged.rename(staged.parent / str(self.version))
         return ModelDir(final)
 
     def discard(self) -> None:
@@ -234,20 +249,32 @@ class ModelDir:
         if self.path != self.published_path:
             shutil.rmtree(self.path, ignore_errors=True)
             shutil.rmtree(self.logs_path, ignore_errors=True)
-            with contextlib.suppress(OSError):  # the logs folder itself, where no other version has logs
-                self.logs_path.parent.rmdir()
+            for stage in STAGE_NAMES:
+                shutil.rmtree(self.base / STAGES / stage / self.path.name, ignore_errors=True)
+            # The logs and stage folders themselves, where no other version has any.
+            for folder in [self.logs_path.parent] + [self.base / STAGES / stage for stage in STAGE_NAMES] + [
+                    self.base / STAGES]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     # -- paths ------------------------------------------------------------------------------------
 
     def stage(self, name: str) -> Path:
-        """The SavedModel folder of one stage (``query_tower``, ``candidate_tower``, ``index``, ``ranking``)."""
+        """The SavedModel folder of one stage (``query_tower``, ``candidate_tower``, ``index``, ``ranking``)
+        of this version: ``saved_models/NAME/stages/STAGE/VERSION`` (inside the version for versions
+        exported before the stages moved beside it)."""
         if name not in STAGE_NAMES:
             raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGE_NAMES)}")
-        return self.path / STAGES / name
+        inside = self.path / STAGES / name
+        return inside if inside.is_dir() else self.base / STAGES / name / self.path.name
 
-    def size_bytes(self, folder: str = "") -> int:
-        """Bytes of every file in the version folder, or in its sub-folder ``folder`` (such as ``stages``)."""
-        return sum(f.stat().st_size for f in (self.path / folder).rglob("*") if f.is_file())
+    def size_bytes(self) -> int:
+        """Bytes of every file in the version folder (what a server of the pipeline loads)."""
+        return _folder_bytes(self.path)
+
+    def stages_bytes(self) -> int:
+        """Bytes of every file of this version's stage SavedModels."""
+        return sum(_folder_bytes(self.stage(name)) for name in STAGE_NAMES)
 
     @property
     def logs_path(self) -> Path:
@@ -347,45 +374,53 @@ class ModelDir:
 
     # -- integrity ---------------------------------------------------------------------------------
 
-    def _files(self) -> list[str]:
-        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                      if p.is_file() and p.name != MANIFEST and p.relative_to(self.path).as_posix() != CLAIM)
-
     def write_manifest(self) -> None:
-        """Records the SHA-256 of every file of the version (``sha256sum`` format); the last write before publishing."""
-        lines = [f"{_sha256(self.path / name)}  {name}\n" for name in self._files()]
-        (self.path / MANIFEST).write_text("".join(lines), encoding="utf-8")
+        """Records the SHA-256 of every file of the version, and of each stage in the stage's own folder
+        (``sha256sum`` format); the last write before publishing."""
+        for folder in [self.path] + [self.stage(name) for name in STAGE_NAMES if self.stage(name).is_dir()]:
+            files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                           if p.is_file() and p.name != MANIFEST and p.relative_to(folder).as_posix() != CLAIM)
+            lines = [f"{_sha256(folder / name)}  {name}\n" for name in files]
+            (folder / MANIFEST).write_text("".join(lines), encoding="utf-8")
 
     @property
     def has_manifest(self) -> bool:
         """Whether the version carries a checksum manifest."""
         return (self.path / MANIFEST).is_file()
 
-    def verify(self) -> None:
-        """Checks every file against the manifest (versions exported before manifests are not checked).
+    def verify(self, stage: str | None = None) -> None:
+        """Checks every file of the version (or of one of its ``stage`` SavedModels) against its manifest
+        (versions exported before manifests are not checked).
 
         Raises:
             ModelError: a file is missing, changed or damaged, or the manifest itself is unreadable.
         """
-        if not self.has_manifest:
-            return
-        try:
-            entries = [line.split("  ", 1) for line in (self.path / MANIFEST).read_text(encoding="utf-8").splitlines()]
-        except UnicodeDecodeError:
-            raise ModelError(f"{self.path}: {MANIFEST} is damaged (not text)") from None
-        for entry in entries:
-            if len(entry) != 2 or not re.fullmatch(r"[0-9a-f]{64}", entry[0]):
-                raise ModelError(f"{self.path}: {MANIFEST} is damaged (line {entry!r})")
-            digest, name = entry
-            file = self.path / name
-            if Path(name).is_absolute() or ".." in Path(name).parts or not file.resolve().is_relative_to(
-                    self.path.resolve()):
-                raise ModelError(f"{self.path}: {MANIFEST} lists {name!r}, outside the version folder; the manifest "
-                                 "is damaged or was tampered with")
-            if not file.is_file():
-                raise ModelError(f"{self.path}: {name} is missing (listed in {MANIFEST})")
-            if _sha256(file) != digest:
-                raise ModelError(f"{self.path}: {name} is damaged (its SHA-256 differs from {MANIFEST})")
+        _verify(self.path if stage is None else self.stage(stage))
+
+
+def _verify(folder: Path) -> None:
+    if not (folder / MANIFEST).is_file():
+        return
+    try:
+        entries = [line.split("  ", 1) for line in (folder / MANIFEST).read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError:
+        raise ModelError(f"{folder}: {MANIFEST} is damaged (not text)") from None
+    for entry in entries:
+        if len(entry) != 2 or not re.fullmatch(r"[0-9a-f]{64}", entry[0]):
+            raise ModelError(f"{folder}: {MANIFEST} is damaged (line {entry!r})")
+        digest, name = entry
+        file = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not file.resolve().is_relative_to(folder.resolve()):
+            raise ModelError(f"{folder}: {MANIFEST} lists {name!r}, outside the version folder; the manifest "
+                             "is damaged or was tampered with")
+        if not file.is_file():
+            raise ModelError(f"{folder}: {name} is missing (listed in {MANIFEST})")
+        if _sha256(file) != digest:
+            raise ModelError(f"{folder}: {name} is damaged (its SHA-256 differs from {MANIFEST})")
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def _abandoned_claims(base: Path) -> list[Path]:

@@ -308,11 +308,12 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
                                 "sessions": dataclasses.asdict(sessions) if sessions is not None else None,
                                 "session_choice": stages.list_ranker_model.session_choice}
         _export(run, stages, model_dir)
-    whole, parts = model_dir.size_bytes(), model_dir.size_bytes(STAGES)
-    weights = (f"; the item-item weights {stages.list_ranker_model.item_table.nbytes / 2**20:,.1f} MiB in the pipeline "
-               "and again in stages/ranking") if stages.list_ranker is not None else ""
-    log(f"model folder {model_dir.published_path}: {whole / 2**20:,.1f} MiB (the stages' own SavedModels "
-        f"{parts / 2**20:,.1f} MiB{weights}); TensorBoard logs beside it in {model_dir.logs_path}")
+    weights = (f", the item-item weights {stages.list_ranker_model.item_table.nbytes / 2**20:,.1f} MiB of it"
+               if stages.list_ranker is not None else "")
+    log(f"model folder {model_dir.published_path}: {model_dir.size_bytes() / 2**20:,.1f} MiB (the two-stage pipeline "
+        f"a server loads{weights}); beside it, each stage's own SavedModel in {model_dir.base / STAGES}/STAGE/"
+        f"{model_dir.version} ({model_dir.stages_bytes() / 2**20:,.1f} MiB in all) and the TensorBoard logs in "
+        f"{model_dir.logs_path}")
 
 
 def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
@@ -375,7 +376,8 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         "replicas": stages.replicas,
         # Seconds of each phase and the process's peak resident memory (MiB) when it ended.
         "phases": run.phases.record,
-        "export_mib": model_dir.size_bytes() / 2**20,
+        "export_mib": model_dir.size_bytes() / 2**20,  # the version folder: what a server of the pipeline loads
+        "stages_mib": model_dir.stages_bytes() / 2**20,
     }
     metrics["data"] = {"source": run.data.source, "ratings": int(len(run.data.interactions)),
                        "validation": run.data.report.to_dict()}

@@ -52,6 +52,8 @@ def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_
     """
     import tensorflow_recommenders as tfrs
 
+    for stage in ("query_tower", "candidate_tower"):
+        model_dir.verify(stage)
     query_tower = load_saved_model(model_dir.stage("query_tower")).signatures["serving_default"]
     candidate_tower = load_saved_model(model_dir.stage("candidate_tower")).signatures["serving_default"]
     catalog = tf.constant(catalog_ids.astype(str))

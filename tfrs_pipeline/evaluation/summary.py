@@ -109,6 +109,7 @@ print(out["titles"], out["predicted_ratings"])
 ```
 Signatures: `serving_default(user_id, k)`, `recommend_with_history(user_id, movie_ids, exclude_movie_ids, k)`,
 `recommend_from_history(movie_ids, k)`, `retrieve(user_id, k)`, `rank(user_id, movie_ids)`,
-`similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`. Stages alone: `stages/query_tower`, `stages/candidate_tower`,
-`stages/index`, `stages/ranking`. Serve over HTTP: `tfrs-pipeline serve --model {path.parent}`.
+`similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`. Each stage alone, beside this folder:
+`../stages/query_tower/{path.name}`, `../stages/candidate_tower/{path.name}`, `../stages/index/{path.name}`,
+`../stages/ranking/{path.name}` (each `../stages/STAGE` a model base). Serve over HTTP: `tfrs-pipeline serve --model {path.parent}`.
 """

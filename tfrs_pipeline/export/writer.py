@@ -5,7 +5,7 @@ returns named tensors (``user_id``, ``k`` in; ``movie_ids``, ``scores`` out) and
 input tensor, so a loaded model answers any ``k``. Loading needs TensorFlow alone:
 
     >>> import tensorflow as tf
-    >>> index = tf.saved_model.load(f"{model_path}/1/stages/index")  # saved_models/NAME/VERSION/stages/index
+    >>> index = tf.saved_model.load(f"{model_path}/stages/index/1")  # saved_models/NAME/stages/index/VERSION
     >>> sorted(index.signatures["serving_default"](user_id=tf.constant(["42"]), k=tf.constant(5)))
     ['known_user', 'movie_ids', 'scores']
 """
@@ -87,7 +87,7 @@ def _without_training_state(retrieval, ranking, list_ranker) -> None:
 
 def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, seen: SeenMovies, *,
                  index_kind: str, num_candidates: int, rating_weight: float, list_ranker=None) -> TwoStagePipeline:
-    """Writes the two-stage pipeline into ``model_dir`` and each stage under its ``stages/`` folder.
+    """Writes the two-stage pipeline into ``model_dir`` and each stage beside it (:meth:`ModelDir.stage`).
 
     Args:
         model_dir: the (staging) version folder.
