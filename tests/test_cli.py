@@ -44,6 +44,7 @@ def test_evaluate_json_reuses_the_recorded_split_and_the_recorded_item_item_mode
     # do): metrics.json records the kernel's settings, and evaluate adds EASE with them.
     version = tmp_path / "kernel" / "1"
     shutil.copytree(trained.path, version)
+    shutil.copytree(trained.path.parent / "stages", version.parent / "stages")
     recorded = json.loads((version / "metrics.json").read_text())
     assert recorded["training"]["item_item"]["sessions"] is None
     recorded["training"]["item_item"]["sessions"] = {"weight": 0.6, "minutes": 5.0, "regularization": 100.0}

@@ -20,9 +20,10 @@ why the list ranker turns it on only where its validation hold-out says so
 ``auto`` fits EASE over the :data:`EASE_MAX_CATALOG` most-rated movies and ItemKNN for the
 other rated movies (kind ``ease+cosine``; :meth:`ItemNeighbours.describe` says where the cut fell).
 
-The model keeps ``k`` weights per movie (EASE: the ``k n`` strongest of its ``n^2``, so that a
-popular movie keeps more than a rare one), as a sparse matrix that a SavedModel holds at any
-catalog size. A user's scores are the sums of the kept weights from the movies they rated
+A small catalog (rows x rows at most :data:`DENSE_CELLS`) keeps every EASE weight, served as a
+dense matrix. A larger one keeps ``k`` weights per movie (EASE: the ``k n`` strongest of its
+``n^2``, so that a popular movie keeps more than a rare one), as a sparse matrix that a
+SavedModel holds at any catalog size. A user's scores are the sums of the kept weights from the movies they rated
 (:meth:`ItemNeighbours.user_scores`; in the exported model
 :class:`~tfrs_pipeline.ranking.item_scores.ItemItemScores`), computed from whatever history a
 request brings: nothing per user is stored, and ``explain`` decomposes the same sums.
@@ -31,8 +32,13 @@ Examples:
     >>> from tfrs_pipeline.data import load_data
     >>> data = load_data("synthetic:50x40x600")
     >>> table = ItemNeighbours.build(data.interactions, sorted(data.movies["movie_id"]), k=8)
-    >>> table.kind, table.weights.shape, table.kept  # [catalog + 1, catalog + 1]: row 0 is the unknown movie
-    ('ease', (41, 41), 320)
+    >>> table.kind, table.weights.shape, table.dense  # [catalog + 1, catalog + 1]: row 0 is the unknown movie
+    ('ease', (41, 41), True)
+    >>> table.kept  # every off-diagonal weight of 40 movies
+    1560
+    >>> sparse_table = ItemNeighbours.build(data.interactions, sorted(data.movies["movie_id"]), k=8, dense_cells=0)
+    >>> sparse_table.dense, sparse_table.kept  # the 8 x 40 strongest
+    (False, 320)
 """
 
 from __future__ import annotations
