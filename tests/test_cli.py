@@ -26,13 +26,13 @@ def test_train_prints_configuration_then_metrics_and_publishes_the_next_version(
     assert "ranking epoch 1/1: root_mean_squared_error" in printed and "examples/s" in printed
     assert "batch_size = 512" in printed and "most-popular" in printed
     assert "list ranker: item-item model served: EASE over the 50 rated movies" in printed
-    assert "all 2,450 of EASE's weights kept" in printed  # 50 x 49: none dropped on so small a catalog
+    assert "all 2,450 of EASE's weights, as a dense matrix, kept" in printed  # 50 x 49: none dropped
     assert f"model folder {out / '2'}: " in printed and "MiB" in printed
     assert "serving.num_candidates 100 is capped at the catalog's 50 movies" in printed
     assert (out / "2" / "saved_model.pb").is_file() and (out / "1" / "saved_model.pb").is_file()
     # TensorBoard logs beside the version, not in the folder a server loads.
     assert (out / "logs" / "2" / "retrieval").is_dir() and not (out / "2" / "logs").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["1", "2", "logs"]  # nothing half-written left
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2", "logs", "stages"]  # nothing half-written left
     metrics = json.loads((out / "2" / "metrics.json").read_text())
     assert metrics["factorized_top_k"]["top_100"] == metrics["factorized_top_k"]["top_50"] > 0.99
 

@@ -111,7 +111,7 @@ def test_two_local_workers_train_and_only_the_chief_publishes(trained, tmp_path)
 
     assert chief["replicas"] == other["replicas"] == 2 and alone["replicas"] == 1
     # The chief's version and its logs, nothing else.
-    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["1", "logs"]
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["1", "logs", "stages"]
     assert chief["path"] == str(tmp_path / "multi" / "1") and not os.path.exists(other["path"])
     assert chief["recall_at_50"] == pytest.approx(alone["recall_at_50"], abs=0.06)
     assert chief["rmse"] == pytest.approx(alone["rmse"], abs=0.05)
