@@ -123,7 +123,7 @@ class TwoStagePipeline(tf.Module):
                                             item_scores=item_scores)
             # An empty history keeps the well-rated popular order the retriever gave it (added slots are empty).
             scores = tf.where(has_history[:, None], scores, retrieval_scores)
-            predicted = self.ranking.rate(user_id, vocab_history, movie_ids)
+            predicted = None  # rated below for the k movies shown only
         else:
             predicted = self.ranking.rate(user_id, vocab_history, movie_ids)
             scores = tf.where(tf.math.is_finite(retrieval_scores),
@@ -141,11 +141,15 @@ class TwoStagePipeline(tf.Module):
             top = tf.gather(scores, order, batch_dims=1)
         filled = tf.math.is_finite(top)  # past the movies there are: empty slots, never a seen or excluded movie
         top_ids = tf.where(filled, tf.gather(movie_ids, order, batch_dims=1), "")
+        if predicted is None:
+            predicted = self.ranking.rate(user_id, vocab_history, top_ids)
+        else:
+            predicted = tf.gather(predicted, order, batch_dims=1)
         return {
             "movie_ids": top_ids,
             "titles": self._titles(top_ids),
             "scores": top,
-            "predicted_ratings": tf.where(filled, tf.gather(predicted, order, batch_dims=1), 0.0),
+            "predicted_ratings": tf.where(filled, predicted, 0.0),
             "retrieval_scores": tf.where(filled, tf.gather(retrieval_scores, order, batch_dims=1), -np.inf),
             "known_user": self.retriever.query_tower.known(user_id),
             "history_known": tf.cast(history.row_lengths(), tf.int32),

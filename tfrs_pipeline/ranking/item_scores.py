@@ -27,6 +27,9 @@ from scipy import sparse
 #: Histories whose scores are summed at once (:meth:`ItemItemScores.__call__`).
 USERS_PER_STEP = 32
 
+#: From this many histories in a call, :class:`DenseItemItemScores` multiplies dense 0/1 rows.
+DENSE_PRODUCT_BATCH = 8
+
 
 class ItemItemScores(tf.Module):
     """``x_u W`` for histories of catalog rows, from a sparse [rows, rows] weight matrix (row 0: unknown).
@@ -127,8 +130,21 @@ class DenseItemItemScores(tf.Module):
         return tf.SparseTensor(indices, tf.ones(tf.shape(indices)[:1]), tf.stack([history.nrows(), self.rows]))
 
     def __call__(self, history: tf.RaggedTensor) -> tf.Tensor:
-        """Item-item scores of every catalog row [batch, rows] from each history (ragged catalog rows)."""
-        return tf.sparse.sparse_dense_matmul(self._rated(history), self.weights)
+        """Item-item scores of every catalog row [batch, rows] from each history (ragged catalog rows).
+
+        A few histories: the sparse product, which reads only their movies' rows. From
+        :data:`DENSE_PRODUCT_BATCH` histories on: their 0/1 rows as a dense matrix times the
+        weights, which the dense kernel computes faster than the sparse one (at batch 32 on the
+        demo data, half the time).
+        """
+        rated = self._rated(history)
+
+        def dense_product():
+            marks = tf.scatter_nd(rated.indices, rated.values, rated.dense_shape)  # repeated movies add up, as below
+            return tf.matmul(marks, self.weights)
+
+        return tf.cond(history.nrows() >= DENSE_PRODUCT_BATCH, dense_product,
+                       lambda: tf.sparse.sparse_dense_matmul(rated, self.weights))
 
     def contributions(self, history: tf.RaggedTensor, movie_rows: tf.Tensor) -> tf.RaggedTensor:
         """Each history movie's weight to its row's ``movie_rows`` [batch] entry, one ragged row per history."""
