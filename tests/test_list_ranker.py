@@ -158,9 +158,11 @@ def test_the_exported_item_item_scores_are_the_kept_weights_sums_of_any_history_
     ragged = tf.ragged.constant(histories, dtype=tf.int64, ragged_rank=1)
     movies = rng.integers(1, 61, 70)
     # The sparse form (70 histories: three steps of USERS_PER_STEP, and one empty history or more) and
-    # the dense one, which small catalogs are served with.
+    # the dense one, which small catalogs are served with (a product of dense rows from 8 histories
+    # in a call, a sparse product below: both are checked).
     for scorer in (ItemItemScores(table.weights), DenseItemItemScores(table.weights)):
         np.testing.assert_allclose(scorer(ragged).numpy(), table.user_scores(rated), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(scorer(ragged[:3]).numpy(), table.user_scores(rated[:3]), rtol=1e-5, atol=1e-6)
         terms = scorer.contributions(ragged, tf.constant(movies))
         np.testing.assert_allclose(terms.to_tensor().numpy().sum(axis=1),
                                    table.user_scores(rated)[np.arange(70), movies], rtol=1e-5, atol=1e-6)
