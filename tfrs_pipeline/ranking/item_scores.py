@@ -5,8 +5,8 @@
 (row offsets, target columns, weights) and sums, for each history, the rows of the movies it
 holds: ``x_u W`` over the catalog, computed per request. :class:`DenseItemItemScores` does the
 same from a dense matrix, for catalogs small enough to hold every weight
-(:data:`~tfrs_pipeline.ranking.neighbours.DENSE_CELLS`): a sparse-dense product, several times
-faster. :func:`item_item_scores` picks the one a fitted model asks for. A known user's history
+(:data:`~tfrs_pipeline.ranking.neighbours.DENSE_CELLS`), several times faster: a sparse-dense
+product for a few histories, a dense one from :data:`DENSE_PRODUCT_BATCH` on. :func:`item_item_scores` picks the one a fitted model asks for. A known user's history
 and a visitor's are scored the same way, and nothing grows with the number of users.
 
 Examples:
