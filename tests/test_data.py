@@ -414,3 +414,17 @@ def test_skip_counts_rating_rows_and_movie_file_lines_apart(movielens_folder):
     assert report["rows_dropped"] == 2
     text = data.report.format()
     assert "2 dropped" in text and "validation: 1 movie-file lines dropped" in text
+
+
+def test_relative_data_paths_are_recorded_absolute_so_evaluate_finds_them_from_any_folder(tmp_path, monkeypatch):
+    from tfrs_pipeline.config import DataConfig
+    from tfrs_pipeline.data import recorded_paths
+
+    (tmp_path / "ratings.csv").write_text("user_id,item_id,rating\n1,2,3\n")
+    (tmp_path / "items.csv").write_text("item_id,title\n2,Two\n")
+    monkeypatch.chdir(tmp_path)
+    config = DataConfig(source="csv:ratings.csv", csv_items_path="items.csv")
+    assert recorded_paths(config) == {"data.source": f"csv:{tmp_path.resolve()}/ratings.csv",
+                                      "data.csv_items_path": f"{tmp_path.resolve()}/items.csv"}
+    assert recorded_paths(DataConfig(source="movielens:ml-latest-small")) == {}  # a cache name, not a path here
+    assert recorded_paths(DataConfig(source="synthetic:100k")) == {}

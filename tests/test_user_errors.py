@@ -5,6 +5,7 @@ The commands run in this process (``main(argv)``): a traceback would fail the te
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import zipfile
@@ -12,6 +13,7 @@ import zipfile
 import pytest
 
 from tfrs_pipeline.cli import main
+from tfrs_pipeline.model_dir import ModelDir
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,11 @@ def hostile(tmp_path_factory, trained):
     damaged_split = root / "damaged_split"
     shutil.copytree(trained.path, damaged_split / "1")
     (damaged_split / "1" / "split.json").write_text("{not json")
+    moved = root / "moved_data"  # trained from a file that is no longer where the model recorded it
+    shutil.copytree(trained.path, moved / "1")
+    config = (moved / "1" / "config.toml").read_text()
+    (moved / "1" / "config.toml").write_text(re.sub(r'(?m)^source = ".*"$', f'source = "csv:{root}/gone.csv"', config))
+    ModelDir(moved / "1").write_manifest()
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -71,6 +78,8 @@ CASES = [
     ("recommend --model ROOT/half --user 1", "no published version yet"),
     ("recommend --model ROOT/half/.1.partial --user 1", "is a version still being written"),
     ("evaluate --model ROOT/damaged_split/1", "split.json is damaged"),
+    ("evaluate --model ROOT/moved_data/1", "gone.csv: file not found; the model was trained from csv:ROOT/gone.csv "
+     "(recorded in ROOT/moved_data/1/config.toml): where that data is now elsewhere, give it again with --data SOURCE"),
     ("recommend --model MODEL --user 1 --k 0", "expected a positive integer up to 100,000, got 0"),
     ("recommend --model MODEL --user 1 --k -3", "expected a positive integer up to 100,000, got -3"),
     ("recommend --model MODEL --user 1 --k 99999999999999999999", "got 99999999999999999999"),

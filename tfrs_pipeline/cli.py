@@ -98,14 +98,37 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def _add_data(commands) -> None:
-    data = commands.add_parser("data", help="inspect a data source")
+    data = commands.add_parser("data", help="fetch MovieLens, or inspect a data source")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND", parser_class=_Parser)
+    from tfrs_pipeline.data.download import ARCHIVES, GROUPLENS_URL
+
+    download = data_commands.add_parser(
+        "download", help="fetch a MovieLens archive from GroupLens, check its published MD5, unpack it into a cache",
+        description="Fetches NAME.zip from GroupLens, checks it against the MD5 published beside it, unpacks it "
+                    "into the cache (~/.cache/tfrs-pipeline, or $TFRS_PIPELINE_CACHE) and prints the --data to use. "
+                    "Archives: " + "; ".join(f"{name}: {what}" for name, what in ARCHIVES.items()) + ".")
+    download.add_argument("name", choices=list(ARCHIVES), metavar="NAME", help=f"one of {', '.join(ARCHIVES)}")
+    download.add_argument("--cache-dir", help="unpack into DIR/NAME (default: ~/.cache/tfrs-pipeline, or "
+                                              "$TFRS_PIPELINE_CACHE)")
+    download.add_argument("--base-url", default=GROUPLENS_URL, help=f"where NAME.zip and NAME.zip.md5 are (default "
+                                                                    f"{GROUPLENS_URL})")
+    download.add_argument("--force", action="store_true", help="fetch again when the cache holds it already")
+    download.set_defaults(handler=_cmd_data_download)
     describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
     _add_data_options(describe)
     describe.add_argument("--top", type=_positive, default=10, help="most-rated movies to list (default 10)")
     describe.add_argument("--split", choices=CHOICES["split.kind"],
                           help="also report a split's sizes and cold-start counts (default: no split)")
     describe.set_defaults(handler=_cmd_data_describe)
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from tfrs_pipeline.data.download import download_movielens
+
+    folder = download_movielens(args.name, args.cache_dir, base_url=args.base_url, force=args.force,
+                                log=lambda line: print(line, file=sys.stderr))
+    print(f"--data movielens:{args.name if args.cache_dir is None else folder}")
+    return 0
 
 
 def _cmd_data_describe(args: argparse.Namespace) -> int:
@@ -216,8 +239,10 @@ def _add_train(commands) -> None:
     train.add_argument("--backup-dir", metavar="DIR",
                        help="back each stage up in DIR every epoch; the same command started again after a "
                             "crash resumes from there (default: no backup)")
-    train.add_argument("--verbose", type=int, choices=CHOICES["runtime.verbose"],
-                       help="0 silent, 1 progress bar, 2 one line per epoch, -1 chosen by the terminal (default -1)")
+    train.add_argument("--verbose", type=int, choices=CHOICES["runtime.verbose"], nargs="?", const=2,
+                       help="0 silent, 1 progress bar, 2 (--verbose alone) one line per epoch and the whole "
+                            "configuration first, -1 chosen by the terminal (default -1: the settings that differ "
+                            "from the defaults)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="any configuration key, such as retrieval.embedding_dim=64; repeatable (default: none)")
     train.set_defaults(handler=_cmd_train)

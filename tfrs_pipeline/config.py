@@ -669,3 +669,11 @@ def to_toml(config: PipelineConfig) -> str:
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in entries.items())
         lines.append("")
     return "\n".join(lines)
+
+
+def changed_settings(config: PipelineConfig) -> list[str]:
+    """``section.key = value`` for each setting that differs from the built-in default, in file order."""
+    defaults = to_dict(PipelineConfig())
+    return [f"{section}.{key} = {_toml_value(value)}"
+            for section, entries in to_dict(config).items()
+            for key, value in entries.items() if defaults[section][key] != value]

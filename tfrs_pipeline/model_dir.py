@@ -57,7 +57,7 @@ from typing import Any
 from tfrs_pipeline.config import PipelineConfig, load_toml, to_toml
 from tfrs_pipeline.data.schema import RatingsData
 from tfrs_pipeline.data.split import Split, SplitRecord
-from tfrs_pipeline.errors import ModelError
+from tfrs_pipeline.errors import DataError, ModelError
 
 SAVED_MODEL = "saved_model.pb"
 CONFIG = "config.toml"
@@ -335,7 +335,14 @@ class ModelDir:
         config = self.read_config()
         if data_source:
             config = apply_overrides(config, {"data.source": data_source})
-        data = load_data(config.data.source, config.data)
+        try:
+            data = load_data(config.data.source, config.data)
+        except DataError as error:
+            if data_source:
+                raise
+            raise DataError(f"{error}; the model was trained from {config.data.source} (recorded in "
+                            f"{self.path / CONFIG}): where that data is now elsewhere, give it again with --data "
+                            "SOURCE (Python: data_source=)") from None
         return data, reproduce_split(data, self.read_split())
 
     def write_vocabularies(self, vocabularies: dict[str, list[str]]) -> None:

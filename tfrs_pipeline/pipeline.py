@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.config import PipelineConfig, to_toml
-from tfrs_pipeline.data import load_data
+from tfrs_pipeline.config import PipelineConfig, apply_overrides, changed_settings, to_toml
+from tfrs_pipeline.data import load_data, recorded_paths
 from tfrs_pipeline.data.schema import RatingsData
 from tfrs_pipeline.data.split import Split, split_ratings
 from tfrs_pipeline.errors import ConfigError, DataError, ModelError
@@ -322,7 +322,7 @@ def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None
     export_model(model_dir, stages.served_retrieval_model, stages.rating.model, prepared.full_movies, seen,
                  index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
                  rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model)
-    model_dir.write_config(config)
+    model_dir.write_config(apply_overrides(config, recorded_paths(config.data)))  # found again from any folder
     model_dir.write_split(run.split.record)
     model_dir.write_vocabularies(vars(prepared.vocab))
     model_dir.write_history({
@@ -421,7 +421,12 @@ def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], N
     config.validate()
     policy = tf.keras.mixed_precision.global_policy()
     strategy = make_strategy(config.runtime)  # before anything else runs TensorFlow (multi-worker needs it)
-    log("configuration:\n" + to_toml(config))
+    if config.runtime.verbose == 2:
+        log("configuration:\n" + to_toml(config))
+    else:  # the whole of it is saved beside the model as config.toml
+        changed = changed_settings(config)
+        log("configuration: the defaults" + (f", with {'; '.join(changed)}" if changed else "")
+            + " (all of it: --verbose, or config.toml beside the model)")
     log(describe_devices())
     scratch = None
     if not is_chief(strategy):

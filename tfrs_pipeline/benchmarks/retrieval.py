@@ -6,7 +6,7 @@ project's retrieval model on the same split in one process; prints both throughp
 (training examples per second) and both metric sets beside most-popular (and, with
 ``with_ease``, the closed-form EASE item-item model).
 
-    tfrs-pipeline benchmark retrieval --data movielens:../shared/datasets/ml-latest-small
+    tfrs-pipeline benchmark retrieval --data movielens:ml-latest-small   # after tfrs-pipeline data download ml-latest-small
 """
 
 from __future__ import annotations

@@ -97,6 +97,22 @@ def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | Non
     return require_non_empty(data)
 
 
+def recorded_paths(config: DataConfig) -> dict[str, str]:
+    """The data's relative file paths made absolute (``data.source``, ``data.csv_items_path``), for
+    the configuration saved beside a model: ``evaluate`` then finds the data from any folder.
+    Names that are not paths here (``movielens:ml-latest-small`` from the download cache) stay as given.
+    """
+    from pathlib import Path
+
+    changed = {}
+    kind, _, argument = config.source.partition(":")
+    if kind in ("movielens", "csv", "parquet") and argument and Path(argument).exists():
+        changed["data.source"] = f"{kind}:{Path(argument).resolve()}"
+    if config.csv_items_path and Path(config.csv_items_path).exists():
+        changed["data.csv_items_path"] = str(Path(config.csv_items_path).resolve())
+    return changed
+
+
 def _columns(config: DataConfig, options: dict):
     from tfrs_pipeline.data.csv_source import Columns
 

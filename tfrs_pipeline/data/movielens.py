@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tfrs_pipeline.data.download import cached_movielens, not_found_hint
 from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData, ValidationReport, year_from_title
 from tfrs_pipeline.data.validation import FileRef, RowPolicy, read_table, read_text_lines, validate_ratings
 from tfrs_pipeline.errors import DataError
@@ -47,7 +48,7 @@ _LAYOUT_FILES = {
 def _locate(path: Path) -> tuple[str, dict[str, FileRef]]:
     """Finds the layout of a folder or zip and the files it holds, by base name."""
     if not path.exists():
-        raise DataError(f"{path}: no such folder or .zip file")
+        raise DataError(f"{path}: no such folder or .zip file{not_found_hint(str(path))}")
     if path.is_dir():
         found = {}
         for candidate in sorted(path.rglob("*")):
@@ -78,7 +79,8 @@ def load_movielens(path: str | Path, on_bad_rows: str = "error", encoding: str |
     """Reads any published MovieLens layout into the canonical schema.
 
     Args:
-        path: a MovieLens folder or its published ``.zip``.
+        path: a MovieLens folder or its published ``.zip``, or the name of one that
+            ``tfrs-pipeline data download`` fetched (``ml-latest-small``) where no such path exists.
         on_bad_rows: ``error`` or ``skip`` (drop and count bad rows).
         encoding: the text encoding of its files (default: the layout's, :data:`ENCODINGS`).
 
@@ -86,6 +88,8 @@ def load_movielens(path: str | Path, on_bad_rows: str = "error", encoding: str |
         DataError: a missing file or column, or a bad row under the ``error`` policy.
     """
     path = Path(path)
+    if not path.exists():
+        path = cached_movielens(str(path)) or path
     try:
         return _load(path, on_bad_rows, encoding)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
