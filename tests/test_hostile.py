@@ -42,6 +42,9 @@ def root(tmp_path_factory):
     (root / "unreadable.csv").chmod(0)
     (root / "a_file").write_text("not a folder")
     (root / "config_folder").mkdir()
+    (root / "ratings.dat").write_text("1::0068646::4::1381620027\n10::0068646::3::1381620030\n")  # no header line
+    (root / "semi.csv").write_text("user_id;item_id;rating\nu1;a;4\nu2;b;3\n")
+    (root / "semi_items.csv").write_text("item_id;title\na;Alien (1979)\nb;Heat (1995)\n")
     return root
 
 
@@ -65,6 +68,11 @@ CASES = [
     (DATA + "fifo.csv", "fifo.csv: a FIFO (named pipe), not a regular file"),
     (DATA + "loop.csv", "loop.csv: a symbolic link loop"),
     (DATA + "ratings.csv --encoding klingon", "data.encoding 'klingon' is not a text encoding Python knows"),
+    # a header-less file: the message names the option that reads it
+    (DATA + "ratings.dat --sep ::", "ratings.dat: no user column 'user_id'; it has '1', '0068646', '4', '1381620027' "
+                                    "(separator '::'; set it with --sep): its first line looks like data, not column "
+                                    "names: a file without a header line names its fields with --columns user_id,"
+                                    "item_id,rating,timestamp (in order)"),
     # configuration: every number has a range, checked before anything runs
     ("train --out ROOT/x --set retrieval.embedding_dim=99999999999999999999",
      "retrieval.embedding_dim must be a whole number from 1 to 4,096, got 99999999999999999999"),
@@ -322,3 +330,37 @@ def test_when_the_serving_version_is_removed_the_one_before_it_serves_again(trai
             assert len(json.loads(answer.read())["movies"]) == 3
     finally:
         server.stop()
+
+
+def test_the_items_file_is_read_with_the_ratings_separator_unless_told_otherwise(root):
+    data = load_data(f"csv:{root / 'semi.csv'}", DataConfig(sep=";", csv_items_path=str(root / "semi_items.csv"),
+                                                            rating_scale=[1.0, 5.0]))
+    assert data.movies["title"].tolist() == ["Alien (1979)", "Heat (1995)"]
+
+
+def test_a_header_less_file_named_with_columns_keeps_ids_as_written(root):
+    data = load_data(f"csv:{root / 'ratings.dat'}", DataConfig(sep="::", columns=["user_id", "item_id", "rating",
+                                                                                  "timestamp"], rating_scale=[1.0, 5.0]))
+    assert data.interactions["movie_id"].tolist() == ["0068646", "0068646"]
+
+
+def test_python_messages_name_python_keywords_and_numeric_dataframe_ids_warn(tmp_path):
+    import pandas as pd
+
+    import tfrs_pipeline
+    from tfrs_pipeline.errors import DataError, NumericIdsWarning
+
+    frame = pd.DataFrame({"user": ["a", "b", "c"], "item": ["1", "2", "3"], "stars": [4.0, 9.0, 8.0]})
+    with pytest.raises(DataError, match='1 more such rows; use on_bad_rows="skip" to drop them') as raised:
+        tfrs_pipeline.train(frame, user_col="user", item_col="item", rating_col="stars", rating_scale=(1, 5),
+                            out=tmp_path / "m", log=lambda line: None)
+    assert "--" not in str(raised.value)  # no command-line flag in a Python message
+    (tmp_path / "r.csv").write_text("user,item,stars\na,1,4\n")
+    with pytest.raises(DataError, match=r"no user column 'user_id'.*name it with user_col=") as raised:
+        tfrs_pipeline.train(f"csv:{tmp_path / 'r.csv'}", out=tmp_path / "m", log=lambda line: None)
+    assert "--" not in str(raised.value)
+    numeric = pd.DataFrame({"user": [1, 2], "item": [68646, 7], "stars": [4.0, 3.0]})
+    with pytest.warns(NumericIdsWarning, match=r"'user' \(int64\), 'item' \(int64\) hold numbers.*dtype=\{'user': str, "
+                                               "'item': str\}"):
+        data = load_data(numeric, DataConfig(csv_user_column="user", csv_item_column="item", csv_rating_column="stars"))
+    assert data.interactions["movie_id"].tolist() == ["68646", "7"]

@@ -23,7 +23,7 @@ def test_load_resolves_the_newest_version(model, trained):
 
 
 def test_recommend_returns_decoded_titles_and_excludes_seen_movies(model, trained):
-    out = model.recommend(["1", "stranger"], k=5, arrays=True)
+    out = model.recommend(["1", "stranger"], k=5, allow_unknown=True, arrays=True)
     assert out["movie_ids"].shape == (2, 5) and isinstance(out["titles"][0, 0], str)
     assert out["known_user"].tolist() == [True, False]
     seen = set(trained.split.train.loc[trained.split.train["user_id"] == "1", "movie_id"])
@@ -82,7 +82,7 @@ def test_one_id_is_as_good_as_a_list_of_one(model):
 
 def test_results_are_tables_a_row_per_answer_with_the_arrays_behind_them(model):
     users = ["1", "stranger"]
-    top, out = model.recommend(users, k=4), model.recommend(users, k=4, arrays=True)
+    top, out = model.recommend(users, k=4, allow_unknown=True), model.recommend(users, k=4, allow_unknown=True, arrays=True)
     assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "ranker_score", "predicted_rating",
                                  "retrieval_score", "known_user"]
     assert top["user_id"].tolist() == ["1"] * 4 + ["stranger"] * 4 and top["rank"].tolist() == [1, 2, 3, 4] * 2
@@ -200,3 +200,12 @@ def test_a_users_ratings_since_training_change_their_list_and_a_visitor_with_the
         model.recommend("2", k=3, exclude_seen=False, history=[["1"]])
     with pytest.raises(ValueError, match="history must hold one list per user"):
         model.recommend(["2", "3"], k=3, history=[["1"]])
+
+
+def test_an_unknown_user_is_an_error_naming_the_way_to_the_fallback_and_a_visitor_warns(model):
+    with pytest.raises(tfrs_pipeline.ArgumentError, match=r"'stranger' not in the model's training data.*allow_unknown=True"):
+        model.recommend(["1", "stranger"], k=3)
+    assert len(model.recommend("stranger", k=3, history=[["1"]])) == 3  # a history makes them a visitor
+    with pytest.warns(tfrs_pipeline.UnknownMoviesWarning, match="visitor 1: '0068646'"):
+        top = model.recommend_from_history([["1"], ["0068646"]], k=3)
+    assert top.groupby("visitor")["history_known"].first().tolist() == [1, 0]

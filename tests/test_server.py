@@ -221,7 +221,10 @@ def test_browser_routes_health_and_metrics(client, caplog):
     assert set(body["movies"][0]) == {"movie_id", "title", "ranker_score", "predicted_rating", "retrieval_score"}
     ranker_scores = [movie["ranker_score"] for movie in body["movies"]]
     assert ranker_scores == sorted(ranker_scores, reverse=True)  # the list's order, shown beside each movie
-    assert client.request("GET", "/recommend?user_id=stranger&k=2")[1]["known_user"] is False
+    status, body, _ = client.request("GET", "/recommend?user_id=stranger&k=2")  # as Python and the command line
+    assert status == 404 and "allow_unknown=true" in body["error"]
+    assert client.request("GET", "/recommend?user_id=stranger&k=2&allow_unknown=true")[1]["known_user"] is False
+    assert client.request("GET", "/recommend?user_id=1&allow_unknown=maybe")[0] == 400
     assert client.request("GET", "/similar?movie_id=1&k=3")[0] == 200
     status, body, _ = client.request("GET", "/recommend?user_id=1&k=-5")
     assert status == 400 and "k must be an integer between 1 and 1,000" in body["error"]

@@ -62,6 +62,8 @@ _EXPORTS = {
     "ModelError": "tfrs_pipeline.errors",
     "ArgumentError": "tfrs_pipeline.errors",
     "CappedWarning": "tfrs_pipeline.errors",
+    "UnknownMoviesWarning": "tfrs_pipeline.errors",
+    "NumericIdsWarning": "tfrs_pipeline.errors",
 }
 
 __all__ = ["KerasVersionError", "__version__", *_EXPORTS]

@@ -70,7 +70,7 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -
                                               "other sources keep their own")
     group.add_argument("--items", dest="csv_items_path", help="csv/parquet: items file with id and title columns "
                                                               "(default: none, titles are the ids)")
-    group.add_argument("--items-sep", help="items file's field separator (default: as --sep's default)")
+    group.add_argument("--items-sep", help="items file's field separator (default: --sep)")
     group.add_argument("--items-columns", help="items file's field names when it has no header line (default: its header)")
     group.add_argument("--title-col", dest="csv_title_column", help="items file's title column (default title)")
     group.add_argument("--genres-col", dest="genres_column",
@@ -112,7 +112,8 @@ def _add_data(commands) -> None:
                                               "$TFRS_PIPELINE_CACHE)")
     download.add_argument("--base-url", default=GROUPLENS_URL, help=f"where NAME.zip and NAME.zip.md5 are (default "
                                                                     f"{GROUPLENS_URL})")
-    download.add_argument("--force", action="store_true", help="fetch again when the cache holds it already")
+    download.add_argument("--force", action="store_true",
+                          help="fetch again when the cache holds it already (default: the cached copy is kept)")
     download.set_defaults(handler=_cmd_data_download)
     describe = data_commands.add_parser("describe", help="counts, sparsity, rating histogram, validation report")
     _add_data_options(describe)
@@ -329,7 +330,7 @@ def _print_ranked(model, out: dict) -> None:
 
 def _recommend_from_history(model, history: list[str], exclude: list[list[str]] | None, k: int) -> int:
     if exclude:
-        out = model.recommend([""], k=k, history=[history], exclude=exclude, arrays=True)
+        out = model.recommend([""], k=k, history=[history], exclude=exclude, allow_unknown=True, arrays=True)
     else:
         out = model.recommend_from_history([history], k=k, arrays=True)
     known = int(out["history_known"][0])
@@ -356,7 +357,8 @@ def _add_recommend(commands) -> None:
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
                       help="allow movies the user rated in training (default: excluded)")
     recommend.add_argument("--allow-unknown", action="store_true",
-                           help="show the popular fallback for unknown users (default: an unknown user is an error)")
+                           help="show the popular fallback for a user the model never saw (default: an unknown user is "
+                                "an error, as in Python's recommend and GET /recommend)")
     recommend.add_argument("--explain", action="store_true",
                            help="for each movie, the user's rated movies most similar to it, with their shares "
                                 "(default: off)")
@@ -376,13 +378,14 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if args.user is None:
         return _recommend_from_history(model, history, exclude, args.k)
     out = model.recommend([args.user], k=args.k, exclude_seen=args.exclude_seen, exclude=exclude,
-                          history=[history] if history else None, arrays=True)
+                          history=[history] if history else None, allow_unknown=True, arrays=True)
     _note_cap(args.k, out["movie_ids"].shape[1], "the candidates the retrieval stage hands the ranker "
               "(serving.num_candidates at training)")
-    if not bool(out["known_user"][0]):
+    if not bool(out["known_user"][0]) and not int(out.get("history_known", [0])[0]):
         if not args.allow_unknown:
-            raise ModelError(f"user {args.user!r} is not in the model's training data; --allow-unknown shows "
-                             "what the model serves such users (well-rated popular movies)")
+            raise ModelError(f"user {args.user!r} is not in the model's training data (ids are matched as text, "
+                             "exactly as in the training data); --allow-unknown shows what the model serves such "
+                             "users (well-rated popular movies), --history scores a visitor from their movies")
         print(f"user {args.user!r} is unknown to the model: well-rated popular movies")
     since = f", with {len(history)} movie(s) rated since training" if history else ""
     print(f"top {out['movie_ids'].shape[1]} for user {args.user}{since} "

@@ -61,7 +61,7 @@ class DataConfig:
             ``csv_title_column`` and optionally a genres column (``|``-separated).
         csv_title_column: title column of the items file.
         genres_column: genres column of the items file; empty: ``genres`` when present.
-        items_sep, items_columns: ``sep`` and ``columns`` of the items file.
+        items_sep, items_columns: ``sep`` and ``columns`` of the items file (``items_sep`` empty: ``sep``).
         rating_scale: lowest and highest allowed rating of a ``csv:`` or ``parquet:`` source
             (any range: 0-10, 1-5, -10-10); empty: 0.5 to 5. Other sources keep their own.
         encoding: the text encoding of a ``csv:`` source's files (``latin-1``, ``cp1252``, ...);

@@ -29,3 +29,11 @@ class ArgumentError(PipelineError, ValueError):
 
 class CappedWarning(UserWarning):
     """A ``k`` larger than what there is to return was capped (the answer has fewer columns than ``k``)."""
+
+
+class UnknownMoviesWarning(UserWarning):
+    """A visitor's history holds no movie the model knows: their list is the popular fallback."""
+
+
+class NumericIdsWarning(UserWarning):
+    """A DataFrame's id column holds numbers: ids are taken as their decimal text (leading zeros a file had are lost)."""

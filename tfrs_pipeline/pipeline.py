@@ -575,9 +575,9 @@ def train(data: str | pd.DataFrame | None = None, *, movies: pd.DataFrame | None
     elif data is not None or movies is not None:
         overrides["data.source"] = "dataframe"
     config = apply_overrides(config, {**overrides, **(settings or {})})
-    loaded = None
-    if config.data.source == "dataframe":
-        config.validate()  # settings first: a typo must not wait for the data
-        loaded = load_data(data, config.data, movies=movies)
+    config.validate()  # settings first: a typo must not wait for the data
+    # Read here, so that a message about the data names this function's keywords, not the command line's flags.
+    loaded = load_data(data if config.data.source == "dataframe" else config.data.source, config.data,
+                       movies=movies, python_names=True)
     trained = run_training(config, out, log, data=loaded)
     return Recommender.load(trained.path)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_pipeline.errors import ArgumentError, CappedWarning, ModelError
+from tfrs_pipeline.errors import ArgumentError, CappedWarning, ModelError, UnknownMoviesWarning
 from tfrs_pipeline.ids import as_str, catalog_positions
 from tfrs_pipeline.model_dir import ModelDir
 
@@ -214,12 +214,13 @@ class Recommender:
 
     def recommend(self, user_ids: Id | Ids, k: int = 10, exclude_seen: bool = True,
                   exclude: Sequence[Ids] | None = None, *, history: Sequence[Ids] | None = None,
-                  arrays: bool = False) -> pd.DataFrame:
+                  allow_unknown: bool = False, arrays: bool = False) -> pd.DataFrame:
         """The two-stage top ``k`` for each user, best first, from what the user did.
 
         Args:
-            user_ids: one user id or a list of them, as in the training data (an unknown user
-                without ``history`` gets well-rated popular movies).
+            user_ids: one user id or a list of them, as in the training data. An id the model
+                never saw is an error naming it, unless ``allow_unknown`` or a ``history`` for it
+                is given (the command line and ``GET /recommend`` answer the same way).
             k: how many movies per user (at most the candidates retrieval hands the ranker).
             exclude_seen: leave out the movies each user rated in training (and in ``history``).
             exclude: movie ids never to return, one list per user (out of stock, already shown);
@@ -227,6 +228,8 @@ class Recommender:
             history: movies each user rated or watched since training, one list per user: they
                 join what the model knows of the user, change the list and are left out of it,
                 without retraining (an unknown id with a history is a visitor with that history).
+            allow_unknown: give a user the model never saw (without a history) what the model
+                serves such users, well-rated popular movies (``known_user`` False), instead of an error.
             arrays: return the signature's arrays instead of a table (see below).
 
         Returns:
@@ -266,6 +269,14 @@ class Recommender:
         else:
             signature = "serving_default" if exclude_seen else "recommend_including_seen"
             out = self.call(signature, user_id=users, k=k)
+        if not allow_unknown:
+            unknown = ~out["known_user"] & (out["history_known"] == 0 if "history_known" in out else True)
+            if unknown.any():
+                names = ", ".join(repr(str(user)) for user in np.asarray(users)[unknown][:5])
+                more = f" and {int(unknown.sum()) - 5:,} more" if unknown.sum() > 5 else ""
+                raise ArgumentError(f"user_ids: {names}{more} not in the model's training data (ids are matched as "
+                                    "text, exactly as in the training data); allow_unknown=True gives such users "
+                                    "well-rated popular movies, history= scores a visitor from their movies")
         _warn_if_capped(out, k, _CANDIDATES)
         return out if arrays else _frame(out, {"user_id": users}, _RANKED, ["known_user"])
 
@@ -287,12 +298,18 @@ class Recommender:
             ``history_known`` [visitors].
 
         Examples:
-            >>> top = model.recommend_from_history([["1", "2"], ["no such movie"]], k=4)
+            >>> top = model.recommend_from_history([["1", "2"], ["no such movie"]], k=4)  # warns of the second
             >>> top.groupby("visitor")["history_known"].first().tolist()
             [2, 0]
         """
         lists = _id_lists(histories, "histories")
         out = self.call("recommend_from_history", movie_ids=_padded(lists), k=_count(k, "k"))
+        lost = [i for i, movies in enumerate(lists) if movies and out["history_known"][i] == 0]
+        if lost:
+            shown = ", ".join(map(repr, lists[lost[0]][:3]))
+            warnings.warn(f"{len(lost):,} visitor(s) have no movie the model knows (visitor {lost[0]}: {shown}): their "
+                          "lists are well-rated popular movies. Ids are matched as text, exactly as in the training "
+                          "data (leading zeros included)", UnknownMoviesWarning, stacklevel=2)
         _warn_if_capped(out, k, _CANDIDATES)
         return out if arrays else _frame(out, {"visitor": np.arange(len(lists))}, _RANKED, ["history_known"])
 

@@ -27,7 +27,7 @@ SOURCE_KINDS = ("synthetic", "movielens", "tfds", "csv", "parquet")
 
 
 def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | None = None, *,
-              movies: pd.DataFrame | None = None) -> RatingsData:
+              movies: pd.DataFrame | None = None, python_names: bool = False) -> RatingsData:
     """Reads, validates and returns the ratings named by ``source`` (or ``config.source``).
 
     Args:
@@ -37,6 +37,8 @@ def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | Non
         config: column names, separators, rating scale and what to do with bad rows (default:
             :class:`~tfrs_pipeline.config.DataConfig`'s defaults).
         movies: with a DataFrame ``source``: the movies, with the item and title columns.
+        python_names: messages name options as :func:`tfrs_pipeline.train`'s keywords
+            (``user_col=``), not as command-line flags (``--user-col``); always so for a DataFrame.
 
     Returns:
         The interactions, movies and users in the common schema, with the validation report.
@@ -65,15 +67,15 @@ def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | Non
         raise DataError("this model was trained from a DataFrame in memory: give the data again (--data csv:PATH, "
                         "or the DataFrame in Python)")
     if kind in ("csv", "parquet"):
-        from tfrs_pipeline.data.csv_source import CLI_OPTIONS, TableFormat, load_table_ratings
+        from tfrs_pipeline.data.csv_source import CLI_OPTIONS, PYTHON_OPTIONS, TableFormat, load_table_ratings
 
         data = load_table_ratings(
             _required(argument, source),
             parquet=kind == "parquet",
-            columns=_columns(config, CLI_OPTIONS),
+            columns=_columns(config, PYTHON_OPTIONS if python_names else CLI_OPTIONS),
             table=TableFormat(config.sep, list(config.columns), config.encoding or "utf-8"),
             items_path=config.csv_items_path or None,
-            items_table=TableFormat(config.items_sep, list(config.items_columns), config.encoding or "utf-8"),
+            items_table=TableFormat(config.items_sep or config.sep, list(config.items_columns), config.encoding or "utf-8"),
             rating_scale=tuple(config.rating_scale) or None,
             on_bad_rows=config.on_bad_rows,
         )

@@ -8,6 +8,7 @@ interaction (implicit feedback: plays, clicks, purchases).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from tfrs_pipeline.data.validation import (
     to_seconds,
     validate_ratings,
 )
-from tfrs_pipeline.errors import DataError
+from tfrs_pipeline.errors import DataError, NumericIdsWarning
 
 #: The scale of a rating file whose scale is not given.
 DEFAULT_RATING_SCALE = (0.5, 5.0)
@@ -91,11 +92,14 @@ class Columns:
 #: How the command line spells each choice, for hints in messages.
 CLI_OPTIONS = {"user": "--user-col", "item": "--item-col", "rating": "--rating-col", "title": "--title-col",
                "implicit": "--implicit", "scale": "--rating-scale LOW-HIGH (e.g. 0-10)",
-               "items_header": ", or --items-columns for a file without a header"}
+               "items_header": ", or --items-columns for a file without a header", "skip": "--on-bad-rows skip",
+               "sep": "--sep", "columns": "--columns user_id,item_id,rating,timestamp (in order)"}
 
 #: How :func:`tfrs_pipeline.train` spells them.
 PYTHON_OPTIONS = {"user": "user_col=", "item": "item_col=", "rating": "rating_col=", "title": "title_col=",
-                  "implicit": "implicit=True", "scale": "rating_scale=(LOW, HIGH)", "items_header": ""}
+                  "implicit": "implicit=True", "scale": "rating_scale=(LOW, HIGH)", "items_header": "",
+                  "skip": 'on_bad_rows="skip"', "sep": 'settings={"data.sep": SEP}',
+                  "columns": 'settings={"data.columns": ["user_id", "item_id", "rating", "timestamp"]} (in order)'}
 
 #: Reads ``columns`` of a table as :func:`read_table` returns them (coerced by ``kinds``, with ``line``).
 Reader = Callable[[list[str], dict[str, str], RowPolicy], pd.DataFrame]
@@ -134,7 +138,13 @@ def load_table_ratings(
     file = FileRef(path, unit="row" if parquet else "line")
     check_file(path)
     available = _columns_of(file, table, parquet)
-    separator = "" if parquet or table.columns else f" (separator {table.separator(path)!r}; set it with --sep)"
+    options = (columns or Columns()).options
+    separator = header = ""
+    if not (parquet or table.columns):
+        separator = f" (separator {table.separator(path)!r}; set it with {options['sep']})"
+        if any(_is_number(name) for name in available):  # a header of numbers is the first line of data
+            header = (f"its first line looks like data, not column names: a file without a header line names its "
+                      f"fields with {options['columns']}")
 
     def read(names: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
         return _read_columns(file, table, parquet, names, kinds, policy)
@@ -143,7 +153,15 @@ def load_table_ratings(
         return _read_items(Path(items_path), items_table or TableFormat(), columns, policy)
 
     return _load_ratings(file, available, read, columns or Columns(), items if items_path else None,
-                         rating_scale, on_bad_rows, f"{'parquet' if parquet else 'csv'}:{path}", separator)
+                         rating_scale, on_bad_rows, f"{'parquet' if parquet else 'csv'}:{path}", separator, header)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class FrameRef(FileRef):
@@ -183,6 +201,10 @@ def load_frame_ratings(
     """
     ratings = _frame(ratings, "ratings")
     file = FrameRef("ratings")
+    names = columns or Columns()
+    _warn_numeric_ids(ratings, "ratings", [names.user, names.item])
+    if isinstance(movies, pd.DataFrame):
+        _warn_numeric_ids(movies, "movies", [names.item])
 
     def read(names: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
         return _coerce(ratings[names].reset_index(drop=True), file, names, kinds, policy)
@@ -208,6 +230,19 @@ def _frame(value, name: str) -> pd.DataFrame:
     return value
 
 
+def _warn_numeric_ids(frame: pd.DataFrame, name: str, columns: list[str]) -> None:
+    """Numbers in an id column are read as their decimal text; say so, since a file's leading zeros are gone."""
+    numeric = [c for c in columns if c in frame.columns and frame[c].ndim == 1
+               and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    if numeric:
+        dtypes = ", ".join(f"{c!r} ({frame[c].dtype})" for c in numeric)
+        text = ", ".join(f"{c!r}: str" for c in numeric)
+        warnings.warn(f"the {name} DataFrame's id column(s) {dtypes} hold numbers: each id is taken as its decimal "
+                      "text (68646); an id a file wrote with leading zeros (0068646) lost them when pandas read it. "
+                      f"To keep ids as written, read them as text: pd.read_csv(..., dtype={{{text}}})",
+                      NumericIdsWarning, stacklevel=4)
+
+
 def _genre_text(value) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
         return "|".join(str(genre) for genre in value)
@@ -216,18 +251,22 @@ def _genre_text(value) -> str:
 
 def _load_ratings(file: FileRef, available: list[str], read: Reader, columns: Columns,
                   items: Callable[[Columns, RowPolicy], pd.DataFrame] | None, rating_scale: tuple[float, float] | None,
-                  on_bad_rows: str, source: str, separator: str = "") -> RatingsData:
-    """The shared part of every table source: choose columns, read them, validate, join the items."""
+                  on_bad_rows: str, source: str, separator: str = "", header: str = "") -> RatingsData:
+    """The shared part of every table source: choose columns, read them, validate, join the items.
+
+    ``separator`` and ``header`` say, in a missing-column message, which separator was used and
+    (where the column names look like data) how a file without a header line is read.
+    """
     scale = tuple(float(v) for v in (rating_scale or DEFAULT_RATING_SCALE))
     report = ValidationReport()
-    policy = RowPolicy(on_bad_rows, report)
     options = columns.options
+    policy = RowPolicy(on_bad_rows, report, skip_option=options["skip"])
     listed = ", ".join(map(repr, available))
     for role in ("user", "item"):
         name = getattr(columns, role)
         if name not in available:
-            raise DataError(f"{file}: no {role} column {name!r}; it has {listed}{separator} "
-                            f"(name it with {options[role]})")
+            raise DataError(f"{file}: no {role} column {name!r}; it has {listed}{separator}"
+                            + (f": {header}" if header else f" (name it with {options[role]})"))
     if columns.implicit and columns.rating:
         raise DataError(f"{file}: a rating column ({columns.rating!r}) and implicit feedback were both asked for; "
                         f"leave out {options['rating']} to read every row as a positive, or leave out {options['implicit']} "

@@ -107,18 +107,22 @@ class RowPolicy:
         on_bad_rows: ``error`` or ``skip``.
         report: where dropped rows are counted.
         kind: what the rows are, counted apart in the report (``rating rows``, ``movie-file lines``, ...).
+        skip_option: how the caller spells the choice that drops bad rows, for the error's hint
+            (``--on-bad-rows skip`` on the command line, ``on_bad_rows="skip"`` in Python).
     """
 
-    def __init__(self, on_bad_rows: str, report: ValidationReport, kind: str = "rating rows") -> None:
+    def __init__(self, on_bad_rows: str, report: ValidationReport, kind: str = "rating rows",
+                 skip_option: str = "--on-bad-rows skip") -> None:
         if on_bad_rows not in ("error", "skip"):
             raise DataError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
         self.on_bad_rows = on_bad_rows
         self.report = report
         self.kind = kind
+        self.skip_option = skip_option
 
     def of(self, kind: str) -> RowPolicy:
         """The same policy and report, counting rows of another file kind."""
-        return RowPolicy(self.on_bad_rows, self.report, kind)
+        return RowPolicy(self.on_bad_rows, self.report, kind, self.skip_option)
 
     def reject(
         self, file: FileRef | str, lines: Sequence[int], values: Sequence[object], problem: str, expected: str
@@ -130,7 +134,7 @@ class RowPolicy:
         if self.on_bad_rows == "error":
             raise DataError(
                 f"{file}, {unit} {lines[0]}: {problem} {_shown(values[0])}; expected {expected}"
-                + (f" ({len(lines) - 1:,} more such rows; use --on-bad-rows skip to drop them)" if len(lines) > 1 else "")
+                + (f" ({len(lines) - 1:,} more such rows; use {self.skip_option} to drop them)" if len(lines) > 1 else "")
             )
         examples = [f"{file}, {unit} {line}: {_shown(value)}" for line, value in zip(lines[:5], values[:5])]
         self.report.drop(f"{problem} (expected {expected})", len(lines), examples, kind=self.kind)

@@ -93,6 +93,14 @@ def run_signature(function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
+def _flag(query, name: str) -> bool:
+    """A true/false query parameter (absent: false)."""
+    value = query.get(name, "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise BadRequest(f"query parameter {name!r} must be true or false, got {value[:40]!r}")
+    return value in ("true", "1")
+
+
 class Metrics:
     """The Prometheus metrics of one server (its own registry, so several servers can share a process)."""
 
@@ -312,10 +320,15 @@ class ServerApp:
             inputs = {"user_id": np.array([user], object), "exclude_movie_ids": np.array([exclude], object)}
         else:
             signature, inputs = "serving_default", {"user_id": np.array([user], object)}
+        allow_unknown = _flag(query, "allow_unknown")
         out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
         known = {name: rest.jsonable(out[name][0]) for name in ("known_user", "history_known") if name in out}
         if user is None:
             known.pop("known_user", None)
+        elif not allow_unknown and not known["known_user"] and not known.get("history_known"):
+            raise BadRequest(f"user_id {user!r} is not in the model's training data (ids are matched as text, exactly "
+                             "as in the training data); allow_unknown=true answers with what the model serves such "
+                             "users (well-rated popular movies), history= scores a visitor from their movies", 404)
         # Best first by the ranker's score, which orders the list; the predicted rating is not the order.
         return _json(_movies(out, ["movie_ids", "titles", "scores", "predicted_ratings", "retrieval_scores"], known,
                              {"scores": "ranker_score"}))

@@ -115,7 +115,7 @@ def warm_up(model: Recommender) -> float:
     users = model.known_users()
     start = time.perf_counter()
     try:
-        out = model.recommend(users[:1] or ["warm-up"], k=10, arrays=True)
+        out = model.recommend(users[:1] or ["warm-up"], k=10, allow_unknown=True, arrays=True)
     except Exception as error:  # any failure in the graph means this version must not serve
         first = (str(error).strip().splitlines() or [""])[0][:200]
         raise ModelError(f"warm-up request failed ({type(error).__name__}: {first})") from None
