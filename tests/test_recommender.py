@@ -209,3 +209,14 @@ def test_an_unknown_user_is_an_error_naming_the_way_to_the_fallback_and_a_visito
     with pytest.warns(tfrs_pipeline.UnknownMoviesWarning, match="visitor 1: '0068646'"):
         top = model.recommend_from_history([["1"], ["0068646"]], k=3)
     assert top.groupby("visitor")["history_known"].first().tolist() == [1, 0]
+
+
+def test_rated_movies_are_the_users_highest_rated_training_movies_best_first(model, trained):
+    train = trained.split.train
+    mine = train[train["user_id"] == "42"]  # the most recent first among equal ratings, then data order
+    mine = mine.sort_values("timestamp", ascending=False, kind="stable").sort_values("rating", ascending=False,
+                                                                                   kind="stable").head(10)
+    rated = model.rated_movies("42", k=10)
+    assert rated["movie_id"].tolist() == mine["movie_id"].tolist()
+    assert rated["rating"].tolist() == mine["rating"].tolist()
+    assert model.rated_movies(["stranger"]).empty and len(model.rated_movies("42", k=3)) == 3

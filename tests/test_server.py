@@ -226,6 +226,11 @@ def test_browser_routes_health_and_metrics(client, caplog):
     assert client.request("GET", "/recommend?user_id=stranger&k=2&allow_unknown=true")[1]["known_user"] is False
     assert client.request("GET", "/recommend?user_id=1&allow_unknown=maybe")[0] == 400
     assert client.request("GET", "/similar?movie_id=1&k=3")[0] == 200
+    status, body, _ = client.request("GET", "/rated?user_id=1&k=3")
+    assert status == 200 and body["known_user"] is True and len(body["movies"]) == 3
+    assert [m["rating"] for m in body["movies"]] == sorted((m["rating"] for m in body["movies"]), reverse=True)
+    status, body, _ = client.request("GET", "/examples")
+    assert status == 200 and len(body["user_ids"]) == 5
     status, body, _ = client.request("GET", "/recommend?user_id=1&k=-5")
     assert status == 400 and "k must be an integer between 1 and 1,000" in body["error"]
     assert client.request("GET", "/healthz")[1]["status"] == "ok"

@@ -36,6 +36,7 @@ from tfrs_pipeline.data.split import Split, split_ratings
 from tfrs_pipeline.errors import ConfigError, DataError, ModelError
 from tfrs_pipeline.evaluation.evaluate import evaluate_export
 from tfrs_pipeline.evaluation.summary import model_card
+from tfrs_pipeline.export.top_rated import TopRatedMovies
 from tfrs_pipeline.export.writer import export_model
 from tfrs_pipeline.features.dataset import Prepared, prepare
 from tfrs_pipeline.ids import rows_per_block
@@ -319,9 +320,10 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
 def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
     config, prepared = run.config, run.prepared
     seen = SeenMovies(prepared.vocab, prepared.full_movies.movie_ids, run.split.train)
+    top_rated = TopRatedMovies(prepared.vocab.user_ids, prepared.full_movies.movie_ids, run.split.train)
     export_model(model_dir, stages.served_retrieval_model, stages.rating.model, prepared.full_movies, seen,
                  index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
-                 rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model)
+                 rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model, top_rated=top_rated)
     model_dir.write_config(apply_overrides(config, recorded_paths(config.data)))  # found again from any folder
     model_dir.write_split(run.split.record)
     model_dir.write_vocabularies(vars(prepared.vocab))

@@ -38,6 +38,7 @@ _RANKED = {"movie_ids": "movie_id", "titles": "title", "scores": "ranker_score",
            "predicted_ratings": "predicted_rating", "retrieval_scores": "retrieval_score"}
 _RETRIEVED = {"movie_ids": "movie_id", "titles": "title", "retrieval_scores": "retrieval_score"}
 _SIMILAR = {"movie_ids": "movie_id", "titles": "title", "scores": "similarity"}
+_RATED = {"movie_ids": "movie_id", "titles": "title", "ratings": "rating"}
 _EXPLAINED = {"movie_ids": "because_movie_id", "titles": "because_title", "contributions": "contribution",
               "shares": "share"}
 
@@ -370,6 +371,32 @@ class Recommender:
         table["predicted_rating"] = out["predicted_ratings"].reshape(-1)
         table["known_movie"] = out["known_movie"].reshape(-1)
         return table
+
+    def rated_movies(self, user_ids: Id | Ids, k: int = 10, *, arrays: bool = False) -> pd.DataFrame:
+        """Each user's highest-rated training movies (at most 10), best first: what to show beside their list.
+
+        Args:
+            user_ids: one user id or a list of them, as in the training data.
+            k: how many movies per user (at most 10 are stored).
+            arrays: return the signature's arrays instead of a table.
+
+        Returns:
+            A table with a row per rated movie: ``user_id``, ``rank``, ``movie_id``, ``title``,
+            ``rating`` (as rated; the most recent first among equal ratings) and ``known_user``
+            (an unknown user has no rows). With ``arrays=True``: ``movie_ids``, ``titles``,
+            ``ratings`` [users, min(k, 10)] and ``known_user`` [users].
+
+        Raises:
+            ModelError: the model was exported before this signature existed.
+
+        Examples:
+            >>> rated = model.rated_movies("42", k=3)
+            >>> len(rated), rated["rating"].is_monotonic_decreasing
+            (3, True)
+        """
+        users = _ids(user_ids, "user_ids")
+        out = self.call("rated_movies", user_id=users, k=_count(k, "k"))
+        return out if arrays else _frame(out, {"user_id": users}, _RATED, ["known_user"])
 
     def similar_items(self, movie_ids: Id | Ids, k: int = 10, *, arrays: bool = False) -> pd.DataFrame:
         """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself.

@@ -30,6 +30,9 @@ Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works 
 * ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
   ``known_user``, ``known_movie`` [batch, n].
 * ``similar_movies(movie_id[batch], k)`` -> ``movie_ids``, ``titles``, ``scores``, ``known_movie``.
+* ``rated_movies(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``ratings`` [batch, at most
+  min(k, 10)]: the user's highest-rated training movies, best first ("" past what they rated),
+  and ``known_user``; what a page shows beside the recommendations.
 * ``explain(user_id[batch], movie_id[batch], k)`` -> the ``k`` movies the user rated that
   contribute most to ``movie_id``'s item-item score in the list ranker (``movie_ids``,
   ``titles``, ``contributions``) and their ``shares`` of the positive total, ``known_user``,
@@ -50,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_pipeline.export.specs import EXCLUDE_MOVIE_IDS, MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K, signature
+from tfrs_pipeline.export.top_rated import TopRatedMovies
 from tfrs_pipeline.features.tables import MovieTable
 from tfrs_pipeline.features.vocabulary import id_lookup
 from tfrs_pipeline.ranking.blend import blend_top_k, rank_candidates
@@ -70,12 +74,15 @@ class TwoStagePipeline(tf.Module):
         logit_scale: retrieval score -> logit factor of the blend.
         rating_weight: ``w`` of the blend (chosen on validation at training).
         list_ranker: the list ranker that orders the candidates (None: the rating blend does).
+        top_rated: each training user's highest-rated movies (None: no ``rated_movies`` signature).
     """
 
     def __init__(self, retriever: CandidateRetriever, ranking, movies: MovieTable, movie_embeddings: tf.Tensor,
-                 num_candidates: int, logit_scale: float, rating_weight: float = 1.0, list_ranker=None) -> None:
+                 num_candidates: int, logit_scale: float, rating_weight: float = 1.0, list_ranker=None,
+                 top_rated: TopRatedMovies | None = None) -> None:
         super().__init__(name="two_stage_pipeline")
         self.retriever = retriever
+        self.top_rated = top_rated
         self.ranking = ranking
         self.list_ranker = list_ranker
         self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)
@@ -247,9 +254,18 @@ class TwoStagePipeline(tf.Module):
             "known_movie": self.catalog_lookup(movie_id) > 0,
         }
 
+    @signature(USER_IDS, K)
+    def rated_movies(self, user_id, k):
+        """The user's highest-rated training movies, best first, with their ratings."""
+        positions, ratings = self.top_rated(user_id, k)
+        rated = positions >= 0
+        movie_ids = tf.where(rated, tf.gather(self.catalog_ids, tf.maximum(positions, 0)), "")
+        return {"movie_ids": movie_ids, "titles": self._titles(movie_ids), "ratings": ratings,
+                "known_user": self.retriever.query_tower.known(user_id)}
+
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
                 "recommend_excluding": self.serve_excluding, "recommend_with_history": self.recommend_with_history,
                 "recommend_from_history": self.recommend_from_history,
                 "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies,
-                "explain": self.explain}
+                "explain": self.explain, **({"rated_movies": self.rated_movies} if self.top_rated is not None else {})}

@@ -18,6 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfrs_pipeline.export.stages import CandidateTowerExport, IndexExport, QueryTowerExport, RankingExport
+from tfrs_pipeline.export.top_rated import TopRatedMovies
 from tfrs_pipeline.export.two_stage import TwoStagePipeline
 from tfrs_pipeline.features.tables import MovieTable
 from tfrs_pipeline.model_dir import ModelDir
@@ -86,7 +87,8 @@ def _without_training_state(retrieval, ranking, list_ranker) -> None:
 
 
 def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, seen: SeenMovies, *,
-                 index_kind: str, num_candidates: int, rating_weight: float, list_ranker=None) -> TwoStagePipeline:
+                 index_kind: str, num_candidates: int, rating_weight: float, list_ranker=None,
+                 top_rated: TopRatedMovies | None = None) -> TwoStagePipeline:
     """Writes the two-stage pipeline into ``model_dir`` and each stage beside it (:meth:`ModelDir.stage`).
 
     Args:
@@ -99,6 +101,7 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
         num_candidates: movies retrieved per user before ranking.
         rating_weight: the two-stage blend's rating weight.
         list_ranker: the list ranker that orders the candidates (None: the rating blend does).
+        top_rated: each training user's highest-rated movies (the ``rated_movies`` signature).
 
     Returns:
         The exported pipeline module (as written).
@@ -110,7 +113,8 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
     retriever = CandidateRetriever(retrieval.query_tower, index, seen, catalog_ids, well_rated_popular(movies))
     config = retrieval.config
     pipeline = TwoStagePipeline(retriever, ranking, movies, embeddings[:, : config.embedding_dim], num_candidates,
-                                logit_scale(config.normalize, config.temperature), rating_weight, list_ranker)
+                                logit_scale(config.normalize, config.temperature), rating_weight, list_ranker,
+                                top_rated)
     save(pipeline, model_dir.path, pipeline.signatures())
     index_stage = IndexExport(CandidateRetriever(retrieval.query_tower, index, seen))
     save(QueryTowerExport(retrieval.query_tower), model_dir.stage("query_tower"))

@@ -7,7 +7,9 @@ Routes (TensorFlow Serving's, in :mod:`~tfrs_pipeline.server.rest`, plus a few f
   (a visitor the model has not seen, from the movies they just rated),
   ``GET /similar?movie_id=ID&k=10``: lists of movies with titles.
 * ``GET /explain?user_id=ID&movie_id=ID,ID&k=3``: the user's rated movies behind each movie;
-  ``GET /movies?q=TEXT``: catalog movies whose title holds the text.
+  ``GET /rated?user_id=ID&k=10``: the user's highest-rated training movies;
+  ``GET /movies?q=TEXT``: catalog movies whose title holds the text; ``GET /examples``: a few
+  user ids the model knows.
 * ``GET /``: a page for people: pick a user or type a few movies, see recommendations, titles,
   predicted ratings and why, and similar movies.
 * ``GET /healthz``: 200 while a version is available, 503 otherwise.
@@ -209,6 +211,8 @@ class ServerApp:
             Route("/recommend", _answered(self.recommend), methods=["GET"]),
             Route("/explain", _answered(self.explain), methods=["GET"]),
             Route("/movies", _answered(self.movies), methods=["GET"]),
+            Route("/rated", _answered(self.rated), methods=["GET"]),
+            Route("/examples", _answered(self.examples), methods=["GET"]),
             Route("/similar", _answered(self.similar), methods=["GET"]),
             Route("/healthz", _answered(self.healthz), methods=["GET"]),
             Route("/metrics", _answered(self.prometheus), methods=["GET"]),
@@ -365,6 +369,20 @@ class ServerApp:
         by_title = catalog["title"].str.lower().str.contains(text, regex=False) & ~by_id
         found = pd.concat([catalog[by_id], catalog[by_title]]).head(k)  # the movie with that id first
         return _json({"movies": found.to_dict("records")})
+
+    async def rated(self, request: Request) -> Response:
+        """The user's highest-rated training movies, best first (none for a user the model never saw)."""
+        query = request.query_params
+        inputs = {"user_id": np.array([_required(query, "user_id")], object), "k": np.int32(self._k(query))}
+        if "rated_movies" not in self._serving()[1].signatures:
+            raise BadRequest("this model version has no rated_movies signature (exported by an earlier release)", 404)
+        out = await self._get_call("rated_movies", inputs)
+        return _json(_movies(out, ["movie_ids", "titles", "ratings"], {"known_user": bool(out["known_user"][0])},
+                             {"ratings": "rating"}))
+
+    async def examples(self, request: Request) -> Response:
+        """A few user ids the model knows, for a person who has none at hand."""
+        return _json({"user_ids": self._serving()[1].known_users()[:5]})
 
     async def page(self, request: Request) -> Response:
         return Response(_page(), media_type="text/html; charset=utf-8")
