@@ -131,3 +131,33 @@ def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", '{"cluster": ["127.0.0.1:1"], "task": {"type": "worker", "index": 0}}')
     with pytest.raises(ConfigError, match="TF_CONFIG must be JSON with cluster.worker"):
         make_strategy(RuntimeConfig(strategy="multi-worker"))
+
+
+@pytest.mark.slow
+def test_mixed_float16_scales_the_loss_in_the_multi_step_loop(caplog):
+    """What a GPU gets from --mixed-precision, on the CPU: float16 with a loss-scale optimizer, through
+    Keras's multi-step loop (a run of 200+ steps), which is where `benchmark gpu` stopped at synthetic:1m."""
+    import logging
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.pipeline import load_and_prepare
+    from tfrs_pipeline.retrieval.model import train_retrieval
+    from tfrs_pipeline.training.loop import steps_per_call
+
+    config = apply_overrides(PipelineConfig(), {"data.source": "synthetic:300x200x8000", "retrieval.epochs": 1,
+                                                "retrieval.batch_size": 16, "runtime.verbose": 0}).validate()
+    run = load_and_prepare(config, log=lambda *_: None)
+    assert steps_per_call(16, tf.distribute.get_strategy(), len(run.prepared.train), 16, 1) == 16  # the multi-step loop
+    policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with caplog.at_level(logging.WARNING, logger="tensorflow"):
+            result = train_retrieval(run.prepared, config.retrieval, seed=1, verbose=0)
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)
+    assert isinstance(result.model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    assert "forgot to call LossScaleOptimizer.get_scaled_loss" not in caplog.text
+    assert np.isfinite(result.history["loss"]).all()

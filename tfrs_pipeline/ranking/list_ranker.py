@@ -59,6 +59,7 @@ from tfrs_pipeline.ranking.rating import RatingModel
 from tfrs_pipeline.retrieval.index import SeenMovies
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.loop import TrainingResult, fit, in_float32
+from tfrs_pipeline.training.step import ScaledLossModel
 
 #: The relevance head's input features, in order (for reports and the README).
 FEATURES = ("retrieval logit", "logit minus the list's best", "predicted rating for the history",
@@ -239,7 +240,7 @@ def history_rows(histories: SeenMovies, user_ids) -> tf.RaggedTensor:
     return seen.with_flat_values(tf.cast(seen.flat_values, tf.int64) + 1)
 
 
-class ListRanker(tfrs.Model):
+class ListRanker(ScaledLossModel):
     """Scores retrieval's candidates for a user from their history.
 
     Args:
@@ -464,7 +465,7 @@ class ListRanker(tfrs.Model):
         return features, valid
 
 
-class RelevanceHead(tfrs.Model):
+class RelevanceHead(ScaledLossModel):
     """The score of each candidate from the list ranker's features: a base score, the retrieval logit
     plus ``item_weight`` x the item-item z-score, times ``base_scale``, plus a learned function (zero
     at the start) of the normalized features; trained with a softmax cross-entropy over each list.

@@ -33,12 +33,13 @@ from tfrs_pipeline.features.layers import HistoryPooling, IdEmbedding, MovieFeat
 from tfrs_pipeline.features.tables import UserTable
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.loop import TrainingResult, build_optimizer, fit, in_float32
+from tfrs_pipeline.training.step import ScaledLossModel
 
 #: Sampled negatives per interaction when the ranking stage learns relevance (implicit feedback).
 NEGATIVES_PER_POSITIVE = 4
 
 
-class RatingModel(tfrs.Model):
+class RatingModel(ScaledLossModel):
     """Rating prediction for (user id, movie id) pairs.
 
     Args:

@@ -34,6 +34,7 @@ from tfrs_pipeline.training.loop import (
     trace_step_once,
 )
 from tfrs_pipeline.training.optimizers import make_optimizer
+from tfrs_pipeline.training.step import ScaledLossModel
 
 
 class Retrieval(tfrs.tasks.Retrieval):
@@ -91,7 +92,7 @@ class Retrieval(tfrs.tasks.Retrieval):
             return tf.identity(loss)
 
 
-class RetrievalModel(tfrs.Model):
+class RetrievalModel(ScaledLossModel):
     """Query tower + candidate tower, joined by ``tfrs.tasks.Retrieval`` in ``compute_loss``.
 
     Args:

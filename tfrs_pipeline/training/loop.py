@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfrs_pipeline.errors import TrainingError
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.result import TrainingResult
+from tfrs_pipeline.training.step import scales_loss
 
 
 class Progress(tf.keras.callbacks.Callback):
@@ -106,9 +107,12 @@ def trace_step_once(model: tf.keras.Model) -> None:
 
     That loop (``steps_per_execution`` > 1) first runs its body in a throwaway graph to learn
     what it returns, so the step was traced twice: 0.7-0.9 s more of the first epoch at 100K
-    ratings. A step of its own is traced once and called from both graphs. On one replica only:
-    under a distribution strategy a nested ``tf.function`` cannot aggregate gradients.
+    ratings. A step of its own is traced once and called from both graphs. On one replica only,
+    and not under mixed float16: a nested ``tf.function`` cannot aggregate gradients under a
+    distribution strategy, nor let the loss-scale optimizer update its scale (a ``merge_call``).
     """
+    if scales_loss(model):
+        return
     model.train_step = tf.function(model.train_step)
 
 
