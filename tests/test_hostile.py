@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,9 @@ def root(tmp_path_factory):
     (root / "a_file").write_text("not a folder")
     (root / "config_folder").mkdir()
     (root / "ratings.dat").write_text("1::0068646::4::1381620027\n10::0068646::3::1381620030\n")  # no header line
+    (root / "ambiguous.csv").write_text("user_id,item_id,rating,when\nu1,a,4,03/12/2005\nu2,b,3,04/05/2006\n")
+    (root / "both_orders.csv").write_text("user_id,item_id,rating,when\nu1,a,4,25/12/2005\nu2,b,3,12/25/2005\n")
+    (root / "day_first.csv").write_text("user_id,item_id,rating,when\nu1,a,4,03/12/2005\nu2,b,3,25/12/2005\n")
     (root / "semi.csv").write_text("user_id;item_id;rating\nu1;a;4\nu2;b;3\n")
     (root / "semi_items.csv").write_text("item_id;title\na;Alien (1979)\nb;Heat (1995)\n")
     return root
@@ -68,6 +72,12 @@ CASES = [
     (DATA + "fifo.csv", "fifo.csv: a FIFO (named pipe), not a regular file"),
     (DATA + "loop.csv", "loop.csv: a symbolic link loop"),
     (DATA + "ratings.csv --encoding klingon", "data.encoding 'klingon' is not a text encoding Python knows"),
+    # dates: one order per column, never guessed value by value
+    (DATA + "ambiguous.csv --timestamp-col when", "ambiguous.csv, column 'when': '03/12/2005' reads as day/month or "
+                                                 "month/day, and no date of the column tells which; name the column's "
+                                                 "one format with --date-format (such as %d/%m/%Y or %m/%d/%Y)"),
+    (DATA + "both_orders.csv --timestamp-col when", "both_orders.csv, column 'when': dates written day first "
+                                                    "('25/12/2005') and month first ('12/25/2005') in one column"),
     # a header-less file: the message names the option that reads it
     (DATA + "ratings.dat --sep ::", "ratings.dat: no user column 'user_id'; it has '1', '0068646', '4', '1381620027' "
                                     "(separator '::'; set it with --sep): its first line looks like data, not column "
@@ -364,3 +374,53 @@ def test_python_messages_name_python_keywords_and_numeric_dataframe_ids_warn(tmp
                                                "'item': str\}"):
         data = load_data(numeric, DataConfig(csv_user_column="user", csv_item_column="item", csv_rating_column="stars"))
     assert data.interactions["movie_id"].tolist() == ["68646", "7"]
+
+
+PYTHON_CALLS = [
+    (lambda m: m.call("serving_default", -1, user_id=["1"], k=3), "batch_size must be a whole number from 1 up, got -1"),
+    (lambda m: m.call("serving_default", user_id=[["1"]], k=3), "user_id must have 1 axes"),
+    (lambda m: m.call("serving_default", user_id=["1"], k=-2), "k must be a whole number from 1 to 2,147,483,647, got -2"),
+    (lambda m: m.call("serving_default", user_id=["1"], k=[3]), "k must be a whole number from 1 to 2,147,483,647"),
+    (lambda m: m.call("rank", user_id=["1", "2"], movie_ids=[["1"]]), "must have one row each per request"),
+    (lambda m: m.recommend("1", k=2**31), "k must be a whole number from 1 to 2,147,483,647, got 2147483648"),
+    (lambda m: m.recommend("1", exclude_seen="no"), "exclude_seen must be True or False, got 'no'"),
+    (lambda m: m.recommend_from_history(["1", ["2", "3"]]), "not a mix of ids and lists"),
+    (lambda m: type(m).load(None), "path must be a model folder"),
+]
+
+
+@pytest.mark.parametrize("call,message", PYTHON_CALLS, ids=[message for _, message in PYTHON_CALLS])
+def test_a_hostile_python_call_is_an_argument_error_naming_it(trained, call, message):
+    from tfrs_pipeline import ArgumentError, Recommender
+
+    model = Recommender.load(trained.path)
+    with pytest.raises(ArgumentError, match=re.escape(message)):
+        call(model)
+
+
+def test_a_date_column_is_read_in_one_order_the_column_shows_or_the_one_named(root):
+    import pandas as pd
+
+    def days(name: str, date_format: str = "") -> list[str]:
+        config = DataConfig(csv_timestamp_column="when", rating_scale=[1.0, 5.0], date_format=date_format)
+        seconds = load_data(f"csv:{root / name}", config).interactions["timestamp"]
+        return pd.to_datetime(seconds, unit="s").dt.strftime("%Y-%m-%d").tolist()
+
+    assert days("day_first.csv") == ["2005-12-03", "2005-12-25"]  # 25/12 makes the whole column day first
+    assert days("ambiguous.csv", "%m/%d/%Y") == ["2005-03-12", "2006-04-05"]
+    assert days("ambiguous.csv", "%d/%m/%Y") == ["2005-12-03", "2006-05-04"]
+
+
+def test_a_very_long_timestamp_in_a_dataframe_is_a_bad_value_not_a_hang():
+    import pandas as pd
+
+    from tfrs_pipeline.errors import DataError
+
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["1", "2"], "rating": [4.0, 3.0],
+                          "timestamp": ["2019-03-01", "2019-03-01 " * 100_000]})  # 1.1 MB: 31 s in pandas' mixed parser
+    with pytest.raises(DataError, match="row 2: unreadable timestamp '2019-03-01 2019"):
+        load_data(frame, DataConfig())
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["1", "2"], "rating": [4.0, 3.0],
+                          "timestamp": ["03/12/2005", "04/05/2006"]})
+    with pytest.raises(DataError, match="name the column's one format with date_format="):
+        load_data(frame, DataConfig())

@@ -66,6 +66,9 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -
                             "no ratings read (default: off, a rating column is required)")
     group.add_argument("--timestamp-col", dest="csv_timestamp_column",
                        help="csv/parquet: timestamp column, seconds or dates (default timestamp; absent: all 0)")
+    group.add_argument("--date-format", help="csv/parquet: how the timestamp column writes dates, in strftime codes "
+                                             "such as %%d/%%m/%%Y (default: seconds, ISO 8601, or numeric dates in the "
+                                             "one order the column allows)")
     group.add_argument("--rating-scale", help="csv/parquet: LOW-HIGH, such as 0-10, 1-5 or -10-10 (default 0.5-5); "
                                               "other sources keep their own")
     group.add_argument("--items", dest="csv_items_path", help="csv/parquet: items file with id and title columns "
@@ -79,7 +82,7 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -
 
 _DATA_KEYS = ("on_bad_rows", "tfds_data_dir", "sep", "encoding", "columns", "csv_user_column", "csv_item_column",
               "csv_rating_column", "implicit", "csv_timestamp_column", "rating_scale", "csv_items_path", "items_sep",
-              "items_columns", "csv_title_column", "genres_column")
+              "items_columns", "csv_title_column", "genres_column", "date_format")
 
 
 def _data_overrides(args: argparse.Namespace) -> dict[str, object]:

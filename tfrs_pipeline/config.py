@@ -67,6 +67,9 @@ class DataConfig:
         encoding: the text encoding of a ``csv:`` source's files (``latin-1``, ``cp1252``, ...);
             empty: UTF-8 (a MovieLens layout: its published one). One encoding per file: a
             line that does not decode is an error naming it.
+        date_format: how the timestamp column of a ``csv:`` or ``parquet:`` source writes dates,
+            in ``strftime`` codes (``%d/%m/%Y``); empty: seconds, ISO 8601 dates, or numeric dates
+            in the one order the column allows (a column that fits both orders is an error).
     """
 
     source: str = "synthetic:100k"
@@ -86,6 +89,7 @@ class DataConfig:
     items_columns: list[str] = field(default_factory=list)
     rating_scale: list[float] = field(default_factory=list)
     encoding: str = ""
+    date_format: str = ""
 
 
 @dataclass

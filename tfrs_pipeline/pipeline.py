@@ -506,7 +506,8 @@ def train(data: str | pd.DataFrame | None = None, *, movies: pd.DataFrame | None
           rating_col: str | None = None, timestamp_col: str | None = None, title_col: str | None = None,
           genres_col: str | None = None, implicit: bool | None = None,
           rating_scale: tuple[float, float] | None = None, on_bad_rows: str | None = None,
-          encoding: str | None = None, log: Callable[[str], None] = print) -> Recommender:
+          encoding: str | None = None, date_format: str | None = None,
+          log: Callable[[str], None] = print) -> Recommender:
     """Trains, exports and evaluates a model in one call, and returns it ready to use.
 
     The same run as ``tfrs-pipeline train``: the data is validated (a bad row stops the run
@@ -536,6 +537,9 @@ def train(data: str | pd.DataFrame | None = None, *, movies: pd.DataFrame | None
         rating_scale: lowest and highest rating, such as ``(1, 10)`` (default 0.5 to 5).
         on_bad_rows: ``"error"`` (the default) or ``"skip"``.
         encoding: the text encoding of a source string's files (default UTF-8).
+        date_format: how the timestamp column writes dates, in ``strftime`` codes such as
+            ``"%d/%m/%Y"`` (default: seconds, ISO 8601, or numeric dates in the one order the
+            column allows; a column that fits both orders is an error).
         log: where progress lines go (default ``print``; ``lambda line: None`` for silence).
 
     Returns:
@@ -568,7 +572,7 @@ def train(data: str | pd.DataFrame | None = None, *, movies: pd.DataFrame | None
         ("csv_user_column", user_col), ("csv_item_column", item_col), ("csv_rating_column", rating_col),
         ("csv_timestamp_column", timestamp_col), ("csv_title_column", title_col), ("genres_column", genres_col),
         ("implicit", implicit), ("rating_scale", list(rating_scale) if rating_scale is not None else None),
-        ("on_bad_rows", on_bad_rows), ("encoding", encoding)) if value is not None}
+        ("on_bad_rows", on_bad_rows), ("encoding", encoding), ("date_format", date_format)) if value is not None}
     if isinstance(data, str):
         if movies is not None:
             raise DataError(f"movies= goes with ratings in a DataFrame; for {data!r} name the items file with "

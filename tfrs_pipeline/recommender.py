@@ -129,6 +129,9 @@ class Recommender:
             ModelError: no exported model there, the version asked for is damaged, no version
                 loads, or ScaNN is needed and missing.
         """
+        if not isinstance(path, (str, Path, ModelDir)):
+            raise ArgumentError(f"path must be a model folder (saved_models/NAME or saved_models/NAME/VERSION), got "
+                                f"{_shown(path)}")
         candidates = [path] if isinstance(path, ModelDir) else ModelDir.candidates(path)
         skipped = []
         for model_dir in candidates:
@@ -183,6 +186,8 @@ class Recommender:
             ModelError: the model has no such signature, an input is missing or unexpected, or
                 ``keep`` names an output it does not have.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ArgumentError(f"batch_size must be a whole number from 1 up, got {_shown(batch_size)}")
         function = self._signature(signature_name)
         specs = function.structured_input_signature[1]
         missing, extra = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
@@ -193,8 +198,17 @@ class Recommender:
         if unknown:
             raise ModelError(f"signature {signature_name!r} has outputs {sorted(function.structured_outputs)}, "
                              f"not {unknown}")
-        scalars = {name: tf.constant(inputs[name], spec.dtype) for name, spec in specs.items() if spec.shape.rank == 0}
+        scalars = {name: tf.constant(_count(inputs[name], name), spec.dtype)
+                   for name, spec in specs.items() if spec.shape.rank == 0}  # k: the only scalar input
         batched = {name: np.asarray(inputs[name]) for name, spec in specs.items() if spec.shape.rank != 0}
+        for name, value in batched.items():
+            if value.ndim != specs[name].shape.rank:
+                raise ArgumentError(f"{name} must have {specs[name].shape.rank} axes (shape {specs[name].shape}), got "
+                                    f"an array of shape {value.shape}")
+        lengths = {len(value) for value in batched.values()}
+        if len(lengths) > 1:
+            raise ArgumentError(f"the inputs {sorted(batched)} must have one row each per request, got lengths "
+                                f"{sorted(len(value) for value in batched.values())}")
         rows = len(next(iter(batched.values()))) if batched else 0
         outputs: dict[str, list[np.ndarray]] = {}
         for start in range(0, max(rows, 1), batch_size):
@@ -255,6 +269,7 @@ class Recommender:
             False
         """
         users, k = _ids(user_ids, "user_ids"), _count(k, "k")
+        exclude_seen, allow_unknown = _flag(exclude_seen, "exclude_seen"), _flag(allow_unknown, "allow_unknown")
         if history is not None:
             if not exclude_seen:
                 raise ArgumentError("history= works with exclude_seen=True (the recommend_with_history signature)")
@@ -591,6 +606,9 @@ def _id_lists(values, name: str, rows: int | None = None, per: str = "row") -> l
         raise ArgumentError(f"{name} must be a list of lists of ids, got {_shown(values)}")
     if values and all(_is_id(value) for value in values):
         values = [values]  # a flat list: one row's
+    elif any(_is_id(value) for value in values):
+        raise ArgumentError(f"{name} must be one list of ids or one list per {per}, not a mix of ids and lists: "
+                            f"got {_shown(values)}")
     lists = [list(_ids(row, name)) for row in values]
     if rows is not None and len(lists) != rows:
         raise ArgumentError(f"{name} must hold one list per {per} ({rows}), got {len(lists)}")
@@ -598,12 +616,21 @@ def _id_lists(values, name: str, rows: int | None = None, per: str = "row") -> l
 
 
 def _count(value, name: str) -> int:
-    """A whole number from 1 up (``k``); a float, a bool or a string is refused, never rounded."""
+    """A whole number from 1 up to int32's largest (``k``); a float, a bool or a string is refused, never rounded."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ArgumentError(f"{name} must be a whole number from 1 up, got {_shown(value)}")
+        raise ArgumentError(f"{name} must be a whole number from 1 to {2**31 - 1:,}, got {_shown(value)}")
     if not 1 <= int(value) <= 2**31 - 1:
-        raise ArgumentError(f"{name} must be a whole number from 1 up, got {value}")
+        raise ArgumentError(f"{name} must be a whole number from 1 to {2**31 - 1:,}, got {value}")
     return int(value)
+
+
+def _flag(value, name: str) -> bool:
+    """True or False, nothing else ("no" is not False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{name} must be True or False, got {_shown(value)}")
+    return bool(value)
 
 
 def split_ids(text: str) -> list[str]:

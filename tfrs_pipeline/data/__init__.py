@@ -120,7 +120,7 @@ def _columns(config: DataConfig, options: dict):
 
     return Columns(config.csv_user_column, config.csv_item_column, config.csv_rating_column,
                    config.csv_timestamp_column, config.csv_title_column, config.genres_column, config.implicit,
-                   dict(options))
+                   dict(options), config.date_format)
 
 
 def _keep_own_scale(data: RatingsData, config: DataConfig) -> None:

@@ -77,6 +77,8 @@ class Columns:
             column, if any, is not read.
         options: how the caller spells each option in hints (``--rating-col`` on the command
             line, ``rating_col=`` in Python).
+        date_format: how the timestamp column writes dates (``strftime`` codes such as
+            ``%d/%m/%Y``); empty: ISO 8601, or numeric dates in the one order the column allows.
     """
 
     user: str = "user_id"
@@ -87,19 +89,22 @@ class Columns:
     genres: str = ""
     implicit: bool = False
     options: dict = field(default_factory=lambda: dict(CLI_OPTIONS))
+    date_format: str = ""
 
 
 #: How the command line spells each choice, for hints in messages.
 CLI_OPTIONS = {"user": "--user-col", "item": "--item-col", "rating": "--rating-col", "title": "--title-col",
                "implicit": "--implicit", "scale": "--rating-scale LOW-HIGH (e.g. 0-10)",
                "items_header": ", or --items-columns for a file without a header", "skip": "--on-bad-rows skip",
-               "sep": "--sep", "columns": "--columns user_id,item_id,rating,timestamp (in order)"}
+               "sep": "--sep", "columns": "--columns user_id,item_id,rating,timestamp (in order)",
+               "date_format": "--date-format"}
 
 #: How :func:`tfrs_pipeline.train` spells them.
 PYTHON_OPTIONS = {"user": "user_col=", "item": "item_col=", "rating": "rating_col=", "title": "title_col=",
                   "implicit": "implicit=True", "scale": "rating_scale=(LOW, HIGH)", "items_header": "",
                   "skip": 'on_bad_rows="skip"', "sep": 'settings={"data.sep": SEP}',
-                  "columns": 'settings={"data.columns": ["user_id", "item_id", "rating", "timestamp"]} (in order)'}
+                  "columns": 'settings={"data.columns": ["user_id", "item_id", "rating", "timestamp"]} (in order)',
+                  "date_format": "date_format="}
 
 #: Reads ``columns`` of a table as :func:`read_table` returns them (coerced by ``kinds``, with ``line``).
 Reader = Callable[[list[str], dict[str, str], RowPolicy], pd.DataFrame]
@@ -147,7 +152,7 @@ def load_table_ratings(
                       f"fields with {options['columns']}")
 
     def read(names: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
-        return _read_columns(file, table, parquet, names, kinds, policy)
+        return _read_columns(file, table, parquet, names, kinds, policy, columns or Columns())
 
     def items(columns: Columns, policy: RowPolicy) -> pd.DataFrame:
         return _read_items(Path(items_path), items_table or TableFormat(), columns, policy)
@@ -201,13 +206,13 @@ def load_frame_ratings(
     """
     ratings = _frame(ratings, "ratings")
     file = FrameRef("ratings")
-    names = columns or Columns()
-    _warn_numeric_ids(ratings, "ratings", [names.user, names.item])
+    names_of = columns or Columns(options=dict(PYTHON_OPTIONS))
+    _warn_numeric_ids(ratings, "ratings", [names_of.user, names_of.item])
     if isinstance(movies, pd.DataFrame):
-        _warn_numeric_ids(movies, "movies", [names.item])
+        _warn_numeric_ids(movies, "movies", [names_of.item])
 
     def read(names: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
-        return _coerce(ratings[names].reset_index(drop=True), file, names, kinds, policy)
+        return _coerce(ratings[names].reset_index(drop=True), file, names, kinds, policy, names_of)
 
     def items(columns: Columns, policy: RowPolicy) -> pd.DataFrame:
         frame = _frame(movies, "movies")
@@ -218,7 +223,7 @@ def load_frame_ratings(
                       lambda names, kinds, policy: _coerce(frame[names].reset_index(drop=True), FrameRef("movies"),
                                                            names, kinds, policy))
 
-    return _load_ratings(file, list(ratings.columns), read, columns or Columns(dict(PYTHON_OPTIONS)),
+    return _load_ratings(file, list(ratings.columns), read, names_of,
                          items if movies is not None else None, rating_scale, on_bad_rows, "dataframe")
 
 
@@ -328,12 +333,15 @@ def _columns_of(file: FileRef, table: TableFormat, parquet: bool) -> list[str]:
 
 
 def _read_columns(file: FileRef, table: TableFormat, parquet: bool, columns: list[str], kinds: dict[str, str],
-                  policy: RowPolicy) -> pd.DataFrame:
+                  policy: RowPolicy, roles: Columns | None = None) -> pd.DataFrame:
     """``columns`` of a Parquet or delimited file, with the 1-based ``line`` (row) of each."""
+    roles = roles or Columns()
     if parquet:
-        return _read_parquet(file, columns, kinds, policy)
+        return _coerce(_parquet_file(file.container).read(columns=columns).to_pandas(), file, columns, kinds, policy,
+                       roles)
     return read_table(file, columns, kinds, sep=table.separator(file.container), header=not table.columns,
-                      policy=policy, names=table.columns or None, encoding=table.encoding)
+                      policy=policy, names=table.columns or None, encoding=table.encoding,
+                      date_format=roles.date_format, date_option=roles.options["date_format"])
 
 
 def _parquet_file(path: Path):
@@ -358,14 +366,11 @@ def _id_strings(values: pd.Series) -> pd.Series:
     return values.astype("string").astype(object).where(values.notna(), "")
 
 
-def _read_parquet(file: FileRef, columns: list[str], kinds: dict[str, str], policy: RowPolicy) -> pd.DataFrame:
-    """The columns of a Parquet file as :func:`read_table` returns them (``line`` = 1-based row number)."""
-    return _coerce(_parquet_file(file.container).read(columns=columns).to_pandas(), file, columns, kinds, policy)
-
-
 def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[str, str],
-            policy: RowPolicy) -> pd.DataFrame:
-    """Typed columns of a table already in pandas (Parquet, or a DataFrame), as :func:`read_table` returns them."""
+            policy: RowPolicy, roles: Columns | None = None) -> pd.DataFrame:
+    """Typed columns of a table already in pandas (Parquet, or a DataFrame), as :func:`read_table` returns them
+    (the rows numbered from 1 as ``line``)."""
+    roles = roles or Columns()
     frame["line"] = np.arange(len(frame), dtype=np.int64) + 1
     rows_read = len(frame)
     for name in columns:
@@ -394,7 +399,8 @@ def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[
                 seconds[~bad] = np.asarray((stamps[~bad] - epoch) // pd.Timedelta(seconds=1), dtype=np.int64)
                 bad |= (seconds < EARLIEST_SECONDS) | (seconds >= LATEST_SECONDS)
             else:
-                seconds, bad = to_seconds(values)
+                seconds, bad = to_seconds(values, roles.date_format, f"{file}, column {name!r}",
+                                          roles.options["date_format"])
             policy.reject(file, frame["line"][bad].tolist(), values[bad].astype(str).tolist(), f"unreadable {name}",
                           TIME_EXPECTED)
             frame[name] = seconds

@@ -245,6 +245,8 @@ def read_table(
     policy: RowPolicy,
     names: Sequence[str] | None = None,
     encoding: str | None = None,
+    date_format: str = "",
+    date_option: str = "--date-format",
 ) -> pd.DataFrame:
     """Reads ``columns`` of a delimited file into a frame with an extra ``line`` column.
 
@@ -259,6 +261,8 @@ def read_table(
         names: without ``header``, the name of every field (default: ``columns``).
         encoding: text encoding; by default UTF-8 (a byte-order mark is dropped), and a
             UTF-16 or binary file is an error that says so. latin-1 is tried when it fails.
+        date_format: how ``time`` columns write dates (``strftime`` codes); empty: as
+            :func:`to_seconds` reads them, and ``date_option`` is how a message names this choice.
 
     Raises:
         DataError: the file or a column is missing, or (policy ``error``) a line is bad.
@@ -291,9 +295,11 @@ def read_table(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a line with other fields: the slow path names it
-            frame = _read_fast(file, columns, kinds, header_names, sep=sep, header=header, encoding=encoding)
+            frame = _read_fast(file, columns, kinds, header_names, sep=sep, header=header, encoding=encoding,
+                               dates=(date_format, date_option))
     except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError):
-        frame = _read_slow(file, columns, kinds, header_names, sep=sep, header=header, policy=policy, encoding=encoding)
+        frame = _read_slow(file, columns, kinds, header_names, sep=sep, header=header, policy=policy, encoding=encoding,
+                           dates=(date_format, date_option))
     if list(frame.columns[: len(requested)]) != requested:
         frame = frame.rename(columns=dict(zip(columns, requested)))
     return frame
@@ -312,21 +318,70 @@ def read_header(file: FileRef, sep: str, encoding: str, required: bool = True) -
     return [name.strip().strip('"').strip() for name in _split_line(first, sep)]
 
 
-def to_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Timestamps as int64 seconds since 1970 and a mask of values that are neither numbers nor dates."""
+def to_seconds(values: pd.Series, date_format: str = "", where: str = "",
+               option: str = "--date-format") -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps as int64 seconds since 1970 and a mask of values that are neither numbers nor dates.
+
+    Dates are read with ``date_format`` (``strftime`` codes, such as ``%d/%m/%Y``) where given.
+    Without it: ISO 8601 (``2019-03-01 12:00:00``); numeric dates such as ``03/12/2005`` in the one
+    order the column's values allow (a day above 12 in the first place makes every value of the
+    column day-first); other spellings (``March 1, 2019``) as pandas reads them. A column whose
+    numeric dates fit both orders, or neither one order, raises a :class:`DataError` naming
+    ``where`` (the file and column) and ``option``. A value over :data:`MAX_TIME_CHARACTERS` is bad.
+    """
     text = values.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     seconds = np.array(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)  # writable
     bad = np.isnan(seconds) | (seconds != np.floor(seconds))
-    if bad.any():
-        dates = pd.to_datetime(text[bad], errors="coerce", format="mixed", utc=True)
+    todo = bad & (text.str.len() <= MAX_TIME_CHARACTERS).to_numpy()
+    if todo.any():
+        rows = np.flatnonzero(todo)
+        dates = _dates(text[todo].reset_index(drop=True), date_format, where, option)
         parsed = dates.notna().to_numpy()
         if parsed.any():
             epoch = pd.Timestamp("1970-01-01", tz="UTC")
-            seconds[np.flatnonzero(bad)[parsed]] = ((dates[parsed] - epoch) // pd.Timedelta(seconds=1)).to_numpy()
-        bad[np.flatnonzero(bad)[parsed]] = False
+            seconds[rows[parsed]] = ((dates[parsed] - epoch) // pd.Timedelta(seconds=1)).to_numpy()
+        bad[rows[parsed]] = False
     bad |= ~((seconds >= EARLIEST_SECONDS) & (seconds < LATEST_SECONDS))  # NaN too
     return np.where(bad, 0, seconds).astype(np.int64), bad
+
+
+#: The longest timestamp text read (a longer one is a bad value: no date and time is written so long).
+MAX_TIME_CHARACTERS = 64
+
+_NUMERIC_DATE = r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(.*)$"
+
+
+def _dates(text: pd.Series, date_format: str, where: str, option: str) -> pd.Series:
+    """The dates of ``text`` (UTC; NaT where unreadable), each column read in one order (see :func:`to_seconds`)."""
+    if date_format:
+        return pd.to_datetime(text, format=date_format, errors="coerce", utc=True)
+    dates = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    rest = dates.isna()
+    parts = text[rest].str.extract(_NUMERIC_DATE)
+    numeric = parts[0].notna()
+    if numeric.any():
+        parts = parts[numeric]
+        first, second = parts[0].astype(int), parts[2].astype(int)
+        day_first, month_first = first > 12, second > 12
+        hint = (f"name the column's one format with {option} (such as %d/%m/%Y or %m/%d/%Y), or write the dates "
+                "as 2005-12-03")
+        if day_first.any() and month_first.any():
+            raise DataError(f"{where}: dates written day first ({text[day_first.idxmax()]!r}) and month first "
+                            f"({text[month_first.idxmax()]!r}) in one column; {hint}")
+        if not (day_first.any() or month_first.any()) and (first != second).any():
+            raise DataError(f"{where}: {text[(first != second).idxmax()]!r} reads as day/month or month/day, and no "
+                            f"date of the column tells which; {hint}")
+        day, month = (first, second) if day_first.any() else (second, first)
+        year = parts[3].astype(int)
+        year = year.where(parts[3].str.len() == 4, np.where(year < 69, 2000 + year, 1900 + year))  # as %y reads it
+        iso = (year.astype(str).str.zfill(4) + "-" + month.astype(str).str.zfill(2) + "-"
+               + day.astype(str).str.zfill(2) + parts[4])
+        dates[iso.index] = pd.to_datetime(iso, format="ISO8601", errors="coerce", utc=True)
+    others = dates.isna() & ~text.str.match(_NUMERIC_DATE)
+    if others.any():  # words and other spellings: "March 1, 2019", "1 Mar 2019 12:00"
+        dates[others] = pd.to_datetime(text[others], format="mixed", errors="coerce", utc=True)
+    return dates
 
 
 #: Timestamps from 1900-01-01 up to 2200-01-01 (seconds since 1970); outside: a bad row.
@@ -335,7 +390,7 @@ EARLIEST_SECONDS, LATEST_SECONDS = -2_208_988_800, 7_258_118_400
 TIME_EXPECTED = "seconds since 1970 or a date and time, from 1900 to 2200"
 
 
-def _read_fast(file, columns, kinds, names, *, sep, header, encoding) -> pd.DataFrame:
+def _read_fast(file, columns, kinds, names, *, sep, header, encoding, dates=("", "--date-format")) -> pd.DataFrame:
     dtypes = {"int": "int64", "float": "float64", "str": str, "text": str, "time": str}
     with file.open() as raw:
         if len(sep) > 1:
@@ -360,7 +415,7 @@ def _read_fast(file, columns, kinds, names, *, sep, header, encoding) -> pd.Data
         if (frame[name] == "").any() if kinds[name] in ("str", "time") else frame[name].isna().any():
             raise ValueError(f"empty value in {name}")  # the slow path names each one
         if kinds[name] == "time":
-            seconds, bad = to_seconds(frame[name])
+            seconds, bad = to_seconds(frame[name], dates[0], f"{file}, column {name!r}", dates[1])
             if bad.any():
                 raise ValueError(f"bad time in {name}")
             frame[name] = seconds
@@ -369,7 +424,8 @@ def _read_fast(file, columns, kinds, names, *, sep, header, encoding) -> pd.Data
     return frame
 
 
-def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encoding) -> pd.DataFrame:
+def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encoding,
+               dates=("", "--date-format")) -> pd.DataFrame:
     text = file.read_text(encoding)
     positions = [header_names.index(name) for name in columns]
     expected_fields = len(header_names)
@@ -405,7 +461,7 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
             frame = frame[keep]
             continue
         if kinds[name] == "time":
-            seconds, bad = to_seconds(values)
+            seconds, bad = to_seconds(values.where(~empty, "0"), dates[0], f"{file}, column {name!r}", dates[1])
             bad &= ~empty.to_numpy()
             policy.reject(file, frame["line"][bad].tolist(), values[bad].tolist(), f"unreadable {name}",
                           TIME_EXPECTED)
