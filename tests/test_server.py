@@ -752,3 +752,33 @@ def test_a_full_batch_runs_at_once_without_waiting_for_its_window():
     waited, answers, calls = asyncio.run(scenario())
     assert waited
     assert answers == [[0], [1], [2]] and calls == 1  # its third row filled it: one call within seconds, not a minute
+
+
+def test_every_answer_carries_security_headers_and_another_host_is_refused(server):
+    import urllib.request
+
+    from tfrs_pipeline.server.guard import allowed_hosts
+
+    for path in ("/", "/healthz", "/no-such-route"):
+        try:
+            answer = urllib.request.urlopen(server.url + path, timeout=30)
+        except urllib.error.HTTPError as error:
+            answer = error
+        assert answer.headers["X-Content-Type-Options"] == "nosniff" and answer.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    host, port = server.url.removeprefix("http://").split(":")
+    for name, status in ((f"{host}:{port}", 200), (f"localhost:{port}", 200), ("rebound.example:80", 421),
+                         ("", 421), ("[::1", 421)):
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.putrequest("GET", "/healthz", skip_host=True)
+        if name:
+            connection.putheader("Host", name)
+        connection.endheaders()
+        answer = connection.getresponse()
+        body = answer.read()
+        connection.close()
+        assert answer.status == status, (name, body)
+        if status == 421:
+            assert b"--allowed-hosts" in body and answer.headers["X-Frame-Options"] == "DENY"
+    assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "::1"]
+    assert allowed_hosts("0.0.0.0") == ["*"] and allowed_hosts("0.0.0.0", ["shop.example"]) == ["0.0.0.0", "shop.example"]

@@ -447,6 +447,9 @@ def _add_serve(commands) -> None:
                                        "version alone; one of --model-base and --model is required)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8501, help="TCP port, 0 for any free one (default 8501)")
+    serve.add_argument("--allowed-hosts", metavar="HOSTS",
+                       help="more host names requests may name in their Host header, comma-separated, * for any "
+                            "(default: the --host address, and localhost on a loopback address; any with --host 0.0.0.0)")
     serve.add_argument("--version-policy", default="latest",
                        help="latest, all, or versions such as 1,3 (default latest: the newest version that loads)")
     serve.add_argument("--labels", help="TOML file with a [labels] table such as stable = 1, canary = 2, "
@@ -498,7 +501,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
                          labels_path=args.labels, poll_seconds=args.poll_seconds, limits=limits,
                          batching=args.batching, batch_window_ms=args.batch_window_ms,
-                         max_batch_rows=args.max_batch_rows, batch_threads=args.batch_threads)
+                         max_batch_rows=args.max_batch_rows, batch_threads=args.batch_threads,
+                         allowed_hosts=[h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip()])
     versions = server.versions
     for state in versions.states():
         if state.error:

@@ -29,6 +29,7 @@ import uvicorn
 
 from tfrs_pipeline.errors import ConfigError
 from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.server import guard
 from tfrs_pipeline.server.app import ServerApp
 from tfrs_pipeline.server.protocol import LimitedHttpProtocol
 from tfrs_pipeline.server.rest import Limits
@@ -129,9 +130,12 @@ def tensorflow_threads() -> str:
 def make_server(model: str | Path, host: str = "127.0.0.1", port: int = 8501, *, version_policy="latest",
                 labels_path: str | Path | None = None, poll_seconds: float = 2.0, limits: Limits | None = None,
                 batching: bool = False, batch_window_ms: float = 2.0, max_batch_rows: int = 256,
-                batch_threads: int = 1) -> HttpServer:
+                batch_threads: int = 1, allowed_hosts: list[str] | tuple[str, ...] = ()) -> HttpServer:
     """A server for ``saved_models/NAME`` (every version, per the policy) or ``saved_models/NAME/VERSION``
     (that version alone), bound and with its first version loaded; ``port=0`` picks a free port.
+
+    Requests must name the server's own host (its address, and on a loopback address
+    ``localhost``); ``allowed_hosts`` adds others (see :mod:`~tfrs_pipeline.server.guard`).
 
     Raises:
         ModelError: nothing there to serve.
@@ -145,7 +149,8 @@ def make_server(model: str | Path, host: str = "127.0.0.1", port: int = 8501, *,
     sock = _bind(host, port)
     try:
         application = ServerApp(versions, limits, batching=batching, batch_window_ms=batch_window_ms,
-                                max_batch_rows=max_batch_rows, batch_threads=batch_threads)
+                                max_batch_rows=max_batch_rows, batch_threads=batch_threads,
+                                hosts=guard.allowed_hosts(host, list(allowed_hosts)))
         versions.start()
     except BaseException:
         sock.close()

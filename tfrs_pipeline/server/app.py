@@ -44,6 +44,7 @@ from starlette.routing import Route
 from tfrs_pipeline.recommender import split_ids
 from tfrs_pipeline.server import rest
 from tfrs_pipeline.server.batching import Batcher
+from tfrs_pipeline.server.guard import Guard, content_security_policy
 from tfrs_pipeline.server.rest import BadRequest, Limits, NotFound
 from tfrs_pipeline.server.versions import AVAILABLE, END, LOADING, UNLOADING, ModelVersions
 
@@ -197,10 +198,13 @@ class ServerApp:
         batch_window_ms: how long a batch waits for more requests (milliseconds).
         max_batch_rows: rows that close a batch at once.
         batch_threads: batches that may run at the same time.
+        hosts: the ``Host`` names answered (:func:`~tfrs_pipeline.server.guard.allowed_hosts`;
+            default: any).
     """
 
     def __init__(self, versions: ModelVersions, limits: Limits | None = None, *, batching: bool = False,
-                 batch_window_ms: float = 2.0, max_batch_rows: int = 256, batch_threads: int = 1) -> None:
+                 batch_window_ms: float = 2.0, max_batch_rows: int = 256, batch_threads: int = 1,
+                 hosts: list[str] | None = None) -> None:
         self.versions = versions
         self.limits = limits or Limits()
         self.batcher = Batcher(run_signature, batch_window_ms, max_batch_rows, batch_threads) if batching else None
@@ -219,7 +223,8 @@ class ServerApp:
         ]
         handlers = {NotFound: _answer_error, BadRequest: _answer_error, Exception: _answer_error}
         self.app = Starlette(routes=routes, lifespan=self._lifespan, exception_handlers=handlers)
-        self.app.add_middleware(_AccessLog, metrics=self.metrics)
+        self.app.add_middleware(Guard, hosts=hosts or ["*"], policy=content_security_policy(_page()))
+        self.app.add_middleware(_AccessLog, metrics=self.metrics)  # added last: outermost, so it logs refusals too
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
