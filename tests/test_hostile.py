@@ -424,3 +424,50 @@ def test_a_very_long_timestamp_in_a_dataframe_is_a_bad_value_not_a_hang():
                           "timestamp": ["03/12/2005", "04/05/2006"]})
     with pytest.raises(DataError, match="name the column's one format with date_format="):
         load_data(frame, DataConfig())
+
+
+def test_past_the_movies_left_a_list_is_shorter_never_a_seen_or_excluded_movie(trained):
+    from tfrs_pipeline import CappedWarning, Recommender
+
+    model = Recommender.load(trained.path)
+    train = trained.split.train
+    user = train["user_id"].value_counts().index[0]  # the most ratings: the fewest movies left
+    seen = set(train.loc[train["user_id"] == user, "movie_id"])
+    excluded = sorted(set(model.catalog["movie_id"]) - seen)[:5]
+    for kwargs in ({}, {"exclude": [excluded]}):
+        with pytest.warns(CappedWarning):
+            top = model.recommend(user, k=len(model.catalog), **kwargs)
+        returned = set(top["movie_id"])
+        assert not returned & seen and not returned & set(kwargs.get("exclude", [[]])[0])
+        assert len(top) == len(returned) <= len(model.catalog) - len(seen)
+
+
+@pytest.mark.slow
+def test_on_a_43_movie_catalog_k_past_the_movies_left_never_returns_a_seen_or_excluded_one(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    import tfrs_pipeline
+    from tfrs_pipeline import CappedWarning
+
+    rng = np.random.default_rng(3)
+    rows = [(str(user), str(movie), float(rng.integers(1, 6)), user * 1000 + movie)
+            for user in range(1, 41) for movie in rng.choice(np.arange(1, 44), 20, replace=False)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    model = tfrs_pipeline.train(ratings, rating_scale=(1, 5), out=tmp_path / "small", log=lambda line: None,
+                                settings={"retrieval.epochs": 1, "rating.epochs": 1, "ranker.epochs": 1,
+                                          "runtime.verbose": 0})
+    assert len(model.catalog) == 43
+    from tfrs_pipeline.config import DataConfig
+    from tfrs_pipeline.data.split import reproduce_split
+
+    split = reproduce_split(load_data(ratings, DataConfig(rating_scale=[1.0, 5.0])), model.model_dir.read_split())
+    seen = set(split.train.query("user_id == '1'")["movie_id"])
+    excluded = sorted(set(model.catalog["movie_id"]) - seen)[:3]
+    assert 43 - len(seen) < 30  # fewer movies left than asked for
+    for k, exclude in ((30, None), (40, None), (40, [excluded])):
+        with pytest.warns(CappedWarning):
+            top = model.recommend("1", k=k, exclude=exclude)
+        returned = set(top["movie_id"])
+        assert not returned & seen and not returned & set(excluded if exclude else [])
+        assert len(top) == len(returned) <= 43 - len(seen) - (len(excluded) if exclude else 0)

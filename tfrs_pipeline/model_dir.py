@@ -338,7 +338,7 @@ class ModelDir:
         try:
             data = load_data(config.data.source, config.data)
         except DataError as error:
-            if data_source:
+            if data_source or config.data.source == "dataframe":  # the message says what to give already
                 raise
             raise DataError(f"{error}; the model was trained from {config.data.source} (recorded in "
                             f"{self.path / CONFIG}): where that data is now elsewhere, give it again with --data "
