@@ -44,6 +44,8 @@ def root(tmp_path_factory):
     (root / "a_file").write_text("not a folder")
     (root / "config_folder").mkdir()
     (root / "ratings.dat").write_text("1::0068646::4::1381620027\n10::0068646::3::1381620030\n")  # no header line
+    (root / "linecol.csv").write_text("line,item_id,rating\nu1,a,4\nu2,b,3\n")
+    (root / "comma_id.csv").write_text('user_id,item_id,rating\nu1,"a,b",4\nu2,b,3\n')
     (root / "ambiguous.csv").write_text("user_id,item_id,rating,when\nu1,a,4,03/12/2005\nu2,b,3,04/05/2006\n")
     (root / "both_orders.csv").write_text("user_id,item_id,rating,when\nu1,a,4,25/12/2005\nu2,b,3,12/25/2005\n")
     (root / "day_first.csv").write_text("user_id,item_id,rating,when\nu1,a,4,03/12/2005\nu2,b,3,25/12/2005\n")
@@ -72,6 +74,9 @@ CASES = [
     (DATA + "fifo.csv", "fifo.csv: a FIFO (named pipe), not a regular file"),
     (DATA + "loop.csv", "loop.csv: a symbolic link loop"),
     (DATA + "ratings.csv --encoding klingon", "data.encoding 'klingon' is not a text encoding Python knows"),
+    # ids every route can carry: no commas, no surrounding spaces
+    (DATA + "comma_id.csv", "comma_id.csv, line 2: movie id with a comma 'a,b'; expected an id without commas (lists "
+                            "of ids are comma-separated on the command line and in HTTP queries)"),
     # dates: one order per column, never guessed value by value
     (DATA + "ambiguous.csv --timestamp-col when", "ambiguous.csv, column 'when': '03/12/2005' reads as day/month or "
                                                  "month/day, and no date of the column tells which; name the column's "
@@ -471,3 +476,68 @@ def test_on_a_43_movie_catalog_k_past_the_movies_left_never_returns_a_seen_or_ex
         returned = set(top["movie_id"])
         assert not returned & seen and not returned & set(excluded if exclude else [])
         assert len(top) == len(returned) <= 43 - len(seen) - (len(excluded) if exclude else 0)
+
+
+def test_a_column_named_line_is_the_users_column(root):
+    data = load_data(f"csv:{root / 'linecol.csv'}", DataConfig(csv_user_column="line", rating_scale=[1.0, 5.0]))
+    assert data.interactions["user_id"].tolist() == ["u1", "u2"]
+
+
+def _frame(**columns):
+    import pandas as pd
+
+    return pd.DataFrame({"user_id": ["a", "b"], "item_id": ["1", "2"], "rating": [4.0, 3.0], **columns})
+
+
+FRAMES = [
+    ({"item_id": [3.0, "3"]}, "row 1: item_id is a float among text ids (3.0 and '3' would be two movies): '3.0'"),
+    ({"item_id": [1.0, 1.5]}, "row 2: item_id is a number with a fraction, or too large to be exact as a float: '1.5'"),
+    ({"item_id": [1e20, 2.0]}, "row 1: item_id is a number with a fraction, or too large to be exact as a float: '1e+20'"),
+    ({"item_id": [["1", "2"], "3"]}, "row 1: item_id is a list: \"['1', '2']\""),
+    ({"item_id": [{"id": 1}, "3"]}, "row 1: item_id is a dict"),
+    ({"item_id": [True, False]}, "row 1: item_id is a true/false value"),
+    ({"item_id": ["\udcff", "2"]}, "row 1: item_id is text that is not valid Unicode (a lone surrogate)"),
+    ({"user_id": ["a", "   "]}, "row 2: missing user_id '   '; expected a value (not blank)"),
+    ({"item_id": ["1", " 2"]}, "row 2: movie id that is blank or begins or ends with spaces ' 2'"),
+    ({"rating": [4 + 1j, 3.0]}, "row 1: non-numeric rating '(4+1j)'"),
+    ({"rating": [10**400, 3.0]}, "row 1: non-numeric rating '1000000000"),
+]
+
+
+@pytest.mark.parametrize("columns,message", FRAMES, ids=[message[:40] for _, message in FRAMES])
+def test_a_dataframe_value_that_is_no_id_or_rating_is_refused_naming_its_row(columns, message):
+    import pandas as pd
+
+    from tfrs_pipeline.errors import DataError
+
+    frame = _frame(**{name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_data(frame, DataConfig())
+
+
+def test_a_dataframe_with_a_column_twice_is_refused():
+    import pandas as pd
+
+    from tfrs_pipeline.errors import DataError
+
+    frame = pd.DataFrame([["a", "1", 4.0, "x"]], columns=["user_id", "item_id", "rating", "item_id"])
+    with pytest.raises(DataError, match="has the column 'item_id' more than once"):
+        load_data(frame, DataConfig())
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_export_is_one_line_and_publishes_nothing(tmp_path, monkeypatch, capsys):
+    import tensorflow as tf
+
+    import tfrs_pipeline.pipeline
+
+    def full_disk(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "saved_model.pb; No space left on device\nmore lines")
+
+    monkeypatch.setattr(tfrs_pipeline.pipeline, "export_model", full_disk)
+    code = main(["train", "--data", "synthetic:40x30x600", "--epochs", "1", "--set", "ranker.epochs=1",
+                 "--out", str(tmp_path / "full"), "--verbose", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].endswith("No space left on device; the run stopped and nothing was published")
+    assert not [p for p in (tmp_path / "full").iterdir() if p.name != "logs"]  # no version, no staging folder

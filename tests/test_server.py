@@ -28,7 +28,7 @@ import pytest
 from tfrs_pipeline.server import make_server
 from tfrs_pipeline.server.rest import Limits
 
-LIMITS = Limits(max_body_bytes=64 * 1024, max_batch=64, max_list=50, max_k=1000, timeout_seconds=20)
+LIMITS = Limits(max_body_bytes=64 * 1024, max_batch=64, max_list=50, max_k=1000, max_answer=20_000, timeout_seconds=20)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +127,8 @@ def test_row_format_with_different_k_is_refused_with_how_to_send_it(client):
     ({"signature_name": "recommend_excluding",
       "inputs": {"user_id": ["1", "2"], "exclude_movie_ids": [["1"], ["2", "3"]], "k": 2}}, 400, 'pad shorter rows'),
     ({"inputs": {"user_id": ["1"], "k": 2}, "extra": 1}, 400, "unknown request field"),
+    ({"signature_name": "retrieve", "inputs": {"user_id": ["1"] * 64, "k": 1000}}, 400,
+     "the answer would hold 64,000 movies (64 rows x k 1,000); the limit is 20,000 (--max-answer)"),
 ])
 def test_bad_predict_requests_get_tf_serving_codes_and_a_message(client, body, status, expected):
     got, answer, _ = _predict(client, **body)
@@ -782,3 +784,17 @@ def test_every_answer_carries_security_headers_and_another_host_is_refused(serve
             assert b"--allowed-hosts" in body and answer.headers["X-Frame-Options"] == "DENY"
     assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "::1"]
     assert allowed_hosts("0.0.0.0") == ["*"] and allowed_hosts("0.0.0.0", ["shop.example"]) == ["0.0.0.0", "shop.example"]
+
+
+def test_a_client_that_leaves_mid_body_is_logged_as_such_not_as_a_server_error(server, caplog):
+    import logging
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: " + host.encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"inputs\": ")
+        _wait_for(lambda: any('" 499 ' in r.getMessage() for r in caplog.records), seconds=10)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("tfrs_pipeline")]
+    assert any("disconnected before its request body arrived" in r.getMessage() for r in caplog.records)

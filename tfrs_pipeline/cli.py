@@ -477,6 +477,8 @@ def _add_serve(commands) -> None:
     serve.add_argument("--max-list", type=_positive, default=1000,
                        help="most movie ids per row of a list input (default 1000)")
     serve.add_argument("--max-k", type=_positive, default=1000, help="largest k a request may ask for (default 1000)")
+    serve.add_argument("--max-answer", type=_positive, default=100_000,
+                       help="most movies one answer may hold, rows x k; more is a 400 (default 100000)")
     serve.add_argument("--request-timeout", type=_seconds, default=30.0,
                        help="seconds before an unanswered request gets 504 (default 30)")
     serve.set_defaults(handler=_cmd_serve)
@@ -497,7 +499,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     model = args.model_base or args.model  # one of them: argparse requires it
     set_tensorflow_threads(args.intra_op_threads, args.inter_op_threads)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
-                    max_k=args.max_k, timeout_seconds=args.request_timeout)
+                    max_k=args.max_k, max_answer=args.max_answer, timeout_seconds=args.request_timeout)
     server = make_server(model, args.host, args.port, version_policy=parse_version_policy(args.version_policy),
                          labels_path=args.labels, poll_seconds=args.poll_seconds, limits=limits,
                          batching=args.batching, batch_window_ms=args.batch_window_ms,

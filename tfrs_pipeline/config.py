@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import re
 from dataclasses import dataclass, field
@@ -518,6 +519,12 @@ def _coerce(name: str, value: Any, default: Any, annotation: str = "") -> Any:
                     raise ValueError(value)
                 return lowered in ("true", "1", "yes")
             return bool(value)
+        if isinstance(default, (int, float)) and isinstance(value, str):
+            # One rule for text, from --set or from a TOML string: the number it spells exactly ("32", "1e3").
+            number = decimal.Decimal(value.strip())
+            if isinstance(default, int) and not number.is_finite():
+                raise ValueError(value)
+            value = int(number) if isinstance(default, int) and number == number.to_integral_value() else float(number)
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -532,7 +539,7 @@ def _coerce(name: str, value: Any, default: Any, annotation: str = "") -> Any:
             return [item_type(item).strip() if item_type is str else item_type(item)
                     for item in items if str(item).strip() != ""]
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
         raise ConfigError(
             f"{name} must be of type {type(default).__name__}, got {value!r}"
         ) from None

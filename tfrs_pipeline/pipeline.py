@@ -455,6 +455,10 @@ def run_training(config: PipelineConfig, out: str | Path, log: Callable[[str], N
         where = f" ({error.filename})" if error.filename else ""
         raise ModelError(f"{out}: {error.strerror or error}{where}; the run stopped and nothing was "
                          "published") from error
+    except tf.errors.ResourceExhaustedError as error:  # TensorFlow's own writes: a full disk while saving
+        staging.discard()
+        first = (error.message.strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{out}: {first}; the run stopped and nothing was published") from None
     except BaseException:
         staging.discard()
         raise

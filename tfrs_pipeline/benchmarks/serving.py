@@ -149,6 +149,65 @@ def _http_clients(url: str, name: str, users: list[str], clients: int, requests:
     return summary
 
 
+def _heavy_mix(url: str, name: str, users: list[str], clients: int, requests: int, k: int,
+               heavy_share: float = 0.2) -> dict:
+    """Valid one-user requests beside heavy valid ones (as many users x k as ``--max-answer`` allows, k 1000):
+    how many valid requests fail (0 expected) and the one-user requests' p50/p99; and the status of a
+    request past the limit (1,024 users x k 1,000: 400 expected, never an answer that holds the others up)."""
+    import concurrent.futures
+
+    host, port = url.removeprefix("http://").split(":")
+    path = f"/v1/models/{name}:predict"
+
+    def request(body: dict) -> bytes:
+        data = json.dumps(body).encode()
+        return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+    light = [request({"inputs": {"user_id": [user], "k": k}}) for user in users[:2000]]
+    heavy = request({"signature_name": "retrieve", "inputs": {"user_id": users[:100], "k": 1000}})
+    oversized = request({"signature_name": "retrieve", "inputs": {"user_id": (users * 1024)[:1024], "k": 1000}})
+
+    def client(seed: int) -> tuple[list[float], int, int]:
+        rng = np.random.default_rng(seed)
+        times, failed, heavy_answered = [], 0, 0
+        connection = _LoopbackClient(host, int(port))
+        try:
+            for _ in range(requests):
+                is_heavy = rng.random() < heavy_share
+                begin = time.perf_counter()
+                try:
+                    status = connection.call(heavy if is_heavy else light[rng.integers(0, len(light))])
+                except (ConnectionError, OSError):
+                    failed += 1
+                    connection.close()
+                    connection = _LoopbackClient(host, int(port))
+                    continue
+                if status != 200:
+                    failed += 1
+                elif is_heavy:
+                    heavy_answered += 1
+                else:
+                    times.append((time.perf_counter() - begin) * 1000.0)
+        finally:
+            connection.close()
+        return times, failed, heavy_answered
+
+    probe = _LoopbackClient(host, int(port))
+    try:
+        refused = probe.call(oversized)
+    finally:
+        probe.close()
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(client, range(clients)))
+    times = np.asarray([t for result in results for t in result[0]])
+    summary = _summary(times, time.perf_counter() - start, len(times))
+    summary.update(valid_failed=sum(r[1] for r in results), heavy_answered=sum(r[2] for r in results),
+                   light_answered=len(times), oversized_status=refused, clients=clients, heavy_share=heavy_share)
+    return summary
+
+
 _BATCH_SERIES = ("tfrs_batch_size_sum", "tfrs_batch_size_count", "tfrs_batch_queue_seconds_sum",
                   "tfrs_batch_call_seconds_sum")
 
@@ -198,6 +257,10 @@ def benchmark_serving(model: str | Path, *, clients: tuple[int, ...] = (1, 8, 32
                 with _collector_paused():
                     results["http"][f"{label}_{count}"] = _http_clients(url, recommender.name, users, count,
                                                                         requests, k, batches=batching)
+            if not batching:  # heavy valid requests beside light ones, at the most clients
+                with _collector_paused():
+                    results["heavy_mix"] = _heavy_mix(url, recommender.name, users, clients[-1],
+                                                      max(requests // 4, 10), k)
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -225,6 +288,13 @@ def format_serving_benchmark(results: dict, clients) -> str:
             lines.append(f"  batches at {count} client{'s' if count > 1 else ''}: {b['rows_per_call']:.1f} rows per call, "
                          f"{b['queue_ms']:.2f} ms from first request to call, {b['call_ms']:.2f} ms per call "
                          f"(means of {b['calls']:,} calls)")
+    heavy = results.get("heavy_mix")
+    if heavy:
+        lines.append(f"  heavy mix at {heavy['clients']} clients ({heavy['heavy_share']:.0%} of requests retrieve "
+                     f"100 users x k 1000): {heavy['valid_failed']} valid requests failed of "
+                     f"{heavy['light_answered'] + heavy['heavy_answered'] + heavy['valid_failed']:,}; one-user "
+                     f"p50 {heavy['p50_ms']:.1f} ms, p99 {heavy['p99_ms']:.1f} ms; 1,024 users x k 1000 answered "
+                     f"{heavy['oversized_status']}")
     one = results["http"][f"direct_{clients[0]}"]
     lines.append(f"  HTTP p50 at {clients[0]} client / in-process p50: "
                  f"{one['p50_ms'] / results['in_process_batch_1']['p50_ms']:.2f}x")

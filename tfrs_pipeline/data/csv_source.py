@@ -20,6 +20,7 @@ from tfrs_pipeline.data.schema import RatingsData, ValidationReport, year_from_t
 from tfrs_pipeline.data.validation import (
     EARLIEST_SECONDS,
     LATEST_SECONDS,
+    LINE,
     TIME_EXPECTED,
     FileRef,
     RowPolicy,
@@ -230,6 +231,10 @@ def load_frame_ratings(
 def _frame(value, name: str) -> pd.DataFrame:
     if not isinstance(value, pd.DataFrame):
         raise DataError(f"{name} must be a pandas DataFrame, got {type(value).__name__}")
+    twice = value.columns[value.columns.astype(str).duplicated()]
+    if len(twice):
+        raise DataError(f"the {name} DataFrame has the column {str(twice[0])!r} more than once; give each column "
+                        "one name")
     if not all(isinstance(column, str) for column in value.columns):
         value = value.rename(columns=str)
     return value
@@ -359,11 +364,67 @@ def _parquet_columns(path: Path) -> list[str]:
     return list(_parquet_file(path).schema_arrow.names)
 
 
-def _id_strings(values: pd.Series) -> pd.Series:
-    """Ids as strings: integers without a decimal point, strings exactly as stored."""
-    if pd.api.types.is_float_dtype(values) and values.dropna().eq(np.floor(values.dropna())).all():
-        values = values.astype("Int64")
-    return values.astype("string").astype(object).where(values.notna(), "")
+#: The largest whole number a float holds exactly (2**53): a float id past it is not the id that was meant.
+_EXACT_FLOAT = 2.0**53
+
+
+def _id_strings(values: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
+    """Ids as strings by one rule: text as stored, whole numbers without a decimal point.
+
+    Returns:
+        ``(ids, bad, why)``: the ids ("" where missing or bad), the rows whose value is no id
+        (a float with a fraction, one too large to be exact, a float among text, a bool, a list,
+        a dict, text that is not valid Unicode), and what was wrong with the first of them.
+    """
+    bad = np.zeros(len(values), bool)
+    why = ""
+    if values.dtype == object and values.map(lambda v: isinstance(v, (float, np.floating))).all():
+        values = values.astype("float64")  # floats (and NaN) only: a float column stored as objects
+    if pd.api.types.is_bool_dtype(values):
+        return pd.Series([""] * len(values), dtype=object), ~values.isna().to_numpy(), "a true/false value"
+    if pd.api.types.is_float_dtype(values):
+        numbers = values.to_numpy(np.float64)
+        bad = ~np.isnan(numbers) & ((numbers != np.floor(numbers)) | (np.abs(numbers) >= _EXACT_FLOAT))
+        why = "a number with a fraction, or too large to be exact as a float"
+        values = values.where(~bad).astype("Int64")
+    elif values.dtype == object:
+        kinds = values.map(lambda v: "id" if isinstance(v, (str, int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                           else "missing" if v is None or (isinstance(v, float) and np.isnan(v))
+                           else "true/false value" if isinstance(v, (bool, np.bool_)) else type(v).__name__)
+        bad = ~kinds.isin(["id", "missing"]).to_numpy()
+        if bad.any():
+            first = kinds[bad].iloc[0]
+            why = f"a {first}" + (" among text ids (3.0 and '3' would be two movies)" if first == "float" else "")
+        unencodable = np.array([isinstance(v, str) and not _encodes(v) for v in values], dtype=bool)
+        if unencodable.any() and not why:
+            why = "text that is not valid Unicode (a lone surrogate)"
+        bad |= unencodable
+        values = values.where(~bad)
+    ids = values.astype("string").astype(object).where(values.notna(), "")
+    return ids, bad, why
+
+
+def _real(value) -> float:
+    """A number as a float; NaN for text, a complex number, or one too large for a float (10**400)."""
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)):
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+
+
+def _shown_value(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[str, str],
@@ -371,23 +432,27 @@ def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[
     """Typed columns of a table already in pandas (Parquet, or a DataFrame), as :func:`read_table` returns them
     (the rows numbered from 1 as ``line``)."""
     roles = roles or Columns()
-    frame["line"] = np.arange(len(frame), dtype=np.int64) + 1
+    frame[LINE] = np.arange(len(frame), dtype=np.int64) + 1
     rows_read = len(frame)
     for name in columns:
         values = frame[name]
         kind = kinds[name]
         if kind in ("str", "text"):
-            frame[name] = _id_strings(values)
-            nul = frame[name].str.contains("\x00", regex=False).to_numpy()
-            policy.reject(file, frame["line"][nul].tolist(), frame[name][nul].tolist(), f"a NUL character in {name}",
+            frame[name], wrong, why = _id_strings(values)
+            policy.reject(file, frame[LINE][wrong].tolist(), [_shown_value(v) for v in values[wrong]],
+                          f"{name} is {why}:", "text or a whole number")
+            nul = frame[name].str.contains("\x00", regex=False).to_numpy() & ~wrong
+            policy.reject(file, frame[LINE][nul].tolist(), frame[name][nul].tolist(), f"a NUL character in {name}",
                           "text without NUL characters")
-            bad = ((frame[name] == "").to_numpy() & (kind == "str")) | nul
-            policy.reject(file, frame["line"][bad & ~nul].tolist(), [""] * int((bad & ~nul).sum()), f"missing {name}",
-                          "a value")
+            blank = (frame[name].str.strip() == "").to_numpy() & (kind == "str") & ~wrong & ~nul
+            policy.reject(file, frame[LINE][blank].tolist(), frame[name][blank].tolist(), f"missing {name}",
+                          "a value (not blank)")
+            bad = wrong | nul | blank
         elif kind == "float":
-            numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+            numbers = pd.Series([_real(v) for v in values], dtype="float64") if values.dtype == object or \
+                pd.api.types.is_complex_dtype(values) else pd.to_numeric(values, errors="coerce").astype("float64")
             bad = numbers.isna().to_numpy()
-            policy.reject(file, frame["line"][bad].tolist(), values[bad].astype(str).tolist(), f"non-numeric {name}",
+            policy.reject(file, frame[LINE][bad].tolist(), values[bad].astype(str).tolist(), f"non-numeric {name}",
                           "a number")
             frame[name] = numbers
         else:
@@ -401,7 +466,7 @@ def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[
             else:
                 seconds, bad = to_seconds(values, roles.date_format, f"{file}, column {name!r}",
                                           roles.options["date_format"])
-            policy.reject(file, frame["line"][bad].tolist(), values[bad].astype(str).tolist(), f"unreadable {name}",
+            policy.reject(file, frame[LINE][bad].tolist(), values[bad].astype(str).tolist(), f"unreadable {name}",
                           TIME_EXPECTED)
             frame[name] = seconds
         frame = frame[~bad]
@@ -442,7 +507,7 @@ def _items(file: FileRef, available: list[str], columns: Columns, policy: RowPol
     movies["genres"] = [tuple(g for g in text.split("|") if g and g != "(no genres listed)") for text in genres]
     duplicated = movies["movie_id"].duplicated()
     if duplicated.any():
-        line = int(items["line"].to_numpy()[duplicated.to_numpy()][0])
+        line = int(items[LINE].to_numpy()[duplicated.to_numpy()][0])
         raise DataError(f"{file}, {file.unit} {line}: item id {movies['movie_id'][duplicated].iloc[0]!r} is listed "
                         "twice; expected one line per item")
     return movies

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from tfrs_pipeline.data.schema import RatingsData, ValidationReport, year_from_title
-from tfrs_pipeline.data.validation import RowPolicy, validate_ratings
+from tfrs_pipeline.data.validation import LINE, RowPolicy, validate_ratings
 from tfrs_pipeline.errors import DataError
 
 
@@ -72,7 +72,7 @@ def load_tfds(name: str, data_dir: str | None = None, on_bad_rows: str = "error"
             "movie_id": _decode(np.asarray(columns["movie_id"], dtype=object)),
             "rating": np.asarray(columns["user_rating"], dtype=np.float64),
             "timestamp": np.asarray(columns.get("timestamp") or np.zeros(report.rows_read), dtype=np.int64),
-            "line": np.arange(report.rows_read, dtype=np.int64) + 1,
+            LINE: np.arange(report.rows_read, dtype=np.int64) + 1,
         }
     )
     source = f"tfds:{name} example"

@@ -146,6 +146,10 @@ def _shown(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+#: The column a read table keeps each row's line (or row) number in, for messages: a name no column of
+#: a file or DataFrame has (a file with a NUL byte is refused), so a column called "line" stays the user's.
+LINE = "\x00line"
+
 #: The longest id accepted (a longer one is a damaged line or a field run together with others).
 MAX_ID_CHARACTERS = 1024
 
@@ -419,7 +423,7 @@ def _read_fast(file, columns, kinds, names, *, sep, header, encoding, dates=("",
             if bad.any():
                 raise ValueError(f"bad time in {name}")
             frame[name] = seconds
-    frame["line"] = np.arange(len(frame), dtype=np.int64) + (2 if header else 1)
+    frame[LINE] = np.arange(len(frame), dtype=np.int64) + (2 if header else 1)
     frame.attrs["lines_read"] = len(frame)
     return frame
 
@@ -448,7 +452,7 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
         file, bad_lines, bad_values, "malformed line", f"{expected_fields} fields separated by {sep!r}"
     )
     frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
-    frame["line"] = np.asarray(lines, dtype=np.int64)
+    frame[LINE] = np.asarray(lines, dtype=np.int64)
     lines_read = len(all_lines) - start
     for name in columns:
         values = frame[name].astype(str)
@@ -456,14 +460,14 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
             continue
         empty = values == ""
         keep = ~empty.to_numpy()
-        policy.reject(file, frame["line"][empty].tolist(), values[empty].tolist(), f"missing {name}", "a value")
+        policy.reject(file, frame[LINE][empty].tolist(), values[empty].tolist(), f"missing {name}", "a value")
         if kinds[name] == "str":
             frame = frame[keep]
             continue
         if kinds[name] == "time":
             seconds, bad = to_seconds(values.where(~empty, "0"), dates[0], f"{file}, column {name!r}", dates[1])
             bad &= ~empty.to_numpy()
-            policy.reject(file, frame["line"][bad].tolist(), values[bad].tolist(), f"unreadable {name}",
+            policy.reject(file, frame[LINE][bad].tolist(), values[bad].tolist(), f"unreadable {name}",
                           TIME_EXPECTED)
             keep &= ~bad
             frame = frame[keep].copy()
@@ -476,7 +480,7 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
             expected = "an integer"
         else:
             expected = "a number"
-        policy.reject(file, frame["line"][bad].tolist(), values[bad].tolist(), f"non-numeric {name}", expected)
+        policy.reject(file, frame[LINE][bad].tolist(), values[bad].tolist(), f"non-numeric {name}", expected)
         keep &= ~bad.to_numpy()
         frame = frame[keep].copy()
         frame[name] = numbers[keep].astype("int64" if kinds[name] == "int" else "float64")
@@ -511,7 +515,7 @@ def validate_ratings(
         ratings = frame["rating"].to_numpy(dtype=np.float64)
         outside = (ratings < low) | (ratings > high) | ~np.isfinite(ratings)
         policy.reject(
-            file, frame["line"][outside].tolist(), [f"{value:g}" for value in frame["rating"][outside]],
+            file, frame[LINE][outside].tolist(), [f"{value:g}" for value in frame["rating"][outside]],
             "rating outside the scale", f"a rating from {low:g} to {high:g}{scale_hint}",
         )
         frame = frame[~outside]
@@ -523,46 +527,60 @@ def validate_ratings(
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         long = lengths > MAX_ID_CHARACTERS
         if long.any():
-            policy.reject(file, frame["line"][long].tolist(), [f"{ids.iloc[i][:40]}... ({lengths[i]:,} characters)"
+            policy.reject(file, frame[LINE][long].tolist(), [f"{ids.iloc[i][:40]}... ({lengths[i]:,} characters)"
                                                               for i in np.flatnonzero(long)],
                           f"{name} too long:", f"an id of at most {MAX_ID_CHARACTERS:,} characters")
             frame, user_ids, movie_ids = frame[~long], user_ids[~long], movie_ids[~long]
+        # Lists of ids on the command line and in HTTP queries are comma-separated and trimmed: an id
+        # with a comma, or with spaces at either end, would be another id (or two) there.
+        ids = user_ids if name == "user id" else movie_ids
+        codes, distinct = pd.factorize(ids)
+        distinct = pd.Series(distinct, dtype=object).astype(str)
+        comma = distinct.str.contains(",", regex=False).to_numpy()[codes]
+        policy.reject(file, frame[LINE][comma].tolist(), ids[comma].tolist(), f"{name} with a comma",
+                      "an id without commas (lists of ids are comma-separated on the command line and in HTTP "
+                      "queries)")
+        padded = (distinct != distinct.str.strip()).to_numpy()[codes] & ~comma
+        policy.reject(file, frame[LINE][padded].tolist(), ids[padded].tolist(),
+                      f"{name} that is blank or begins or ends with spaces", "an id without surrounding spaces")
+        keep = ~(comma | padded)
+        frame, user_ids, movie_ids = frame[keep], user_ids[keep], movie_ids[keep]
     if known_movies is not None:
         unknown = ~movie_ids.isin(known_movies).to_numpy()
         policy.reject(
-            file, frame["line"][unknown].tolist(), movie_ids[unknown].tolist(),
+            file, frame[LINE][unknown].tolist(), movie_ids[unknown].tolist(),
             "rating for a movie not in the movies file:", "a movie id listed in the movies file",
         )
         frame, user_ids, movie_ids = frame[~unknown], user_ids[~unknown], movie_ids[~unknown]
 
     interactions = canonical_interactions(user_ids, movie_ids, frame["rating"], frame["timestamp"])
-    interactions["line"] = frame["line"].to_numpy()
+    interactions[LINE] = frame[LINE].to_numpy()
     if policy.on_bad_rows == "error" and not implicit:
         # Name the later line of each pair, and the first.
         repeated = interactions.duplicated(["user_id", "movie_id"], keep="first").to_numpy()
         if repeated.any():
-            first_line = interactions.groupby(["user_id", "movie_id"], observed=True)["line"].transform("min")
+            first_line = interactions.groupby(["user_id", "movie_id"], observed=True)[LINE].transform("min")
             dups = interactions[repeated]
             policy.reject(
-                file, dups["line"].tolist(),
+                file, dups[LINE].tolist(),
                 [f"user {u}, movie {m}" for u, m in zip(dups["user_id"], dups["movie_id"])],
                 f"duplicate rating (first at line {first_line[repeated].iloc[0]}) for", "one rating per (user, movie)",
             )
     # Keep each pair's latest row (under ``skip``, or merged on implicit data): sort by time so keep="last" keeps it.
-    ordered = interactions.sort_values(["timestamp", "line"], kind="stable")
+    ordered = interactions.sort_values(["timestamp", LINE], kind="stable")
     older = ordered.duplicated(["user_id", "movie_id"], keep="last").to_numpy()
     if older.any():
         if implicit:
             policy.report.notes.append(f"{int(older.sum()):,} repeated (user, item) interactions merged: each pair "
                                        "counts once, at its latest time")
         else:
-            dups = ordered[older].sort_values("line")
+            dups = ordered[older].sort_values(LINE)
             policy.reject(
-                file, dups["line"].tolist(), [f"user {u}, movie {m}" for u, m in zip(dups["user_id"], dups["movie_id"])],
+                file, dups[LINE].tolist(), [f"user {u}, movie {m}" for u, m in zip(dups["user_id"], dups["movie_id"])],
                 "older duplicate rating for", "one rating per (user, movie)",
             )
-        interactions = ordered[~older].sort_values("line")
-    return interactions.drop(columns="line").reset_index(drop=True)
+        interactions = ordered[~older].sort_values(LINE)
+    return interactions.drop(columns=LINE).reset_index(drop=True)
 
 
 def read_text_lines(file: FileRef, encoding: str = "utf-8") -> list[tuple[int, str]]:

@@ -37,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -273,7 +273,9 @@ class ServerApp:
         decoded = rest.parse_predict(body, model.signatures, self.limits)
         outputs = await self._call((state.version, decoded.signature_name), model.signatures[decoded.signature_name],
                                    decoded.inputs)
-        return Response(rest.encode_predict(outputs, decoded.rows), media_type="application/json")
+        # Encoded in a worker thread: a large answer must not hold up the event loop, and so every other request.
+        encoded = await run_in_threadpool(rest.encode_predict, outputs, decoded.rows)
+        return Response(encoded, media_type="application/json")
 
     async def _body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
@@ -457,6 +459,9 @@ async def _answer_error(request: Request, error: Exception) -> Response:
         if error.status == 413:  # the rest of the body is not read: the connection ends with this answer
             response.headers["connection"] = "close"
         return response
+    if isinstance(error, ClientDisconnect):  # the client went away mid-body: no one to answer, nothing broken
+        log.info("%s %s: the client disconnected before its request body arrived", request.method, request.url.path)
+        return _error("the client disconnected", 499)  # nginx's code for it; counted apart from the 5xx
     log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
     return _error(f"internal error ({type(error).__name__}); the server log has the details", 500)
 

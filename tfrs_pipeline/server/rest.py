@@ -56,6 +56,9 @@ class Limits:
         max_batch: rows per request (users, movies).
         max_list: entries per row of a list input (``movie_ids``, ``exclude_movie_ids``).
         max_k: the largest ``k``.
+        max_answer: the most movies one answer may hold (rows x ``k``): a request for more is
+            a 400 naming the limit, so that no one answer (1,024 users x ``k`` 1,000 is 47 MB of
+            JSON) holds the server up for the other requests.
         timeout_seconds: a request still unanswered after this gets 504 (reading its body included).
     """
 
@@ -63,6 +66,7 @@ class Limits:
     max_batch: int = 1024
     max_list: int = 1000
     max_k: int = 1000
+    max_answer: int = 100_000
     timeout_seconds: float = 30.0
 
 
@@ -165,6 +169,10 @@ def parse_predict(body: dict, signatures: dict, limits: Limits) -> PredictReques
     batch = {len(v) for v in inputs.values() if v.ndim > 0}
     if len(batch) > 1:
         raise BadRequest(f"inputs of signature {name!r} must have the same number of rows; got {sorted(batch)}")
+    if "k" in inputs and batch and (answer := batch.pop() * int(inputs["k"])) > limits.max_answer:
+        raise BadRequest(f"the answer would hold {answer:,} movies ({answer // int(inputs['k']):,} rows x k "
+                         f"{int(inputs['k']):,}); the limit is {limits.max_answer:,} (--max-answer): ask for fewer "
+                         "rows or a smaller k per request")
     return PredictRequest(name, inputs, rows)
 
 
