@@ -54,3 +54,17 @@ def test_every_command_line_in_the_readme_and_docs_parses(line):
     argv = shlex.split(line.replace("[", "").replace("]", ""))[1:]
     argv = [part for part in argv if part != "..."]
     build_parser().parse_args(argv)  # an unknown option or a bad value exits with code 2
+
+
+def test_every_data_path_in_the_readme_and_docs_works_on_a_fresh_clone():
+    """No page points at data a fresh clone lacks: MovieLens by the name `data download` fetches it
+    under, never this project's own ../shared copy or a folder the reader was never told to make."""
+    from tfrs_pipeline.data.download import ARCHIVES
+
+    for page, text in PAGES.items():
+        assert "../shared" not in text or page.name == "development.md", f"{page} points into ../shared"
+        for name in re.findall(r"movielens:([\w./-]+)", text):
+            if name.startswith("ml-"):
+                assert name in ARCHIVES, f"{page}: movielens:{name} is not an archive `data download` fetches"
+                assert f"data download {name}" in TEXT, f"no page shows `tfrs-pipeline data download {name}`"
+        assert not re.search(r"read_csv\(\"ml-latest", text), f"{page} reads a folder a fresh clone lacks"
