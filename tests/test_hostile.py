@@ -44,6 +44,7 @@ def root(tmp_path_factory):
     (root / "a_file").write_text("not a folder")
     (root / "config_folder").mkdir()
     (root / "ratings.dat").write_text("1::0068646::4::1381620027\n10::0068646::3::1381620030\n")  # no header line
+    (root / "blank_title.csv").write_text("item_id,title\na,Alien (1979)\nb,   \n")
     (root / "linecol.csv").write_text("line,item_id,rating\nu1,a,4\nu2,b,3\n")
     (root / "comma_id.csv").write_text('user_id,item_id,rating\nu1,"a,b",4\nu2,b,3\n')
     (root / "ambiguous.csv").write_text("user_id,item_id,rating,when\nu1,a,4,03/12/2005\nu2,b,3,04/05/2006\n")
@@ -74,6 +75,7 @@ CASES = [
     (DATA + "fifo.csv", "fifo.csv: a FIFO (named pipe), not a regular file"),
     (DATA + "loop.csv", "loop.csv: a symbolic link loop"),
     (DATA + "ratings.csv --encoding klingon", "data.encoding 'klingon' is not a text encoding Python knows"),
+    (DATA + "ratings.csv --items ROOT/blank_title.csv", "blank_title.csv, line 3: missing title ''; expected a value"),
     # ids every route can carry: no commas, no surrounding spaces
     (DATA + "comma_id.csv", "comma_id.csv, line 2: movie id with a comma 'a,b'; expected an id without commas (lists "
                             "of ids are comma-separated on the command line and in HTTP queries)"),

@@ -416,7 +416,7 @@ def _read_fast(file, columns, kinds, names, *, sep, header, encoding, dates=("",
         )
     frame = frame[list(columns)]
     for name in columns:
-        if (frame[name] == "").any() if kinds[name] in ("str", "time") else frame[name].isna().any():
+        if (frame[name].str.strip() == "").any() if kinds[name] in ("str", "time") else frame[name].isna().any():
             raise ValueError(f"empty value in {name}")  # the slow path names each one
         if kinds[name] == "time":
             seconds, bad = to_seconds(frame[name], dates[0], f"{file}, column {name!r}", dates[1])
@@ -458,7 +458,7 @@ def _read_slow(file, columns, kinds, header_names, *, sep, header, policy, encod
         values = frame[name].astype(str)
         if kinds[name] == "text":
             continue
-        empty = values == ""
+        empty = values.str.strip() == "" if kinds[name] == "str" else values == ""  # a blank id or title is missing
         keep = ~empty.to_numpy()
         policy.reject(file, frame[LINE][empty].tolist(), values[empty].tolist(), f"missing {name}", "a value")
         if kinds[name] == "str":
