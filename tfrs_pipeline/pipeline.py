@@ -67,6 +67,24 @@ from tfrs_pipeline.training.memory import Phases
 
 
 @dataclass
+class Steps:
+    """The ``[i/n]`` of the log's phase lines: each phase the run goes through is counted once."""
+
+    total: int
+    done: int = 0
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> Steps:
+        """Data, split, retrieval, rating model, export and evaluation; with the list ranker its item-item
+        model and its training; with ``retrieval.refit`` the refit."""
+        return cls(6 + 2 * bool(config.ranker.enabled) + bool(config.retrieval.refit))
+
+    def __call__(self, text: str) -> str:
+        self.done = min(self.done + 1, self.total)
+        return f"[{self.done}/{self.total}] {text}"
+
+
+@dataclass
 class PreparedRun:
     """What :func:`load_and_prepare` hands on: the configuration, data, split and model inputs, and
     the seconds and peak memory of each phase so far."""
@@ -76,6 +94,7 @@ class PreparedRun:
     split: Split
     prepared: Prepared | None  # None once training state is released
     phases: Phases = field(default_factory=Phases)
+    steps: Steps = field(default_factory=lambda: Steps(6))
 
 
 @dataclass
@@ -136,18 +155,19 @@ class TrainedModel:
 
 def load_and_prepare(config: PipelineConfig, log=print, data: RatingsData | None = None) -> PreparedRun:
     """Phase 1: reads and validates ``config.data`` (or takes ``data``, read already), splits it, and builds the models' inputs."""
-    phases = Phases()
+    phases, steps = Phases(), Steps.of(config)
     with phases("data"):
-        data, split, prepared = _load_split_prepare(config, log, data)
-    return PreparedRun(config, data, split, prepared, phases)
+        data, split, prepared = _load_split_prepare(config, log, data, steps)
+    return PreparedRun(config, data, split, prepared, phases, steps)
 
 
-def _load_split_prepare(config: PipelineConfig, log, data: RatingsData | None) -> tuple[RatingsData, Split, Prepared]:
-    log(f"[1/6] data: {data.source if data is not None else config.data.source}")
+def _load_split_prepare(config: PipelineConfig, log, data: RatingsData | None,
+                        steps: Steps) -> tuple[RatingsData, Split, Prepared]:
+    log(steps(f"data: {data.source if data is not None else config.data.source}"))
     if data is None:
         data = load_data(config.data.source, config.data)
     log(data.report.format())
-    log("[2/6] split")
+    log(steps("split"))
     split = split_ratings(data, config.split)
     log(split.describe())
     prepared = prepare(data, split.train, config.split.validation_fraction, config.split.seed)
@@ -175,18 +195,18 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     if config.ranker.enabled and len(prepared.validation):
         # First, while the process holds little more than the data: at 20M ratings EASE's matrix and
         # its working copies (2.4 GB) would otherwise come on top of what training leaves resident.
-        log("[3/6] item-item model (the list ranker's feature) on the fitting part")
+        log(run.steps("item-item model (the list ranker's feature) on the fitting part"))
         with run.phases("item_item"):
             item_table = build_item_table(prepared, config.ranker, log=log)
         log(f"item-item model: {item_table.describe()}, {run.phases.record['item_item']['seconds']:.1f} s")
-    log(f"[3/6] retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings")
+    log(run.steps(f"retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings"))
     with run.phases("retrieval"):
         retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
                                     log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy,
                                     backup=backup("retrieval"))
     log(f"retrieval: {retrieval.seconds:.1f} s, {retrieval.examples_per_second:,.0f} training examples/s, "
         f"best epoch {retrieval.best_epoch}")
-    log("[4/6] rating model")
+    log(run.steps("rating model"))
     # The phase, log and backup names stay "ranking": they are keys of metrics.json and folders users have.
     with run.phases("ranking"):
         rating = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=config.runtime.verbose,
@@ -221,11 +241,11 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                       item_table=item_table)
             lists = add_item_item_candidates(ranker, lists, retriever, prepared.validation)
             found = {"lists": len(lists), **lists.found()}
-            log(f"[4/6] list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies "
+            log(run.steps(f"list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies "
                 + (f"({config.serving.num_candidates} retrieved, up to {ranker.item_candidates} added by the item-item "
                    "model)" if ranker.item_candidates else "(retrieved)")
                 + f"; of {found['relevant']:,} validation ratings, {found['retrieval']:,} are among the retrieved"
-                + (f", {found['item_item_added']:,} more among the added" if ranker.item_candidates else ""))
+                + (f", {found['item_item_added']:,} more among the added" if ranker.item_candidates else "")))
             short = None
             if config.ranker.short_history:
                 short = short_history_lists(ranker, retriever, prepared, config.ranker.short_history,
@@ -264,8 +284,8 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                     f"{float(ranker.short_head.item_weight.numpy()):g} x item-item z-score)")
     refit = None
     if config.retrieval.refit and len(prepared.validation):
-        log(f"[4/6] retrieval: trained again on the whole training side ({len(run.split.train):,} ratings, "
-            f"{retrieval.best_epoch} epoch{'s' if retrieval.best_epoch != 1 else ''} as chosen on validation)")
+        log(run.steps(f"retrieval: trained again on the whole training side ({len(run.split.train):,} ratings, "
+            f"{retrieval.best_epoch} epoch{'s' if retrieval.best_epoch != 1 else ''} as chosen on validation)"))
         with run.phases("retrieval_refit"):
             refit = refit_retrieval(prepared, run.split.train, config.retrieval, retrieval.best_epoch,
                                     seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
@@ -279,7 +299,7 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
 def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
     """Phase 3: the pipeline and stage SavedModels, configuration, split record, vocabularies and history."""
     config, prepared = run.config, run.prepared
-    log(f"[5/6] export to {model_dir.published_path}")
+    log(run.steps(f"export to {model_dir.published_path}"))
     log(f"two-stage: rating weight {stages.rating_weight:g} (validation hit rate@{config.serving.k} by weight: "
         + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_hit_rate_by_weight.items()) + ")")
     # Validation is over: the exported model serves with every training rating as history and popularity.
@@ -355,7 +375,7 @@ def release_training_state(run: PreparedRun, stages: FittedStages) -> None:
 
 def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> dict:
     """Phase 4: metrics of the exported model on the test split, beside baselines; writes them and the model card."""
-    log("[6/6] evaluation of the exported model on the test split")
+    log(run.steps("evaluation of the exported model on the test split"))
     with run.phases("evaluation"):
         metrics = evaluate_export(model_dir, run.split.train, run.split.test, run.data.rating_scale,
                                   sessions=Sessions.from_record(stages.item_item), log=log)
