@@ -215,7 +215,7 @@ def _exchange(server, request: bytes, read_seconds: float = 20.0) -> bytes:
 
 
 def _post(path: str, body: bytes, headers: bytes = b"") -> bytes:
-    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + headers
             + b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
@@ -228,12 +228,12 @@ BAD_REQUESTS = [
     (_post(PREDICT, b'{"inputs": {"user_id": ["\\ud800"], "k": 3}}'), b"400", b"not text (a lone surrogate)"),
     (_post(PREDICT, b"[" * 100_000 + b"]" * 100_000), b"413", b"the limit is 65,536"),
     (_post(PREDICT, b'{"a": ' * 5_000 + b"1" + b"}" * 5_000), b"400", b"nested too deeply"),
-    (b"GET /v1/models/movies/versions/%C2%B2 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"version must be an integer"),
-    (b"GET /v1/models/movies/versions/%D9%A1 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"version must be an integer"),
-    (b"GET /recommend?user_id=1&k=%D9%A1 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"k must be an integer"),
-    (b"GET /recommend?user_id=1&k=%C2%B2 HTTP/1.1\r\nHost: x\r\n\r\n", b"400", b"k must be an integer"),
-    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", b"431", b"over 65,536 bytes"),
-    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(2_000)) + b"\r\n",
+    (b"GET /v1/models/movies/versions/%C2%B2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"400", b"version must be an integer"),
+    (b"GET /v1/models/movies/versions/%D9%A1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"400", b"version must be an integer"),
+    (b"GET /recommend?user_id=1&k=%D9%A1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"400", b"k must be an integer"),
+    (b"GET /recommend?user_id=1&k=%C2%B2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"400", b"k must be an integer"),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", b"431", b"over 65,536 bytes"),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(2_000)) + b"\r\n",
      b"431", b"more than 100 request headers"),
 ]
 
@@ -248,7 +248,7 @@ def test_a_hostile_request_is_a_4xx_naming_what_is_wrong(served, request_bytes, 
 
 
 def test_after_a_413_the_connection_is_closed_and_the_rest_of_the_body_is_not_read(served):
-    head = (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+    head = (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n\r\n")
     with socket.create_connection((served.host, served.port), timeout=20) as connection:
         connection.sendall(head + b"{" * 65536)
         answer = connection.recv(65536)
@@ -272,12 +272,12 @@ def test_an_idle_connection_is_closed_after_the_header_timeout(trained, tmp_path
     try:
         idle = [socket.create_connection((server.host, server.port), timeout=20) for _ in range(20)]
         slow = socket.create_connection((server.host, server.port), timeout=20)
-        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
         assert all(connection.recv(100) == b"" for connection in idle)  # closed without a word
         assert slow.recv(1000).startswith(b"HTTP/1.1 408")
         for connection in [*idle, slow]:
             connection.close()
-        assert _exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+        assert _exchange(server, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").startswith(
             b"HTTP/1.1 200")
     finally:
         server.stop()

@@ -131,18 +131,18 @@ def test_empty_slots_are_not_rows(model):
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda m: m.recommend("42", k=0), "k must be a whole number from 1 up, got 0"),
-    (lambda m: m.recommend("42", k=-1), "k must be a whole number from 1 up, got -1"),
-    (lambda m: m.recommend("42", k=1.5), "k must be a whole number from 1 up, got 1.5"),
-    (lambda m: m.recommend("42", k="10"), "k must be a whole number from 1 up, got '10'"),
-    (lambda m: m.recommend("42", k=True), "k must be a whole number from 1 up, got True"),
+    (lambda m: m.recommend("42", k=0), "k must be a whole number from 1 to 2,147,483,647, got 0"),
+    (lambda m: m.recommend("42", k=-1), "k must be a whole number from 1 to 2,147,483,647, got -1"),
+    (lambda m: m.recommend("42", k=1.5), "k must be a whole number from 1 to 2,147,483,647, got 1.5"),
+    (lambda m: m.recommend("42", k="10"), "k must be a whole number from 1 to 2,147,483,647, got '10'"),
+    (lambda m: m.recommend("42", k=True), "k must be a whole number from 1 to 2,147,483,647, got True"),
     (lambda m: m.recommend(["1", "2"], k=3, exclude=[["5"]]), r"exclude must hold one list per user \(2\), got 1"),
     (lambda m: m.recommend([["1"]], k=3), r"user_ids must hold ids \(strings or whole numbers\), got \['1'\]"),
     (lambda m: m.recommend(None, k=3), "user_ids must be one id or a list of ids, got None"),
     (lambda m: m.rank(["1"], [["1"], ["2"]]), r"movie_ids must hold one list per user \(1\), got 2"),
     (lambda m: m.rank(["1", "2"], [["1"], ["2", "3"]]), "movie_ids must hold as many movies for every user"),
     (lambda m: m.explain(["1", "2"], ["3"]), "user_id must be one user id"),
-    (lambda m: m.similar_items("1", k=2.0), "k must be a whole number from 1 up, got 2.0"),
+    (lambda m: m.similar_items("1", k=2.0), "k must be a whole number from 1 to 2,147,483,647, got 2.0"),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_bad_arguments_are_value_errors_naming_the_argument(model, call, message):
     with pytest.raises(ValueError, match=message):

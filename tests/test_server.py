@@ -166,7 +166,7 @@ def test_float_outputs_read_back_as_the_models_float32_values(client, base):
 
 
 def test_a_post_to_an_unknown_route_does_not_leak_its_body_into_the_next_request(client):
-    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     status, _, _ = client.request("POST", "/nowhere", raw=smuggled)
     assert status in (404, 405)
     status, body, _ = client.request("GET", "/v1/models/movies")  # same connection: its own answer, nothing else
@@ -339,7 +339,7 @@ def test_a_silent_client_does_not_block_others(server, client):
     silent = socket.create_connection((server.host, server.port), timeout=10)
     half = socket.create_connection((server.host, server.port), timeout=10)
     try:
-        half.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        half.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
         start = time.perf_counter()
         status, _, _ = _predict(client, inputs={"user_id": ["1"], "k": 2})
         assert status == 200 and time.perf_counter() - start < 10
@@ -353,7 +353,7 @@ def test_a_body_that_never_arrives_gets_408_and_the_limit_in_the_message(base):
     server.start()
     try:
         connection = socket.create_connection((server.host, server.port), timeout=30)
-        connection.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        connection.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\n{")
         answer = connection.recv(65536)
         connection.close()
     finally:
@@ -439,7 +439,7 @@ def test_sigterm_finishes_the_request_in_flight(base, tmp_path):
         host, port = url.removeprefix("http://").split(":")
         body = json.dumps({"inputs": {"user_id": ["1"], "k": 3}}).encode()
         connection = socket.create_connection((host, int(port)), timeout=30)
-        connection.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        connection.sendall(b"POST /v1/models/movies:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
