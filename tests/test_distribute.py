@@ -161,3 +161,25 @@ def test_mixed_float16_scales_the_loss_in_the_multi_step_loop(caplog):
     assert isinstance(result.model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
     assert "forgot to call LossScaleOptimizer.get_scaled_loss" not in caplog.text
     assert np.isfinite(result.history["loss"]).all()
+
+
+@pytest.mark.slow
+def test_a_one_replica_mirrored_strategy_trains_through_the_multi_step_loop():
+    """`--strategy mirrored` on a machine with one device: one replica, so a run of 200+ steps takes Keras's
+    multi-step loop, where `benchmark gpu` stopped at synthetic:1m (a merge_call in a nested tf.function)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfrs_pipeline.config import PipelineConfig, apply_overrides
+    from tfrs_pipeline.pipeline import load_and_prepare
+    from tfrs_pipeline.retrieval.model import train_retrieval
+    from tfrs_pipeline.training.loop import steps_per_call
+
+    config = apply_overrides(PipelineConfig(), {"data.source": "synthetic:300x200x8000", "retrieval.epochs": 1,
+                                                "retrieval.batch_size": 16, "runtime.verbose": 0}).validate()
+    run = load_and_prepare(config, log=lambda *_: None)
+    strategy = tf.distribute.MirroredStrategy(tf.config.list_logical_devices("CPU")[:1])
+    assert strategy.num_replicas_in_sync == 1
+    assert steps_per_call(16, strategy, len(run.prepared.train), 16, 1) == 16  # the multi-step loop
+    result = train_retrieval(run.prepared, config.retrieval, seed=1, verbose=0, strategy=strategy)
+    assert np.isfinite(result.history["loss"]).all()

@@ -247,7 +247,7 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), steps_per_execution=steps)
         build_optimizer(model)
     if steps > 1:
-        trace_step_once(model)
+        trace_step_once(model, strategy)
     train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
     # Validation's factorized top-K scores each batch against the whole catalog. 2,048 rows at a time
     # (27,278 movies: 0.2 GB of scores) evaluated 20M's hold-out 2.2x faster than 8,192 did, and

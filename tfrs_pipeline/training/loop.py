@@ -102,16 +102,21 @@ def steps_per_call(requested: int, strategy: tf.distribute.Strategy, examples: i
     return requested if strategy.num_replicas_in_sync == 1 and planned >= MULTI_STEP_FROM else 1
 
 
-def trace_step_once(model: tf.keras.Model) -> None:
+def trace_step_once(model: tf.keras.Model, strategy: tf.distribute.Strategy | None = None) -> None:
     """Makes ``model``'s training step a ``tf.function`` of its own, for Keras's multi-step loop.
 
     That loop (``steps_per_execution`` > 1) first runs its body in a throwaway graph to learn
     what it returns, so the step was traced twice: 0.7-0.9 s more of the first epoch at 100K
-    ratings. A step of its own is traced once and called from both graphs. On one replica only,
-    and not under mixed float16: a nested ``tf.function`` cannot aggregate gradients under a
-    distribution strategy, nor let the loss-scale optimizer update its scale (a ``merge_call``).
+    ratings. A step of its own is traced once and called from both graphs. Only with the default
+    strategy and without mixed float16: under any ``tf.distribute`` strategy, one replica
+    included (``--strategy mirrored`` on a machine with one device), the optimizer aggregates
+    gradients with a ``merge_call``, as the loss-scale optimizer updates its scale, and a
+    ``merge_call`` inside a nested ``tf.function`` is a RuntimeError (``benchmark gpu`` stopped so
+    at synthetic:1m, the first size whose runs plan enough steps for the multi-step loop).
     """
-    if scales_loss(model):
+    with (strategy or tf.distribute.get_strategy()).scope():
+        distributed = tf.distribute.has_strategy()  # False for the default strategy alone
+    if distributed or scales_loss(model):
         return
     model.train_step = tf.function(model.train_step)
 
