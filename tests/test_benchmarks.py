@@ -68,6 +68,10 @@ def test_serving_benchmark_prints_every_client_count_and_the_servers_batches(tra
     assert one["calls"] == 10 and one["rows_per_call"] == 1.0  # one client: every call holds its one request
     assert four["calls"] * four["rows_per_call"] == 40 and 1.0 <= four["rows_per_call"] <= 4.0
     assert four["call_ms"] > 0 and four["queue_ms"] > 0
+    # Heavy valid requests beside light ones: none of the valid ones fails, and one past --max-answer is a 400.
+    heavy = results["heavy_mix"]
+    assert heavy["valid_failed"] == 0 and heavy["oversized_status"] == 400
+    assert heavy["light_answered"] + heavy["heavy_answered"] == 4 * 10 and "0 valid requests failed" in printed
     assert "batches at 4 clients:" in printed
 
 
