@@ -63,25 +63,7 @@ from tfrs_pipeline.retrieval.model import refit_retrieval, train_retrieval
 from tfrs_pipeline.training.backup import StageBackup
 from tfrs_pipeline.training.distribute import describe_devices, gpu_memory_peaks, is_chief, make_strategy
 from tfrs_pipeline.training.loop import TrainingResult
-from tfrs_pipeline.training.memory import Phases
-
-
-@dataclass
-class Steps:
-    """The ``[i/n]`` of the log's phase lines: each phase the run goes through is counted once."""
-
-    total: int
-    done: int = 0
-
-    @classmethod
-    def of(cls, config: PipelineConfig) -> Steps:
-        """Data, split, retrieval, rating model, export and evaluation; with the list ranker its item-item
-        model and its training; with ``retrieval.refit`` the refit."""
-        return cls(6 + 2 * bool(config.ranker.enabled) + bool(config.retrieval.refit))
-
-    def __call__(self, text: str) -> str:
-        self.done = min(self.done + 1, self.total)
-        return f"[{self.done}/{self.total}] {text}"
+from tfrs_pipeline.training.memory import Phases, Steps
 
 
 @dataclass

@@ -6,5 +6,5 @@
 * :mod:`~tfrs_pipeline.training.optimizers`: the optimizers by name, :class:`LazyAdam` among them.
 * :mod:`~tfrs_pipeline.training.backup`: :class:`StageBackup`, so a crashed run resumes.
 * :mod:`~tfrs_pipeline.training.distribute`: the distribution strategy (one device, mirrored, multi-worker).
-* :mod:`~tfrs_pipeline.training.memory`: wall time and peak memory of each phase of a run.
+* :mod:`~tfrs_pipeline.training.memory`: wall time and peak memory of each phase of a run, and the log's phase counter.
 """

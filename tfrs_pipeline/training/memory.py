@@ -38,3 +38,20 @@ class Phases:
         start = time.perf_counter()
         yield
         self.record[name] = {"seconds": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
+
+
+class Steps:
+    """The ``[i/n]`` of the log's phase lines: each phase the run goes through is counted once."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    @classmethod
+    def of(cls, config) -> Steps:
+        """Data, split, retrieval, rating model, export and evaluation; with the list ranker its item-item
+        model and its training; with ``retrieval.refit`` the refit (``config``: a ``PipelineConfig``)."""
+        return cls(6 + 2 * bool(config.ranker.enabled) + bool(config.retrieval.refit))
+
+    def __call__(self, text: str) -> str:
+        self.done = min(self.done + 1, self.total)
+        return f"[{self.done}/{self.total}] {text}"
