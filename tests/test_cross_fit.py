@@ -33,6 +33,7 @@ def test_a_fold_is_left_out_of_every_table_the_features_are_counted_on(small):
     assert part.global_mean == pytest.approx(prepared.train["rating"][kept].mean())
 
 
+@pytest.mark.slow
 def test_every_fitting_rating_labels_one_fold_and_the_lists_have_the_served_shape(small):
     data, prepared, config = small
     lines = []

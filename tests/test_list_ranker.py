@@ -14,21 +14,11 @@ from tfrs_pipeline.config import RankerConfig, RatingConfig, SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.split import split_ratings
 from tfrs_pipeline.features.dataset import prepare
+from tfrs_pipeline.ranking.calibration import calibrate_base_scale, choose_item_weight, list_cross_entropy
+from tfrs_pipeline.ranking.candidate_lists import candidate_lists, history_rows, short_history_lists, split_lists
 from tfrs_pipeline.ranking.item_scores import DenseItemItemScores, ItemItemScores
-from tfrs_pipeline.ranking.list_ranker import (
-    FEATURES,
-    ListRanker,
-    base_scores,
-    build_item_table,
-    calibrate_base_scale,
-    candidate_lists,
-    choose_item_weight,
-    history_rows,
-    list_cross_entropy,
-    short_history_lists,
-    split_lists,
-)
-from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, session_pairs
+from tfrs_pipeline.ranking.list_ranker import FEATURES, ListRanker, base_scores
+from tfrs_pipeline.ranking.neighbours import ItemNeighbours, Sessions, build_item_table, session_pairs
 from tfrs_pipeline.ranking.rating import RatingModel
 from tfrs_pipeline.retrieval.index import SeenMovies
 
@@ -178,7 +168,8 @@ def ranker():
     embeddings = np.random.default_rng(0).normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32)
     # Plain EASE: the tests below compare the ranker's item-item scores with EASE computed independently.
     config = RankerConfig(neighbours=16, sessions="off")
-    return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=config)
+    return prepared, ListRanker(rating_model, prepared, embeddings, scale=5.0, config=config,
+                                item_table=build_item_table(prepared, config))
 
 
 def history_of(prepared, users) -> tf.RaggedTensor:
@@ -299,8 +290,9 @@ def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen
     prepared = prepare(data, split_ratings(data, SplitConfig(seed=4)).train, 0.1, 4)
     catalog = np.asarray(prepared.movies.movie_ids).astype(str)
     vectors = np.random.default_rng(1).normal(size=(len(catalog), 8)).astype(np.float32)
-    model = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0,
-                       config=RankerConfig(neighbours=16, item_candidates=5), candidate_vectors=vectors)
+    config = RankerConfig(neighbours=16, item_candidates=5)
+    model = ListRanker(RatingModel(prepared, RatingConfig()), prepared, vectors, scale=5.0, config=config,
+                       candidate_vectors=vectors, item_table=build_item_table(prepared, config))
     assert model.item_candidates == 5
     user = prepared.vocab.user_ids[3]
     seen = np.flatnonzero(np.isin(catalog, prepared.train.loc[prepared.train["user_id"] == user, "movie_id"]))
@@ -333,10 +325,13 @@ def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built
     first, second = (rng.normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32) for _ in range(2))
     config = RankerConfig(neighbours=16, item_candidates=5)
     rating_model = RatingModel(prepared, RatingConfig())
-    swapped = ListRanker(rating_model, prepared, first[:, :4], scale=5.0, config=config, candidate_vectors=first)
+    table = build_item_table(prepared, config)
+    swapped = ListRanker(rating_model, prepared, first[:, :4], scale=5.0, config=config, candidate_vectors=first,
+                         item_table=table)
     swapped.use_retrieval(second[:, :4], second)
     swapped.use_tables(prepared.full_movies)
-    built = ListRanker(rating_model, prepared, second[:, :4], scale=5.0, config=config, candidate_vectors=second)
+    built = ListRanker(rating_model, prepared, second[:, :4], scale=5.0, config=config, candidate_vectors=second,
+                       item_table=table)
     built.use_tables(prepared.full_movies)
     for name in ("embeddings", "candidate_vectors", "popularity", "mean_rating"):
         np.testing.assert_allclose(getattr(swapped, name).numpy(), getattr(built, name).numpy(), atol=1e-6)
@@ -349,25 +344,13 @@ def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built
         swapped.use_retrieval(second, second)
 
 
-def test_a_ranker_given_the_item_item_model_built_before_training_scores_as_one_that_builds_it():
-    data = load_data("synthetic:150x80x3000")
-    prepared = prepare(data, split_ratings(data, SplitConfig(seed=4)).train, 0.1, 4)
-    vectors = np.random.default_rng(4).normal(size=(len(prepared.movies.movie_ids), 8)).astype(np.float32)
-    config = RankerConfig(neighbours=16)
-    table = build_item_table(prepared, config)  # what a training run does before the towers exist
-    rating_model = RatingModel(prepared, RatingConfig())
-    given = ListRanker(rating_model, prepared, vectors, scale=5.0, config=config, item_table=table)
-    own = ListRanker(rating_model, prepared, vectors, scale=5.0, config=config)
-    assert given.item_table is table
-    history = history_of(prepared, prepared.vocab.user_ids[:8])
-    np.testing.assert_array_equal(given.item_scores(history).numpy(), own.item_scores(history).numpy())
-
-
+@pytest.mark.slow
 def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_early_stopping_lists_than_its_start(
         ranker, monkeypatch):
-    import tfrs_pipeline.ranking.list_ranker as list_ranking
+    import tfrs_pipeline.ranking.ranker_training as list_ranking
+    from tfrs_pipeline.ranking.candidate_lists import CandidateLists
     from tfrs_pipeline.ranking.cross_fit import CrossFitLists
-    from tfrs_pipeline.ranking.list_ranker import CandidateLists, _ListValidation, train_list_ranker
+    from tfrs_pipeline.ranking.ranker_training import _ListValidation, list_features, train_list_ranker
 
     # The start is retrieval's own order (item-item weight 0), which ranks every hold-out list perfectly.
     monkeypatch.setattr(list_ranking, "choose_item_weight", lambda *args, **kwargs: (0.0, {0.0: 0.0}))
@@ -387,15 +370,15 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
     histories = SeenMovies(prepared.vocab, catalog, prepared.train)
 
     def trained(cross_fitted):
-        model = ListRanker(ranker[1].rating_model, prepared, embeddings, scale=5.0, config=config)
+        model = ListRanker(ranker[1].rating_model, prepared, embeddings, scale=5.0, config=config,
+                           item_table=ranker[1].item_table)
         if cross_fitted:  # the folds' lists say the opposite: their users rated retrieval's last movie
-            features, valid = model.list_features(holdout, histories)
+            features, valid = list_features(model, holdout, histories)
             cross_fitted = CrossFitLists(np.tile(features, (3, 1, 1)), np.tile(valid, (3, 1)), np.tile(last, (3, 1)),
                                          {}, 0.0)
-        result = train_list_ranker(model.rating_model, prepared, embeddings, holdout, histories, 5.0, config, seed=7,
-                                   model=model, cross_fitted=cross_fitted or None)
+        result = train_list_ranker(model, holdout, histories, config, seed=7, cross_fitted=cross_fitted or None)
         stop = split_lists(holdout, 0.2, 7)[1]  # the lists train_list_ranker (seed 7) early-stops on
-        return result, _ListValidation(stop.labels, stop.relevant, *model.list_features(stop, histories)).ndcg(model)
+        return result, _ListValidation(stop.labels, stop.relevant, *list_features(model, stop, histories)).ndcg(model)
 
     result, served = trained(cross_fitted=True)
     assert min(result.history["val_ndcg_at_10"]) < 1.0  # learning from the folds' lists made the hold-out's worse...

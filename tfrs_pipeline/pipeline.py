@@ -39,25 +39,13 @@ from tfrs_pipeline.evaluation.summary import model_card
 from tfrs_pipeline.export.top_rated import TopRatedMovies
 from tfrs_pipeline.export.writer import export_model
 from tfrs_pipeline.features.dataset import Prepared, prepare
-from tfrs_pipeline.ids import rows_per_block
 from tfrs_pipeline.model_dir import STAGES, ModelDir
 from tfrs_pipeline.ranking.blend import choose_rating_weight, logit_scale
-from tfrs_pipeline.ranking.cross_fit import cross_fit_lists
-from tfrs_pipeline.ranking.list_ranker import (
-    REFIT_MAX_EASE_MOVIES,
-    add_item_item_candidates,
-    build_item_table,
-    candidate_lists,
-    make_list_ranker,
-    short_history_lists,
-    split_lists,
-    train_list_ranker,
-    train_short_history_head,
-)
-from tfrs_pipeline.ranking.neighbours import Sessions
+from tfrs_pipeline.ranking.candidate_lists import fitting_part_retriever
+from tfrs_pipeline.ranking.neighbours import REFIT_MAX_EASE_MOVIES, Sessions, build_item_table
+from tfrs_pipeline.ranking.ranker_stage import fit_ranker_stage
 from tfrs_pipeline.ranking.rating import refit_matrix_factorization, stack_matrix_factorization, train_rating_model
 from tfrs_pipeline.recommender import Recommender
-from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 from tfrs_pipeline.retrieval.index import SeenMovies
 from tfrs_pipeline.retrieval.model import refit_retrieval, train_retrieval
 from tfrs_pipeline.training.backup import StageBackup
@@ -169,9 +157,9 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     config, prepared = run.config, run.prepared
     strategy = strategy or make_strategy(config.runtime)
 
-    def backup(stage: str) -> StageBackup | None:
+    def backup(stage: str, formerly: str | None = None) -> StageBackup | None:
         folder = config.runtime.backup_dir
-        return StageBackup(folder, stage, writer=is_chief(strategy)) if folder else None
+        return StageBackup(folder, stage, writer=is_chief(strategy), formerly=formerly) if folder else None
 
     item_table = None
     if config.ranker.enabled and len(prepared.validation):
@@ -189,11 +177,10 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     log(f"retrieval: {retrieval.seconds:.1f} s, {retrieval.examples_per_second:,.0f} training examples/s, "
         f"best epoch {retrieval.best_epoch}")
     log(run.steps("rating model"))
-    # The phase, log and backup names stay "ranking": they are keys of metrics.json and folders users have.
-    with run.phases("ranking"):
+    with run.phases("rating"):
         rating = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=config.runtime.verbose,
-                                    log_dir=model_dir.logs("ranking") if model_dir else None, strategy=strategy,
-                                    backup=backup("ranking"))
+                                    log_dir=model_dir.logs("rating") if model_dir else None, strategy=strategy,
+                                    backup=backup("rating", formerly="ranking"))
         log(f"rating model: {rating.seconds:.1f} s, {rating.examples_per_second:,.0f} training examples/s, "
             f"best epoch {rating.best_epoch}")
         stack = stack_matrix_factorization(rating.model, prepared, config.rating)
@@ -207,63 +194,16 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
     with run.phases("list_ranker"):
         model = retrieval.model
         # Candidates for the weight choice exclude the fitting part only: validation movies must stay findable.
-        histories = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
-        retriever = CandidateRetriever(model.query_tower, model.index, histories,
-                                       tf.constant(prepared.movies.movie_ids.astype(str)))
+        retriever = fitting_part_retriever(model, prepared)
         scale = logit_scale(config.retrieval.normalize, config.retrieval.temperature)
         weight, recall = choose_rating_weight(retriever, rating.model, prepared.validation, config.serving.num_candidates,
                                               scale, k=config.serving.k)
-        list_ranker, found, short_ranker = None, None, None
+        ranker_stage = None
         if config.ranker.enabled and len(prepared.validation):
-            lists = candidate_lists(retriever, prepared.validation, config.serving.num_candidates,
-                                    batch_users=rows_per_block(len(prepared.movies.movie_ids), 1024))
-            candidates = model.candidate_embeddings()
-            ranker = make_list_ranker(rating.model, prepared, candidates[:, : config.retrieval.embedding_dim].numpy(), scale,
-                                      config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy,
-                                      item_table=item_table)
-            lists = add_item_item_candidates(ranker, lists, retriever, prepared.validation)
-            found = {"lists": len(lists), **lists.found()}
-            log(run.steps(f"list ranker: {len(lists):,} candidate lists of {lists.movie_ids.shape[1]} movies "
-                + (f"({config.serving.num_candidates} retrieved, up to {ranker.item_candidates} added by the item-item "
-                   "model)" if ranker.item_candidates else "(retrieved)")
-                + f"; of {found['relevant']:,} validation ratings, {found['retrieval']:,} are among the retrieved"
-                + (f", {found['item_item_added']:,} more among the added" if ranker.item_candidates else "")))
-            short = None
-            if config.ranker.short_history:
-                short = short_history_lists(ranker, retriever, prepared, config.ranker.short_history,
-                                            config.serving.num_candidates)
-                found["short_history"] = {"lists": len(short), **short.found()}
-                log(f"list ranker: {len(short):,} more lists, each from {config.ranker.short_history} of a hold-out user's "
-                    "movies alone (their most recent, and sets drawn at random), as a visitor brings a few; "
-                    f"{found['short_history']['merged']:,} validation ratings among their candidates")
-            cross_fitted = cross_fit_lists(prepared, run.data, config, scale, strategy=strategy, log=log)
-            if cross_fitted is not None:
-                found["cross_fit"] = {**cross_fitted.found, "kept": len(cross_fitted), "seconds": cross_fitted.seconds}
-                log(f"list ranker: {len(cross_fitted):,} cross-fitted lists besides the hold-out's "
-                    f"({cross_fitted.seconds:.0f} s for {config.ranker.cross_fit_folds} folds)")
-            list_ranker = train_list_ranker(rating.model, prepared, None, lists, histories, scale, config.ranker,
-                                            seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
-                                            log_dir=model_dir.logs("list_ranking") if model_dir else None,
-                                            backup=backup("list_ranking"), model=ranker, cross_fitted=cross_fitted)
-            choice = list_ranker.model.head.item_weight_choice
-            if choice:
-                head = list_ranker.model.head
-                log(f"list ranker: starts from {float(head.base_scale.numpy()):.3g} x (retrieval logit + "
-                    f"{float(head.item_weight.numpy()):g} x item-item z-score) (training lists' NDCG@10 by weight: "
-                    + ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.items()) + ")")
-            best = "0 (no epoch ordered the early-stopping lists better than the start)" if not list_ranker.best_epoch \
-                else list_ranker.best_epoch
-            log(f"list ranker: {list_ranker.seconds:.1f} s, best epoch {best}; item-item feature: "
-                f"{list_ranker.model.item_model_description}")
-            if short is not None:
-                short_ranker = train_short_history_head(
-                    ranker, short, split_lists(lists, 0.2, config.runtime.seed)[1].user_ids, histories, config.ranker,
-                    seed=config.runtime.seed, verbose=config.runtime.verbose, strategy=strategy,
-                    log_dir=model_dir.logs("short_history_ranking") if model_dir else None)
-                log(f"list ranker: short-history head {short_ranker.seconds:.1f} s, best epoch {short_ranker.best_epoch}; "
-                    f"it scores histories of up to {float(ranker.short_limit.numpy()):g} movies, starting from "
-                    f"{float(ranker.short_head.base_scale.numpy()):.3g} x (retrieval logit + "
-                    f"{float(ranker.short_head.item_weight.numpy()):g} x item-item z-score)")
+            ranker_stage = fit_ranker_stage(
+                prepared, run.data, config, model, rating.model, scale, item_table=item_table, retriever=retriever,
+                strategy=strategy, log=log, step=run.steps,
+                logs=lambda stage: model_dir.logs(stage) if model_dir else None, backup=backup)
     refit = None
     if config.retrieval.refit and len(prepared.validation):
         log(run.steps(f"retrieval: trained again on the whole training side ({len(run.split.train):,} ratings, "
@@ -274,42 +214,52 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
                                     log_dir=model_dir.logs("retrieval_refit") if model_dir else None,
                                     backup=backup("retrieval_refit"))
         log(f"retrieval refit: {refit.seconds:.1f} s")
-    return FittedStages(retrieval, rating, weight, recall, list_ranker, strategy.num_replicas_in_sync, stack, found,
-                        retrieval_refit=refit, short_history_ranker=short_ranker)
+    stages = FittedStages(retrieval, rating, weight, recall, ranker_stage.ranker if ranker_stage else None,
+                          strategy.num_replicas_in_sync, stack, ranker_stage.candidates if ranker_stage else None,
+                          retrieval_refit=refit, short_history_ranker=ranker_stage.short_history if ranker_stage else None)
+    fit_for_serving(run, stages, log)
+    return stages
 
 
-def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
-    """Phase 3: the pipeline and stage SavedModels, configuration, split record, vocabularies and history."""
+def fit_for_serving(run: PreparedRun, stages: FittedStages, log=print) -> None:
+    """The end of phase 2: validation is over, so the served models take the whole training side as
+    history and tables, and the rating model's matrix factorization and the ranker's item-item model
+    are fitted again on it (export then writes what is here and trains nothing)."""
     config, prepared = run.config, run.prepared
-    log(run.steps(f"export to {model_dir.published_path}"))
-    log(f"two-stage: rating weight {stages.rating_weight:g} (validation hit rate@{config.serving.k} by weight: "
-        + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_hit_rate_by_weight.items()) + ")")
-    # Validation is over: the exported model serves with every training rating as history and popularity.
     stages.served_retrieval_model.query_tower.use_history(prepared.full_users)
     stages.rating.model.use_history(prepared.full_users)
-    if stages.list_ranker is not None:
+    ranker = stages.list_ranker_model
+    if ranker is not None:
         if stages.retrieval_refit is not None:  # the ranker's cosines and candidate logits follow the served towers
-            candidates = stages.served_retrieval_model.candidate_embeddings().numpy()
-            stages.list_ranker_model.use_retrieval(candidates[:, : config.retrieval.embedding_dim], candidates)
-        stages.list_ranker_model.use_tables(prepared.full_movies)
-    with run.phases("export"):
+            served = stages.served_retrieval_model
+            candidates = served.candidate_embeddings()
+            ranker.use_retrieval(served.without_bias(candidates).numpy(), candidates.numpy())
+        ranker.use_tables(prepared.full_movies)
+    with run.phases("whole_training_side"):
         if stages.rating_stack is not None and stages.rating_stack["stacked"]:
             seconds = refit_matrix_factorization(stages.rating.model, prepared, config.rating, run.split.train)
             stages.rating_stack["refit_seconds"] = seconds
             log(f"rating model: matrix factorization refitted on the whole training side ({seconds:.1f} s)")
-        ranker = stages.list_ranker_model
         if ranker is not None and ranker.item_table.ease_movies <= REFIT_MAX_EASE_MOVIES:
             # Above it, a second fit at 20M ratings costs minutes and GiB: the fitting part's weights serve.
             began = time.perf_counter()
             ranker.refit_item_item(run.split.train)
             log(f"list ranker: item-item model refitted on the whole training side ({time.perf_counter() - began:.1f} s)")
-        if ranker is not None:
-            log(f"list ranker: item-item model served: {ranker.item_model_description}")
-        if stages.list_ranker is not None:
-            sessions = stages.list_ranker_model.item_sessions
-            stages.item_item = {"model": stages.list_ranker_model.item_model_description,
-                                "sessions": dataclasses.asdict(sessions) if sessions is not None else None,
-                                "session_choice": stages.list_ranker_model.session_choice}
+    if ranker is not None:
+        log(f"list ranker: item-item model served: {ranker.item_model_description}")
+        sessions = ranker.item_sessions
+        stages.item_item = {"model": ranker.item_model_description,
+                            "sessions": dataclasses.asdict(sessions) if sessions is not None else None,
+                            "session_choice": ranker.session_choice}
+
+
+def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=print) -> None:
+    """Phase 3: the pipeline and stage SavedModels, configuration, split record, vocabularies and history."""
+    config = run.config
+    log(run.steps(f"export to {model_dir.published_path}"))
+    log(f"two-stage: rating weight {stages.rating_weight:g} (validation hit rate@{config.serving.k} by weight: "
+        + ", ".join(f"{w:g}: {r:.4f}" for w, r in stages.validation_hit_rate_by_weight.items()) + ")")
+    with run.phases("export"):
         _export(run, stages, model_dir)
     weights = (f", the item-item weights {stages.list_ranker_model.item_table.nbytes / 2**20:,.1f} MiB of it"
                if stages.list_ranker is not None else "")
@@ -330,11 +280,13 @@ def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None
     model_dir.write_split(run.split.record)
     model_dir.write_vocabularies(vars(prepared.vocab))
     model_dir.write_history({
-        "retrieval": stages.retrieval.history, "ranking": stages.rating.history,
+        "retrieval": stages.retrieval.history, "rating": stages.rating.history,
         **({"retrieval_refit": stages.retrieval_refit.history} if stages.retrieval_refit is not None else {}),
         "rating_weight": stages.rating_weight, "rating_stack": stages.rating_stack,
         "validation_hit_rate_by_rating_weight": {str(w): r for w, r in stages.validation_hit_rate_by_weight.items()},
-        "retrieval_best_epoch": stages.retrieval.best_epoch, "ranking_best_epoch": stages.rating.best_epoch,
+        "retrieval_best_epoch": stages.retrieval.best_epoch, "rating_best_epoch": stages.rating.best_epoch,
+        # The rating model's entries under their names before this release, read by older reports; to be removed.
+        "ranking": stages.rating.history, "ranking_best_epoch": stages.rating.best_epoch,
         **({"list_ranking": stages.list_ranker.history, "list_ranking_best_epoch": stages.list_ranker.best_epoch}
            if stages.list_ranker is not None else {}),
         **({"short_history_ranking": stages.short_history_ranker.history,
@@ -367,6 +319,8 @@ def evaluate(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=pr
         # The served model's second fit on the whole training side (retrieval.refit), else None.
         "retrieval_refit": ({"seconds": stages.retrieval_refit.seconds, "epochs": stages.retrieval.best_epoch,
                              "ratings": len(run.split.train)} if stages.retrieval_refit is not None else None),
+        "rating_seconds": stages.rating.seconds, "rating_examples_per_second": stages.rating.examples_per_second,
+        # Their names before this release (the rating model was called "ranking"); to be removed in the next one.
         "ranking_seconds": stages.rating.seconds, "ranking_examples_per_second": stages.rating.examples_per_second,
         "list_ranker_seconds": stages.list_ranker.seconds if stages.list_ranker is not None else 0.0,
         "short_history_head_seconds": (stages.short_history_ranker.seconds
@@ -568,17 +522,14 @@ def train(data: str | pd.DataFrame | None = None, *, movies: pd.DataFrame | None
         >>> len(model.recommend("a", k=3)), model.version
         (3, 1)
     """
-    from tfrs_pipeline.config import apply_overrides, load_toml
+    keywords = dict(locals())  # the data keywords, read by the names their settings declare (python_keywords)
+    from tfrs_pipeline.config import apply_overrides, load_toml, python_keywords
 
     if config is None:
         config = PipelineConfig()
     elif not isinstance(config, PipelineConfig):
         config = load_toml(config)
-    overrides = {f"data.{key}": value for key, value in (
-        ("csv_user_column", user_col), ("csv_item_column", item_col), ("csv_rating_column", rating_col),
-        ("csv_timestamp_column", timestamp_col), ("csv_title_column", title_col), ("genres_column", genres_col),
-        ("implicit", implicit), ("rating_scale", list(rating_scale) if rating_scale is not None else None),
-        ("on_bad_rows", on_bad_rows), ("encoding", encoding), ("date_format", date_format)) if value is not None}
+    overrides = {key: keywords[name] for name, key in python_keywords().items() if keywords[name] is not None}
     if isinstance(data, str):
         if movies is not None:
             raise DataError(f"movies= goes with ratings in a DataFrame; for {data!r} name the items file with "

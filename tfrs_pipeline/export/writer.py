@@ -73,12 +73,12 @@ def _keras_notes_silenced():
         logger.setLevel(level)
 
 
-def _without_training_state(retrieval, ranking, list_ranker) -> None:
+def _without_training_state(retrieval, rating_model, list_ranker) -> None:
     """Leaves out of the SavedModels what only training reads: each compiled model's optimizer, whose
     moments are twice the size of the tables they train (15 MiB for a 26,000-movie rating model),
     and the query tower's (user, movie) keys, which only leave a rated movie out of its own history
     while training (the exported query tower never leaves one out). The Python objects keep them."""
-    for model in (ranking, getattr(list_ranker, "head", None), getattr(list_ranker, "short_head", None)):
+    for model in (rating_model, getattr(list_ranker, "head", None), getattr(list_ranker, "short_head", None)):
         if model is not None and getattr(model, "optimizer", None) is not None:
             model._delete_tracking("optimizer")
     pooling = getattr(retrieval.query_tower, "history_pooling", None)
@@ -86,7 +86,7 @@ def _without_training_state(retrieval, ranking, list_ranker) -> None:
         pooling._delete_tracking("keys")
 
 
-def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, seen: SeenMovies, *,
+def export_model(model_dir: ModelDir, retrieval, rating_model, movies: MovieTable, seen: SeenMovies, *,
                  index_kind: str, num_candidates: int, rating_weight: float, list_ranker=None,
                  top_rated: TopRatedMovies | None = None) -> TwoStagePipeline:
     """Writes the two-stage pipeline into ``model_dir`` and each stage beside it (:meth:`ModelDir.stage`).
@@ -94,7 +94,7 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
     Args:
         model_dir: the (staging) version folder.
         retrieval: the trained retrieval model (its brute-force index built over ``movies``).
-        ranking: the trained ranking model.
+        rating_model: the trained rating model (predicted ratings).
         movies: the catalog, in the index's row order.
         seen: each training user's rated movies (excluded from recommendations).
         index_kind: ``brute-force`` or ``scann`` (built from the same embeddings).
@@ -106,13 +106,13 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
     Returns:
         The exported pipeline module (as written).
     """
-    _without_training_state(retrieval, ranking, list_ranker)
+    _without_training_state(retrieval, rating_model, list_ranker)
     embeddings = retrieval.candidate_embeddings()
     index = serving_index(retrieval, index_kind, embeddings)
     catalog_ids = tf.Variable(movies.movie_ids.astype(str), trainable=False, name="catalog_ids")
     retriever = CandidateRetriever(retrieval.query_tower, index, seen, catalog_ids, well_rated_popular(movies))
     config = retrieval.config
-    pipeline = TwoStagePipeline(retriever, ranking, movies, embeddings[:, : config.embedding_dim], num_candidates,
+    pipeline = TwoStagePipeline(retriever, rating_model, movies, retrieval.without_bias(embeddings), num_candidates,
                                 logit_scale(config.normalize, config.temperature), rating_weight, list_ranker,
                                 top_rated)
     save(pipeline, model_dir.path, pipeline.signatures())
@@ -120,6 +120,6 @@ def export_model(model_dir: ModelDir, retrieval, ranking, movies: MovieTable, se
     save(QueryTowerExport(retrieval.query_tower), model_dir.stage("query_tower"))
     save(CandidateTowerExport(retrieval.candidate_tower), model_dir.stage("candidate_tower"))
     save(index_stage, model_dir.stage("index"), index_stage.signatures())
-    ranking_stage = RankingExport(ranking, list_ranker, seen if list_ranker is not None else None)
+    ranking_stage = RankingExport(rating_model, list_ranker, seen if list_ranker is not None else None)
     save(ranking_stage, model_dir.stage("ranking"), ranking_stage.signatures())
     return pipeline

@@ -26,11 +26,11 @@ def logit_scale(normalize: bool, temperature: float) -> float:
     return 1.0 / temperature if normalize else 1.0
 
 
-def rank_candidates(ranking, user_id: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:
+def rate_candidates(rating_model, user_id: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:
     """Predicted ratings [batch, n] of each user's candidate ``movie_ids`` [batch, n]."""
     batch, width = tf.shape(movie_ids)[0], tf.shape(movie_ids)[1]
     users = tf.reshape(tf.repeat(user_id[:, None], width, axis=1), [-1])
-    predictions = ranking({"user_id": users, "movie_id": tf.reshape(movie_ids, [-1])})
+    predictions = rating_model({"user_id": users, "movie_id": tf.reshape(movie_ids, [-1])})
     return tf.reshape(predictions, [batch, width])
 
 
@@ -53,7 +53,7 @@ def blend_top_k(retrieval_scores: tf.Tensor, predicted: tf.Tensor, scale, rating
     return tf.gather(kept, order, batch_dims=1)
 
 
-def choose_rating_weight(retriever: CandidateRetriever, ranking, validation: pd.DataFrame, num_candidates: int,
+def choose_rating_weight(retriever: CandidateRetriever, rating_model, validation: pd.DataFrame, num_candidates: int,
                          scale: float, k: int = 10, weights=RATING_WEIGHTS) -> tuple[float, dict[float, float]]:
     """The rating weight with the best validation hit rate@k (ties: the larger weight, more rating-led).
 
@@ -74,7 +74,7 @@ def choose_rating_weight(retriever: CandidateRetriever, ranking, validation: pd.
         movie_ids, retrieval_scores, _ = retriever(batch, tf.constant(num_candidates))
         scores.append(retrieval_scores)
         ids.append(movie_ids)
-        ratings.append(rank_candidates(ranking, batch, movie_ids))
+        ratings.append(rate_candidates(rating_model, batch, movie_ids))
     scores, ids, ratings = tf.concat(scores, 0), tf.concat(ids, 0), tf.concat(ratings, 0)
     recall = {}
     for weight in weights:

@@ -32,7 +32,10 @@ from tfrs_pipeline.config import PipelineConfig
 from tfrs_pipeline.data.schema import RatingsData
 from tfrs_pipeline.features.dataset import Prepared
 from tfrs_pipeline.features.tables import MovieTable, UserTable
-from tfrs_pipeline.ids import rows_per_block
+from tfrs_pipeline.ranking.candidate_lists import pad_slots, serving_lists
+from tfrs_pipeline.ranking.ranker_training import list_features
+from tfrs_pipeline.ranking.rating import stack_matrix_factorization, train_rating_model
+from tfrs_pipeline.retrieval.model import train_retrieval
 
 
 @dataclass
@@ -73,12 +76,6 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
     Returns None where cross-fitting is off (``ranker.cross_fit_folds`` 0, or more training
     users than ``ranker.cross_fit_max_users``).
     """
-    from tfrs_pipeline.ranking.list_ranker import add_item_item_candidates, candidate_lists, make_list_ranker, pad_slots
-    from tfrs_pipeline.ranking.rating import stack_matrix_factorization, train_rating_model
-    from tfrs_pipeline.retrieval.candidates import CandidateRetriever
-    from tfrs_pipeline.retrieval.index import SeenMovies
-    from tfrs_pipeline.retrieval.model import train_retrieval
-
     folds, users = config.ranker.cross_fit_folds, len(prepared.vocab.user_ids)
     if folds < 2 or not len(prepared.train):
         return None
@@ -89,7 +86,6 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
     start = time.perf_counter()
     seed = config.runtime.seed
     fold_of = np.random.default_rng(seed + 3).integers(0, folds, len(prepared.train))
-    catalog = prepared.movies.movie_ids
     features, valid, labels = [], [], []
     found = {"lists": 0, "retrieval": 0, "item_item_added": 0, "merged": 0, "relevant": 0}
     for fold in range(folds):
@@ -101,25 +97,18 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
         rating = train_rating_model(part, config.rating, seed=seed + 1 + fold, verbose=config.runtime.verbose,
                                     strategy=strategy)
         stack_matrix_factorization(rating.model, part, config.rating)
-        model = retrieval.model
-        histories = SeenMovies(part.vocab, catalog, part.train)
-        retriever = CandidateRetriever(model.query_tower, model.index, histories)
-        lists = candidate_lists(retriever, held, config.serving.num_candidates,
-                                batch_users=rows_per_block(len(catalog), 1024))
-        candidates = model.candidate_embeddings()
-        ranker = make_list_ranker(rating.model, part, candidates[:, : config.retrieval.embedding_dim].numpy(), scale,
-                                  config.ranker, candidate_vectors=candidates.numpy(), strategy=strategy)
-        lists = add_item_item_candidates(ranker, lists, retriever, held)
+        made = serving_lists(retrieval.model, rating.model, part, held, config, scale, strategy=strategy)
+        lists = made.lists
         for key, value in {"lists": len(lists), **lists.found()}.items():
             found[key] += value
         lists = lists.take(np.flatnonzero(lists.labels.sum(axis=1) > 0))
-        computed, mask = ranker.list_features(lists, histories)
+        computed, mask = list_features(made.ranker, lists, made.histories)
         features.append(computed)
         valid.append(mask)
         labels.append(lists.labels)
         log(f"list ranker: cross-fit fold {fold + 1} of {folds}: models trained on {len(part.train):,} ratings, "
             f"{len(lists):,} lists with a fold rating among their candidates ({time.perf_counter() - began:.0f} s)")
-        del retrieval, rating, model, retriever, ranker, part
+        del retrieval, rating, made, part
         gc.collect()
     width = max(f.shape[1] for f in features)  # a fold without item-item candidates has empty slots appended
     return CrossFitLists(np.concatenate([pad_slots(f, width) for f in features]),

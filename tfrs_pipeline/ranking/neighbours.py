@@ -50,7 +50,10 @@ import pandas as pd
 from scipy import sparse
 from scipy.linalg import lapack
 
+from tfrs_pipeline.config import RankerConfig
+from tfrs_pipeline.features.dataset import Prepared
 from tfrs_pipeline.ids import id_positions, rows_per_block
+from tfrs_pipeline.metrics import recall_and_ndcg, top_k_columns
 
 #: Largest catalog (rows x rows cells, 64 MiB of float32) whose item-item model is served as a dense
 #: matrix with every one of EASE's weights: summing a history's rows of a dense matrix is a few
@@ -404,3 +407,69 @@ def rating_matrix(train: pd.DataFrame, catalog: pd.Index, users: pd.Index | None
                                shape=(count, len(catalog)))
     matrix.data[:] = 1.0
     return matrix
+
+
+#: Most EASE movies whose weights are fitted a second time, on the whole training side, for the
+#: exported ranker: above it that fit costs minutes and its matrix (4 n^2 bytes, 576 MB at 12,000)
+#: would come on top of what training holds resident, so the fitting part's weights are served.
+REFIT_MAX_EASE_MOVIES = 12_000
+
+
+def item_table_settings(config: RankerConfig) -> dict:
+    """:meth:`ItemNeighbours.build`'s settings for a ranker of ``config`` (the session kernel aside)."""
+    return {"k": config.neighbours, "kind": config.item_model, "regularization": config.ease_regularization,
+            "max_weights": config.max_item_weights}
+
+
+def build_item_table(prepared: Prepared, config: RankerConfig, log=print) -> ItemNeighbours:
+    """The list ranker's item-item model, fitted on the fitting part ``prepared.train``.
+
+    With ``ranker.sessions`` ``auto`` (the default), EASE is fitted twice, with and without the
+    session kernel (:class:`~tfrs_pipeline.ranking.neighbours.Sessions`), and the one whose top 10
+    has the better NDCG@10 on the validation hold-out is kept (:data:`SESSION_CHOICE_USERS` of its
+    users at most, seen movies excluded); ``on`` and ``off`` fit one. Data whose timestamps are all
+    the same has no sessions: plain EASE, without the second fit.
+
+    It needs neither trained tower, so a training run builds it before them, while the process
+    holds little more than the data: EASE's matrix and its working copies (about 2.4 GB at 20,000
+    movies) then do not come on top of what training leaves resident.
+    """
+    settings = item_table_settings(config)
+    sessions = Sessions(config.session_weight, config.session_minutes, config.session_regularization)
+    has_time = prepared.train["timestamp"].nunique() > 1
+    if config.sessions == "off" or config.item_model == "cosine" or not has_time:
+        if config.sessions == "on" and not has_time:
+            log("item-item model: no session kernel, every training timestamp is the same")
+        return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **settings)
+    if config.sessions == "on" or not len(prepared.validation):
+        return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, sessions=sessions, **settings)
+    plain = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **settings)
+    timed = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, sessions=sessions, **settings)
+    scores = {"plain": hold_out_ndcg(plain, prepared), "sessions": hold_out_ndcg(timed, prepared)}
+    table = timed if scores["sessions"] > scores["plain"] else plain
+    table.session_choice = scores
+    return table
+
+
+#: Most hold-out users whose top 10 choose between plain and session-aware EASE.
+SESSION_CHOICE_USERS = 2000
+
+
+def hold_out_ndcg(table: ItemNeighbours, prepared: Prepared, users: int = SESSION_CHOICE_USERS) -> float:
+    """NDCG@10 of the item-item model's own top 10 (fitting-part movies excluded) on the validation
+    hold-out, over at most ``users`` of its users (a fixed sample) who have fitting-part ratings."""
+    catalog = pd.Index(np.asarray(prepared.movies.movie_ids).astype(str))
+    known = pd.Index(pd.unique(np.asarray(prepared.train["user_id"]).astype(str)))
+    held = pd.Index(pd.unique(np.asarray(prepared.validation["user_id"]).astype(str)))
+    chosen = held[held.isin(known)]
+    if len(chosen) > users:
+        chosen = chosen[np.sort(np.random.default_rng(0).choice(len(chosen), users, replace=False))]
+    if not len(chosen):
+        return 0.0
+    history = rating_matrix(prepared.train[id_positions(chosen, prepared.train["user_id"]) >= 0], catalog, chosen)
+    history = sparse.hstack([sparse.csr_matrix((len(chosen), 1), dtype=np.float32), history]).tocsr()
+    scores = table.user_scores(history)[:, 1:]
+    scores[history[:, 1:].toarray() > 0] = -np.inf
+    top = top_k_columns(scores, 10)
+    validation = prepared.validation[id_positions(chosen, prepared.validation["user_id"]) >= 0]
+    return recall_and_ndcg(chosen.to_numpy(), catalog.to_numpy()[top], validation, ks=(10,))["ndcg_at_10"]

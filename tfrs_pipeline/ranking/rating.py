@@ -234,7 +234,7 @@ def train_rating_model(prepared: Prepared, config: RatingConfig, *, seed: int = 
     metric, mode = ("auc", "max") if prepared.implicit else ("root_mean_squared_error", "min")
     return fit(model, train, validation, epochs=config.epochs, monitor=f"val_{metric}", mode=mode,
                patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
-               stage="ranking", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau,
+               stage="rating model", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau,
                backup=backup, settings="rating")
 
 

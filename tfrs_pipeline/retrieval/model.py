@@ -181,6 +181,11 @@ class RetrievalModel(ScaledLossModel):
         return tf.concat([self.candidate_tower(self.catalog_ids[i : i + batch_size])
                           for i in range(0, int(self.catalog_ids.shape[0]), batch_size)], axis=0)
 
+    def without_bias(self, vectors: tf.Tensor) -> tf.Tensor:
+        """``vectors`` of :meth:`candidate_embeddings` without their movie-bias column (``retrieval.movie_bias``):
+        each movie's embedding proper [movies, embedding_dim], whose direction the list ranker's cosines read."""
+        return vectors[:, : self.config.embedding_dim]
+
     def refresh_index(self) -> SeenAwareBruteForce:
         """Re-embeds the catalog into the index (after weights change)."""
         return self.index.reindex(self.candidate_embeddings(), self.catalog_ids)
