@@ -49,9 +49,9 @@ def test_a_run_that_crashed_after_retrieval_resumes_with_its_weights_and_ends_as
     epochs.clear()
     resumed = run_training(config, tmp_path / "model", log=lambda *_: None)
     assert "retrieval" not in {stage for stage, _ in epochs}  # restored, not trained again
-    assert {"ranking", "list ranking", "retrieval refit"} <= {stage for stage, _ in epochs}
+    assert {"rating model", "list ranking", "retrieval refit"} <= {stage for stage, _ in epochs}
     # The restored towers are the trained ones: every figure equals the uninterrupted run's.
-    for part in ("factorized_top_k", "excluding_seen", "pipeline", "ranking"):
+    for part in ("factorized_top_k", "excluding_seen", "pipeline", "rating"):
         assert resumed.metrics[part] == trained.metrics[part], part
     assert not (tmp_path / "backup").exists()  # published: nothing is left to resume
 
@@ -92,3 +92,13 @@ def test_a_backup_of_another_configuration_is_refused_not_resumed(tmp_path):
     other = apply_overrides(first, {"runtime.seed": 8})
     with pytest.raises(ConfigError, match="another configuration"):
         pipeline_module._claim_backup(other, writer=True, log=lambda *_: None)
+
+
+def test_a_rating_model_backup_made_under_its_former_name_is_resumed(tmp_path):
+    from tfrs_pipeline.training.backup import StageBackup
+
+    (tmp_path / "ranking" / "epochs").mkdir(parents=True)  # what the previous release wrote for the rating model
+    (tmp_path / "ranking" / "finished.json").write_text("{}")
+    backup = StageBackup(tmp_path, "rating", formerly="ranking")
+    assert backup.folder == tmp_path / "rating" and (tmp_path / "rating" / "finished.json").exists()
+    assert not (tmp_path / "ranking").exists()

@@ -23,7 +23,7 @@ def test_train_prints_configuration_then_metrics_and_publishes_the_next_version(
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.index("[retrieval]") < printed.index("retrieval epoch 1/1: loss") < printed.index("ranking RMSE")
-    assert "ranking epoch 1/1: root_mean_squared_error" in printed and "examples/s" in printed
+    assert "rating model epoch 1/1: root_mean_squared_error" in printed and "examples/s" in printed
     assert "batch_size = 512" in printed and "most-popular" in printed
     assert "list ranker: item-item model served: EASE over the 50 rated movies" in printed
     assert "all 2,450 of EASE's weights, as a dense matrix, kept" in printed  # 50 x 49: none dropped

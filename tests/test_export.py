@@ -112,5 +112,6 @@ def test_a_model_without_the_list_ranker_exports_and_orders_by_the_rating_blend(
     assert not set(listed[:2]) & set(excluded["movie_ids"].numpy()[0].astype(str))
     phases = trained.metrics["training"]["phases"]
     # Without the list ranker there is no item-item model to fit.
-    assert list(phases) == ["data", "retrieval", "ranking", "list_ranker", "retrieval_refit", "export", "evaluation"]
+    assert list(phases) == ["data", "retrieval", "rating", "list_ranker", "retrieval_refit", "whole_training_side",
+                           "export", "evaluation"]
     assert trained.metrics["training"]["export_mib"] > 0

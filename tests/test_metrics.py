@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tfrs_pipeline.ids import as_str, catalog_positions, users_of
-from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, ndcg, ranking_report, recall_and_ndcg, rmse, top_k_columns
+from tfrs_pipeline.metrics import hit_ranks, hit_rate_at_k, ndcg, recall_and_ndcg, rmse, top_k_columns, top_k_report
 
 USERS = np.array(["u1", "u2"], dtype=object)
 LISTS = np.array([[b"a", b"b", b"c"], [b"c", b"a", b"d"]], dtype=object)  # bytes, as TensorFlow returns them
@@ -62,14 +62,14 @@ def test_recall_and_ndcg_names_each_number():
     assert result["capped_recall_at_2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
 
 
-def test_ranking_report_asks_the_recommender_for_both_lists():
+def test_top_k_report_asks_the_recommender_for_both_lists():
     calls = []
 
     def recommend(users, k, exclude_seen):
         calls.append((tuple(users), k, exclude_seen))
         return np.array([["b", "a", "d"] + ["-"] * (k - 3)] * len(users))
 
-    report = ranking_report(recommend, TEST)
+    report = top_k_report(recommend, TEST)
     assert calls == [(("u1", "u2"), 100, False), (("u1", "u2"), 100, True)]
     assert report["factorized_top_k"]["top_1"] == pytest.approx(1 / 5)  # u1-b
     assert report["factorized_top_k"]["top_5"] == pytest.approx(4 / 5)  # all but u2-z
@@ -96,7 +96,7 @@ def test_lists_kept_as_catalog_positions_score_as_the_ids_do():
     def recommend(users, k, exclude_seen):
         return np.array([["b", "a", "d"] + ["-"] * (k - 3)] * len(users))
 
-    assert ranking_report(recommend, TEST, catalog=catalog) == ranking_report(recommend, TEST)
+    assert top_k_report(recommend, TEST, catalog=catalog) == top_k_report(recommend, TEST)
 
 
 def test_categorical_id_columns_give_the_same_users_and_figures_as_strings():

@@ -1,4 +1,4 @@
-"""The ranking model and the matrix-factorization baseline."""
+"""The rating model and the matrix-factorization baseline."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def data_split():
     return data, split_ratings(data, SplitConfig(seed=3))
 
 
-@pytest.mark.parametrize("cross", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_ranking_beats_the_global_mean_and_stays_on_the_scale(data_split, cross):
+@pytest.mark.slow
+@pytest.mark.parametrize("cross", [False, True])
+def test_the_rating_model_beats_the_global_mean_and_stays_on_the_scale(data_split, cross):
     data, split = data_split
     prepared = prepare(data, split.train, 0.05, 3)
     result = train_rating_model(prepared, RatingConfig(epochs=8, cross_layer=cross, batch_size=512), verbose=0)
@@ -33,6 +34,7 @@ def test_ranking_beats_the_global_mean_and_stays_on_the_scale(data_split, cross)
     assert "val_root_mean_squared_error" in result.history
 
 
+@pytest.mark.slow
 def test_unknown_users_and_movies_get_a_prediction_not_an_error(data_split):
     data, split = data_split
     prepared = prepare(data, split.train, 0.05, 3)
@@ -49,7 +51,7 @@ def test_matrix_factorization_beats_movie_means(data_split):
     assert np.isfinite(mf.predict(["nobody"], ["no-such-movie"])).all()
 
 
-def test_ranking_loss_is_the_mean_squared_error_of_its_predictions(data_split):
+def test_the_rating_models_loss_is_the_mean_squared_error_of_its_predictions(data_split):
     import tensorflow as tf
 
     from tfrs_pipeline.features.dataset import make_dataset
@@ -88,6 +90,7 @@ def test_matrix_factorization_predicts_the_same_in_small_batches_and_keeps_biase
     assert len(mf.predict([], [])) == 0
 
 
+@pytest.mark.slow
 def test_the_stacked_factorization_is_served_exactly_and_lowers_the_hold_out_rmse(data_split):
     from tfrs_pipeline.ranking.rating import stack_matrix_factorization
 
@@ -113,6 +116,7 @@ def test_the_stacked_factorization_is_served_exactly_and_lowers_the_hold_out_rms
     assert served.min() >= 1.0 and served.max() <= 5.0
 
 
+@pytest.mark.slow
 def test_nothing_is_stacked_without_ratings_or_a_hold_out(data_split):
     from tfrs_pipeline.ranking.rating import stack_matrix_factorization
 

@@ -42,8 +42,8 @@ def test_batched_calls_equal_one_call(model):
     assert list(only_ids) == ["movie_ids"] and only_ids["movie_ids"].tolist() == whole["movie_ids"].tolist()
 
 
-def test_rank_retrieve_and_similar_items(model):
-    ranked = model.rank(["1"], [["1", "2", "no-such-movie"]], arrays=True)
+def test_predict_ratings_retrieve_and_similar_items(model):
+    ranked = model.predict_ratings(["1"], [["1", "2", "no-such-movie"]], arrays=True)
     assert ranked["predicted_ratings"].shape == (1, 3) and ranked["known_movie"].tolist() == [[True, True, False]]
     assert model.retrieve(["1"], k=30, arrays=True)["movie_ids"].shape == (1, 30)
     similar = model.similar_items(["1"], k=3, arrays=True)
@@ -77,7 +77,7 @@ def test_one_id_is_as_good_as_a_list_of_one(model):
     assert model.recommend_from_history(["1", "2"], k=3)["history_known"].tolist() == [2] * 3  # one visitor's list
     assert len(model.recommend("42", k=3, exclude=["1", "2"])) == 3  # one user's exclusions
     assert model.explain(b"42", ["1"]).equals(model.explain("42", ["1"]))
-    assert model.rank("42", ["1", "2"]).equals(model.rank(["42"], [["1", "2"]]))
+    assert model.predict_ratings("42", ["1", "2"]).equals(model.predict_ratings(["42"], [["1", "2"]]))
 
 
 def test_results_are_tables_a_row_per_answer_with_the_arrays_behind_them(model):
@@ -98,7 +98,9 @@ def test_results_are_tables_a_row_per_answer_with_the_arrays_behind_them(model):
     assert list(similar.columns) == ["of_movie_id", "rank", "movie_id", "title", "similarity", "known_movie"]
     assert similar["of_movie_id"].tolist() == ["1"] * 3 + ["2"] * 3 and similar["similarity"].between(-1, 1).all()
 
-    ranked = model.rank("1", ["1", "2", "no-such-movie"])
+    ranked = model.predict_ratings("1", ["1", "2", "no-such-movie"])
+    with pytest.warns(FutureWarning, match="rank is now Recommender.predict_ratings"):
+        assert model.rank("1", ["1", "2", "no-such-movie"]).equals(ranked)  # the former name, for one release
     assert ranked["movie_id"].tolist() == ["1", "2", "no-such-movie"] and ranked["title"].iloc[2] == ""
     assert ranked["known_movie"].tolist() == [True, True, False]
     assert ranked["title"].iloc[0] == model.title_of("1")
@@ -139,8 +141,8 @@ def test_empty_slots_are_not_rows(model):
     (lambda m: m.recommend(["1", "2"], k=3, exclude=[["5"]]), r"exclude must hold one list per user \(2\), got 1"),
     (lambda m: m.recommend([["1"]], k=3), r"user_ids must hold ids \(strings or whole numbers\), got \['1'\]"),
     (lambda m: m.recommend(None, k=3), "user_ids must be one id or a list of ids, got None"),
-    (lambda m: m.rank(["1"], [["1"], ["2"]]), r"movie_ids must hold one list per user \(1\), got 2"),
-    (lambda m: m.rank(["1", "2"], [["1"], ["2", "3"]]), "movie_ids must hold as many movies for every user"),
+    (lambda m: m.predict_ratings(["1"], [["1"], ["2"]]), r"movie_ids must hold one list per user \(1\), got 2"),
+    (lambda m: m.predict_ratings(["1", "2"], [["1"], ["2", "3"]]), "movie_ids must hold as many movies for every user"),
     (lambda m: m.explain(["1", "2"], ["3"]), "user_id must be one user id"),
     (lambda m: m.similar_items("1", k=2.0), "k must be a whole number from 1 to 2,147,483,647, got 2.0"),
 ], ids=lambda value: value if isinstance(value, str) else "")

@@ -11,7 +11,7 @@ from tfrs_pipeline.config import RetrievalConfig, SplitConfig
 from tfrs_pipeline.data import load_data
 from tfrs_pipeline.features.dataset import make_dataset, prepare
 from tfrs_pipeline.features.layers import HistoryPooling
-from tfrs_pipeline.metrics import ranking_report
+from tfrs_pipeline.metrics import top_k_report
 from tfrs_pipeline.retrieval.index import SeenMovies
 from tfrs_pipeline.retrieval.model import RetrievalModel, refit_retrieval, train_retrieval
 
@@ -27,16 +27,18 @@ def learned():
     return data, split, prepared, result
 
 
+@pytest.mark.slow
 def test_retrieval_beats_most_popular_on_data_with_taste_signal(learned):
     data, split, prepared, result = learned
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
-    model = ranking_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
-    popular = ranking_report(most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen),
+    model = top_k_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
+    popular = top_k_report(most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen),
                              split.test)
     assert model["excluding_seen"]["recall_at_50"] > popular["excluding_seen"]["recall_at_10"]
     assert model["excluding_seen"]["ndcg_at_10"] > popular["excluding_seen"]["ndcg_at_10"]
 
 
+@pytest.mark.slow
 def test_factorized_metrics_are_computed_in_evaluation_only(learned):
     _, split, _, result = learned
     history = result.history
@@ -47,6 +49,7 @@ def test_factorized_metrics_are_computed_in_evaluation_only(learned):
     assert result.examples_per_second > 0 and "val_hit_rate_at_100" in history
 
 
+@pytest.mark.slow
 def test_refitting_trains_the_chosen_epochs_on_every_training_rating_the_hold_out_included(learned):
     _, split, prepared, result = learned
     refit = refit_retrieval(prepared, split.train, RetrievalConfig(epochs=6, batch_size=1024, patience=2),
@@ -60,22 +63,24 @@ def test_refitting_trains_the_chosen_epochs_on_every_training_rating_the_hold_ou
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
 
     def hold_out_recall(model):
-        return ranking_report(index_recommender(model.query_tower, model.index, seen),
+        return top_k_report(index_recommender(model.query_tower, model.index, seen),
                               prepared.validation)["excluding_seen"]["recall_at_10"]
 
     assert hold_out_recall(refit.model) > 1.05 * hold_out_recall(result.model)
 
 
+@pytest.mark.slow
 def test_our_top_k_accuracy_matches_tfrs_factorized_top_k(learned):
     _, split, prepared, result = learned
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
-    ours = ranking_report(index_recommender(result.model.query_tower, result.model.index, seen), split.test)
+    ours = top_k_report(index_recommender(result.model.query_tower, result.model.index, seen), split.test)
     tfrs_metrics = result.model.evaluate(make_dataset(split.test, 4096), return_dict=True, verbose=0)
     for k in (10, 50, 100):
         assert ours["factorized_top_k"][f"top_{k}"] == pytest.approx(
             tfrs_metrics[f"factorized_top_k/top_{k}_categorical_accuracy"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_unknown_users_get_the_mean_user_query_and_are_flagged(learned):
     _, _, _, result = learned
     tower = result.model.query_tower

@@ -55,8 +55,10 @@ def test_unknown_user_gets_well_rated_popular_movies_and_a_flag(loaded, split):
     assert counts.reindex(out["movie_ids"][0].astype(str)).fillna(0).mean() > counts.mean()
 
 
-def test_rank_and_similar_movies_signatures(loaded):
-    ranked = _call(loaded, "rank", user_id=["1", "1"], movie_ids=[["1", "2", "x"], ["3", "4", "5"]])
+def test_predict_ratings_and_similar_movies_signatures(loaded):
+    ranked = _call(loaded, "predict_ratings", user_id=["1", "1"], movie_ids=[["1", "2", "x"], ["3", "4", "5"]])
+    former = _call(loaded, "rank", user_id=["1", "1"], movie_ids=[["1", "2", "x"], ["3", "4", "5"]])
+    np.testing.assert_array_equal(former["predicted_ratings"], ranked["predicted_ratings"])  # kept for one release
     assert ranked["predicted_ratings"].shape == (2, 3)
     assert ranked["known_movie"].tolist() == [[True, True, False], [True, True, True]]
     similar = _call(loaded, "similar_movies", movie_id=["1", "unknown-movie"], k=4)

@@ -10,7 +10,7 @@
 * ``ease_recommender``: EASE (Steck 2019), the closed-form item-item model.
 
 Recommenders here are :data:`tfrs_pipeline.metrics.RecommendFn` callables, evaluated by
-:func:`tfrs_pipeline.metrics.ranking_report` like the model.
+:func:`tfrs_pipeline.metrics.top_k_report` like the model.
 """
 
 from __future__ import annotations

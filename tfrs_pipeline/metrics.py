@@ -165,7 +165,7 @@ def recall_of_lists(hits: np.ndarray, relevant: np.ndarray) -> float:
     return float(np.mean(np.asarray(hits).sum(axis=1) / np.maximum(np.asarray(relevant), 1))) if len(hits) else 0.0
 
 
-def ranking_report(recommend: RecommendFn, test: pd.DataFrame, *, batch_users: int = 1024,
+def top_k_report(recommend: RecommendFn, test: pd.DataFrame, *, batch_users: int = 1024,
                    catalog: pd.Index | None = None) -> dict[str, dict[str, float]]:
     """``factorized_top_k`` (seen kept) and ``excluding_seen`` numbers of one recommender on ``test``.
 
@@ -186,3 +186,7 @@ def ranking_report(recommend: RecommendFn, test: pd.DataFrame, *, batch_users: i
 def rmse(predicted, actual) -> float:
     """Root mean squared error (float64 arithmetic)."""
     return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - np.asarray(actual, np.float64)) ** 2)))
+
+
+#: The former name of :func:`top_k_report` (it reports top-k accuracy, not a ranking); to be removed in the next release.
+ranking_report = top_k_report

@@ -351,8 +351,21 @@ class Recommender:
         _warn_if_capped(out, k, "movies in the catalog")
         return out if arrays else _frame(out, {"user_id": users}, _RETRIEVED, ["known_user"])
 
+    @property
+    def ratings_signature(self) -> str:
+        """The signature that predicts ratings of given movies: ``predict_ratings`` (``rank`` in a model
+        exported before it was renamed)."""
+        return "predict_ratings" if "predict_ratings" in self.signatures else "rank"
+
     def rank(self, user_ids: Id | Ids, movie_ids: Sequence[Ids], *, arrays: bool = False) -> pd.DataFrame:
-        """Predicted ratings of the movies given for each user.
+        """The former name of :meth:`predict_ratings`, which it calls: it returned predicted ratings in the
+        order given, not a ranking. Warns (``FutureWarning``); to be removed in the next release."""
+        warnings.warn("Recommender.rank is now Recommender.predict_ratings (it predicts ratings, in the order "
+                      "given); rank will be removed in the next release", FutureWarning, stacklevel=2)
+        return self.predict_ratings(user_ids, movie_ids, arrays=arrays)
+
+    def predict_ratings(self, user_ids: Id | Ids, movie_ids: Sequence[Ids], *, arrays: bool = False) -> pd.DataFrame:
+        """Predicted ratings of the movies given for each user, in the order given.
 
         Args:
             user_ids: one user id or a list of them [users].
@@ -366,9 +379,9 @@ class Recommender:
             [users, n].
 
         Examples:
-            >>> model.rank("5", ["1", "2", "3"])["predicted_rating"].shape
+            >>> model.predict_ratings("5", ["1", "2", "3"])["predicted_rating"].shape
             (3,)
-            >>> model.rank(["5"], [["1", "2", "3"]], arrays=True)["predicted_ratings"].shape
+            >>> model.predict_ratings(["5"], [["1", "2", "3"]], arrays=True)["predicted_ratings"].shape
             (1, 3)
         """
         users = _ids(user_ids, "user_ids")
@@ -377,7 +390,7 @@ class Recommender:
             raise ArgumentError(f"movie_ids must hold as many movies for every user, got lists of "
                                 f"{sorted({len(row) for row in lists})} movies")
         movies = _padded(lists)
-        out = self.call("rank", user_id=users, movie_ids=movies)
+        out = self.call(self.ratings_signature, user_id=users, movie_ids=movies)
         if arrays:
             return out
         titles = self.catalog.set_index("movie_id")["title"]

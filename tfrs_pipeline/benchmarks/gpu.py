@@ -125,7 +125,7 @@ def _row(metrics: dict, wall: float, peak_rss: float) -> dict:
     return {
         "devices": training.get("devices", ""), "replicas": training.get("replicas", 1),
         "retrieval_examples_per_second": training["retrieval_examples_per_second"],
-        "rating_examples_per_second": training["ranking_examples_per_second"],
+        "rating_examples_per_second": training["rating_examples_per_second"],
         "list_ranker_seconds": training.get("list_ranker_seconds", 0.0),
         "gpu_peak_mib": training.get("gpu_peak_mib", {}), "peak_rss_mib": peak_rss, "wall_seconds": wall,
         "figures": {label: metrics[section][key] for label, section, key in FIGURES},

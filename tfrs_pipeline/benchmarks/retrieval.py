@@ -21,7 +21,7 @@ from tfrs_pipeline.baselines import ease_recommender, index_recommender, most_po
 from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.config import PipelineConfig, apply_overrides
 from tfrs_pipeline.features.dataset import make_dataset
-from tfrs_pipeline.metrics import ranking_report
+from tfrs_pipeline.metrics import top_k_report
 from tfrs_pipeline.pipeline import load_and_prepare
 from tfrs_pipeline.retrieval.index import SeenAwareBruteForce, SeenMovies
 from tfrs_pipeline.retrieval.model import RetrievalModel, train_retrieval
@@ -78,7 +78,7 @@ def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, wi
     tutorial_index = SeenAwareBruteForce(k=100).reindex(tutorial.movie_model(tf.constant(catalog_ids)), tf.constant(catalog_ids))
     results["tutorial"] = {"seconds": seconds, "examples_per_second": tutorial_epochs * len(split.train) / seconds,
                            "examples_per_second_after_first_epoch": _after_first_epoch(len(split.train), epoch_seconds),
-                           **ranking_report(index_recommender(tutorial.user_model, tutorial_index, seen), split.test)}
+                           **top_k_report(index_recommender(tutorial.user_model, tutorial_index, seen), split.test)}
 
     print("this project's retrieval model (configuration as given; early stopping on validation recall)")
     ours = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose)
@@ -86,12 +86,12 @@ def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, wi
                        "examples_per_second_after_first_epoch": _after_first_epoch(
                            len(prepared.train), ours.history.get("epoch_seconds", [])),
                        "epochs": len(ours.history.get("loss", [])), "best_epoch": ours.best_epoch,
-                       **ranking_report(index_recommender(ours.model.query_tower.serve, ours.model.index, seen), split.test)}
-    results["most_popular"] = ranking_report(
+                       **top_k_report(index_recommender(ours.model.query_tower.serve, ours.model.index, seen), split.test)}
+    results["most_popular"] = top_k_report(
         most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen), split.test)
     if with_ease:
         print("EASE (closed form, lambda 200)")
-        results["ease"] = ranking_report(ease_recommender(split.train, catalog_ids, seen), split.test)
+        results["ease"] = top_k_report(ease_recommender(split.train, catalog_ids, seen), split.test)
 
     print(format_retrieval_benchmark(results))
     write_results(results, out)
@@ -137,11 +137,11 @@ def compare_retrieval_variants(source: str, variants: dict[str, dict], *, epochs
     for name, overrides in variants.items():
         variant = apply_overrides(config, {"retrieval.epochs": epochs, **overrides}).validate()
         result = train_retrieval(prepared, variant.retrieval, seed=config.runtime.seed, verbose=0)
-        report = ranking_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
+        report = top_k_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
         rows[name] = {**_flatten(report), "training examples/s": result.examples_per_second,
                       "best epoch": result.best_epoch}
         print(f"{name}: recall@100 {rows[name]['recall_at_100']:.4f}, best epoch {result.best_epoch}")
-    rows["most popular"] = _flatten(ranking_report(
+    rows["most popular"] = _flatten(top_k_report(
         most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen), split.test))
     return pd.DataFrame.from_dict(rows, orient="index")
 

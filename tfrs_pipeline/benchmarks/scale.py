@@ -22,7 +22,8 @@ from tfrs_pipeline.benchmarks.output import write_results
 from tfrs_pipeline.model_dir import ModelDir
 from tfrs_pipeline.training.memory import peak_rss_mib
 
-PHASES = ("data", "item_item", "retrieval", "ranking", "list_ranker", "retrieval_refit", "export", "evaluation")
+PHASES = ("data", "item_item", "retrieval", "rating", "list_ranker", "retrieval_refit", "whole_training_side",
+          "export", "evaluation")
 
 
 def train_in_a_process(source: str, out: Path, train_args: list[str], log,
@@ -41,7 +42,7 @@ def train_in_a_process(source: str, out: Path, train_args: list[str], log,
     tail = collections.deque(maxlen=30)  # the last lines, shown if the run fails
     for line in process.stdout:  # progress as it happens: epochs, phases
         tail.append(line.rstrip())
-        if re.match(r"\[\d/\d\]|(retrieval|ranking|list ranker)( epoch|:)|done in|phases", line):
+        if re.match(r"\[\d+/\d+\]|(retrieval|rating model|list ranker)( epoch|:)|done in|phases", line):
             log(f"  [{size}] {line.rstrip()}")
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -71,7 +72,7 @@ def benchmark_scale(sizes: tuple[str, ...] = ("100k", "1m", "20m"), *, train_arg
             "ratings": metrics["data"]["ratings"], "train_ratings": metrics["split"]["train_ratings"],
             "test_ratings": metrics["split"]["test_ratings"], "wall_seconds": wall, "peak_rss_mib": peak,
             "export_mib": training.get("export_mib"), "phases": training.get("phases", {}),
-            "retrieval": _stage(training, history, "retrieval"), "ranking": _stage(training, history, "ranking"),
+            "retrieval": _stage(training, history, "retrieval"), "rating": _stage(training, history, "rating"),
             "recall_at_100": metrics["excluding_seen"].get("recall_at_100"),
         }
         results["sizes"][size] = row
@@ -93,15 +94,15 @@ def format_scale_row(size: str, row: dict) -> str:
     cells = " ".join(f"{phases[p]['seconds']:>7.0f}/{phases[p]['peak_rss_mib'] / 1024:<4.1f}" if p in phases
                      else f"{'-':>12}" for p in PHASES)
     return (f"  {size:>6} {row['ratings']:>11,} {row['retrieval']['examples_per_second']:>9,.0f} "
-            f"{row['retrieval']['seconds_per_epoch']:>7.0f} {row['ranking']['examples_per_second']:>9,.0f} "
-            f"{row['ranking']['seconds_per_epoch']:>7.0f} {row['peak_rss_mib'] / 1024:>7.2f} "
+            f"{row['retrieval']['seconds_per_epoch']:>7.0f} {row['rating']['examples_per_second']:>9,.0f} "
+            f"{row['rating']['seconds_per_epoch']:>7.0f} {row['peak_rss_mib'] / 1024:>7.2f} "
             f"{row['export_mib'] or 0:>8.1f} {row['wall_seconds']:>7.0f}   {cells}")
 
 
 def format_scale_benchmark(results: dict) -> str:
-    lines = [f"scale benchmark (train options: {' '.join(results['train_args']) or 'defaults'}); retrieval and ranking: "
+    lines = [f"scale benchmark (train options: {' '.join(results['train_args']) or 'defaults'}); retrieval and rating model: "
              "training examples/s and seconds per epoch; per phase: seconds / peak GiB when it ended",
-             f"  {'size':>6} {'ratings':>11} {'retr ex/s':>9} {'s/epoch':>7} {'rank ex/s':>9} {'s/epoch':>7} "
+             f"  {'size':>6} {'ratings':>11} {'retr ex/s':>9} {'s/epoch':>7} {'rate ex/s':>9} {'s/epoch':>7} "
              f"{'peak GiB':>7} {'export MiB':>8} {'wall s':>7}   " + " ".join(f"{p:>12}" for p in PHASES)]
     lines += [format_scale_row(size, row) for size, row in results["sizes"].items()]
     return "\n".join(lines)

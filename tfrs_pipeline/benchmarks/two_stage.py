@@ -1,4 +1,4 @@
-"""The two-stage benchmark: the top-10 ablation of one or more training runs (seeds), and ranking RMSE beside baselines."""
+"""The two-stage benchmark: the top-10 ablation of one or more training runs (seeds), and the rating model's RMSE beside baselines."""
 
 from __future__ import annotations
 
@@ -41,26 +41,26 @@ def benchmark_two_stage(source: str, *, config: PipelineConfig | None = None, se
         log(format_ablation(ablation))
         log(f"  two-stage / retrieval alone: NDCG@10 {served['ndcg_at_10'] / retrieval['ndcg_at_10']:.3f}x, "
             f"hit rate@10 {served['hit_rate_at_10'] / retrieval['hit_rate_at_10']:.3f}x")
-        mf = metrics["baselines"]["matrix_factorization"]["ranking"]
-        if "rmse" in metrics["ranking"]:
-            log(f"  ranking RMSE {metrics['ranking']['rmse']:.4f} (biased MF {mf['rmse']:.4f})")
+        mf = metrics["baselines"]["matrix_factorization"]["rating"]
+        if "rmse" in metrics["rating"]:
+            log(f"  rating model RMSE {metrics['rating']['rmse']:.4f} (biased MF {mf['rmse']:.4f})")
         else:
-            log(f"  ranking: {metrics['ranking']['note']}")
+            log(f"  rating model: {metrics['rating']['note']}")
         training = metrics["training"]
         peak = max(phase["peak_rss_mib"] for phase in training["phases"].values()) / 1024
         refit = training.get("retrieval_refit") or {}
         log(f"  seconds: retrieval {training['retrieval_seconds']:.1f}"
-            + (f" (+ {refit['seconds']:.1f} refitted)" if refit else "") + f", rating model {training['ranking_seconds']:.1f}, "
+            + (f" (+ {refit['seconds']:.1f} refitted)" if refit else "") + f", rating model {training['rating_seconds']:.1f}, "
             f"list ranker {training.get('list_ranker_seconds', 0.0):.1f}; whole run {trained.seconds:.0f}, "
             f"peak {peak:.1f} GiB")
-        runs.append({"seed": seed, "ablation": ablation, "ranking_rmse": metrics["ranking"].get("rmse"),
+        runs.append({"seed": seed, "ablation": ablation, "rating_rmse": metrics["rating"].get("rmse"),
                      "mf_rmse": mf.get("rmse"), "training": training, "seconds": trained.seconds, "peak_gib": peak})
     results = {"data": source, "seeds": [run["seed"] for run in runs], "runs": runs}
     if seeds > 1:
         results["summary"] = summarize_runs(runs)
         log(format_summary(source, results["seeds"], results["summary"]))
     if seeds == 1:  # the single run's figures where they always were
-        results.update({key: runs[0][key] for key in ("ablation", "ranking_rmse", "training", "seconds")})
+        results.update({key: runs[0][key] for key in ("ablation", "rating_rmse", "training", "seconds")})
     write_results(results, out, log)
     return results
 
@@ -101,8 +101,8 @@ def summarize_runs(runs: list[dict]) -> dict:
         found = ratio(numerator, denominator)
         if found is not None:
             summary[key] = found
-    if runs[0]["ranking_rmse"] is not None:
-        summary["ranking_rmse"] = _spread([run["ranking_rmse"] for run in runs])
+    if runs[0]["rating_rmse"] is not None:
+        summary["rating_rmse"] = _spread([run["rating_rmse"] for run in runs])
         summary["mf_rmse"] = _spread([run["mf_rmse"] for run in runs])
     summary["seconds"] = _spread([run["seconds"] for run in runs])
     summary["peak_gib"] = _spread([run["peak_gib"] for run in runs])
@@ -127,9 +127,9 @@ def format_summary(source: str, seeds: list[int], summary: dict) -> str:
         if key in summary:
             ratio = summary[key]
             lines.append(f"  {text} NDCG@10: {cell(ratio, 3)}x [{ratio['min']:.3f}, {ratio['max']:.3f}]")
-    if "ranking_rmse" in summary:
-        lines.append(f"  RMSE: rating model {cell(summary['ranking_rmse'])} "
-                     f"[{summary['ranking_rmse']['min']:.4f}, {summary['ranking_rmse']['max']:.4f}], "
+    if "rating_rmse" in summary:
+        lines.append(f"  RMSE: rating model {cell(summary['rating_rmse'])} "
+                     f"[{summary['rating_rmse']['min']:.4f}, {summary['rating_rmse']['max']:.4f}], "
                      f"biased MF {cell(summary['mf_rmse'])}")
     lines.append(f"  whole run: {cell(summary['seconds'], 0)} s, peak {summary['peak_gib']['max']:.1f} GiB")
     return "\n".join(lines)

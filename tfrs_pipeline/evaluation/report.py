@@ -49,16 +49,17 @@ def plot_training_curves(history: dict) -> plt.Figure:
     lists = history.get("list_ranking", {})
     figure, axes = plt.subplots(1, 3 if lists else 2, figsize=(16 if lists else 11, 4))
     left, right = axes[0], axes[1]
-    retrieval, ranking = history.get("retrieval", {}), history.get("ranking", {})
+    # "ranking" and "ranking_best_epoch": the rating model's entries in models exported before they were renamed.
+    retrieval, rating = history.get("retrieval", {}), history.get("rating", history.get("ranking", {}))
     for key, value in retrieval.items():
         if key.startswith("val_hit_rate_at_"):
             left.plot(range(1, len(value) + 1), value, "o-", label=key)
     left.axvline(history.get("retrieval_best_epoch", 0), color="grey", linestyle=":", label="kept epoch")
     left.set(xlabel="epoch", ylabel="hit rate", title="Retrieval: validation hit rate (seen excluded)")
     for key in ("root_mean_squared_error", "val_root_mean_squared_error"):
-        if key in ranking:
-            right.plot(range(1, len(ranking[key]) + 1), ranking[key], "o-", label=key.replace("root_mean_squared_error", "RMSE"))
-    right.axvline(history.get("ranking_best_epoch", 0), color="grey", linestyle=":", label="kept epoch")
+        if key in rating:
+            right.plot(range(1, len(rating[key]) + 1), rating[key], "o-", label=key.replace("root_mean_squared_error", "RMSE"))
+    right.axvline(history.get("rating_best_epoch", history.get("ranking_best_epoch", 0)), color="grey", linestyle=":", label="kept epoch")
     right.set(xlabel="epoch", ylabel="RMSE", title="Rating model: RMSE")
     if lists:
         for key in ("val_ndcg_at_10", "val_recall_at_10"):
@@ -77,7 +78,7 @@ def rmse_by_activity(model: Recommender, train: pd.DataFrame, test: pd.DataFrame
     """Test RMSE of the ranking model, biased MF and movie means, by the user's number of training ratings."""
     users = test["user_id"].astype(str).to_numpy()
     movies = test["movie_id"].astype(str).to_numpy()
-    predicted = model.call("rank", 16384, user_id=users, movie_ids=movies[:, None])
+    predicted = model.call(model.ratings_signature, 16384, user_id=users, movie_ids=movies[:, None])
     mf = BiasedMatrixFactorization(factors=32, regularization=15.0, rating_scale=tuple(rating_scale)).fit(train)
     activity = train.groupby(train["user_id"].astype(str), observed=True).size().reindex(users).fillna(0).to_numpy()
     frame = pd.DataFrame({

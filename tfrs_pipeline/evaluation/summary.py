@@ -10,7 +10,7 @@ from tfrs_pipeline.config import PipelineConfig
 def format_metrics(metrics: dict) -> str:
     """The headline numbers beside most-popular (and matrix factorization for RMSE), then the top-10 ablation."""
     popular = metrics["baselines"]["most_popular"]
-    mf = metrics["baselines"]["matrix_factorization"]["ranking"]
+    mf = metrics["baselines"]["matrix_factorization"]["rating"]
     rows = [("metric", "model", "most-popular")]
     for k, v in metrics["factorized_top_k"].items():
         rows.append((f"factorized {k} (seen kept)", f"{v:.4f}", f"{popular['factorized_top_k'][k]:.4f}"))
@@ -21,13 +21,13 @@ def format_metrics(metrics: dict) -> str:
     for k in ("hit_rate_at_10", "recall_at_10", "ndcg_at_10"):
         if k in metrics["pipeline"]:
             rows.append((f"two-stage {k}", f"{metrics['pipeline'][k]:.4f}", f"{popular['pipeline'][k]:.4f}"))
-    if "rmse" in metrics["ranking"]:
-        rows.append(("ranking RMSE", f"{metrics['ranking']['rmse']:.4f}",
-                     f"{popular['ranking']['rmse']:.4f} (movie mean); MF {mf['rmse']:.4f}"))
+    if "rmse" in metrics["rating"]:
+        rows.append(("rating model RMSE", f"{metrics['rating']['rmse']:.4f}",
+                     f"{popular['rating']['rmse']:.4f} (movie mean); MF {mf['rmse']:.4f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"  {name:<{width}}  {a:>8}  {b}" for name, a, b in rows]
-    if "note" in metrics["ranking"]:
-        lines.append(f"  ranking: {metrics['ranking']['note']}")
+    if "note" in metrics["rating"]:
+        lines.append(f"  rating model: {metrics['rating']['note']}")
     if "ablation" in metrics:
         lines.append(format_ablation(metrics["ablation"]))
     if metrics.get("cold_start") and "pipeline" in metrics:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrs_pipeline.export.specs import MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K, signature
-from tfrs_pipeline.ranking.blend import rank_candidates
+from tfrs_pipeline.ranking.blend import rate_candidates
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 
 
@@ -74,9 +74,9 @@ class RankingExport(tf.Module):
     """The second stage: ``serving_default(user_id, movie_id) -> {predicted_rating, known_user, known_movie}``
     for parallel id vectors, and ``score_candidates`` when a list ranker orders the candidates."""
 
-    def __init__(self, ranking_model, list_ranker=None, seen=None) -> None:
+    def __init__(self, rating_model, list_ranker=None, seen=None) -> None:
         super().__init__(name="ranking")
-        self.ranking_model = ranking_model
+        self.rating_model = rating_model
         self.list_ranker = list_ranker
         self.seen = seen  # each training user's movies: the history the list ranker scores from
         if list_ranker is not None:
@@ -88,7 +88,7 @@ class RankingExport(tf.Module):
         history = self.seen(user_id)
         scores = self.list_ranker.score(history.with_flat_values(tf.cast(history.flat_values, tf.int64) + 1), movie_ids,
                                         retrieval_scores)
-        return {"scores": scores, "predicted_ratings": rank_candidates(self.ranking_model, user_id, movie_ids)}
+        return {"scores": scores, "predicted_ratings": rate_candidates(self.rating_model, user_id, movie_ids)}
 
     def signatures(self) -> dict:
         signatures = {"serving_default": self.serve}
@@ -99,7 +99,7 @@ class RankingExport(tf.Module):
     @signature(USER_IDS, MOVIE_IDS)
     def serve(self, user_id, movie_id):
         return {
-            "predicted_rating": self.ranking_model({"user_id": user_id, "movie_id": movie_id}),
-            "known_user": self.ranking_model.user.known(user_id),
-            "known_movie": self.ranking_model.movie.known(movie_id),
+            "predicted_rating": self.rating_model({"user_id": user_id, "movie_id": movie_id}),
+            "known_user": self.rating_model.user.known(user_id),
+            "known_movie": self.rating_model.movie.known(movie_id),
         }

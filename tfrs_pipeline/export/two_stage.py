@@ -27,8 +27,9 @@ Signatures (all inputs and outputs named; ``k`` is a tensor, so any ``k`` works 
 * ``recommend_from_history(movie_ids[batch, n], k)`` -> as ``recommend_with_history`` for visitors
   the model never saw, with ``history_known``; with no known movie, the popular list.
 * ``retrieve(user_id, k)`` -> ``movie_ids``, ``titles``, ``retrieval_scores``, ``known_user``.
-* ``rank(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n],
-  ``known_user``, ``known_movie`` [batch, n].
+* ``predict_ratings(user_id[batch], movie_ids[batch, n])`` -> ``predicted_ratings`` [batch, n] in the
+  order given, ``known_user``, ``known_movie`` [batch, n]. ``rank`` is its name before this release,
+  kept for one release.
 * ``similar_movies(movie_id[batch], k)`` -> ``movie_ids``, ``titles``, ``scores``, ``known_movie``.
 * ``rated_movies(user_id[batch], k)`` -> ``movie_ids``, ``titles``, ``ratings`` [batch, at most
   min(k, 10)]: the user's highest-rated training movies, best first ("" past what they rated),
@@ -56,18 +57,18 @@ from tfrs_pipeline.export.specs import EXCLUDE_MOVIE_IDS, MOVIE_ID_LISTS, MOVIE_
 from tfrs_pipeline.export.top_rated import TopRatedMovies
 from tfrs_pipeline.features.tables import MovieTable
 from tfrs_pipeline.features.vocabulary import id_lookup
-from tfrs_pipeline.ranking.blend import blend_top_k, rank_candidates
+from tfrs_pipeline.ranking.blend import blend_top_k, rate_candidates
 from tfrs_pipeline.retrieval.candidates import CandidateRetriever
 
 _NEG_INF = -np.inf
 
 
 class TwoStagePipeline(tf.Module):
-    """Candidate retrieval + ranking model + catalog, exported together.
+    """Candidate retrieval + rating model + list ranker + catalog, exported together.
 
     Args:
         retriever: the candidate retriever (with the popular fallback for unknown users).
-        ranking: the trained rating model.
+        rating_model: the trained rating model.
         movies: the catalog, in the index's row order.
         movie_embeddings: candidate-tower embeddings of the catalog [movies, dim] (for ``similar_movies``).
         num_candidates: movies retrieved per user before ranking.
@@ -77,19 +78,19 @@ class TwoStagePipeline(tf.Module):
         top_rated: each training user's highest-rated movies (None: no ``rated_movies`` signature).
     """
 
-    def __init__(self, retriever: CandidateRetriever, ranking, movies: MovieTable, movie_embeddings: tf.Tensor,
+    def __init__(self, retriever: CandidateRetriever, rating_model, movies: MovieTable, movie_embeddings: tf.Tensor,
                  num_candidates: int, logit_scale: float, rating_weight: float = 1.0, list_ranker=None,
                  top_rated: TopRatedMovies | None = None) -> None:
         super().__init__(name="two_stage_pipeline")
         self.retriever = retriever
         self.top_rated = top_rated
-        self.ranking = ranking
+        self.rating_model = rating_model
         self.list_ranker = list_ranker
         self.num_candidates = tf.constant(int(min(num_candidates, len(movies.movie_ids))), tf.int32)
         self.rating_weight = tf.Variable(float(rating_weight), trainable=False, name="rating_weight")
         self.logit_scale = tf.Variable(float(logit_scale), trainable=False, name="logit_scale")
         # True: predicted_ratings are relevance probabilities (the model was trained on implicit feedback).
-        self.implicit = tf.Variable(bool(getattr(ranking, "implicit", False)), trainable=False, name="implicit")
+        self.implicit = tf.Variable(bool(getattr(rating_model, "implicit", False)), trainable=False, name="implicit")
         self.catalog_lookup = id_lookup(movies.movie_ids, "catalog_ids")
         self.catalog_ids = retriever.catalog_ids
         self.titles = tf.Variable(movies.titles[1:].astype(str), trainable=False, name="titles")
@@ -132,7 +133,7 @@ class TwoStagePipeline(tf.Module):
             scores = tf.where(has_history[:, None], scores, retrieval_scores)
             predicted = None  # rated below for the k movies shown only
         else:
-            predicted = self.ranking.rate(user_id, vocab_history, movie_ids)
+            predicted = self.rating_model.rate(user_id, vocab_history, movie_ids)
             scores = tf.where(tf.math.is_finite(retrieval_scores),
                               retrieval_scores * self.logit_scale + self.rating_weight * predicted, -np.inf)
         if exclude_movie_ids is not None:
@@ -149,7 +150,7 @@ class TwoStagePipeline(tf.Module):
         filled = tf.math.is_finite(top)  # past the movies there are: empty slots, never a seen or excluded movie
         top_ids = tf.where(filled, tf.gather(movie_ids, order, batch_dims=1), "")
         if predicted is None:
-            predicted = self.ranking.rate(user_id, vocab_history, top_ids)
+            predicted = self.rating_model.rate(user_id, vocab_history, top_ids)
         else:
             predicted = tf.gather(predicted, order, batch_dims=1)
         return {
@@ -195,9 +196,9 @@ class TwoStagePipeline(tf.Module):
                 "known_user": known}
 
     @signature(USER_IDS, MOVIE_ID_LISTS)
-    def rank(self, user_id, movie_ids):
+    def predict_ratings(self, user_id, movie_ids):
         return {
-            "predicted_ratings": rank_candidates(self.ranking, user_id, movie_ids),
+            "predicted_ratings": rate_candidates(self.rating_model, user_id, movie_ids),
             "known_user": self.retriever.query_tower.known(user_id),
             "known_movie": self.catalog_lookup(movie_ids) > 0,
         }
@@ -267,5 +268,7 @@ class TwoStagePipeline(tf.Module):
         return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
                 "recommend_excluding": self.serve_excluding, "recommend_with_history": self.recommend_with_history,
                 "recommend_from_history": self.recommend_from_history,
-                "retrieve": self.retrieve, "rank": self.rank, "similar_movies": self.similar_movies,
+                "retrieve": self.retrieve, "predict_ratings": self.predict_ratings,
+                # Its name before this release; kept readable for one release.
+                "rank": self.predict_ratings, "similar_movies": self.similar_movies,
                 "explain": self.explain, **({"rated_movies": self.rated_movies} if self.top_rated is not None else {})}

@@ -24,11 +24,16 @@ class StageBackup:
         folder: the run's backup folder (``runtime.backup_dir``): on storage every worker reads.
         stage: the stage's name, a folder of ``folder``.
         writer: whether this process writes the finished stage (the chief of a multi-worker run).
+        formerly: the stage's folder name in the previous release: a backup made by it is moved
+            to ``stage`` and resumed.
     """
 
-    def __init__(self, folder: str | Path, stage: str, writer: bool = True) -> None:
+    def __init__(self, folder: str | Path, stage: str, writer: bool = True, formerly: str | None = None) -> None:
         self.folder = Path(folder) / stage
         self.writer = writer
+        old = Path(folder) / formerly if formerly else None
+        if writer and old is not None and old.is_dir() and not self.folder.exists():
+            old.rename(self.folder)
 
     def callback(self) -> tf.keras.callbacks.Callback:
         return tf.keras.callbacks.BackupAndRestore(str(self.folder / "epochs"))
