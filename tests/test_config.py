@@ -60,3 +60,36 @@ def test_rating_scale_takes_any_range(text, expected):
 def test_rating_scale_rejects_what_is_not_a_range(text):
     with pytest.raises(ConfigError, match="data.rating_scale must be"):
         apply_overrides(PipelineConfig(), {"data.rating_scale": text}).validate()
+
+
+def test_each_setting_is_declared_once_and_its_options_come_from_that_declaration():
+    import inspect
+
+    from tfrs_pipeline.cli import build_parser
+    from tfrs_pipeline.config import CHOICES, INT_RANGES, SETTINGS, python_keywords
+    from tfrs_pipeline.data.csv_source import CLI_OPTIONS, PYTHON_OPTIONS
+    from tfrs_pipeline.pipeline import train
+
+    # train()'s data keywords are exactly the declared ones, each reaching its setting.
+    keywords = set(inspect.signature(train).parameters) - {"data", "movies", "out", "config", "settings", "log"}
+    assert keywords == set(python_keywords())
+    # Every declared command-line option is the train command's option for that setting, with its choices.
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    actions = {option: action for action in train_parser._actions for option in action.option_strings}
+    declared = {key: spec for key, spec in SETTINGS.items() if spec.cli}
+    assert {"data.csv_user_column", "split.kind", "runtime.verbose"} <= set(declared)
+    for key, spec in declared.items():
+        assert actions[spec.cli].dest == key and tuple(actions[spec.cli].choices or ()) == spec.choices, key
+    # Messages name options as the declarations spell them.
+    assert CLI_OPTIONS["user"] == SETTINGS["data.csv_user_column"].cli and PYTHON_OPTIONS["user"] == "user_col="
+    # Ranges and choices are read from the same declarations: a new range needs no second entry anywhere.
+    assert INT_RANGES["split.seed"] == SETTINGS["split.seed"].whole and CHOICES["split.kind"] == SETTINGS["split.kind"].choices
+
+
+def test_a_command_line_option_sets_its_setting():
+    from tfrs_pipeline.cli import _training_overrides, build_parser
+
+    args = build_parser().parse_args(["train", "--out", "m", "--user-col", "customer", "--test-fraction", "0.3",
+                                      "--verbose", "--implicit", "--rating-epochs", "4"])
+    assert _training_overrides(args) == {"data.csv_user_column": "customer", "split.test_fraction": 0.3,
+                                         "runtime.verbose": 2, "data.implicit": True, "rating.epochs": 4}

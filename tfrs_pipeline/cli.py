@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import tfrs_pipeline  # noqa: F401  (selects Keras 2; imports no TensorFlow)
-from tfrs_pipeline.config import CHOICES, DataConfig, PipelineConfig, apply_overrides, load_toml
+from tfrs_pipeline.config import CHOICES, SETTINGS, DataConfig, PipelineConfig, apply_overrides, load_toml, to_dict
 from tfrs_pipeline.errors import CappedWarning, ConfigError, ModelError, PipelineError
 
 
@@ -43,57 +43,48 @@ def _import_tensorflow_quietly() -> None:
 
 
 
-def _add_data_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    group = parser.add_argument_group("data (default: the configuration's, else synthetic:100k)")
-    group.add_argument("--data", required=required,
-                       help="synthetic[:SIZE], movielens:PATH, tfds:NAME, csv:PATH (any delimited text) or parquet:PATH "
-                            "(default synthetic:100k)")
-    group.add_argument("--on-bad-rows", choices=CHOICES["data.on_bad_rows"],
-                       help="stop at the first bad row (default error), or drop and count them (skip)")
-    group.add_argument("--tfds-data-dir", help="folder with prepared TFDS data (default: TFDS's own, ~/tensorflow_datasets)")
-    group.add_argument("--sep", help="csv: field separator, any string such as '::' or '\\t' "
-                                     "(default: tab for .tsv, else ',')")
-    group.add_argument("--encoding", help="csv/movielens: the files' text encoding, such as latin-1 or cp1252 (default "
-                                           "UTF-8; MovieLens: its layout's own)")
-    group.add_argument("--columns", help="csv: names of every field of a file without a header line, comma-separated, "
-                                         "such as user_id,item_id,rating,timestamp (default: the header line)")
-    group.add_argument("--user-col", dest="csv_user_column", help="csv/parquet: user id column (default user_id)")
-    group.add_argument("--item-col", dest="csv_item_column", help="csv/parquet: item id column (default item_id)")
-    group.add_argument("--rating-col", dest="csv_rating_column",
-                       help="csv/parquet: rating column (default rating; a file without one needs --implicit)")
-    group.add_argument("--implicit", action="store_true", default=None,
-                       help="csv/parquet: every row is a positive interaction (plays, clicks, purchases), "
-                            "no ratings read (default: off, a rating column is required)")
-    group.add_argument("--timestamp-col", dest="csv_timestamp_column",
-                       help="csv/parquet: timestamp column, seconds or dates (default timestamp; absent: all 0)")
-    group.add_argument("--date-format", help="csv/parquet: how the timestamp column writes dates, in strftime codes "
-                                             "such as %%d/%%m/%%Y (default: seconds, ISO 8601, or numeric dates in the "
-                                             "one order the column allows)")
-    group.add_argument("--rating-scale", help="csv/parquet: LOW-HIGH, such as 0-10, 1-5 or -10-10 (default 0.5-5); "
-                                              "other sources keep their own")
-    group.add_argument("--items", dest="csv_items_path", help="csv/parquet: items file with id and title columns "
-                                                              "(default: none, titles are the ids)")
-    group.add_argument("--items-sep", help="items file's field separator (default: --sep)")
-    group.add_argument("--items-columns", help="items file's field names when it has no header line (default: its header)")
-    group.add_argument("--title-col", dest="csv_title_column", help="items file's title column (default title)")
-    group.add_argument("--genres-col", dest="genres_column",
-                       help="items file's genres column, split on '|' (default: genres when present)")
+def _add_setting_options(group, keys) -> None:
+    """Adds the command-line option of each setting in ``keys``, as its declaration in
+    :mod:`~tfrs_pipeline.config` spells it (:data:`~tfrs_pipeline.config.SETTINGS`): its name, choices,
+    help, and its type (a whole number, a real number, a flag or text read by the configuration)."""
+    defaults = {f"{section}.{key}": value for section, entries in to_dict(PipelineConfig()).items()
+                for key, value in entries.items()}
+    for key in keys:
+        spec = SETTINGS[key]
+        options = {"dest": key, "help": spec.help}
+        if isinstance(defaults[key], bool):
+            options.update(action="store_true", default=None)
+        else:
+            if spec.choices:
+                options["choices"] = spec.choices
+            if isinstance(defaults[key], (int, float)):
+                options["type"] = type(defaults[key])
+            if spec.const is not None:
+                options.update(nargs="?", const=spec.const)
+            if not spec.choices:  # "--user-col USER_COL", not the dotted key
+                options["metavar"] = spec.metavar or spec.cli.lstrip("-").upper().replace("-", "_")
+        group.add_argument(spec.cli, **options)
 
 
-_DATA_KEYS = ("on_bad_rows", "tfds_data_dir", "sep", "encoding", "columns", "csv_user_column", "csv_item_column",
-              "csv_rating_column", "implicit", "csv_timestamp_column", "rating_scale", "csv_items_path", "items_sep",
-              "items_columns", "csv_title_column", "genres_column", "date_format")
+#: The data options every command that reads data takes: each data setting with a command-line option.
+DATA_OPTIONS = [key for key, spec in SETTINGS.items() if key.startswith("data.") and spec.cli]
+#: The training options of ``train`` and ``benchmark`` besides the data's and the epochs'.
+TRAINING_OPTIONS = ["split.kind", "split.test_fraction", "split.seed", "runtime.strategy", "runtime.mixed_precision",
+                    "runtime.seed", "runtime.backup_dir", "runtime.verbose"]
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    _add_setting_options(parser.add_argument_group("data (default: the configuration's, else synthetic:100k)"),
+                         DATA_OPTIONS)
+
+
+def _setting_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line, by dotted key (an option not given is None: not a setting)."""
+    return {key: getattr(args, key) for key in SETTINGS if getattr(args, key, None) is not None}
 
 
 def _data_overrides(args: argparse.Namespace) -> dict[str, object]:
-    overrides: dict[str, object] = {}
-    for key in _DATA_KEYS:
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[f"data.{key}"] = value
-    if getattr(args, "data", None):
-        overrides["data.source"] = args.data
-    return overrides
+    return {key: value for key, value in _setting_overrides(args).items() if key.startswith("data.")}
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
@@ -198,15 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
-    overrides = _data_overrides(args)
-    pairs = {
-        "split.kind": args.split, "split.test_fraction": args.test_fraction, "split.seed": args.split_seed,
-        "retrieval.epochs": args.retrieval_epochs or args.epochs, "rating.epochs": args.rating_epochs or args.epochs,
-        "runtime.strategy": args.strategy, "runtime.seed": args.seed,
-        "runtime.mixed_precision": True if args.mixed_precision else None,
-        "runtime.verbose": args.verbose, "runtime.backup_dir": args.backup_dir,
-    }
-    overrides.update({key: value for key, value in pairs.items() if value is not None})
+    overrides = _setting_overrides(args)
+    for key, value in (("retrieval.epochs", args.retrieval_epochs or args.epochs),
+                       ("rating.epochs", args.rating_epochs or args.epochs)):
+        if value is not None:
+            overrides[key] = value
     for assignment in args.set or []:
         key, sep, value = assignment.partition("=")
         if not sep:
@@ -222,10 +209,6 @@ def _add_train(commands) -> None:
     train.add_argument("--out", required=True,
                        help="saved_models/NAME (required; a new integer version is written in it)")
     train.add_argument("--config", help="TOML configuration file (default: the built-in configuration)")
-    train.add_argument("--split", choices=CHOICES["split.kind"], help=f"how to split (default {defaults.split.kind})")
-    train.add_argument("--test-fraction", type=float,
-                       help=f"share of ratings in the test side (default {defaults.split.test_fraction})")
-    train.add_argument("--split-seed", type=int, help=f"seed of the split (default {defaults.split.seed})")
     train.add_argument("--epochs", type=int,
                        help=f"most epochs for both stages; early stopping may stop sooner (default "
                             f"{defaults.retrieval.epochs} retrieval, {defaults.rating.epochs} rating model)")
@@ -233,20 +216,7 @@ def _add_train(commands) -> None:
                        help=f"most retrieval epochs (default {defaults.retrieval.epochs})")
     train.add_argument("--rating-epochs", type=int, help=f"most rating-model epochs (default {defaults.rating.epochs})")
     train.add_argument("--ranking-epochs", action=_Renamed, new="--rating-epochs", help=argparse.SUPPRESS)
-    train.add_argument("--strategy", choices=CHOICES["runtime.strategy"],
-                       help="mirrored: tf.distribute.MirroredStrategy over local GPUs; multi-worker: "
-                            "MultiWorkerMirroredStrategy over the workers in TF_CONFIG, the chief publishes "
-                            "(default: one device)")
-    train.add_argument("--mixed-precision", action="store_true",
-                       help="float16 on GPU, bfloat16 on CPU (default: float32)")
-    train.add_argument("--seed", type=int, help=f"seed of initialisation and shuffling (default {defaults.runtime.seed})")
-    train.add_argument("--backup-dir", metavar="DIR",
-                       help="back each stage up in DIR every epoch; the same command started again after a "
-                            "crash resumes from there (default: no backup)")
-    train.add_argument("--verbose", type=int, choices=CHOICES["runtime.verbose"], nargs="?", const=2,
-                       help="0 silent, 1 progress bar, 2 (--verbose alone) one line per epoch and the whole "
-                            "configuration first, -1 chosen by the terminal (default -1: the settings that differ "
-                            "from the defaults)")
+    _add_setting_options(train.add_argument_group("split and runtime"), TRAINING_OPTIONS)
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="any configuration key, such as retrieval.embedding_dim=64; repeatable (default: none)")
     train.set_defaults(handler=_cmd_train)
@@ -493,9 +463,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     # One access-log line per request: skip the record fields this format never shows (the
-    # logging docs' "Optimization" section), the caller's source line above all.
+    # public switches of the logging docs' "Optimization" section).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
     model = args.model_base or args.model  # one of them: argparse requires it
     set_tensorflow_threads(args.intra_op_threads, args.inter_op_threads)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_list=args.max_list,
@@ -564,10 +533,7 @@ def _add_benchmark(commands) -> None:
                            help="two-stage: training runs, with seeds runtime.seed, runtime.seed + 1, ...; with more than one, the mean, "
                                 "standard deviation and range of each figure follow (default 1)")
     benchmark.add_argument("--out", help="also write the figures as JSON here (default: print only)")
-    for name in ("split", "test_fraction", "split_seed", "strategy",
-                 "seed", "verbose", "backup_dir"):
-        benchmark.set_defaults(**{name: None})
-    benchmark.set_defaults(mixed_precision=False, handler=_cmd_benchmark)
+    benchmark.set_defaults(handler=_cmd_benchmark)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:

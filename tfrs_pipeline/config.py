@@ -14,6 +14,7 @@ import dataclasses
 import decimal
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,64 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 
 from tfrs_pipeline.errors import ConfigError
 
-#: Every setting with a fixed set of allowed values, defined once: ``validate()`` and the
-#: command line's ``choices`` both read it.
-CHOICES: dict[str, tuple] = {
-    "data.on_bad_rows": ("error", "skip"),
-    "split.kind": ("random", "temporal", "leave-last-out"),
-    "retrieval.optimizer": ("adagrad", "adam", "lazy_adam", "sgd"),
-    "retrieval.index": ("brute-force", "scann"),
-    "retrieval.negatives": ("in-batch", "catalog"),
-    "ranker.item_model": ("auto", "ease", "cosine"),
-    "ranker.sessions": ("auto", "on", "off"),
-    "runtime.strategy": ("default", "mirrored", "multi-worker"),
-    "runtime.verbose": (-1, 0, 1, 2),
-}
+_RANGE = re.compile(r"^\s*\[?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*(?:,|-|:|\.\.|to)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\]?\s*$")
+
+
+def parse_range(name: str, value: Any) -> list[float]:
+    """``"0-10"``, ``"0.5,5"``, ``"-10-10"``, ``"1..5"`` or ``[1, 5]`` -> ``[low, high]``; empty -> ``[]``."""
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        match = _RANGE.match(value)
+        if not match:
+            raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10, 1-5, 0.5-5 or -10-10), got {value!r}")
+        return [float(match.group(1)), float(match.group(2))]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10) or [low, high], got {value!r}")
+
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one setting allows and how each interface spells it: the metadata of its dataclass field,
+    declared once beside its default (:func:`setting`). Validation, ``--set``, TOML, the command line's
+    options and :func:`tfrs_pipeline.train`'s keywords all read it.
+
+    Args:
+        choices: the allowed values (empty: any value of the type).
+        whole: a whole-number setting's (lowest, highest), both allowed; a list's every item.
+        real: a real-number setting's interval, such as ``"(0, 1]"`` (NaN and infinities never).
+        parse: reads a value with a syntax of its own (``"0-10"``): ``parse(dotted_key, value)``.
+        cli: the command line's option (``--user-col``), if it has one.
+        python: :func:`tfrs_pipeline.train`'s keyword (``user_col``), if it has one.
+        help: the command line's help text.
+        const: the value of the option given without one (``--verbose`` alone: 2).
+        metavar: the option's placeholder in ``--help``.
+    """
+
+    choices: tuple = ()
+    whole: tuple[int, int] | None = None
+    real: str = ""
+    parse: Callable[[str, Any], Any] | None = None
+    cli: str = ""
+    python: str = ""
+    help: str = ""
+    const: Any = None
+    metavar: str = ""
+
+    def interval(self) -> tuple[float, float, bool, bool]:
+        """``real`` as (low, high, low allowed, high allowed)."""
+        match = re.fullmatch(r"([\[(])\s*([-\d.e+]+)\s*,\s*([-\d.e+]+)\s*([\])])", self.real)
+        return float(match.group(2)), float(match.group(3)), match.group(1) == "[", match.group(4) == "]"
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None, **allowed) -> Any:
+    """A configuration field: its default (or ``factory`` for a list) and its :class:`Setting`."""
+    metadata = {"setting": Setting(**allowed)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -73,24 +119,67 @@ class DataConfig:
             in the one order the column allows (a column that fits both orders is an error).
     """
 
-    source: str = "synthetic:100k"
-    on_bad_rows: str = "error"
-    tfds_data_dir: str = ""
-    csv_user_column: str = "user_id"
-    csv_item_column: str = "item_id"
-    csv_rating_column: str = ""
-    implicit: bool = False
-    csv_timestamp_column: str = "timestamp"
-    sep: str = ""
-    columns: list[str] = field(default_factory=list)
-    csv_items_path: str = ""
-    csv_title_column: str = "title"
-    genres_column: str = ""
-    items_sep: str = ""
-    items_columns: list[str] = field(default_factory=list)
-    rating_scale: list[float] = field(default_factory=list)
-    encoding: str = ""
-    date_format: str = ""
+    source: str = setting(
+        "synthetic:100k", cli="--data",
+        help="synthetic[:SIZE], movielens:PATH, tfds:NAME, csv:PATH (any delimited text) or parquet:PATH "
+             "(default synthetic:100k)")
+    on_bad_rows: str = setting(
+        "error", choices=("error", "skip"), cli="--on-bad-rows", python="on_bad_rows",
+        help="stop at the first bad row (default error), or drop and count them (skip)")
+    tfds_data_dir: str = setting(
+        "", cli="--tfds-data-dir",
+        help="folder with prepared TFDS data (default: TFDS's own, ~/tensorflow_datasets)")
+    csv_user_column: str = setting(
+        "user_id", cli="--user-col", python="user_col",
+        help="csv/parquet: user id column (default user_id)")
+    csv_item_column: str = setting(
+        "item_id", cli="--item-col", python="item_col",
+        help="csv/parquet: item id column (default item_id)")
+    csv_rating_column: str = setting(
+        "", cli="--rating-col", python="rating_col",
+        help="csv/parquet: rating column (default rating; a file without one needs --implicit)")
+    implicit: bool = setting(
+        False, cli="--implicit", python="implicit",
+        help="csv/parquet: every row is a positive interaction (plays, clicks, purchases), no ratings "
+             "read (default: off, a rating column is required)")
+    csv_timestamp_column: str = setting(
+        "timestamp", cli="--timestamp-col", python="timestamp_col",
+        help="csv/parquet: timestamp column, seconds or dates (default timestamp; absent: all 0)")
+    sep: str = setting(
+        "", cli="--sep",
+        help="csv: field separator, any string such as '::' or '\\t' (default: tab for .tsv, else ',')")
+    columns: list[str] = setting(
+        factory=list, cli="--columns",
+        help="csv: names of every field of a file without a header line, comma-separated, such as "
+             "user_id,item_id,rating,timestamp (default: the header line)")
+    csv_items_path: str = setting(
+        "", cli="--items",
+        help="csv/parquet: items file with id and title columns (default: none, titles are the ids)")
+    csv_title_column: str = setting(
+        "title", cli="--title-col", python="title_col",
+        help="items file's title column (default title)")
+    genres_column: str = setting(
+        "", cli="--genres-col", python="genres_col",
+        help="items file's genres column, split on '|' (default: genres when present)")
+    items_sep: str = setting(
+        "", cli="--items-sep",
+        help="items file's field separator (default: --sep)")
+    items_columns: list[str] = setting(
+        factory=list, cli="--items-columns",
+        help="items file's field names when it has no header line (default: its header)")
+    rating_scale: list[float] = setting(
+        factory=list, parse=parse_range, cli="--rating-scale", python="rating_scale",
+        help="csv/parquet: LOW-HIGH, such as 0-10, 1-5 or -10-10 (default 0.5-5); other sources keep "
+             "their own")
+    encoding: str = setting(
+        "", cli="--encoding", python="encoding",
+        help="csv/movielens: the files' text encoding, such as latin-1 or cp1252 (default UTF-8; "
+             "MovieLens: its layout's own)")
+    date_format: str = setting(
+        "", cli="--date-format", python="date_format",
+        help="csv/parquet: how the timestamp column writes dates, in strftime codes such as "
+             "%%d/%%m/%%Y (default: seconds, ISO 8601, or numeric dates in the one order the column "
+             "allows)")
 
 
 @dataclass
@@ -107,12 +196,18 @@ class SplitConfig:
         seed: random seed of the split.
     """
 
-    kind: str = "random"
-    test_fraction: float = 0.2
-    cutoff_timestamp: int = 0
-    leave_last: int = 1
-    validation_fraction: float = 0.05
-    seed: int = 42
+    kind: str = setting(
+        "random", choices=("random", "temporal", "leave-last-out"), cli="--split",
+        help="how to split (default random)")
+    test_fraction: float = setting(
+        0.2, real="(0.0, 1.0)", cli="--test-fraction",
+        help="share of ratings in the test side (default 0.2)")
+    cutoff_timestamp: int = setting(0, whole=(0, 7_258_118_399))  # 0: the cut-off that leaves test_fraction; up to 2200
+    leave_last: int = setting(1, whole=(1, 10_000))
+    validation_fraction: float = setting(0.05, real="[0.0, 0.5)")
+    seed: int = setting(
+        42, whole=(0, 2**31 - 1), cli="--split-seed",
+        help="seed of the split (default 42)")
 
 
 @dataclass
@@ -163,29 +258,29 @@ class RetrievalConfig:
             early-stopped model, which never saw the validation hold-out.
     """
 
-    embedding_dim: int = 64
+    embedding_dim: int = setting(64, whole=(1, 4096))
     user_embedding: bool = False
     user_features: bool = False
     history_features: bool = True
     movie_features: bool = True
     normalize: bool = True
-    history_dropout: float = 0.5
-    history_sample: int = 128
-    query_hidden_units: list[int] = field(default_factory=list)
+    history_dropout: float = setting(0.5, real="[0.0, 1.0)")
+    history_sample: int = setting(128, whole=(0, 1_000_000))
+    query_hidden_units: list[int] = setting(factory=list, whole=(1, 65_536))
     movie_bias: bool = True
-    l2: float = 0.0
-    temperature: float = 0.2
-    negatives: str = "in-batch"
+    l2: float = setting(0.0, real="[0.0, 1.0]")
+    temperature: float = setting(0.2, real="(0.0, 100.0]")
+    negatives: str = setting("in-batch", choices=("in-batch", "catalog"))
     logq_correction: bool = True
     remove_accidental_hits: bool = True
-    optimizer: str = "lazy_adam"
-    learning_rate: float = 0.003
-    batch_size: int = 2048
-    steps_per_execution: int = 16
-    epochs: int = 20
-    patience: int = 2
-    monitor_k: int = 100
-    index: str = "brute-force"
+    optimizer: str = setting("lazy_adam", choices=("adagrad", "adam", "lazy_adam", "sgd"))
+    learning_rate: float = setting(0.003, real="(0.0, 1000.0]")
+    batch_size: int = setting(2048, whole=(1, 1_048_576))
+    steps_per_execution: int = setting(16, whole=(1, 100_000))
+    epochs: int = setting(20, whole=(1, 100_000))
+    patience: int = setting(2, whole=(0, 100_000))
+    monitor_k: int = setting(100, whole=(1, 100_000))
+    index: str = setting("brute-force", choices=("brute-force", "scann"))
     refit: bool = True
 
 
@@ -219,22 +314,22 @@ class RatingConfig:
         mf_regularization: its L2 penalty.
     """
 
-    embedding_dim: int = 32
-    hidden_units: list[int] = field(default_factory=lambda: [64, 32])
+    embedding_dim: int = setting(32, whole=(1, 4096))
+    hidden_units: list[int] = setting(factory=lambda: [64, 32], whole=(1, 65_536))
     cross_layer: bool = False
     history_features: bool = True
-    history_sample: int = 128
+    history_sample: int = setting(128, whole=(0, 1_000_000))
     side_features: bool = True
-    l2: float = 1e-4
-    dropout: float = 0.1
-    learning_rate: float = 0.002
-    batch_size: int = 1024
-    epochs: int = 30
-    patience: int = 3
+    l2: float = setting(1e-4, real="[0.0, 1.0]")
+    dropout: float = setting(0.1, real="[0.0, 1.0)")
+    learning_rate: float = setting(0.002, real="(0.0, 1000.0]")
+    batch_size: int = setting(1024, whole=(1, 1_048_576))
+    epochs: int = setting(30, whole=(1, 100_000))
+    patience: int = setting(3, whole=(0, 100_000))
     reduce_lr_on_plateau: bool = True
     stack_mf: bool = True
-    mf_factors: int = 32
-    mf_regularization: float = 15.0
+    mf_factors: int = setting(32, whole=(1, 1024))
+    mf_regularization: float = setting(15.0, real="[0.0, 1e6]")
 
 
 @dataclass
@@ -284,23 +379,23 @@ class RankerConfig:
     """
 
     enabled: bool = True
-    hidden_units: list[int] = field(default_factory=list)
-    learning_rate: float = 0.003
-    batch_size: int = 32
-    epochs: int = 100
-    patience: int = 10
-    neighbours: int = 512
-    max_item_weights: int = 5_000_000
-    item_model: str = "auto"
-    ease_regularization: float = 200.0
-    sessions: str = "auto"
-    session_minutes: float = 5.0
-    session_weight: float = 0.6
-    session_regularization: float = 100.0
-    item_candidates: int = 100
-    short_history: int = 5
-    cross_fit_folds: int = 0
-    cross_fit_max_users: int = 10_000
+    hidden_units: list[int] = setting(factory=list, whole=(1, 65_536))
+    learning_rate: float = setting(0.003, real="(0.0, 1000.0]")
+    batch_size: int = setting(32, whole=(1, 1_048_576))
+    epochs: int = setting(100, whole=(1, 100_000))
+    patience: int = setting(10, whole=(0, 100_000))
+    neighbours: int = setting(512, whole=(1, 100_000))
+    max_item_weights: int = setting(5_000_000, whole=(0, 2_000_000_000))
+    item_model: str = setting("auto", choices=("auto", "ease", "cosine"))
+    ease_regularization: float = setting(200.0, real="(0.0, 1e9]")
+    sessions: str = setting("auto", choices=("auto", "on", "off"))
+    session_minutes: float = setting(5.0, real="(0.0, 1e9]")
+    session_weight: float = setting(0.6, real="[0.0, 1.0]")
+    session_regularization: float = setting(100.0, real="(0.0, 1e9]")
+    item_candidates: int = setting(100, whole=(0, 100_000))
+    short_history: int = setting(5, whole=(0, 100_000))
+    cross_fit_folds: int = setting(0, whole=(0, 20))
+    cross_fit_max_users: int = setting(10_000, whole=(0, 1_000_000_000))
 
 
 @dataclass
@@ -312,8 +407,8 @@ class ServingConfig:
         k: length of the final list when a caller gives none.
     """
 
-    num_candidates: int = 100
-    k: int = 10
+    num_candidates: int = setting(100, whole=(1, 100_000))
+    k: int = setting(10, whole=(1, 100_000))
 
 
 @dataclass
@@ -332,11 +427,26 @@ class RuntimeConfig:
             (removed when the run publishes); empty: no backup.
     """
 
-    strategy: str = "default"
-    mixed_precision: bool = False
-    seed: int = 7
-    verbose: int = -1
-    backup_dir: str = ""
+    strategy: str = setting(
+        "default", choices=("default", "mirrored", "multi-worker"), cli="--strategy",
+        help="mirrored: tf.distribute.MirroredStrategy over local GPUs; multi-worker: "
+             "MultiWorkerMirroredStrategy over the workers in TF_CONFIG, the chief publishes "
+             "(default: one device)")
+    mixed_precision: bool = setting(
+        False, cli="--mixed-precision",
+        help="float16 on GPU, bfloat16 on CPU (default: float32)")
+    seed: int = setting(
+        7, whole=(0, 2**31 - 1), cli="--seed",
+        help="seed of initialisation and shuffling (default 7)")
+    verbose: int = setting(
+        -1, choices=(-1, 0, 1, 2), cli="--verbose", const=2,
+        help="0 silent, 1 progress bar, 2 (--verbose alone) one line per epoch and the "
+             "whole configuration first, -1 chosen by the terminal (default -1: the settings that "
+             "differ from the defaults)")
+    backup_dir: str = setting(
+        "", cli="--backup-dir", metavar="DIR",
+        help="back each stage up in DIR every epoch; the same command started again "
+             "after a crash resumes from there (default: no backup)")
 
 
 @dataclass
@@ -424,87 +534,37 @@ class PipelineConfig:
 _ITEM_TYPES = {"list[str]": str, "list[int]": int, "list[float]": float}
 
 
-#: Every whole-number setting's allowed range (both ends included; a list's every item).
-INT_RANGES = {
-    "split.cutoff_timestamp": (0, 7_258_118_399),  # 0: the cut-off that leaves test_fraction; up to 2200
-    "split.leave_last": (1, 10_000),
-    "split.seed": (0, 2**31 - 1),
-    "retrieval.embedding_dim": (1, 4096),
-    "retrieval.history_sample": (0, 1_000_000),
-    "retrieval.query_hidden_units": (1, 65_536),
-    "retrieval.batch_size": (1, 1_048_576),
-    "retrieval.steps_per_execution": (1, 100_000),
-    "retrieval.epochs": (1, 100_000),
-    "retrieval.patience": (0, 100_000),
-    "retrieval.monitor_k": (1, 100_000),
-    "rating.embedding_dim": (1, 4096),
-    "rating.hidden_units": (1, 65_536),
-    "rating.history_sample": (0, 1_000_000),
-    "rating.batch_size": (1, 1_048_576),
-    "rating.epochs": (1, 100_000),
-    "rating.patience": (0, 100_000),
-    "rating.mf_factors": (1, 1024),
-    "ranker.hidden_units": (1, 65_536),
-    "ranker.batch_size": (1, 1_048_576),
-    "ranker.epochs": (1, 100_000),
-    "ranker.patience": (0, 100_000),
-    "ranker.neighbours": (1, 100_000),
-    "ranker.max_item_weights": (0, 2_000_000_000),
-    "ranker.item_candidates": (0, 100_000),
-    "ranker.short_history": (0, 100_000),
-    "ranker.cross_fit_folds": (0, 20),
-    "ranker.cross_fit_max_users": (0, 1_000_000_000),
-    "serving.num_candidates": (1, 100_000),
-    "serving.k": (1, 100_000),
-    "runtime.seed": (0, 2**31 - 1),
-}
-
-#: Every real-number setting's range: (low, high, whether high is allowed); low is allowed
-#: unless the key is in ``_ABOVE_LOW``. NaN and infinities are never allowed.
-FLOAT_RANGES = {
-    "split.test_fraction": (0.0, 1.0, False),
-    "split.validation_fraction": (0.0, 0.5, False),
-    "retrieval.history_dropout": (0.0, 1.0, False),
-    "retrieval.l2": (0.0, 1.0, True),
-    "retrieval.temperature": (0.0, 100.0, True),
-    "retrieval.learning_rate": (0.0, 1000.0, True),
-    "rating.l2": (0.0, 1.0, True),
-    "rating.dropout": (0.0, 1.0, False),
-    "rating.learning_rate": (0.0, 1000.0, True),
-    "rating.mf_regularization": (0.0, 1e6, True),
-    "ranker.learning_rate": (0.0, 1000.0, True),
-    "ranker.ease_regularization": (0.0, 1e9, True),
-    "ranker.session_minutes": (0.0, 1e9, True),
-    "ranker.session_weight": (0.0, 1.0, True),
-    "ranker.session_regularization": (0.0, 1e9, True),
-}
-_ABOVE_LOW = {"split.test_fraction", "retrieval.temperature", "retrieval.learning_rate", "rating.learning_rate",
-              "ranker.learning_rate", "ranker.ease_regularization", "ranker.session_minutes",
-              "ranker.session_regularization"}
+def _declared() -> dict[str, Setting]:
+    """Every setting's declaration, by dotted key (``data.csv_user_column``), in file order."""
+    return {f"{section.name}.{entry.name}": entry.metadata.get("setting", Setting())
+            for section in dataclasses.fields(PipelineConfig) for entry in dataclasses.fields(section.default_factory())}
 
 
-_RANGE = re.compile(r"^\s*\[?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*(?:,|-|:|\.\.|to)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*\]?\s*$")
+#: Every setting's :class:`Setting`, by dotted key: the one place each is declared is its field.
+SETTINGS: dict[str, Setting] = _declared()
+#: Views of :data:`SETTINGS`: the settings with a fixed set of values, whole-number ranges (both ends
+#: allowed) and real-number ranges ((low, high, whether high is allowed); low is allowed unless the
+#: key is in ``_ABOVE_LOW``).
+CHOICES = {key: spec.choices for key, spec in SETTINGS.items() if spec.choices}
+INT_RANGES = {key: spec.whole for key, spec in SETTINGS.items() if spec.whole}
+FLOAT_RANGES = {key: (spec.interval()[0], spec.interval()[1], spec.interval()[3]) for key, spec in SETTINGS.items()
+                if spec.real}
+_ABOVE_LOW = {key for key, spec in SETTINGS.items() if spec.real and not spec.interval()[2]}
 
 
-def parse_range(name: str, value: Any) -> list[float]:
-    """``"0-10"``, ``"0.5,5"``, ``"-10-10"``, ``"1..5"`` or ``[1, 5]`` -> ``[low, high]``; empty -> ``[]``."""
-    if isinstance(value, str):
-        if not value.strip():
-            return []
-        match = _RANGE.match(value)
-        if not match:
-            raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10, 1-5, 0.5-5 or -10-10), got {value!r}")
-        return [float(match.group(1)), float(match.group(2))]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return [float(v) for v in value]
-    raise ConfigError(f"{name} must be LOW-HIGH (such as 0-10) or [low, high], got {value!r}")
+def python_keywords() -> dict[str, str]:
+    """:func:`tfrs_pipeline.train`'s keyword of each setting that has one (``{"user_col": "data.csv_user_column"}``)."""
+    return {spec.python: key for key, spec in SETTINGS.items() if spec.python}
+
+
 
 
 def _coerce(name: str, value: Any, default: Any, annotation: str = "") -> Any:
     """Converts ``value`` to the type of ``default`` (lists: the item type of ``annotation``) or raises a
     ConfigError naming ``name``."""
-    if name == "data.rating_scale":
-        return parse_range(name, value)
+    parse = SETTINGS[name].parse if name in SETTINGS else None
+    if parse is not None:
+        return parse(name, value)
     if isinstance(value, bool) and not isinstance(default, bool):
         raise ConfigError(f"{name} must be of type {type(default).__name__}, got {value!r}")
     if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (list, dict)):

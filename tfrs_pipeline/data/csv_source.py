@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tfrs_pipeline.config import SETTINGS
 from tfrs_pipeline.data.schema import RatingsData, ValidationReport, year_from_title
 from tfrs_pipeline.data.validation import (
     EARLIEST_SECONDS,
@@ -93,19 +94,31 @@ class Columns:
     date_format: str = ""
 
 
-#: How the command line spells each choice, for hints in messages.
-CLI_OPTIONS = {"user": "--user-col", "item": "--item-col", "rating": "--rating-col", "title": "--title-col",
-               "implicit": "--implicit", "scale": "--rating-scale LOW-HIGH (e.g. 0-10)",
-               "items_header": ", or --items-columns for a file without a header", "skip": "--on-bad-rows skip",
-               "sep": "--sep", "columns": "--columns user_id,item_id,rating,timestamp (in order)",
-               "date_format": "--date-format"}
+def option_hints(python: bool) -> dict[str, str]:
+    """How the command line (``--rating-col``) or :func:`tfrs_pipeline.train` (``rating_col=``) spells each
+    choice a message may point to, from the settings' declarations (:data:`~tfrs_pipeline.config.SETTINGS`)."""
 
+    def spell(key: str, cli_value: str = "", python_value: str = "") -> str:
+        spec = SETTINGS[key]
+        if not python:
+            return f"{spec.cli} {cli_value}".rstrip()
+        return f"{spec.python}={python_value}" if spec.python else f'settings={{"{key}": {python_value}}}'
+
+    return {"user": spell("data.csv_user_column"), "item": spell("data.csv_item_column"),
+            "rating": spell("data.csv_rating_column"), "title": spell("data.csv_title_column"),
+            "implicit": spell("data.implicit", python_value="True"),
+            "scale": spell("data.rating_scale", "LOW-HIGH (e.g. 0-10)", "(LOW, HIGH)"),
+            "items_header": "" if python else f", or {SETTINGS['data.items_columns'].cli} for a file without a header",
+            "skip": spell("data.on_bad_rows", "skip", '"skip"'), "sep": spell("data.sep", python_value="SEP"),
+            "columns": spell("data.columns", "user_id,item_id,rating,timestamp",
+                             '["user_id", "item_id", "rating", "timestamp"]') + " (in order)",
+            "date_format": spell("data.date_format")}
+
+
+#: How the command line spells each choice, for hints in messages.
+CLI_OPTIONS = option_hints(python=False)
 #: How :func:`tfrs_pipeline.train` spells them.
-PYTHON_OPTIONS = {"user": "user_col=", "item": "item_col=", "rating": "rating_col=", "title": "title_col=",
-                  "implicit": "implicit=True", "scale": "rating_scale=(LOW, HIGH)", "items_header": "",
-                  "skip": 'on_bad_rows="skip"', "sep": 'settings={"data.sep": SEP}',
-                  "columns": 'settings={"data.columns": ["user_id", "item_id", "rating", "timestamp"]} (in order)',
-                  "date_format": "date_format="}
+PYTHON_OPTIONS = option_hints(python=True)
 
 #: Reads ``columns`` of a table as :func:`read_table` returns them (coerced by ``kinds``, with ``line``).
 Reader = Callable[[list[str], dict[str, str], RowPolicy], pd.DataFrame]
