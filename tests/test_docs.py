@@ -9,15 +9,21 @@ published layout.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from tfrs_pipeline.errors import CappedWarning, NumericIdsWarning, UnknownMoviesWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,13 +62,42 @@ def _sample_of_real_data(folder: Path) -> None:
     movies[movies["movieId"].isin(ratings["movieId"])].to_csv(folder / "ml-latest-small" / "movies.csv", index=False)
 
 
+def _run_as_a_notebook(code: str) -> list[tuple[int, object]]:
+    """Runs ``code`` a statement at a time and returns the value of each line that is an expression, as a
+    notebook cell shows it (with its line in the example)."""
+    scope, shown = {"__name__": "__example__"}, []
+    for statement in ast.parse(code).body:
+        if isinstance(statement, ast.Expr):
+            value = eval(compile(ast.Expression(statement.value), "<example>", "eval"), scope)
+            shown.append((statement.lineno, value))
+        else:
+            exec(compile(ast.Module([statement], type_ignores=[]), "<example>", "exec"), scope)
+    return shown
+
+
+def _empty(value) -> bool:
+    if isinstance(value, (pd.DataFrame, pd.Series, np.ndarray, list, dict, str)):
+        return len(value) == 0
+    if isinstance(value, tuple):
+        return any(_empty(item) for item in value)
+    return False
+
+
 @pytest.mark.parametrize("code", list(_python_examples()))
-def test_every_python_example_runs(code, demo_folder, monkeypatch, capsys):
+def test_every_python_example_runs_and_shows_what_it_says(code, demo_folder, monkeypatch, capsys):
     monkeypatch.chdir(demo_folder)
     if "ml-latest-small" in code:
         _sample_of_real_data(demo_folder)  # what `tfrs-pipeline data download ml-latest-small` leaves in the cache
         monkeypatch.setenv("TFRS_PIPELINE_CACHE", str(demo_folder))
-    exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shown = _run_as_a_notebook(code)
+    # A reader copying the example sees no warning of ours, and every line that shows something shows something.
+    ours = [w for w in caught if issubclass(w.category, (CappedWarning, NumericIdsWarning, UnknownMoviesWarning, FutureWarning))]
+    assert not ours, f"the example warns: {ours[0].message}"
+    assert not [line for line, value in shown if value is None or _empty(value)], "a line of the example shows nothing"
+    printed = capsys.readouterr().out
+    assert printed.count("\n") >= sum(line.strip().startswith("print(") for line in code.splitlines())
 
 
 @pytest.mark.slow

@@ -148,3 +148,51 @@ def test_the_package_root_exports_the_public_api():
         assert name in tfrs_pipeline.__all__ and getattr(tfrs_pipeline, name) is not None
     with pytest.raises(AttributeError):
         tfrs_pipeline.no_such_name  # noqa: B018
+
+
+TESTS = Path(__file__).resolve().parent
+#: What trains a model: a test that calls one of these itself, or through a fixture of its module, is
+#: ``slow`` (docs/development.md); the session's shared model (``trained`` in conftest.py) is not its own.
+TRAINERS = {"run_training", "train_retrieval", "refit_retrieval", "train_rating_model", "train_list_ranker",
+            "train_short_history_head", "fit_ranker_stage", "cross_fit_lists", "train", "train_in_a_process"}
+
+
+def _called_names(node: ast.AST) -> set[str]:
+    names = set()
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        target = call.func
+        names.add(target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", ""))
+    return names
+
+
+#: Tests that call a trainer only to see it refuse before training starts.
+REFUSED_BEFORE_TRAINING = {"test_no_cross_fitting_above_the_user_limit",
+                           "test_python_messages_name_python_keywords_and_numeric_dataframe_ids_warn"}
+
+
+def _marked_slow(decorators: list[ast.expr]) -> bool:
+    return any(ast.unparse(decorator) == "pytest.mark.slow" for decorator in decorators)
+
+
+def _training_tests_not_marked_slow(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets)
+           and "slow" in ast.unparse(node.value) for node in tree.body):
+        return []  # the whole module is slow
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    training_fixtures = {f.name for f in functions if any("fixture" in ast.unparse(d) for d in f.decorator_list)
+                         and _called_names(f) & TRAINERS}
+    unmarked = []
+    for function in functions:
+        if (not function.name.startswith("test_") or _marked_slow(function.decorator_list)
+                or function.name in REFUSED_BEFORE_TRAINING):
+            continue
+        arguments = {argument.arg for argument in function.args.args}
+        if _called_names(function) & TRAINERS or arguments & training_fixtures:
+            unmarked.append(function.name)
+    return unmarked
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
+def test_a_test_that_trains_a_model_of_its_own_is_marked_slow(path):
+    assert not _training_tests_not_marked_slow(path)
