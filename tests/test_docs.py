@@ -67,7 +67,8 @@ def _run_as_a_notebook(code: str) -> list[tuple[int, object]]:
     notebook cell shows it (with its line in the example)."""
     scope, shown = {"__name__": "__example__"}, []
     for statement in ast.parse(code).body:
-        if isinstance(statement, ast.Expr):
+        is_print = isinstance(statement, ast.Expr) and ast.unparse(statement.value).startswith("print(")
+        if isinstance(statement, ast.Expr) and not is_print:
             value = eval(compile(ast.Expression(statement.value), "<example>", "eval"), scope)
             shown.append((statement.lineno, value))
         else:

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfrs_pipeline"
 #: Layers from the bottom up; a module may import its own layer and the ones below. Generic
 #: machinery (ids, metrics, data, training, features) sits below the stages that use it.
 LAYERS = [
-    {"errors", "ids"},
+    {"errors", "ids", "signatures"},
     {"config", "metrics"},
     {"data"},
     {"training", "model_dir", "features"},

@@ -128,8 +128,9 @@ def test_a_k_above_what_there_is_is_capped_with_a_warning_never_silently(model):
 def test_empty_slots_are_not_rows(model):
     out = model.recommend_from_history([["1"]], k=5, arrays=True)
     out["movie_ids"][0, 3:] = ""  # as the signature answers when fewer movies are left than k
-    from tfrs_pipeline.recommender import _RANKED, _frame
-    assert _frame(out, {"visitor": np.arange(1)}, _RANKED, ["history_known"])["rank"].tolist() == [1, 2, 3]
+    from tfrs_pipeline.recommender import _frame
+    from tfrs_pipeline.signatures import RANKED_COLUMNS
+    assert _frame(out, {"visitor": np.arange(1)}, RANKED_COLUMNS, ["history_known"])["rank"].tolist() == [1, 2, 3]
 
 
 @pytest.mark.parametrize("call,message", [

@@ -24,24 +24,23 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_pipeline import signatures as named
 from tfrs_pipeline.errors import ArgumentError, CappedWarning, ModelError, UnknownMoviesWarning
 from tfrs_pipeline.ids import as_str, catalog_positions
 from tfrs_pipeline.model_dir import ModelDir
+from tfrs_pipeline.signatures import (
+    EXPLAINED_COLUMNS,
+    RANKED_COLUMNS,
+    RATED_COLUMNS,
+    RETRIEVED_COLUMNS,
+    SIMILAR_COLUMNS,
+    recommend_signature,
+)
 
 #: One id: a string, or a whole number (written as the string of its digits).
 Id = str | int
 #: Ids as callers pass them: a list (or array, or Series) of strings or numbers, one per row.
 Ids = Sequence[Id] | np.ndarray | pd.Series
-
-# Table columns from a signature's [rows, k] outputs, in order; the first names the movie id.
-_RANKED = {"movie_ids": "movie_id", "titles": "title", "scores": "ranker_score",
-           "predicted_ratings": "predicted_rating", "retrieval_scores": "retrieval_score"}
-_RETRIEVED = {"movie_ids": "movie_id", "titles": "title", "retrieval_scores": "retrieval_score"}
-_SIMILAR = {"movie_ids": "movie_id", "titles": "title", "scores": "similarity"}
-_RATED = {"movie_ids": "movie_id", "titles": "title", "ratings": "rating"}
-_EXPLAINED = {"movie_ids": "because_movie_id", "titles": "because_title", "contributions": "contribution",
-              "shares": "share"}
-
 
 def load_saved_model(path: str | Path):
     """``tf.saved_model.load``, registering ScaNN's ops first when the model was exported with them.
@@ -276,14 +275,16 @@ class Recommender:
             movies = _padded(_id_lists(history, "history", len(users), "user"))
             excluded = _padded(_id_lists(exclude, "exclude", len(users), "user")) if exclude is not None else \
                 np.full((len(users), 1), "", dtype=object)
-            out = self.call("recommend_with_history", user_id=users, movie_ids=movies, exclude_movie_ids=excluded, k=k)
+            signature = recommend_signature(user=True, history=True, exclude=exclude is not None)
+            out = self.call(signature, user_id=users, movie_ids=movies, exclude_movie_ids=excluded, k=k)
         elif exclude is not None:
             if not exclude_seen:
                 raise ArgumentError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
             lists = _id_lists(exclude, "exclude", len(users), "user")
-            out = self.call("recommend_excluding", user_id=users, exclude_movie_ids=_padded(lists), k=k)
+            signature = recommend_signature(user=True, history=False, exclude=True)
+            out = self.call(signature, user_id=users, exclude_movie_ids=_padded(lists), k=k)
         else:
-            signature = "serving_default" if exclude_seen else "recommend_including_seen"
+            signature = recommend_signature(user=True, history=False, exclude=False, exclude_seen=exclude_seen)
             out = self.call(signature, user_id=users, k=k)
         if not allow_unknown:
             unknown = ~out["known_user"] & (out["history_known"] == 0 if "history_known" in out else True)
@@ -294,7 +295,7 @@ class Recommender:
                                     "text, exactly as in the training data); allow_unknown=True gives such users "
                                     "well-rated popular movies, history= scores a visitor from their movies")
         _warn_if_capped(out, k, _CANDIDATES)
-        return out if arrays else _frame(out, {"user_id": users}, _RANKED, ["known_user"])
+        return out if arrays else _frame(out, {"user_id": users}, RANKED_COLUMNS, ["known_user"])
 
     def recommend_from_history(self, histories: Sequence[Ids], k: int = 10, *,
                                arrays: bool = False) -> pd.DataFrame:
@@ -319,7 +320,7 @@ class Recommender:
             [2, 0]
         """
         lists = _id_lists(histories, "histories")
-        out = self.call("recommend_from_history", movie_ids=_padded(lists), k=_count(k, "k"))
+        out = self.call(named.RECOMMEND_FROM_HISTORY, movie_ids=_padded(lists), k=_count(k, "k"))
         lost = [i for i, movies in enumerate(lists) if movies and out["history_known"][i] == 0]
         if lost:
             shown = ", ".join(map(repr, lists[lost[0]][:3]))
@@ -327,7 +328,7 @@ class Recommender:
                           "lists are well-rated popular movies. Ids are matched as text, exactly as in the training "
                           "data (leading zeros included)", UnknownMoviesWarning, stacklevel=2)
         _warn_if_capped(out, k, _CANDIDATES)
-        return out if arrays else _frame(out, {"visitor": np.arange(len(lists))}, _RANKED, ["history_known"])
+        return out if arrays else _frame(out, {"visitor": np.arange(len(lists))}, RANKED_COLUMNS, ["history_known"])
 
     def retrieve(self, user_ids: Id | Ids, k: int = 100, *, arrays: bool = False) -> pd.DataFrame:
         """Retrieval alone, seen movies excluded.
@@ -347,15 +348,15 @@ class Recommender:
             [28, 29, 30]
         """
         users = _ids(user_ids, "user_ids")
-        out = self.call("retrieve", user_id=users, k=_count(k, "k"))
+        out = self.call(named.RETRIEVE, user_id=users, k=_count(k, "k"))
         _warn_if_capped(out, k, "movies in the catalog")
-        return out if arrays else _frame(out, {"user_id": users}, _RETRIEVED, ["known_user"])
+        return out if arrays else _frame(out, {"user_id": users}, RETRIEVED_COLUMNS, ["known_user"])
 
     @property
     def ratings_signature(self) -> str:
         """The signature that predicts ratings of given movies: ``predict_ratings`` (``rank`` in a model
         exported before it was renamed)."""
-        return "predict_ratings" if "predict_ratings" in self.signatures else "rank"
+        return named.PREDICT_RATINGS if named.PREDICT_RATINGS in self.signatures else named.RANK
 
     def rank(self, user_ids: Id | Ids, movie_ids: Sequence[Ids], *, arrays: bool = False) -> pd.DataFrame:
         """The former name of :meth:`predict_ratings`, which it calls: it returned predicted ratings in the
@@ -423,8 +424,8 @@ class Recommender:
             (3, True)
         """
         users = _ids(user_ids, "user_ids")
-        out = self.call("rated_movies", user_id=users, k=_count(k, "k"))
-        return out if arrays else _frame(out, {"user_id": users}, _RATED, ["known_user"])
+        out = self.call(named.RATED_MOVIES, user_id=users, k=_count(k, "k"))
+        return out if arrays else _frame(out, {"user_id": users}, RATED_COLUMNS, ["known_user"])
 
     def similar_items(self, movie_ids: Id | Ids, k: int = 10, *, arrays: bool = False) -> pd.DataFrame:
         """The ``k`` movies closest to each movie (cosine of candidate-tower embeddings), never the movie itself.
@@ -446,9 +447,9 @@ class Recommender:
             (3, False)
         """
         movies = _ids(movie_ids, "movie_ids")
-        out = self.call("similar_movies", movie_id=movies, k=_count(k, "k"))
+        out = self.call(named.SIMILAR_MOVIES, movie_id=movies, k=_count(k, "k"))
         _warn_if_capped(out, k, "other movies in the catalog")
-        return out if arrays else _frame(out, {"of_movie_id": movies}, _SIMILAR, ["known_movie"])
+        return out if arrays else _frame(out, {"of_movie_id": movies}, SIMILAR_COLUMNS, ["known_movie"])
 
     def explain(self, user_id: Id, movie_ids: Id | Ids, k: int = 3, *, arrays: bool = False) -> pd.DataFrame:
         """For one user and each of ``movie_ids``: the ``k`` rated movies that contribute most to it.
@@ -476,11 +477,11 @@ class Recommender:
         if not _is_id(user_id):
             raise ArgumentError(f"user_id must be one user id, got {_shown(user_id)}")
         user, movies = _id(user_id, "user_id"), _ids(movie_ids, "movie_ids")
-        out = self.call("explain", user_id=np.full(len(movies), user, dtype=object), movie_id=movies,
+        out = self.call(named.EXPLAIN, user_id=np.full(len(movies), user, dtype=object), movie_id=movies,
                         k=_count(k, "k"))
         if arrays:
             return out
-        return _frame(out, {"user_id": np.full(len(movies), user, dtype=object), "movie_id": movies}, _EXPLAINED, [])
+        return _frame(out, {"user_id": np.full(len(movies), user, dtype=object), "movie_id": movies}, EXPLAINED_COLUMNS, [])
 
     # -- the catalog --------------------------------------------------------------------------------
 

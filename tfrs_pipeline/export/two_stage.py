@@ -53,6 +53,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfrs_pipeline import signatures as signature_names
 from tfrs_pipeline.export.specs import EXCLUDE_MOVIE_IDS, MOVIE_ID_LISTS, MOVIE_IDS, USER_IDS, K, signature
 from tfrs_pipeline.export.top_rated import TopRatedMovies
 from tfrs_pipeline.features.tables import MovieTable
@@ -265,10 +266,10 @@ class TwoStagePipeline(tf.Module):
                 "known_user": self.retriever.query_tower.known(user_id)}
 
     def signatures(self) -> dict:
-        return {"serving_default": self.serve, "recommend_including_seen": self.serve_including_seen,
-                "recommend_excluding": self.serve_excluding, "recommend_with_history": self.recommend_with_history,
-                "recommend_from_history": self.recommend_from_history,
-                "retrieve": self.retrieve, "predict_ratings": self.predict_ratings,
-                # Its name before this release; kept readable for one release.
-                "rank": self.predict_ratings, "similar_movies": self.similar_movies,
-                "explain": self.explain, **({"rated_movies": self.rated_movies} if self.top_rated is not None else {})}
+        names = signature_names
+        return {names.SERVING_DEFAULT: self.serve, names.RECOMMEND_INCLUDING_SEEN: self.serve_including_seen,
+                names.RECOMMEND_EXCLUDING: self.serve_excluding, names.RECOMMEND_WITH_HISTORY: self.recommend_with_history,
+                names.RECOMMEND_FROM_HISTORY: self.recommend_from_history, names.RETRIEVE: self.retrieve,
+                names.PREDICT_RATINGS: self.predict_ratings, names.RANK: self.predict_ratings,  # the former name
+                names.SIMILAR_MOVIES: self.similar_movies, names.EXPLAIN: self.explain,
+                **({names.RATED_MOVIES: self.rated_movies} if self.top_rated is not None else {})}

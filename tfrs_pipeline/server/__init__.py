@@ -4,7 +4,10 @@
   loaded in the background, warmed up, and served by number or label.
 * :mod:`~tfrs_pipeline.server.rest`: TensorFlow Serving's paths, request bodies, answers and limits.
 * :mod:`~tfrs_pipeline.server.batching`: concurrent requests merged into one signature call.
-* :mod:`~tfrs_pipeline.server.app`: the routes, the access log and the Prometheus metrics.
+* :mod:`~tfrs_pipeline.server.app`: the application: TensorFlow Serving's routes, and the others mounted.
+* :mod:`~tfrs_pipeline.server.people`: the page and the JSON routes it asks (``/recommend``, ``/similar``, ...).
+* :mod:`~tfrs_pipeline.server.telemetry`: the Prometheus metrics and the access log.
+* :mod:`~tfrs_pipeline.server.guard`: security headers and the ``Host`` check.
 * :mod:`~tfrs_pipeline.server.protocol`: the HTTP connection, with header limits and timeouts.
 
 The server process imports TensorFlow and the client alone: no TFRS, no training code.
