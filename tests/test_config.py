@@ -67,7 +67,7 @@ def test_each_setting_is_declared_once_and_its_options_come_from_that_declaratio
 
     from tfrs_pipeline.cli import build_parser
     from tfrs_pipeline.config import CHOICES, INT_RANGES, SETTINGS, python_keywords
-    from tfrs_pipeline.data.csv_source import CLI_OPTIONS, PYTHON_OPTIONS
+    from tfrs_pipeline.data.table_source import CLI_OPTIONS, PYTHON_OPTIONS
     from tfrs_pipeline.pipeline import train
 
     # train()'s data keywords are exactly the declared ones, each reaching its setting.

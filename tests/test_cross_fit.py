@@ -25,12 +25,12 @@ def small():
 
 def test_a_fold_is_left_out_of_every_table_the_features_are_counted_on(small):
     data, prepared, _ = small
-    kept = np.arange(len(prepared.train)) % 3 != 0
+    kept = np.arange(len(prepared.fitting)) % 3 != 0
     part = without_fold(prepared, data, kept)
-    assert len(part.train) == kept.sum() and int(part.movies.train_count.sum()) == kept.sum()
+    assert len(part.fitting) == kept.sum() and int(part.movies.train_count.sum()) == kept.sum()
     assert int(np.diff(part.users.history_splits).sum()) == kept.sum()
-    assert part.full_movies is prepared.full_movies and part.validation is prepared.validation
-    assert part.global_mean == pytest.approx(prepared.train["rating"][kept].mean())
+    assert part.whole_movies is prepared.whole_movies and part.validation is prepared.validation
+    assert part.global_mean == pytest.approx(prepared.fitting["rating"][kept].mean())
 
 
 @pytest.mark.slow
@@ -38,8 +38,8 @@ def test_every_fitting_rating_labels_one_fold_and_the_lists_have_the_served_shap
     data, prepared, config = small
     lines = []
     fitted = cross_fit_lists(prepared, data, config, scale=5.0, log=lines.append)
-    assert fitted.found["relevant"] == len(prepared.train)  # each rating is in exactly one fold's labels
-    users = prepared.train["user_id"].nunique()
+    assert fitted.found["relevant"] == len(prepared.fitting)  # each rating is in exactly one fold's labels
+    users = prepared.fitting["user_id"].nunique()
     assert users < fitted.found["lists"] <= 2 * users  # a list per user per fold the user has ratings in
     assert fitted.features.shape == (len(fitted), 20 + 10, len(FEATURES))
     assert (fitted.labels.sum(axis=1) > 0).all() and not (fitted.labels * ~fitted.valid).any()

@@ -174,7 +174,7 @@ def test_real_latest_small_has_published_counts(real_small):
 # --- csv and tfds ------------------------------------------------------------------------------
 
 
-def test_csv_source_with_named_columns_and_items_file(tmp_path):
+def test_table_source_with_named_columns_and_items_file(tmp_path):
     (tmp_path / "events.csv").write_text("who,what,stars,when\nalice,m1,4,10\nbob,m1,5,11\nbob,m2,2,12\n")
     (tmp_path / "items.csv").write_text("what,name\nm1,First (1999)\nm2,Second\n")
     config = DataConfig(csv_user_column="who", csv_item_column="what", csv_rating_column="stars",
@@ -187,7 +187,7 @@ def test_csv_source_with_named_columns_and_items_file(tmp_path):
     assert data.movies["year"].iloc[0] == 1999
 
 
-def test_csv_source_rejects_unknown_items_and_missing_columns(tmp_path):
+def test_table_source_rejects_unknown_items_and_missing_columns(tmp_path):
     (tmp_path / "events.csv").write_text("user_id,item_id,rating\nu,m9,4\n")
     (tmp_path / "items.csv").write_text("item_id,title\nm1,First\n")
     with pytest.raises(DataError, match=r"events.csv, line 2: rating for a movie not in the movies file: 'm9'"):

@@ -150,7 +150,7 @@ def test_mixed_float16_scales_the_loss_in_the_multi_step_loop(caplog):
     config = apply_overrides(PipelineConfig(), {"data.source": "synthetic:300x200x8000", "retrieval.epochs": 1,
                                                 "retrieval.batch_size": 16, "runtime.verbose": 0}).validate()
     run = load_and_prepare(config, log=lambda *_: None)
-    assert steps_per_call(16, tf.distribute.get_strategy(), len(run.prepared.train), 16, 1) == 16  # the multi-step loop
+    assert steps_per_call(16, tf.distribute.get_strategy(), len(run.prepared.fitting), 16, 1) == 16  # the multi-step loop
     policy = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -180,6 +180,6 @@ def test_a_one_replica_mirrored_strategy_trains_through_the_multi_step_loop():
     run = load_and_prepare(config, log=lambda *_: None)
     strategy = tf.distribute.MirroredStrategy(tf.config.list_logical_devices("CPU")[:1])
     assert strategy.num_replicas_in_sync == 1
-    assert steps_per_call(16, strategy, len(run.prepared.train), 16, 1) == 16  # the multi-step loop
+    assert steps_per_call(16, strategy, len(run.prepared.fitting), 16, 1) == 16  # the multi-step loop
     result = train_retrieval(run.prepared, config.retrieval, seed=1, verbose=0, strategy=strategy)
     assert np.isfinite(result.history["loss"]).all()

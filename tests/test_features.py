@@ -111,11 +111,11 @@ def test_histories_seen_in_training_and_validation_never_hold_a_validation_movie
     for user, movie in prepared.validation[["user_id", "movie_id"]].itertuples(index=False):
         row = movies.get_loc(movie) + 1
         assert row not in history(prepared.users, user)  # what training and validation see
-        assert row in history(prepared.full_users, user)  # what the exported model serves with
+        assert row in history(prepared.whole_users, user)  # what the exported model serves with
     counts = prepared.validation["movie_id"].value_counts()
     movie = counts.index[0]
     row = list(prepared.movies.movie_ids).index(movie) + 1
-    assert prepared.full_movies.train_count[row] - prepared.movies.train_count[row] == counts.iloc[0]
+    assert prepared.whole_movies.train_count[row] - prepared.movies.train_count[row] == counts.iloc[0]
 
 
 def test_id_positions_match_string_lookup_for_categorical_and_plain_columns():

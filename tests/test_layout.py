@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfrs_pipeline"
 #: Layers from the bottom up; a module may import its own layer and the ones below. Generic
 #: machinery (ids, metrics, data, training, features) sits below the stages that use it.
 LAYERS = [
-    {"errors", "ids", "signatures"},
+    {"errors", "ids", "signatures", "arguments"},
     {"config", "metrics"},
     {"data"},
     {"training", "model_dir", "features"},
@@ -196,3 +196,38 @@ def _training_tests_not_marked_slow(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
 def test_a_test_that_trains_a_model_of_its_own_is_marked_slow(path):
     assert not _training_tests_not_marked_slow(path)
+
+
+#: What learns from data: a constructor that calls one of these trains (scikit-learn's and Keras-RS's
+#: constructors store what they are given; ``fit`` learns).
+LEARNERS = {"fit", "build_item_table", "fit_ease", "adapt", "train_retrieval", "train_rating_model", "train_list_ranker",
+            "refit_item_item", "refit_retrieval", "refit_matrix_factorization", "stack_matrix_factorization"}
+
+
+def _learning_constructors(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            for method in node.body:
+                if isinstance(method, ast.FunctionDef) and method.name == "__init__":
+                    learned = _called_names(method) & LEARNERS
+                    learned |= {"ItemNeighbours.build"} if "ItemNeighbours.build" in ast.unparse(method) else set()
+                    found += [f"{node.name}.__init__ calls {name}" for name in sorted(learned)]
+    return found
+
+
+@pytest.mark.parametrize("top,path", list(_modules()), ids=lambda value: str(value))
+def test_no_constructor_trains(top, path):
+    assert not _learning_constructors(path)
+
+
+#: Longer than this, a module says why at its top (in its docstring: "Longer than 500 lines: ...").
+MOST_LINES = 500
+
+
+@pytest.mark.parametrize("top,path", list(_modules()), ids=lambda value: str(value))
+def test_a_long_module_says_why_at_its_top(top, path):
+    text = path.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(text)) or ""
+    assert text.count("\n") <= MOST_LINES or "Longer than 500 lines:" in docstring, \
+        f"{path.relative_to(PACKAGE)} has {text.count(chr(10))} lines and no reason at its top"

@@ -174,14 +174,14 @@ def ranker():
 
 def history_of(prepared, users) -> tf.RaggedTensor:
     """The users' fitting-part movies as catalog rows."""
-    return history_rows(SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train), np.asarray(users))
+    return history_rows(SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.fitting), np.asarray(users))
 
 
 def test_item_item_score_is_the_sum_of_the_kept_weights_from_the_history(ranker):
     prepared, model = ranker
     user = prepared.vocab.user_ids[3]
     catalog = list(prepared.movies.movie_ids)
-    history = set(prepared.train.loc[prepared.train["user_id"] == user, "movie_id"])
+    history = set(prepared.fitting.loc[prepared.fitting["user_id"] == user, "movie_id"])
     rows = history_of(prepared, [user])
     assert sorted(rows[0].numpy().tolist()) == sorted(catalog.index(h) + 1 for h in history)
     weights = model.item_table.weights.toarray()
@@ -270,7 +270,7 @@ def test_a_ranker_scores_its_scaled_start_until_trained(ranker):
 
 def test_refitting_the_item_item_model_on_more_ratings_scores_with_the_new_models_weights(ranker):
     prepared, model = ranker
-    whole = pd.concat([prepared.train, prepared.validation], ignore_index=True)  # as the export's training side
+    whole = pd.concat([prepared.fitting, prepared.validation], ignore_index=True)  # as the export's training side
     history = history_of(prepared, prepared.vocab.user_ids[:5])
     before = model.item_scores(history).numpy()
     try:
@@ -281,7 +281,7 @@ def test_refitting_the_item_item_model_on_more_ratings_scores_with_the_new_model
         after = model.item_scores(history).numpy()
         assert not np.allclose(after, before, atol=1e-4)
     finally:
-        model.refit_item_item(prepared.train)
+        model.refit_item_item(prepared.fitting)
     np.testing.assert_allclose(model.item_scores(history).numpy(), before, rtol=1e-5, atol=1e-6)
 
 
@@ -295,7 +295,7 @@ def test_item_item_candidates_are_the_best_scored_movies_neither_listed_nor_seen
                        candidate_vectors=vectors, item_table=build_item_table(prepared, config))
     assert model.item_candidates == 5
     user = prepared.vocab.user_ids[3]
-    seen = np.flatnonzero(np.isin(catalog, prepared.train.loc[prepared.train["user_id"] == user, "movie_id"]))
+    seen = np.flatnonzero(np.isin(catalog, prepared.fitting.loc[prepared.fitting["user_id"] == user, "movie_id"]))
     listed = [m for m in catalog if m not in set(catalog[seen])][:3]
     queries = np.random.default_rng(2).normal(size=(2, 8)).astype(np.float32)
     history = tf.ragged.constant([(seen + 1).tolist(), []], dtype=tf.int64)  # a user, and a visitor with nothing
@@ -329,10 +329,10 @@ def test_a_ranker_taking_a_refitted_retrieval_models_embeddings_equals_one_built
     swapped = ListRanker(rating_model, prepared, first[:, :4], scale=5.0, config=config, candidate_vectors=first,
                          item_table=table)
     swapped.use_retrieval(second[:, :4], second)
-    swapped.use_tables(prepared.full_movies)
+    swapped.use_tables(prepared.whole_movies)
     built = ListRanker(rating_model, prepared, second[:, :4], scale=5.0, config=config, candidate_vectors=second,
                        item_table=table)
-    built.use_tables(prepared.full_movies)
+    built.use_tables(prepared.whole_movies)
     for name in ("embeddings", "candidate_vectors", "popularity", "mean_rating"):
         np.testing.assert_allclose(getattr(swapped, name).numpy(), getattr(built, name).numpy(), atol=1e-6)
     history = history_of(prepared, prepared.vocab.user_ids[:4])
@@ -359,7 +359,7 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
     prepared = ranker[0]
     catalog = np.asarray(prepared.movies.movie_ids)
     users = np.asarray(prepared.vocab.user_ids)[:60]
-    seen = prepared.train.groupby("user_id", observed=True)["movie_id"].agg(set)
+    seen = prepared.fitting.groupby("user_id", observed=True)["movie_id"].agg(set)
     movies = np.array([[m for m in catalog if m not in seen.get(u, set())][:10] for u in users])
     scores = np.tile(np.arange(10, 0, -1, dtype=np.float32), (len(users), 1))
     first, last = np.zeros(movies.shape, np.float32), np.zeros(movies.shape, np.float32)
@@ -367,7 +367,7 @@ def test_with_cross_fitted_lists_training_never_serves_a_ranker_worse_on_the_ear
     holdout = CandidateLists(users, movies, scores, first, np.ones(len(users), int))  # users rated retrieval's first
     embeddings = np.random.default_rng(0).normal(size=(len(catalog), 8)).astype(np.float32)
     config = RankerConfig(neighbours=16, epochs=4, patience=4, learning_rate=0.1, item_candidates=0)
-    histories = SeenMovies(prepared.vocab, catalog, prepared.train)
+    histories = SeenMovies(prepared.vocab, catalog, prepared.fitting)
 
     def trained(cross_fitted):
         model = ListRanker(ranker[1].rating_model, prepared, embeddings, scale=5.0, config=config,
@@ -427,7 +427,7 @@ def test_the_item_item_model_keeps_the_session_kernel_only_where_the_hold_out_ra
     assert build_item_table(prepared, RankerConfig(neighbours=16, sessions="off")).sessions is None
     assert build_item_table(prepared, RankerConfig(neighbours=16, sessions="on")).sessions == Sessions()
     # Without timestamps there are no sittings to count: plain EASE, fitted once.
-    untimed = dataclasses.replace(prepared, train=prepared.train.assign(timestamp=0))
+    untimed = dataclasses.replace(prepared, fitting=prepared.fitting.assign(timestamp=0))
     said = []
     table = build_item_table(untimed, RankerConfig(neighbours=16, sessions="on"), log=said.append)
     assert table.sessions is None and not table.session_choice and "every training timestamp is the same" in said[0]
@@ -450,7 +450,7 @@ def test_short_history_lists_are_made_from_a_few_of_each_users_movies_alone(rank
     assert sorted(set(lists.user_ids)) == holdout_users and len(lists) <= 2 * len(holdout_users)
     first = {}
     for user, history, movies, labels in zip(lists.user_ids, lists.histories, lists.movie_ids, lists.labels):
-        rated = prepared.train[prepared.train["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
+        rated = prepared.fitting[prepared.fitting["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
         given = set(catalog[history - 1])  # catalog rows
         assert len(given) == min(3, rated["movie_id"].nunique()) and given <= set(rated["movie_id"].astype(str))
         first.setdefault(user, given)
@@ -458,13 +458,13 @@ def test_short_history_lists_are_made_from_a_few_of_each_users_movies_alone(rank
         held = set(prepared.validation.loc[prepared.validation["user_id"].astype(str) == user, "movie_id"].astype(str))
         assert [m in held for m in movies] == [bool(x) for x in labels]  # ...and the hold-out says what is relevant
     for user, given in first.items():  # each user's first list: their most recent movies
-        rated = prepared.train[prepared.train["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
+        rated = prepared.fitting[prepared.fitting["user_id"].astype(str) == user].sort_values("timestamp", kind="stable")
         assert given == set(rated["movie_id"].astype(str).tail(3))
 
 
 def test_a_short_history_is_scored_by_the_short_history_head_a_long_one_by_the_other(ranker):
     prepared, model = ranker
-    users = prepared.train["user_id"].astype(str).value_counts()
+    users = prepared.fitting["user_id"].astype(str).value_counts()
     long_user = users.index[0]
     history = history_of(prepared, [long_user])
     short = tf.RaggedTensor.from_tensor(history.to_tensor()[:, :3])

@@ -101,7 +101,7 @@ def test_the_stacked_factorization_is_served_exactly_and_lowers_the_hold_out_rms
     users, movies = ["1", "2", "nobody", "3"], ["1", "no-such-movie", "5", "7"]
     network = predict_ratings(model, users, movies)
     # With weights (0, 1, 0) the model serves the factorization's prediction, unknown ids included.
-    mf = BiasedMatrixFactorization(factors=8, regularization=15.0, rating_scale=(1, 5)).fit(prepared.train)
+    mf = BiasedMatrixFactorization(factors=8, regularization=15.0, rating_scale=(1, 5)).fit(prepared.fitting)
     model.use_matrix_factorization(mf, prepared.vocab, [0.0, 1.0, 0.0])
     np.testing.assert_allclose(predict_ratings(model, users, movies), mf.predict(users, movies), atol=1e-4)
     model.use_matrix_factorization(mf, prepared.vocab, [1.0, 0.0, 0.0])

@@ -32,7 +32,7 @@ def test_retrieval_beats_most_popular_on_data_with_taste_signal(learned):
     data, split, prepared, result = learned
     seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, split.train)
     model = top_k_report(index_recommender(result.model.query_tower.serve, result.model.index, seen), split.test)
-    popular = top_k_report(most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen),
+    popular = top_k_report(most_popular_recommender(prepared.whole_movies.movie_ids, prepared.whole_movies.train_count[1:], seen),
                              split.test)
     assert model["excluding_seen"]["recall_at_50"] > popular["excluding_seen"]["recall_at_10"]
     assert model["excluding_seen"]["ndcg_at_10"] > popular["excluding_seen"]["ndcg_at_10"]
@@ -60,7 +60,7 @@ def test_refitting_trains_the_chosen_epochs_on_every_training_rating_the_hold_ou
     # trained on them (0.272 against 0.239 when written). The query is pooled from the history, not a
     # user's own embedding, so it cannot simply memorize each user's pairs.
     refit.model.query_tower.use_history(prepared.users)
-    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
+    seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.fitting)
 
     def hold_out_recall(model):
         return top_k_report(index_recommender(model.query_tower, model.index, seen),

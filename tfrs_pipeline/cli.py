@@ -2,6 +2,10 @@
 
 Every error a user can cause ends in one line on stderr and exit code 2; a bug still
 shows its traceback.
+
+Longer than 500 lines: every command's options and what it runs, in the order of
+``tfrs-pipeline --help``, each handler beside its options (the settings' options are generated
+from :mod:`~tfrs_pipeline.config`).
 """
 
 from __future__ import annotations
@@ -281,7 +285,7 @@ def _note_cap(asked: int, got: int, limit: str) -> None:
 
 
 def _id_list(text: str, option: str) -> list[str]:
-    from tfrs_pipeline.recommender import split_ids
+    from tfrs_pipeline.arguments import split_ids
 
     ids = split_ids(text)
     if not ids:

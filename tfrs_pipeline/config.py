@@ -1,5 +1,12 @@
 """Configuration: one dataclass tree, loaded from TOML or the command line, saved beside every model.
 
+Each setting is declared once, as its field: its default and, with :func:`setting`, its range,
+choices, command-line option, :func:`tfrs_pipeline.train` keyword and help. Validation, ``--set``,
+TOML, the command line and the messages' hints read that declaration (:data:`SETTINGS`).
+
+Longer than 500 lines: every setting of the pipeline is declared here, each section documented
+by its dataclass's docstring; split, a setting's declaration would stand in two places.
+
 Examples:
     >>> config = apply_overrides(PipelineConfig(), {"retrieval.epochs": 3, "ranker.enabled": False})
     >>> config.retrieval.epochs, config.ranker.enabled
@@ -748,3 +755,24 @@ def changed_settings(config: PipelineConfig) -> list[str]:
     return [f"{section}.{key} = {_toml_value(value)}"
             for section, entries in to_dict(config).items()
             for key, value in entries.items() if defaults[section][key] != value]
+
+
+def option_hints(python: bool) -> dict[str, str]:
+    """How the command line (``--rating-col``) or :func:`tfrs_pipeline.train` (``rating_col=``) spells each
+    choice a message may point to, from the settings' declarations (:data:`~tfrs_pipeline.config.SETTINGS`)."""
+
+    def spell(key: str, cli_value: str = "", python_value: str = "") -> str:
+        spec = SETTINGS[key]
+        if not python:
+            return f"{spec.cli} {cli_value}".rstrip()
+        return f"{spec.python}={python_value}" if spec.python else f'settings={{"{key}": {python_value}}}'
+
+    return {"user": spell("data.csv_user_column"), "item": spell("data.csv_item_column"),
+            "rating": spell("data.csv_rating_column"), "title": spell("data.csv_title_column"),
+            "implicit": spell("data.implicit", python_value="True"),
+            "scale": spell("data.rating_scale", "LOW-HIGH (e.g. 0-10)", "(LOW, HIGH)"),
+            "items_header": "" if python else f", or {SETTINGS['data.items_columns'].cli} for a file without a header",
+            "skip": spell("data.on_bad_rows", "skip", '"skip"'), "sep": spell("data.sep", python_value="SEP"),
+            "columns": spell("data.columns", "user_id,item_id,rating,timestamp",
+                             '["user_id", "item_id", "rating", "timestamp"]') + " (in order)",
+            "date_format": spell("data.date_format")}

@@ -75,3 +75,12 @@ def catalog_positions(ids, catalog: pd.Index) -> np.ndarray:
     """
     ids = np.asarray(ids)
     return catalog.get_indexer(as_str(ids).ravel()).astype(np.int32).reshape(ids.shape)
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (not so: a lone surrogate, as a shell leaves undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -4,10 +4,16 @@
 takes what the phase before it produced:
 
 1. :func:`load_and_prepare`: read and validate the data, split it, build vocabularies and tables.
-2. :func:`fit_stages`: train retrieval, then the rating model; choose the rating blend's weight on
-   validation; train the list ranker on retrieval's candidate lists for the validation users.
-3. :func:`export`: write the pipeline, every stage and the records into the staging version folder.
+2. :func:`fit_stages`: fit the item-item model, train retrieval, then the rating model; choose the
+   rating blend's weight on validation; train the list ranker
+   (:func:`~tfrs_pipeline.ranking.ranker_stage.fit_ranker_stage`); end with :func:`fit_for_serving`,
+   which fits what is served on the whole training side.
+3. :func:`export`: write the pipeline, every stage and the records into the staging version
+   folder; it trains nothing.
 4. :func:`evaluate`: measure the exported model on the test split; write ``metrics.json`` and the model card.
+
+Longer than 500 lines: the phases, in order, and :func:`train`, the Python entry point that runs
+them (most of it its documented keywords).
 
 The version folder is claimed and written under a staging name and renamed when
 complete (:class:`~tfrs_pipeline.model_dir.ModelDir`), so ``saved_models/NAME``'s newest
@@ -169,7 +175,7 @@ def fit_stages(run: PreparedRun, model_dir: ModelDir | None = None, log=print,
         with run.phases("item_item"):
             item_table = build_item_table(prepared, config.ranker, log=log)
         log(f"item-item model: {item_table.describe()}, {run.phases.record['item_item']['seconds']:.1f} s")
-    log(run.steps(f"retrieval: {len(prepared.train):,} training and {len(prepared.validation):,} validation ratings"))
+    log(run.steps(f"retrieval: {len(prepared.fitting):,} training and {len(prepared.validation):,} validation ratings"))
     with run.phases("retrieval"):
         retrieval = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose,
                                     log_dir=model_dir.logs("retrieval") if model_dir else None, strategy=strategy,
@@ -226,15 +232,15 @@ def fit_for_serving(run: PreparedRun, stages: FittedStages, log=print) -> None:
     history and tables, and the rating model's matrix factorization and the ranker's item-item model
     are fitted again on it (export then writes what is here and trains nothing)."""
     config, prepared = run.config, run.prepared
-    stages.served_retrieval_model.query_tower.use_history(prepared.full_users)
-    stages.rating.model.use_history(prepared.full_users)
+    stages.served_retrieval_model.query_tower.use_history(prepared.whole_users)
+    stages.rating.model.use_history(prepared.whole_users)
     ranker = stages.list_ranker_model
     if ranker is not None:
         if stages.retrieval_refit is not None:  # the ranker's cosines and candidate logits follow the served towers
             served = stages.served_retrieval_model
             candidates = served.candidate_embeddings()
             ranker.use_retrieval(served.without_bias(candidates).numpy(), candidates.numpy())
-        ranker.use_tables(prepared.full_movies)
+        ranker.use_tables(prepared.whole_movies)
     with run.phases("whole_training_side"):
         if stages.rating_stack is not None and stages.rating_stack["stacked"]:
             seconds = refit_matrix_factorization(stages.rating.model, prepared, config.rating, run.split.train)
@@ -271,9 +277,9 @@ def export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir, log=prin
 
 def _export(run: PreparedRun, stages: FittedStages, model_dir: ModelDir) -> None:
     config, prepared = run.config, run.prepared
-    seen = SeenMovies(prepared.vocab, prepared.full_movies.movie_ids, run.split.train)
-    top_rated = TopRatedMovies(prepared.vocab.user_ids, prepared.full_movies.movie_ids, run.split.train)
-    export_model(model_dir, stages.served_retrieval_model, stages.rating.model, prepared.full_movies, seen,
+    seen = SeenMovies(prepared.vocab, prepared.whole_movies.movie_ids, run.split.train)
+    top_rated = TopRatedMovies(prepared.vocab.user_ids, prepared.whole_movies.movie_ids, run.split.train)
+    export_model(model_dir, stages.served_retrieval_model, stages.rating.model, prepared.whole_movies, seen,
                  index_kind=config.retrieval.index, num_candidates=config.serving.num_candidates,
                  rating_weight=stages.rating_weight, list_ranker=stages.list_ranker_model, top_rated=top_rated)
     model_dir.write_config(apply_overrides(config, recorded_paths(config.data)))  # found again from any folder

@@ -2,7 +2,12 @@
 
 It imports TensorFlow and nothing of TFRS or of the training code, so a server or a
 notebook that only serves loads no training machinery. The surface follows ``implicit``'s:
-``recommend``, ``similar_items``, ``rank``, ``retrieve``, ``explain``, ``find_movie``, ``catalog``.
+``recommend``, ``similar_items``, ``predict_ratings``, ``retrieve``, ``explain``, ``find_movie``, ``catalog``.
+Its arguments are checked by :mod:`~tfrs_pipeline.arguments`; the signatures it calls are named in
+:mod:`~tfrs_pipeline.signatures`.
+
+Longer than 500 lines: one class, a method per signature, each with its documented arguments
+and a runnable example.
 
 Examples:
     >>> from tfrs_pipeline import Recommender
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_pipeline import arguments as arg
 from tfrs_pipeline import signatures as named
 from tfrs_pipeline.errors import ArgumentError, CappedWarning, ModelError, UnknownMoviesWarning
 from tfrs_pipeline.ids import as_str, catalog_positions
@@ -130,7 +136,7 @@ class Recommender:
         """
         if not isinstance(path, (str, Path, ModelDir)):
             raise ArgumentError(f"path must be a model folder (saved_models/NAME or saved_models/NAME/VERSION), got "
-                                f"{_shown(path)}")
+                                f"{arg.shown(path)}")
         candidates = [path] if isinstance(path, ModelDir) else ModelDir.candidates(path)
         skipped = []
         for model_dir in candidates:
@@ -186,7 +192,7 @@ class Recommender:
                 ``keep`` names an output it does not have.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ArgumentError(f"batch_size must be a whole number from 1 up, got {_shown(batch_size)}")
+            raise ArgumentError(f"batch_size must be a whole number from 1 up, got {arg.shown(batch_size)}")
         function = self._signature(signature_name)
         specs = function.structured_input_signature[1]
         missing, extra = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
@@ -197,7 +203,7 @@ class Recommender:
         if unknown:
             raise ModelError(f"signature {signature_name!r} has outputs {sorted(function.structured_outputs)}, "
                              f"not {unknown}")
-        scalars = {name: tf.constant(_count(inputs[name], name), spec.dtype)
+        scalars = {name: tf.constant(arg.count(inputs[name], name), spec.dtype)
                    for name, spec in specs.items() if spec.shape.rank == 0}  # k: the only scalar input
         batched = {name: np.asarray(inputs[name]) for name, spec in specs.items() if spec.shape.rank != 0}
         for name, value in batched.items():
@@ -267,22 +273,22 @@ class Recommender:
             >>> before[0] in after
             False
         """
-        users, k = _ids(user_ids, "user_ids"), _count(k, "k")
-        exclude_seen, allow_unknown = _flag(exclude_seen, "exclude_seen"), _flag(allow_unknown, "allow_unknown")
+        users, k = arg.ids(user_ids, "user_ids"), arg.count(k, "k")
+        exclude_seen, allow_unknown = arg.flag(exclude_seen, "exclude_seen"), arg.flag(allow_unknown, "allow_unknown")
         if history is not None:
             if not exclude_seen:
                 raise ArgumentError("history= works with exclude_seen=True (the recommend_with_history signature)")
-            movies = _padded(_id_lists(history, "history", len(users), "user"))
-            excluded = _padded(_id_lists(exclude, "exclude", len(users), "user")) if exclude is not None else \
+            movies = arg.padded(arg.id_lists(history, "history", len(users), "user"))
+            excluded = arg.padded(arg.id_lists(exclude, "exclude", len(users), "user")) if exclude is not None else \
                 np.full((len(users), 1), "", dtype=object)
             signature = recommend_signature(user=True, history=True, exclude=exclude is not None)
             out = self.call(signature, user_id=users, movie_ids=movies, exclude_movie_ids=excluded, k=k)
         elif exclude is not None:
             if not exclude_seen:
                 raise ArgumentError("exclude= works with exclude_seen=True (the recommend_excluding signature)")
-            lists = _id_lists(exclude, "exclude", len(users), "user")
+            lists = arg.id_lists(exclude, "exclude", len(users), "user")
             signature = recommend_signature(user=True, history=False, exclude=True)
-            out = self.call(signature, user_id=users, exclude_movie_ids=_padded(lists), k=k)
+            out = self.call(signature, user_id=users, exclude_movie_ids=arg.padded(lists), k=k)
         else:
             signature = recommend_signature(user=True, history=False, exclude=False, exclude_seen=exclude_seen)
             out = self.call(signature, user_id=users, k=k)
@@ -319,8 +325,8 @@ class Recommender:
             >>> top.groupby("visitor")["history_known"].first().tolist()
             [2, 0]
         """
-        lists = _id_lists(histories, "histories")
-        out = self.call(named.RECOMMEND_FROM_HISTORY, movie_ids=_padded(lists), k=_count(k, "k"))
+        lists = arg.id_lists(histories, "histories")
+        out = self.call(named.RECOMMEND_FROM_HISTORY, movie_ids=arg.padded(lists), k=arg.count(k, "k"))
         lost = [i for i, movies in enumerate(lists) if movies and out["history_known"][i] == 0]
         if lost:
             shown = ", ".join(map(repr, lists[lost[0]][:3]))
@@ -347,8 +353,8 @@ class Recommender:
             >>> model.retrieve("42", k=30)["rank"].tolist()[-3:]
             [28, 29, 30]
         """
-        users = _ids(user_ids, "user_ids")
-        out = self.call(named.RETRIEVE, user_id=users, k=_count(k, "k"))
+        users = arg.ids(user_ids, "user_ids")
+        out = self.call(named.RETRIEVE, user_id=users, k=arg.count(k, "k"))
         _warn_if_capped(out, k, "movies in the catalog")
         return out if arrays else _frame(out, {"user_id": users}, RETRIEVED_COLUMNS, ["known_user"])
 
@@ -385,12 +391,12 @@ class Recommender:
             >>> model.predict_ratings(["5"], [["1", "2", "3"]], arrays=True)["predicted_ratings"].shape
             (1, 3)
         """
-        users = _ids(user_ids, "user_ids")
-        lists = _id_lists(movie_ids, "movie_ids", len(users), "user")
+        users = arg.ids(user_ids, "user_ids")
+        lists = arg.id_lists(movie_ids, "movie_ids", len(users), "user")
         if len({len(row) for row in lists}) > 1:
             raise ArgumentError(f"movie_ids must hold as many movies for every user, got lists of "
                                 f"{sorted({len(row) for row in lists})} movies")
-        movies = _padded(lists)
+        movies = arg.padded(lists)
         out = self.call(self.ratings_signature, user_id=users, movie_ids=movies)
         if arrays:
             return out
@@ -423,8 +429,8 @@ class Recommender:
             >>> len(rated), rated["rating"].is_monotonic_decreasing
             (3, True)
         """
-        users = _ids(user_ids, "user_ids")
-        out = self.call(named.RATED_MOVIES, user_id=users, k=_count(k, "k"))
+        users = arg.ids(user_ids, "user_ids")
+        out = self.call(named.RATED_MOVIES, user_id=users, k=arg.count(k, "k"))
         return out if arrays else _frame(out, {"user_id": users}, RATED_COLUMNS, ["known_user"])
 
     def similar_items(self, movie_ids: Id | Ids, k: int = 10, *, arrays: bool = False) -> pd.DataFrame:
@@ -446,8 +452,8 @@ class Recommender:
             >>> len(similar), "1" in similar["movie_id"].tolist()
             (3, False)
         """
-        movies = _ids(movie_ids, "movie_ids")
-        out = self.call(named.SIMILAR_MOVIES, movie_id=movies, k=_count(k, "k"))
+        movies = arg.ids(movie_ids, "movie_ids")
+        out = self.call(named.SIMILAR_MOVIES, movie_id=movies, k=arg.count(k, "k"))
         _warn_if_capped(out, k, "other movies in the catalog")
         return out if arrays else _frame(out, {"of_movie_id": movies}, SIMILAR_COLUMNS, ["known_movie"])
 
@@ -474,11 +480,11 @@ class Recommender:
             >>> set(reasons["movie_id"]) <= set(top["movie_id"]), bool(reasons["rank"].max() <= 3)
             (True, True)
         """
-        if not _is_id(user_id):
-            raise ArgumentError(f"user_id must be one user id, got {_shown(user_id)}")
-        user, movies = _id(user_id, "user_id"), _ids(movie_ids, "movie_ids")
+        if not arg.is_id(user_id):
+            raise ArgumentError(f"user_id must be one user id, got {arg.shown(user_id)}")
+        user, movies = arg.id_text(user_id, "user_id"), arg.ids(movie_ids, "movie_ids")
         out = self.call(named.EXPLAIN, user_id=np.full(len(movies), user, dtype=object), movie_id=movies,
-                        k=_count(k, "k"))
+                        k=arg.count(k, "k"))
         if arrays:
             return out
         return _frame(out, {"user_id": np.full(len(movies), user, dtype=object), "movie_id": movies}, EXPLAINED_COLUMNS, [])
@@ -521,7 +527,7 @@ class Recommender:
         Raises:
             ModelError: no movie matches, or several do (the message lists the first few with their ids).
         """
-        text = _id(text, "movie")
+        text = arg.id_text(text, "movie")
         ids, titles = self.catalog["movie_id"], self.catalog["title"]
         if (ids == text).any():
             return text
@@ -579,83 +585,6 @@ def _frame(out: dict[str, np.ndarray], keys: dict[str, np.ndarray], columns: dic
     table.update({name: np.repeat(out[name], width) for name in per_row})
     frame = pd.DataFrame(table)
     return frame[frame[columns[first]] != ""].reset_index(drop=True)
-
-
-def _is_id(value) -> bool:
-    return isinstance(value, (str, bytes, int, np.integer, np.str_, np.bytes_)) and not isinstance(value, bool)
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _id(value, name: str) -> str:
-    if not _is_id(value):
-        raise ArgumentError(f"{name} must hold ids (strings or whole numbers), got {_shown(value)}")
-    try:
-        text = value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
-        text.encode("utf-8")  # a lone surrogate (bytes a shell could not decode) is no id
-    except UnicodeError:
-        raise ArgumentError(f"{name} must hold ids of UTF-8 text, got {_shown(value)}") from None
-    return text
-
-
-def _ids(values, name: str) -> np.ndarray:
-    """One id or a flat sequence of them, as a string array; anything else names ``name``."""
-    if _is_id(values):
-        values = [values]
-    elif isinstance(values, np.ndarray) and values.ndim != 1:
-        raise ArgumentError(f"{name} must be one id or a flat list of ids, got an array of shape {values.shape}")
-    elif not isinstance(values, (list, tuple, np.ndarray, pd.Series, pd.Index)):
-        raise ArgumentError(f"{name} must be one id or a list of ids, got {_shown(values)}")
-    return np.array([_id(value, name) for value in values], dtype=object)
-
-
-def _id_lists(values, name: str, rows: int | None = None, per: str = "row") -> list[list[str]]:
-    """One list of ids per row (a flat list of ids is one row's); ``rows`` of them when given."""
-    if isinstance(values, np.ndarray):
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)):
-        raise ArgumentError(f"{name} must be a list of lists of ids, got {_shown(values)}")
-    if values and all(_is_id(value) for value in values):
-        values = [values]  # a flat list: one row's
-    elif any(_is_id(value) for value in values):
-        raise ArgumentError(f"{name} must be one list of ids or one list per {per}, not a mix of ids and lists: "
-                            f"got {_shown(values)}")
-    lists = [list(_ids(row, name)) for row in values]
-    if rows is not None and len(lists) != rows:
-        raise ArgumentError(f"{name} must hold one list per {per} ({rows}), got {len(lists)}")
-    return lists
-
-
-def _count(value, name: str) -> int:
-    """A whole number from 1 up to int32's largest (``k``); a float, a bool or a string is refused, never rounded."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ArgumentError(f"{name} must be a whole number from 1 to {2**31 - 1:,}, got {_shown(value)}")
-    if not 1 <= int(value) <= 2**31 - 1:
-        raise ArgumentError(f"{name} must be a whole number from 1 to {2**31 - 1:,}, got {value}")
-    return int(value)
-
-
-def _flag(value, name: str) -> bool:
-    """True or False, nothing else ("no" is not False)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ArgumentError(f"{name} must be True or False, got {_shown(value)}")
-    return bool(value)
-
-
-def split_ids(text: str) -> list[str]:
-    """Ids written as ``"1, 50,260"`` -> ``["1", "50", "260"]`` (empty parts dropped)."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _padded(lists: list[list[str]]) -> np.ndarray:
-    """Lists of ids (strings already: :func:`_id_lists`) as one [rows, longest] array, "" after each shorter list."""
-    width = max((len(row) for row in lists), default=0)
-    return np.array([row + [""] * (width - len(row)) for row in lists], dtype=object).reshape(len(lists), width)
 
 
 def _as_input(values: np.ndarray, dtype: tf.DType) -> np.ndarray:

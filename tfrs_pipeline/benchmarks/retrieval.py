@@ -84,11 +84,11 @@ def benchmark_retrieval(source: str, *, config: PipelineConfig | None = None, wi
     ours = train_retrieval(prepared, config.retrieval, seed=config.runtime.seed, verbose=config.runtime.verbose)
     results["ours"] = {"seconds": ours.seconds, "examples_per_second": ours.examples_per_second,
                        "examples_per_second_after_first_epoch": _after_first_epoch(
-                           len(prepared.train), ours.history.get("epoch_seconds", [])),
+                           len(prepared.fitting), ours.history.get("epoch_seconds", [])),
                        "epochs": len(ours.history.get("loss", [])), "best_epoch": ours.best_epoch,
                        **top_k_report(index_recommender(ours.model.query_tower.serve, ours.model.index, seen), split.test)}
     results["most_popular"] = top_k_report(
-        most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen), split.test)
+        most_popular_recommender(prepared.whole_movies.movie_ids, prepared.whole_movies.train_count[1:], seen), split.test)
     if with_ease:
         print("EASE (closed form, lambda 200)")
         results["ease"] = top_k_report(ease_recommender(split.train, catalog_ids, seen), split.test)
@@ -142,7 +142,7 @@ def compare_retrieval_variants(source: str, variants: dict[str, dict], *, epochs
                       "best epoch": result.best_epoch}
         print(f"{name}: recall@100 {rows[name]['recall_at_100']:.4f}, best epoch {result.best_epoch}")
     rows["most popular"] = _flatten(top_k_report(
-        most_popular_recommender(prepared.full_movies.movie_ids, prepared.full_movies.train_count[1:], seen), split.test))
+        most_popular_recommender(prepared.whole_movies.movie_ids, prepared.whole_movies.train_count[1:], seen), split.test))
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -168,7 +168,7 @@ def profile_retrieval_step(source: str, *, config: PipelineConfig | None = None,
     model.refresh_index()
     optimizer = make_optimizer(config.retrieval.optimizer, config.retrieval.learning_rate)
     batch_size = config.retrieval.batch_size
-    batches = list(make_dataset(prepared.train, batch_size, shuffle=True, seed=config.runtime.seed).repeat().take(steps + 2))
+    batches = list(make_dataset(prepared.fitting, batch_size, shuffle=True, seed=config.runtime.seed).repeat().take(steps + 2))
 
     def timed(function, data) -> float:
         function(data[0])

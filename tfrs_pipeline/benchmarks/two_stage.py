@@ -154,7 +154,7 @@ def compare_rating_model(source: str, *, epochs: int = 30, config: PipelineConfi
     test = split.test
     model = train_rating_model(prepared, config.rating, seed=config.runtime.seed, verbose=0).model
     stack = stack_matrix_factorization(model, prepared, config.rating)  # on the hold-out, before it becomes history
-    model.use_history(prepared.full_users)  # as exported: every training rating is history
+    model.use_history(prepared.whole_users)  # as exported: every training rating is history
     if stack is not None and stack["stacked"]:
         refit_matrix_factorization(model, prepared, config.rating, split.train)
     weights = model.stack_weights.numpy()

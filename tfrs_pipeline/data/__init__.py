@@ -53,7 +53,7 @@ def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | Non
     """
     config = config or DataConfig()
     if source is not None and not isinstance(source, str):  # a DataFrame: checked as one where it is read
-        from tfrs_pipeline.data.csv_source import PYTHON_OPTIONS, load_frame_ratings
+        from tfrs_pipeline.data.table_source import PYTHON_OPTIONS, load_frame_ratings
 
         data = load_frame_ratings(source, movies, columns=_columns(config, PYTHON_OPTIONS),
                                   rating_scale=tuple(config.rating_scale) or None, on_bad_rows=config.on_bad_rows)
@@ -67,7 +67,7 @@ def load_data(source: str | pd.DataFrame | None = None, config: DataConfig | Non
         raise DataError("this model was trained from a DataFrame in memory: give the data again (--data csv:PATH, "
                         "or the DataFrame in Python)")
     if kind in ("csv", "parquet"):
-        from tfrs_pipeline.data.csv_source import CLI_OPTIONS, PYTHON_OPTIONS, TableFormat, load_table_ratings
+        from tfrs_pipeline.data.table_source import CLI_OPTIONS, PYTHON_OPTIONS, TableFormat, load_table_ratings
 
         data = load_table_ratings(
             _required(argument, source),
@@ -116,7 +116,7 @@ def recorded_paths(config: DataConfig) -> dict[str, str]:
 
 
 def _columns(config: DataConfig, options: dict):
-    from tfrs_pipeline.data.csv_source import Columns
+    from tfrs_pipeline.data.table_source import Columns
 
     return Columns(config.csv_user_column, config.csv_item_column, config.csv_rating_column,
                    config.csv_timestamp_column, config.csv_title_column, config.genres_column, config.implicit,

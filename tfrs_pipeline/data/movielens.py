@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tfrs_pipeline.data.delimited import FileRef, read_table, read_text_lines
 from tfrs_pipeline.data.download import cached_movielens, not_found_hint
 from tfrs_pipeline.data.schema import MOVIELENS_GENRES, RatingsData, ValidationReport, year_from_title
-from tfrs_pipeline.data.validation import FileRef, RowPolicy, read_table, read_text_lines, validate_ratings
+from tfrs_pipeline.data.validation import RowPolicy, validate_ratings
 from tfrs_pipeline.errors import DataError
 
 #: ML-1M occupation codes (users.dat) and their names, from the 1M README.

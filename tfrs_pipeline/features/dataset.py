@@ -146,21 +146,23 @@ def _movie_side_features(movies: MovieTable):
 class Prepared:
     """What every model is built from: the fitting part of the training side, its hold-out, and their tables.
 
-    Nothing the models see while training or validating is built from the validation
-    hold-out: each user's history (``users``) and each movie's rating counts and means
-    (``movies``) come from the fitting part ``train`` alone, so a validation movie is never
-    in its own user's history input. The exported model serves with the tables of the
-    whole training side (``full_users``, ``full_movies``), as a user's every rating is
-    history by then. Vocabularies come from the whole training side.
+    The training side (:attr:`Split.train <tfrs_pipeline.data.split.Split>`) is the fitting part
+    (``fitting``), which the models train on, and the validation hold-out (``validation``),
+    which early stopping and the choices of weights read. Nothing the models see while
+    training or validating is built from the hold-out: each user's history (``users``) and
+    each movie's rating counts and means (``movies``) come from ``fitting`` alone, so a
+    validation movie is never in its own user's history input. The exported model serves with
+    the tables of the whole training side (``whole_users``, ``whole_movies``), as a user's every
+    rating is history by then. Vocabularies come from the whole training side.
     """
 
-    train: pd.DataFrame
+    fitting: pd.DataFrame
     validation: pd.DataFrame
     vocab: Vocabularies
     movies: MovieTable
     users: UserTable
-    full_movies: MovieTable
-    full_users: UserTable
+    whole_movies: MovieTable
+    whole_users: UserTable
     rating_scale: tuple[float, float]
     global_mean: float
     implicit: bool = False

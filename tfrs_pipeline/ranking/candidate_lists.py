@@ -156,9 +156,9 @@ class ServingLists:
 
 
 def fitting_part_retriever(retrieval_model, prepared: Prepared) -> CandidateRetriever:
-    """Retrieval whose queries and excluded movies come from ``prepared.train`` (the fitting part) alone,
+    """Retrieval whose queries and excluded movies come from ``prepared.fitting`` (the fitting part) alone,
     so that the hold-out's movies stay findable."""
-    histories = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
+    histories = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.fitting)
     return CandidateRetriever(retrieval_model.query_tower, retrieval_model.index, histories,
                               tf.constant(prepared.movies.movie_ids.astype(str)))
 
@@ -168,16 +168,16 @@ def serving_lists(retrieval_model, rating_model, prepared: Prepared, holdout: pd
                   item_table: ItemNeighbours | None = None,
                   retriever: CandidateRetriever | None = None) -> ServingLists:
     """The list ranker's training lists for the users of ``holdout``, made as serving makes its lists:
-    retrieval's ``serving.num_candidates`` from the fitting part ``prepared.train``, then the item-item
+    retrieval's ``serving.num_candidates`` from the fitting part ``prepared.fitting``, then the item-item
     model's ``ranker.item_candidates``, labelled against ``holdout``.
 
     The pipeline calls it with its models and the validation hold-out, cross-fitting with each
     fold's models and the fold.
 
     Args:
-        retrieval_model, rating_model: the trained models, both fitted on ``prepared.train``.
+        retrieval_model, rating_model: the trained models, both fitted on ``prepared.fitting``.
         scale: retrieval score -> logit factor (:func:`~tfrs_pipeline.ranking.blend.logit_scale`).
-        item_table: the item-item model fitted on ``prepared.train`` (default: fitted here).
+        item_table: the item-item model fitted on ``prepared.fitting`` (default: fitted here).
         retriever: :func:`fitting_part_retriever` of these models, if made already.
     """
     retriever = retriever or fitting_part_retriever(retrieval_model, prepared)
@@ -243,7 +243,7 @@ def short_history_lists(model: ListRanker, retriever, prepared: Prepared, movies
     chosen = np.asarray(sorted(set(holdout["user_id"].astype(str))), dtype=object)
     if len(chosen) > users:
         chosen = chosen[np.sort(rng.choice(len(chosen), users, replace=False))]
-    train = prepared.train
+    train = prepared.fitting
     owner = id_positions(pd.Index(chosen), train["user_id"])
     kept = np.flatnonzero(owner >= 0)
     rated = pd.DataFrame({"user": owner[kept], "time": np.asarray(train["timestamp"], np.float64)[kept],

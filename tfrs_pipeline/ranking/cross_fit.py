@@ -62,9 +62,9 @@ class CrossFitLists:
 def without_fold(prepared: Prepared, data: RatingsData, kept) -> Prepared:
     """``prepared`` with the fitting part cut to ``kept`` and every fitting-part table counted on it
     (vocabularies, hold-out and the whole training side's tables unchanged)."""
-    train = prepared.train[kept].reset_index(drop=True)
+    train = prepared.fitting[kept].reset_index(drop=True)
     return dataclasses.replace(
-        prepared, train=train, movies=MovieTable.build(data, train, prepared.vocab),
+        prepared, fitting=train, movies=MovieTable.build(data, train, prepared.vocab),
         users=UserTable.build(data, train, prepared.vocab),
         global_mean=prepared.global_mean if prepared.implicit else float(train["rating"].mean()))
 
@@ -77,7 +77,7 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
     users than ``ranker.cross_fit_max_users``).
     """
     folds, users = config.ranker.cross_fit_folds, len(prepared.vocab.user_ids)
-    if folds < 2 or not len(prepared.train):
+    if folds < 2 or not len(prepared.fitting):
         return None
     if users > config.ranker.cross_fit_max_users:
         log(f"list ranker: no cross-fitted lists ({users:,} training users, above ranker.cross_fit_max_users "
@@ -85,13 +85,13 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
         return None
     start = time.perf_counter()
     seed = config.runtime.seed
-    fold_of = np.random.default_rng(seed + 3).integers(0, folds, len(prepared.train))
+    fold_of = np.random.default_rng(seed + 3).integers(0, folds, len(prepared.fitting))
     features, valid, labels = [], [], []
     found = {"lists": 0, "retrieval": 0, "item_item_added": 0, "merged": 0, "relevant": 0}
     for fold in range(folds):
         began = time.perf_counter()
         part = without_fold(prepared, data, fold_of != fold)
-        held = prepared.train[fold_of == fold].reset_index(drop=True)
+        held = prepared.fitting[fold_of == fold].reset_index(drop=True)
         retrieval = train_retrieval(part, config.retrieval, seed=seed + 1 + fold, verbose=config.runtime.verbose,
                                     strategy=strategy)
         rating = train_rating_model(part, config.rating, seed=seed + 1 + fold, verbose=config.runtime.verbose,
@@ -106,7 +106,7 @@ def cross_fit_lists(prepared: Prepared, data: RatingsData, config: PipelineConfi
         features.append(computed)
         valid.append(mask)
         labels.append(lists.labels)
-        log(f"list ranker: cross-fit fold {fold + 1} of {folds}: models trained on {len(part.train):,} ratings, "
+        log(f"list ranker: cross-fit fold {fold + 1} of {folds}: models trained on {len(part.fitting):,} ratings, "
             f"{len(lists):,} lists with a fold rating among their candidates ({time.perf_counter() - began:.0f} s)")
         del retrieval, rating, made, part
         gc.collect()

@@ -422,7 +422,7 @@ def item_table_settings(config: RankerConfig) -> dict:
 
 
 def build_item_table(prepared: Prepared, config: RankerConfig, log=print) -> ItemNeighbours:
-    """The list ranker's item-item model, fitted on the fitting part ``prepared.train``.
+    """The list ranker's item-item model, fitted on the fitting part ``prepared.fitting``.
 
     With ``ranker.sessions`` ``auto`` (the default), EASE is fitted twice, with and without the
     session kernel (:class:`~tfrs_pipeline.ranking.neighbours.Sessions`), and the one whose top 10
@@ -436,15 +436,15 @@ def build_item_table(prepared: Prepared, config: RankerConfig, log=print) -> Ite
     """
     settings = item_table_settings(config)
     sessions = Sessions(config.session_weight, config.session_minutes, config.session_regularization)
-    has_time = prepared.train["timestamp"].nunique() > 1
+    has_time = prepared.fitting["timestamp"].nunique() > 1
     if config.sessions == "off" or config.item_model == "cosine" or not has_time:
         if config.sessions == "on" and not has_time:
             log("item-item model: no session kernel, every training timestamp is the same")
-        return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **settings)
+        return ItemNeighbours.build(prepared.fitting, prepared.movies.movie_ids, **settings)
     if config.sessions == "on" or not len(prepared.validation):
-        return ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, sessions=sessions, **settings)
-    plain = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, **settings)
-    timed = ItemNeighbours.build(prepared.train, prepared.movies.movie_ids, sessions=sessions, **settings)
+        return ItemNeighbours.build(prepared.fitting, prepared.movies.movie_ids, sessions=sessions, **settings)
+    plain = ItemNeighbours.build(prepared.fitting, prepared.movies.movie_ids, **settings)
+    timed = ItemNeighbours.build(prepared.fitting, prepared.movies.movie_ids, sessions=sessions, **settings)
     scores = {"plain": hold_out_ndcg(plain, prepared), "sessions": hold_out_ndcg(timed, prepared)}
     table = timed if scores["sessions"] > scores["plain"] else plain
     table.session_choice = scores
@@ -459,14 +459,14 @@ def hold_out_ndcg(table: ItemNeighbours, prepared: Prepared, users: int = SESSIO
     """NDCG@10 of the item-item model's own top 10 (fitting-part movies excluded) on the validation
     hold-out, over at most ``users`` of its users (a fixed sample) who have fitting-part ratings."""
     catalog = pd.Index(np.asarray(prepared.movies.movie_ids).astype(str))
-    known = pd.Index(pd.unique(np.asarray(prepared.train["user_id"]).astype(str)))
+    known = pd.Index(pd.unique(np.asarray(prepared.fitting["user_id"]).astype(str)))
     held = pd.Index(pd.unique(np.asarray(prepared.validation["user_id"]).astype(str)))
     chosen = held[held.isin(known)]
     if len(chosen) > users:
         chosen = chosen[np.sort(np.random.default_rng(0).choice(len(chosen), users, replace=False))]
     if not len(chosen):
         return 0.0
-    history = rating_matrix(prepared.train[id_positions(chosen, prepared.train["user_id"]) >= 0], catalog, chosen)
+    history = rating_matrix(prepared.fitting[id_positions(chosen, prepared.fitting["user_id"]) >= 0], catalog, chosen)
     history = sparse.hstack([sparse.csr_matrix((len(chosen), 1), dtype=np.float32), history]).tocsr()
     scores = table.user_scores(history)[:, 1:]
     scores[history[:, 1:].toarray() > 0] = -np.inf

@@ -62,9 +62,9 @@ def fit_ranker_stage(prepared: Prepared, data: RatingsData, config: PipelineConf
 
     Args:
         prepared, data: the run's model inputs and ratings (cross-fitting re-counts tables without each fold).
-        retrieval_model, rating_model: the trained first-stage and rating models, fitted on ``prepared.train``.
+        retrieval_model, rating_model: the trained first-stage and rating models, fitted on ``prepared.fitting``.
         scale: retrieval score -> logit factor.
-        item_table: the item-item model fitted on ``prepared.train``.
+        item_table: the item-item model fitted on ``prepared.fitting``.
         retriever: retrieval over the fitting part, if made already
             (:func:`~tfrs_pipeline.ranking.candidate_lists.fitting_part_retriever`).
         step: formats the log line that starts the stage (the run's ``[i/n]`` counter).

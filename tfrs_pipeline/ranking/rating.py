@@ -229,11 +229,11 @@ def train_rating_model(prepared: Prepared, config: RatingConfig, *, seed: int = 
         model({"user_id": tf.constant(prepared.vocab.user_ids[:1]), "movie_id": tf.constant(prepared.vocab.movie_ids[:1])})
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
         build_optimizer(model)
-    train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
+    train = make_dataset(prepared.fitting, config.batch_size, shuffle=True, seed=seed)
     validation = make_dataset(prepared.validation, 8192) if len(prepared.validation) else None
     metric, mode = ("auc", "max") if prepared.implicit else ("root_mean_squared_error", "min")
     return fit(model, train, validation, epochs=config.epochs, monitor=f"val_{metric}", mode=mode,
-               patience=config.patience, examples=len(prepared.train), log_dir=log_dir, verbose=verbose,
+               patience=config.patience, examples=len(prepared.fitting), log_dir=log_dir, verbose=verbose,
                stage="rating model", shown=(metric, f"val_{metric}"), reduce_lr_on_plateau=config.reduce_lr_on_plateau,
                backup=backup, settings="rating")
 
@@ -256,7 +256,7 @@ def stack_matrix_factorization(model: RatingModel, prepared: Prepared, config: R
     if prepared.implicit or not config.stack_mf or not len(prepared.validation):
         return None
     start = time.perf_counter()
-    mf = _factorization(prepared, config).fit(prepared.train)
+    mf = _factorization(prepared, config).fit(prepared.fitting)
     holdout = prepared.validation
     network = predict_ratings(model, holdout["user_id"], holdout["movie_id"]).astype(np.float64)
     factorized = mf.predict(holdout["user_id"], holdout["movie_id"])

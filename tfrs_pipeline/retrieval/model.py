@@ -114,9 +114,9 @@ class RetrievalModel(ScaledLossModel):
                                               movie_bias=config.movie_bias, l2=config.l2, name="candidate_tower")
         self.catalog_ids = tf.constant(prepared.movies.movie_ids.astype(str))
         self.index = in_float32(lambda: SeenAwareBruteForce(k=max(TOP_KS), name="index"))
-        positions = id_positions(pd.Index(prepared.vocab.movie_ids), prepared.train["movie_id"])
+        positions = id_positions(pd.Index(prepared.vocab.movie_ids), prepared.fitting["movie_id"])
         counts = np.bincount(positions[positions >= 0], minlength=len(prepared.vocab.movie_ids))
-        probability = counts.astype(np.float64) / len(prepared.train)
+        probability = counts.astype(np.float64) / len(prepared.fitting)
         # Row 0 (unknown movie) gets the smallest probability seen, never 0 (log 0).
         self.sampling_probability = tf.constant(
             np.concatenate([[probability[probability > 0].min()], probability]).astype(np.float32)
@@ -211,7 +211,7 @@ class ValidationRecall(tf.keras.callbacks.Callback):
         super().__init__()
         self.k = k
         self.validation = prepared.validation
-        self.seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.train)
+        self.seen = SeenMovies(prepared.vocab, prepared.movies.movie_ids, prepared.fitting)
 
     def on_epoch_end(self, epoch, logs=None):
         # The index already holds this epoch's embeddings: _RefreshIndex re-embedded them for validation.
@@ -247,13 +247,13 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     # The index is re-embedded, never trained: plain variables outside the strategy hold it, the
     # same on every replica (MultiWorkerMirroredStrategy cannot broadcast its string movie ids).
     model.refresh_index()
-    steps = steps_per_call(config.steps_per_execution, strategy, len(prepared.train), config.batch_size, config.epochs)
+    steps = steps_per_call(config.steps_per_execution, strategy, len(prepared.fitting), config.batch_size, config.epochs)
     with strategy.scope():
         model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), steps_per_execution=steps)
         build_optimizer(model)
     if steps > 1:
         trace_step_once(model, strategy)
-    train = make_dataset(prepared.train, config.batch_size, shuffle=True, seed=seed)
+    train = make_dataset(prepared.fitting, config.batch_size, shuffle=True, seed=seed)
     # Validation's factorized top-K scores each batch against the whole catalog. 2,048 rows at a time
     # (27,278 movies: 0.2 GB of scores) evaluated 20M's hold-out 2.2x faster than 8,192 did, and
     # TensorFlow's oneDNN allocator keeps the largest batch's memory for the rest of the run.
@@ -262,7 +262,7 @@ def train_retrieval(prepared: Prepared, config: RetrievalConfig, *, seed: int = 
     monitor = f"val_hit_rate_at_{config.monitor_k}"
     callbacks = [_RefreshIndex()] + ([ValidationRecall(prepared, config.monitor_k)] if validation is not None else [])
     result = fit(model, train, validation, epochs=config.epochs, monitor=monitor, mode="max", patience=config.patience,
-                 examples=len(prepared.train), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,
+                 examples=len(prepared.fitting), log_dir=log_dir, verbose=verbose, extra_callbacks=callbacks,
                  stage=stage, shown=("loss", monitor, "val_factorized_top_k/top_100_categorical_accuracy"),
                  backup=backup, settings="retrieval")
     model.refresh_index()
@@ -282,7 +282,7 @@ def refit_retrieval(prepared: Prepared, train: pd.DataFrame, config: RetrievalCo
     Args:
         kwargs: :func:`train_retrieval`'s ``seed``, ``verbose``, ``strategy``, ``log_dir`` and ``backup``.
     """
-    whole = dataclasses.replace(prepared, train=train, validation=train.iloc[:0],
-                                movies=prepared.full_movies, users=prepared.full_users)
+    whole = dataclasses.replace(prepared, fitting=train, validation=train.iloc[:0],
+                                movies=prepared.whole_movies, users=prepared.whole_users)
     return train_retrieval(whole, dataclasses.replace(config, epochs=max(1, int(epochs))), stage="retrieval refit",
                            **kwargs)

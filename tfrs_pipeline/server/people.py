@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tfrs_pipeline import signatures as named
-from tfrs_pipeline.recommender import split_ids
+from tfrs_pipeline.arguments import split_ids
 from tfrs_pipeline.server import rest
 from tfrs_pipeline.server.rest import BadRequest, Limits
 from tfrs_pipeline.signatures import RANKED_COLUMNS, RATED_COLUMNS, SIMILAR_COLUMNS, recommend_signature

@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 import tensorflow as tf
 
-from tfrs_pipeline.ids import as_str
+from tfrs_pipeline.ids import as_str, is_utf8
 from tfrs_pipeline.model_dir import SAVED_MODEL
 
 
@@ -236,18 +236,10 @@ def _strings(key: str, value, rank: int) -> np.ndarray:
     try:
         "".join(flat).encode("utf-8")  # one pass over every string
     except UnicodeEncodeError:
-        bad = next(v for v in flat if not _is_utf8(v))
+        bad = next(v for v in flat if not is_utf8(v))
         raise BadRequest(f"input {key!r} holds {bad!r}, which is not text (a lone surrogate); send UTF-8 "
                          "strings") from None
     return array
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _integers(key: str, value, rank: int, dtype: tf.DType) -> np.ndarray:

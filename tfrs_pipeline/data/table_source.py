@@ -1,4 +1,4 @@
-"""Interaction files in any shape: ``csv:PATH`` (any delimited text) and ``parquet:PATH``.
+"""Interaction tables in any shape: ``csv:PATH`` (any delimited text), ``parquet:PATH`` and pandas DataFrames.
 
 Column names are configurable, files without a header line are named with ``columns``,
 any separator string is allowed (``::`` included), and ids stay strings exactly as
@@ -16,24 +16,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tfrs_pipeline.config import SETTINGS
+from tfrs_pipeline.config import option_hints
+from tfrs_pipeline.data.delimited import (
+    FileRef,
+    check_file,
+    header_of_named_columns,
+    read_header,
+    read_table,
+    sniff_text,
+)
 from tfrs_pipeline.data.schema import RatingsData, ValidationReport, year_from_title
 from tfrs_pipeline.data.validation import (
     EARLIEST_SECONDS,
     LATEST_SECONDS,
     LINE,
     TIME_EXPECTED,
-    FileRef,
     RowPolicy,
-    check_file,
-    header_of_named_columns,
-    read_header,
-    read_table,
-    sniff_text,
     to_seconds,
     validate_ratings,
 )
 from tfrs_pipeline.errors import DataError, NumericIdsWarning
+from tfrs_pipeline.ids import is_utf8
 
 #: The scale of a rating file whose scale is not given.
 DEFAULT_RATING_SCALE = (0.5, 5.0)
@@ -92,27 +95,6 @@ class Columns:
     implicit: bool = False
     options: dict = field(default_factory=lambda: dict(CLI_OPTIONS))
     date_format: str = ""
-
-
-def option_hints(python: bool) -> dict[str, str]:
-    """How the command line (``--rating-col``) or :func:`tfrs_pipeline.train` (``rating_col=``) spells each
-    choice a message may point to, from the settings' declarations (:data:`~tfrs_pipeline.config.SETTINGS`)."""
-
-    def spell(key: str, cli_value: str = "", python_value: str = "") -> str:
-        spec = SETTINGS[key]
-        if not python:
-            return f"{spec.cli} {cli_value}".rstrip()
-        return f"{spec.python}={python_value}" if spec.python else f'settings={{"{key}": {python_value}}}'
-
-    return {"user": spell("data.csv_user_column"), "item": spell("data.csv_item_column"),
-            "rating": spell("data.csv_rating_column"), "title": spell("data.csv_title_column"),
-            "implicit": spell("data.implicit", python_value="True"),
-            "scale": spell("data.rating_scale", "LOW-HIGH (e.g. 0-10)", "(LOW, HIGH)"),
-            "items_header": "" if python else f", or {SETTINGS['data.items_columns'].cli} for a file without a header",
-            "skip": spell("data.on_bad_rows", "skip", '"skip"'), "sep": spell("data.sep", python_value="SEP"),
-            "columns": spell("data.columns", "user_id,item_id,rating,timestamp",
-                             '["user_id", "item_id", "rating", "timestamp"]') + " (in order)",
-            "date_format": spell("data.date_format")}
 
 
 #: How the command line spells each choice, for hints in messages.
@@ -408,7 +390,7 @@ def _id_strings(values: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
         if bad.any():
             first = kinds[bad].iloc[0]
             why = f"a {first}" + (" among text ids (3.0 and '3' would be two movies)" if first == "float" else "")
-        unencodable = np.array([isinstance(v, str) and not _encodes(v) for v in values], dtype=bool)
+        unencodable = np.array([isinstance(v, str) and not is_utf8(v) for v in values], dtype=bool)
         if unencodable.any() and not why:
             why = "text that is not valid Unicode (a lone surrogate)"
         bad |= unencodable
@@ -430,14 +412,6 @@ def _real(value) -> float:
 def _shown_value(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[str, str],
