@@ -22,7 +22,7 @@ def test_train_prints_configuration_then_metrics_and_publishes_the_next_version(
             "--set", "retrieval.batch_size=512", "--set", "rating.batch_size=512", "--set", "ranker.epochs=2"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert printed.index("[retrieval]") < printed.index("retrieval epoch 1/1: loss") < printed.index("ranking RMSE")
+    assert printed.index("[retrieval]") < printed.index("retrieval epoch 1/1: loss") < printed.index("rating model RMSE")
     assert "rating model epoch 1/1: root_mean_squared_error" in printed and "examples/s" in printed
     assert "batch_size = 512" in printed and "most-popular" in printed
     assert "list ranker: item-item model served: EASE over the 50 rated movies" in printed
@@ -55,7 +55,7 @@ def test_evaluate_json_reuses_the_recorded_split_and_the_recorded_item_item_mode
     for key in ("factorized_top_k", "excluding_seen", "pipeline"):
         for name, value in recorded[key].items():
             assert metrics[key][name] == pytest.approx(value, abs=1e-6), (key, name)
-    assert metrics["ranking"]["rmse"] == pytest.approx(recorded["ranking"]["rmse"], abs=1e-6)
+    assert metrics["rating"]["rmse"] == pytest.approx(recorded["rating"]["rmse"], abs=1e-6)
     assert sorted(metrics["ablation"]) == sorted([*recorded["ablation"], "EASE with sessions (item-item source)"])
 
 
@@ -147,7 +147,7 @@ def test_benchmark_two_stage_prints_the_ablation_of_each_seed_and_their_mean(cap
     runs, summary_text = out.split("training seeds 7, 8: mean +- standard deviation")
     for system in ("retrieval alone", "two-stage, rating blend", "two-stage, as served", "most popular", "EASE"):
         assert runs.count(f"  {system}  ") == 2 and f"  {system}  " in summary_text  # each run's table, then the summary
-    assert "two-stage / retrieval alone: NDCG@10" in runs and "ranking RMSE" in runs
+    assert "two-stage / retrieval alone: NDCG@10" in runs and "rating model RMSE" in runs
     assert "two-stage / EASE NDCG@10" in summary_text and "RMSE: rating model" in summary_text
     results = json.loads((tmp_path / "two-stage.json").read_text())
     assert results["seeds"] == [7, 8]
@@ -171,7 +171,7 @@ def test_a_run_whose_loss_becomes_nan_stops_and_publishes_nothing(tmp_path, caps
             "--set", "rating.learning_rate=1000", "--set", "retrieval.batch_size=512"]
     assert main(args) == 2
     error = capsys.readouterr().err
-    assert "ranking training stopped: the loss became nan in epoch" in error and "Nothing was published" in error
+    assert "rating model training stopped: the loss became nan in epoch" in error and "Nothing was published" in error
     assert "lower rating.learning_rate" in error  # the setting to change, as --set spells it
     assert list(out.iterdir()) == []
 

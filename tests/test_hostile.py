@@ -492,10 +492,10 @@ def _frame(**columns):
 
 
 FRAMES = [
-    ({"item_id": [3.0, "3"]}, "row 1: item_id is a float among text ids (3.0 and '3' would be two movies): '3.0'"),
-    ({"item_id": [1.0, 1.5]}, "row 2: item_id is a number with a fraction, or too large to be exact as a float: '1.5'"),
-    ({"item_id": [1e20, 2.0]}, "row 1: item_id is a number with a fraction, or too large to be exact as a float: '1e+20'"),
-    ({"item_id": [["1", "2"], "3"]}, "row 1: item_id is a list: \"['1', '2']\""),
+    ({"item_id": [3.0, "3"]}, "row 1: item_id is a float among text ids (3.0 and '3' would be two movies): 3.0;"),
+    ({"item_id": [1.0, 1.5]}, "row 2: item_id is a number with a fraction, or too large to be exact as a float: 1.5;"),
+    ({"item_id": [1e20, 2.0]}, "row 1: item_id is a number with a fraction, or too large to be exact as a float: 1e+20;"),
+    ({"item_id": [["1", "2"], "3"]}, "row 1: item_id is a list: ['1', '2']; expected"),
     ({"item_id": [{"id": 1}, "3"]}, "row 1: item_id is a dict"),
     ({"item_id": [True, False]}, "row 1: item_id is a true/false value"),
     ({"item_id": ["\udcff", "2"]}, "row 1: item_id is text that is not valid Unicode (a lone surrogate)"),

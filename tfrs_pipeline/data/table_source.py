@@ -409,11 +409,6 @@ def _real(value) -> float:
         return np.nan
 
 
-def _shown_value(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[str, str],
             policy: RowPolicy, roles: Columns | None = None) -> pd.DataFrame:
     """Typed columns of a table already in pandas (Parquet, or a DataFrame), as :func:`read_table` returns them
@@ -426,7 +421,7 @@ def _coerce(frame: pd.DataFrame, file: FileRef, columns: list[str], kinds: dict[
         kind = kinds[name]
         if kind in ("str", "text"):
             frame[name], wrong, why = _id_strings(values)
-            policy.reject(file, frame[LINE][wrong].tolist(), [_shown_value(v) for v in values[wrong]],
+            policy.reject(file, frame[LINE][wrong].tolist(), list(values[wrong]),
                           f"{name} is {why}:", "text or a whole number")
             nul = frame[name].str.contains("\x00", regex=False).to_numpy() & ~wrong
             policy.reject(file, frame[LINE][nul].tolist(), frame[name][nul].tolist(), f"a NUL character in {name}",

@@ -62,7 +62,12 @@ class RowPolicy:
 
 def _shown(value: object) -> str:
     """A value as messages show it: quoted, control characters escaped, long values cut."""
-    text = str(value) if isinstance(value, (int, float)) else repr(str(value))
+    if isinstance(value, (int, float)):
+        text = str(value)
+    elif isinstance(value, (str, np.str_)):
+        text = repr(str(value))
+    else:  # a list, a dict, bytes: as Python writes it, quoted once
+        text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
