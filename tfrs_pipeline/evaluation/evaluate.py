@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_pipeline import signatures as named
 from tfrs_pipeline.baselines import BiasedMatrixFactorization, ease_recommender, most_popular_from_training, movie_mean
 from tfrs_pipeline.errors import CappedWarning
 from tfrs_pipeline.features.vocabulary import Vocabularies
@@ -132,11 +133,11 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     # Only the ids are kept, and only while they are scored (138k users' top 100 at 20M ratings).
     # Ranked lists are kept as catalog positions: 4 bytes a movie, not a Python string.
     catalog = pd.Index(catalog_ids.astype(str))
-    retrieved = recommender.call("retrieve", block, user_id=users, k=100, keep=("movie_ids",),
+    retrieved = recommender.call(named.RETRIEVE, block, user_id=users, k=100, keep=("movie_ids",),
                                  positions_in=catalog)["movie_ids"]
     metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test, catalog=catalog)
     del retrieved
-    served = recommender.call("serving_default", block, user_id=users, k=10, keep=("movie_ids",),
+    served = recommender.call(named.SERVING_DEFAULT, block, user_id=users, k=10, keep=("movie_ids",),
                               positions_in=catalog)["movie_ids"]
     metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,), catalog=catalog),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
@@ -185,7 +186,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     # The rating model's RMSE under its name before this release ("ranking"), read by older scripts; to be removed.
     for section in (metrics, popular, metrics["baselines"]["matrix_factorization"]):
         section["ranking"] = section["rating"]
-    if "recommend_from_history" in recommender.signatures:
+    if named.RECOMMEND_FROM_HISTORY in recommender.signatures:
         log("evaluating: cold start (test users as visitors the model never saw, from their training movies)")
         metrics["cold_start"] = cold_start_report(recommender, train, test)
     metrics["test"] = {"ratings": int(len(test)), "users": int(len(users)),
@@ -254,7 +255,7 @@ def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10
     block = rows_per_block(len(recommender.catalog), 1024)
     for start in range(0, len(users), block):
         batch = users[start : start + block]
-        candidates = recommender.call("retrieve", block, user_id=batch, k=num_candidates,
+        candidates = recommender.call(named.RETRIEVE, block, user_id=batch, k=num_candidates,
                                       keep=("movie_ids", "retrieval_scores"))
         predicted = recommender.call(recommender.ratings_signature, block, user_id=batch, movie_ids=candidates["movie_ids"],
                                      keep=("predicted_ratings",))

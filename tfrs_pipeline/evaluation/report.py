@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from tfrs_pipeline import signatures as named
 from tfrs_pipeline.baselines import BiasedMatrixFactorization, most_popular_from_training, movie_mean
 from tfrs_pipeline.ids import as_str, rows_per_block, users_of
 from tfrs_pipeline.metrics import rmse
@@ -116,7 +117,7 @@ def coverage_and_popularity(model: Recommender, train: pd.DataFrame, test: pd.Da
     catalog = model.catalog["movie_id"].to_numpy()
     counts = train["movie_id"].astype(str).value_counts().reindex(catalog).fillna(0)
     users = users_of(test)
-    served = model.call("serving_default", rows_per_block(len(catalog), 1024), user_id=users, k=k)
+    served = model.call(named.SERVING_DEFAULT, rows_per_block(len(catalog), 1024), user_id=users, k=k)
     recommended = as_str(served["movie_ids"]).ravel()
     popular = as_str(most_popular_from_training(train, catalog)(users, k, True)).ravel()
     return {

@@ -108,8 +108,8 @@ out = model.signatures["serving_default"](user_id=tf.constant(["1"]), k=tf.const
 print(out["titles"], out["predicted_ratings"])
 ```
 Signatures: `serving_default(user_id, k)`, `recommend_with_history(user_id, movie_ids, exclude_movie_ids, k)`,
-`recommend_from_history(movie_ids, k)`, `retrieve(user_id, k)`, `rank(user_id, movie_ids)`,
-`similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`. Each stage alone, beside this folder:
+`recommend_from_history(movie_ids, k)`, `retrieve(user_id, k)`, `predict_ratings(user_id, movie_ids)` (`rank`
+until the next release), `similar_movies(movie_id, k)`, `explain(user_id, movie_id, k)`, `rated_movies(user_id, k)`. Each stage alone, beside this folder:
 `../stages/query_tower/{path.name}`, `../stages/candidate_tower/{path.name}`, `../stages/index/{path.name}`,
 `../stages/ranking/{path.name}` (each `../stages/STAGE` a model base). Serve over HTTP: `tfrs-pipeline serve --model {path.parent}`.
 """
