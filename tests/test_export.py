@@ -53,6 +53,14 @@ def test_stage_signatures_have_named_inputs_and_outputs(trained):
     assert set(ranking.structured_outputs) == {"predicted_rating", "known_user", "known_movie"}
 
 
+def test_recommendation_signatures_take_the_inputs_the_server_sends(trained):
+    # The server picks each request's inputs from signatures.RECOMMEND_INPUTS, not from the model.
+    from tfrs_pipeline.signatures import RECOMMEND_INPUTS
+    signatures = tf.saved_model.load(str(trained.path)).signatures
+    for name, inputs in RECOMMEND_INPUTS.items():
+        assert set(signatures[name].structured_input_signature[1]) == {*inputs, "k"}, name
+
+
 @pytest.mark.slow
 def test_stages_give_the_same_answers_in_a_tensorflow_only_process_for_any_k(trained):
     stage = trained.model_dir.stage

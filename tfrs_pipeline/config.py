@@ -554,9 +554,9 @@ SETTINGS: dict[str, Setting] = _declared()
 #: key is in ``_ABOVE_LOW``).
 CHOICES = {key: spec.choices for key, spec in SETTINGS.items() if spec.choices}
 INT_RANGES = {key: spec.whole for key, spec in SETTINGS.items() if spec.whole}
-FLOAT_RANGES = {key: (spec.interval()[0], spec.interval()[1], spec.interval()[3]) for key, spec in SETTINGS.items()
-                if spec.real}
-_ABOVE_LOW = {key for key, spec in SETTINGS.items() if spec.real and not spec.interval()[2]}
+_INTERVALS = {key: spec.interval() for key, spec in SETTINGS.items() if spec.real}
+FLOAT_RANGES = {key: (low, high, high_allowed) for key, (low, high, _, high_allowed) in _INTERVALS.items()}
+_ABOVE_LOW = {key for key, (_, _, low_allowed, _) in _INTERVALS.items() if not low_allowed}
 
 
 def python_keywords() -> dict[str, str]:

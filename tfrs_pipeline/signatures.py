@@ -43,6 +43,13 @@ EXPLAINED_COLUMNS = {"movie_ids": "because_movie_id", "titles": "because_title",
                      "shares": "share"}
 
 
+#: The inputs (besides ``k``) each recommendation signature takes.
+RECOMMEND_INPUTS = {SERVING_DEFAULT: ("user_id",), RECOMMEND_INCLUDING_SEEN: ("user_id",),
+                    RECOMMEND_EXCLUDING: ("user_id", "exclude_movie_ids"),
+                    RECOMMEND_WITH_HISTORY: ("user_id", "movie_ids", "exclude_movie_ids"),
+                    RECOMMEND_FROM_HISTORY: ("movie_ids",)}
+
+
 def recommend_signature(*, user: bool, history: bool, exclude: bool, exclude_seen: bool = True) -> str:
     """The signature that answers a recommendation request.
 

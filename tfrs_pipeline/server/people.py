@@ -61,8 +61,7 @@ class PeopleRoutes:
         signature = recommend_signature(user=user is not None, history=history is not None, exclude=exclude is not None)
         given = {"user_id": np.array([user or ""], object), "movie_ids": np.array([history or [""]], object),
                  "exclude_movie_ids": np.array([exclude or [""]], object)}
-        takes = self._newest().signatures[signature].structured_input_signature[1]
-        inputs = {name: value for name, value in given.items() if name in takes}
+        inputs = {name: given[name] for name in named.RECOMMEND_INPUTS[signature]}
         allow_unknown = _flag(query, "allow_unknown")
         out = await self._get_call(signature, {**inputs, "k": np.int32(k)})
         known = {name: rest.jsonable(out[name][0]) for name in ("known_user", "history_known") if name in out}
