@@ -87,9 +87,9 @@ def test_each_setting_is_declared_once_and_its_options_come_from_that_declaratio
 
 
 def test_a_command_line_option_sets_its_setting():
-    from tfrs_pipeline.cli import _training_overrides, build_parser
+    from tfrs_pipeline.cli import build_parser, training_overrides
 
     args = build_parser().parse_args(["train", "--out", "m", "--user-col", "customer", "--test-fraction", "0.3",
                                       "--verbose", "--implicit", "--rating-epochs", "4"])
-    assert _training_overrides(args) == {"data.csv_user_column": "customer", "split.test_fraction": 0.3,
+    assert training_overrides(args) == {"data.csv_user_column": "customer", "split.test_fraction": 0.3,
                                          "runtime.verbose": 2, "data.implicit": True, "rating.epochs": 4}

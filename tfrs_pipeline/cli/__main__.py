@@ -1,0 +1,7 @@
+"""``python -m tfrs_pipeline.cli``: the ``tfrs-pipeline`` command."""
+
+import sys
+
+from tfrs_pipeline.cli import main
+
+sys.exit(main())
