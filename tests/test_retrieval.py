@@ -170,6 +170,44 @@ def test_history_pooling_of_users_without_history_is_zero_even_with_a_left_out_m
         assert np.isfinite(mixed).all()
 
 
+def test_histories_cut_short_in_training_pool_one_to_short_movies_of_their_own_movies():
+    from tfrs_pipeline.features.tables import UserTable
+
+    # User 1 rated movies 1..40 (a long history), user 2 rated 3 of them.
+    users = UserTable(np.zeros(3, np.int32), np.zeros(3, np.int32), np.zeros(3, np.int32),
+                      history_splits=np.array([0, 0, 40, 43]), history_values=np.r_[np.arange(1, 41), [1, 2, 3]])
+    pooling = HistoryPooling(users, num_movies=41, dim=4, dropout=0.5, short_share=1.0, short_movies=5)
+    tf.random.set_seed(0)
+    counts = np.concatenate([pooling(tf.constant([1, 2]), training=True, with_counts=True)[1].numpy()[None]
+                             for _ in range(200)])
+    assert counts[:, 0].max() <= 12 and counts[:, 0].mean() < 4.5  # about 1 to 5 of 40, not half of them
+    assert counts[:, 1].max() <= 3
+    # Evaluation and serving pool every movie, whatever the training cut.
+    assert pooling(tf.constant([1]), with_counts=True)[1].numpy().tolist() == [40.0]
+
+
+def test_short_histories_get_their_own_query_and_a_visitor_with_a_known_users_history_gets_the_same():
+    from tfrs_pipeline.retrieval.towers import QueryTower
+
+    data = load_data("synthetic:60x40x700")
+    prepared = prepare(data, data.interactions, 0.0, 1)
+    splits, values = prepared.users.history_splits, prepared.users.history_values
+    lengths = np.diff(splits)[1:]  # vocabulary row 0 is the unknown user
+    limit = int(lengths.min())  # the shortest histories are short ones
+    tower = QueryTower(prepared.vocab, prepared.users, 8, user_features=False, bias_column=True, short_history=limit,
+                       short_history_share=0.3, user_embedding=False)
+    tower.short_bias.assign(3.0)
+    user_ids = np.asarray(prepared.vocab.user_ids)
+    short, long = user_ids[np.flatnonzero(lengths <= limit)[0]], user_ids[np.flatnonzero(lengths > limit)[0]]
+    for user in (short, long):
+        row = prepared.vocab.user_ids.index(user) + 1
+        history = tf.ragged.constant([values[splits[row] : splits[row + 1]].tolist()], dtype=tf.int64)
+        known = tower(tf.constant([user])).numpy()
+        np.testing.assert_allclose(tower.query(tf.constant([""]), history).numpy(), known, atol=1e-6)
+        # The popularity bias's weight: the short-history query's own (3 here), 1 for a longer history.
+        assert known[0, -1] == pytest.approx(3.0 if user == short else 1.0)
+
+
 @pytest.mark.parametrize("temperature", [None, 0.2])
 @pytest.mark.parametrize("remove_accidental_hits", [True, False])
 @pytest.mark.parametrize("logq", [True, False])

@@ -108,6 +108,7 @@ class RetrievalModel(ScaledLossModel):
                                       normalize=config.normalize, hidden_units=tuple(config.query_hidden_units),
                                       bias_column=config.movie_bias, l2=config.l2,
                                       history_dropout=config.history_dropout, history_sample=config.history_sample,
+                                      short_history=config.short_history, short_history_share=config.short_history_share,
                                       user_embedding=config.user_embedding, name="query_tower")
         self.candidate_tower = CandidateTower(prepared.vocab, prepared.movies, config.embedding_dim,
                                               movie_features=config.movie_features, normalize=config.normalize,

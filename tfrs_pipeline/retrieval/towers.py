@@ -34,13 +34,19 @@ class QueryTower(tf.keras.Model):
         hidden_units: ReLU layers between the features and the output (none: one linear layer).
         bias_column: append a constant 1, which meets the candidate tower's movie bias.
         history_dropout: share of the history dropped at random in each training step.
+        short_history: a history of at most this many movies (a visitor's few) gets the
+            short-history query: its own projection of the pooled history and its own weight on
+            the movies' popularity bias, trained on histories cut short (0: one query for all).
+        short_history_share: share of the users of each training step whose history is cut to
+            1 to ``short_history`` movies.
         l2: L2 penalty on the id and history embeddings.
     """
 
     def __init__(self, vocab: Vocabularies, users: UserTable, dim: int, *, user_features: bool = True,
                  history_features: bool = True, normalize: bool = True, hidden_units: tuple[int, ...] = (),
                  bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0,
-                 history_sample: int = 0, user_embedding: bool = True, **kwargs) -> None:
+                 history_sample: int = 0, short_history: int = 0, short_history_share: float = 0.0,
+                 user_embedding: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
@@ -54,7 +60,13 @@ class QueryTower(tf.keras.Model):
             self.demographics = UserFeatures(vocab, users, dims=(8, 4, 8), name="demographics")
         if history_features:
             self.history_pooling = HistoryPooling(users, len(vocab.movie_ids) + 1, dim, l2=l2, dropout=history_dropout,
-                                                  sample=history_sample, name="history")
+                                                  sample=history_sample, name="history",
+                                                  short_share=short_history_share if short_history else 0.0,
+                                                  short_movies=short_history)
+        self.short_history = short_history if history_features else 0
+        # The short-history query's weight on the candidates' popularity bias, beside the others' 1.
+        if self.short_history:
+            self.short_bias = tf.Variable(1.0, name="short_history_bias_weight")
         self.project = None
         if user_features or history_features:
             layers = [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
@@ -96,7 +108,9 @@ class QueryTower(tf.keras.Model):
             parts += self.demographics(rows)
         if self.history_features:
             leave_out = None if leave_out_movie_id is None else self.movie_lookup(leave_out_movie_id)
-            parts.append(self.history_pooling(rows, leave_out, training=training))
+            pooled, counts = self.history_pooling(rows, leave_out, training=training, with_counts=True)
+            parts.append(pooled)
+            return self._output(parts, counts)
         return self._output(parts)
 
     def query(self, user_id: tf.Tensor, history: tf.RaggedTensor) -> tf.Tensor:
@@ -119,15 +133,28 @@ class QueryTower(tf.keras.Model):
             parts.append(tf.where((rows > 0)[:, None], own, mean))
         if self.user_features:
             parts += self.demographics(rows)
-        parts.append(self.history_pooling.pool(tf.cast(history, tf.int64).to_tensor(0)))
-        return self._output(parts)
+        pooled, counts = self.history_pooling.pool(tf.cast(history, tf.int64).to_tensor(0), with_counts=True)
+        parts.append(pooled)
+        return self._output(parts, counts)
 
-    def _output(self, parts: list[tf.Tensor]) -> tf.Tensor:
+    def _output(self, parts: list[tf.Tensor], counts: tf.Tensor | None = None) -> tf.Tensor:
+        """The query from its features; ``counts``: how many movies each history pools (for the
+        short-history query)."""
+        short = None
+        if self.short_history and counts is not None:
+            # Two projections in one layer: a long history's pooled mean meets the first's weights, a
+            # short one's the second's (and its own bias).
+            short = tf.cast(counts <= self.short_history, parts[-1].dtype)[:, None]
+            pooled = parts[-1]
+            parts = parts[:-1] + [(1.0 - short) * pooled, short * pooled, short]
         output = self.project(tf.concat(parts, axis=1)) if self.project is not None else parts[0]
         output = tf.cast(output, tf.float32)
         output = tf.math.l2_normalize(output, axis=1) if self.normalize else output
         if self.bias_column:
-            output = tf.concat([output, tf.ones_like(output[:, :1])], axis=1)
+            bias = tf.ones_like(output[:, :1])
+            if short is not None:
+                bias += tf.cast(short, tf.float32) * (self.short_bias - 1.0)
+            output = tf.concat([output, bias], axis=1)
         return output
 
     def known(self, user_id: tf.Tensor) -> tf.Tensor:
