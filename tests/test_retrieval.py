@@ -176,14 +176,15 @@ def test_histories_cut_short_in_training_pool_one_to_short_movies_of_their_own_m
     # User 1 rated movies 1..40 (a long history), user 2 rated 3 of them.
     users = UserTable(np.zeros(3, np.int32), np.zeros(3, np.int32), np.zeros(3, np.int32),
                       history_splits=np.array([0, 0, 40, 43]), history_values=np.r_[np.arange(1, 41), [1, 2, 3]])
-    pooling = HistoryPooling(users, num_movies=41, dim=4, dropout=0.5, short_share=1.0, short_movies=5)
+    pooling = HistoryPooling(users, num_movies=41, dim=4, dropout=0.5, short_movies=5)
     tf.random.set_seed(0)
-    counts = np.concatenate([pooling(tf.constant([1, 2]), training=True, with_counts=True)[1].numpy()[None]
+    counts = np.concatenate([pooling(tf.constant([1, 2]), training=True, with_counts=True, cut=True)[1].numpy()[None]
                              for _ in range(200)])
     assert counts[:, 0].max() <= 12 and counts[:, 0].mean() < 4.5  # about 1 to 5 of 40, not half of them
     assert counts[:, 1].max() <= 3
-    # Evaluation and serving pool every movie, whatever the training cut.
-    assert pooling(tf.constant([1]), with_counts=True)[1].numpy().tolist() == [40.0]
+    # Uncut, training drops about half; evaluation and serving pool every movie.
+    assert pooling(tf.constant([1]), training=True, with_counts=True)[1].numpy()[0] > 10
+    assert pooling(tf.constant([1]), with_counts=True, cut=True)[1].numpy().tolist() == [40.0]
 
 
 def test_short_histories_get_their_own_query_and_a_visitor_with_a_known_users_history_gets_the_same():
@@ -195,7 +196,7 @@ def test_short_histories_get_their_own_query_and_a_visitor_with_a_known_users_hi
     lengths = np.diff(splits)[1:]  # vocabulary row 0 is the unknown user
     limit = int(lengths.min())  # the shortest histories are short ones
     tower = QueryTower(prepared.vocab, prepared.users, 8, user_features=False, bias_column=True, short_history=limit,
-                       short_history_share=0.3, user_embedding=False)
+                       user_embedding=False)
     tower.short_bias.assign(3.0)
     user_ids = np.asarray(prepared.vocab.user_ids)
     short, long = user_ids[np.flatnonzero(lengths <= limit)[0]], user_ids[np.flatnonzero(lengths > limit)[0]]
@@ -206,6 +207,22 @@ def test_short_histories_get_their_own_query_and_a_visitor_with_a_known_users_hi
         np.testing.assert_allclose(tower.query(tf.constant([""]), history).numpy(), known, atol=1e-6)
         # The popularity bias's weight: the short-history query's own (3 here), 1 for a longer history.
         assert known[0, -1] == pytest.approx(3.0 if user == short else 1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("negatives", ["in-batch", "catalog"])
+@pytest.mark.parametrize("weight", [0.0, 0.3])
+def test_the_short_history_query_learns_from_cut_histories(negatives, weight):
+    from tfrs_pipeline.data.split import split_ratings
+
+    # Every user rated 50 movies and none is dropped: only a history cut short is a short one.
+    data = load_data("synthetic:100x100x5000")
+    prepared = prepare(data, split_ratings(data, SplitConfig(seed=1)).train, 0.05, 1)
+    config = RetrievalConfig(epochs=2, batch_size=512, short_history=10, short_history_weight=weight,
+                             history_dropout=0.0, negatives=negatives, refit=False)
+    tower = train_retrieval(prepared, config, verbose=0).model.query_tower
+    # Only a query from a short history reads this weight: it moves when the cut histories' loss counts.
+    assert (abs(float(tower.short_bias.numpy()) - 1.0) > 1e-4) == (weight > 0)
 
 
 @pytest.mark.parametrize("temperature", [None, 0.2])

@@ -240,9 +240,9 @@ class RetrievalConfig:
             a step's cost where heavy users rate thousands of movies.
         short_history: a history of at most this many movies (a visitor's few) gets the
             short-history query: its own projection of the pooled history and its own weight on
-            the movies' popularity bias (0: one query for every history).
-        short_history_share: share of the users of each training step whose history is cut to
-            1 to ``short_history`` movies, which the short-history query learns from.
+            the movies' popularity bias, trained on every example a second time from its user's
+            history cut to 1 to this many movies (0: one query for every history).
+        short_history_weight: the weight of that second loss beside the whole history's.
         query_hidden_units: ReLU layers of the query tower before its output layer.
         movie_bias: a learned per-movie score bias (popularity), beside the cosine.
         l2: L2 penalty on the id and history embeddings.
@@ -279,7 +279,7 @@ class RetrievalConfig:
     history_dropout: float = setting(0.5, real="[0.0, 1.0)")
     history_sample: int = setting(128, whole=(0, 1_000_000))
     short_history: int = setting(0, whole=(0, 1_000_000))
-    short_history_share: float = setting(0.3, real="[0.0, 1.0]")
+    short_history_weight: float = setting(0.3, real="[0.0, 100.0]")
     query_hidden_units: list[int] = setting(factory=list, whole=(1, 65_536))
     movie_bias: bool = True
     l2: float = setting(0.0, real="[0.0, 1.0]")

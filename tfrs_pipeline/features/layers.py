@@ -127,18 +127,16 @@ class HistoryPooling(tf.keras.layers.Layer):
         sample: while training, a history longer than this is pooled from this many of its
             movies, drawn uniformly with replacement each step (0: always all of them).
             Evaluation and serving pool every movie.
-        short_share: share of the users of each training step whose history is cut to a few
-            movies (1 to ``short_movies``, about as many kept at random), as a visitor brings it.
-        short_movies: most movies such a cut history keeps.
+        short_movies: most movies a history cut short (``cut=True`` while training) keeps: 1 to
+            this many, about as many kept at random, as a visitor brings them.
     """
 
     def __init__(self, users: UserTable, num_movies: int, dim: int, l2: float = 0.0, dropout: float = 0.0,
-                 sample: int = 0, short_share: float = 0.0, short_movies: int = 10, **kwargs) -> None:
+                 sample: int = 0, short_movies: int = 10, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_movies = num_movies
         self.dropout = dropout
         self.sample = sample
-        self.short_share = short_share
         self.short_movies = short_movies
         # Unknown lengths: set_history swaps in another history (the whole training side's, at export).
         self.splits = tf.Variable(users.history_splits, trainable=False, shape=[None], name="history_splits")
@@ -168,9 +166,10 @@ class HistoryPooling(tf.keras.layers.Layer):
         return tf.cast(tf.gather(self.splits, user_rows + 1) - tf.gather(self.splits, user_rows), tf.float32)
 
     def call(self, user_rows: tf.Tensor, leave_out_rows: tf.Tensor | None = None, training: bool = False,
-             with_counts: bool = False):
+             with_counts: bool = False, cut: bool = False):
         """Each user's mean history embedding [batch, dim] (and with ``with_counts``, how many movies
-        it pools [batch]: those kept this step while training)."""
+        it pools [batch]: those kept this step while training); ``cut``: while training, each
+        history cut to 1 to ``short_movies`` of its movies instead of losing ``dropout`` of them."""
         user_rows = tf.cast(user_rows, tf.int64)
         unique_users, position = tf.unique(user_rows)
         starts = tf.gather(self.splits, unique_users)
@@ -187,7 +186,7 @@ class HistoryPooling(tf.keras.layers.Layer):
             if self.dropout > 0:
                 # Denoising: each user's history loses a random share of its movies this step.
                 keep = tf.cast(tf.random.uniform(tf.shape(keep)) >= self.dropout, dtype)
-            if self.short_share > 0:
+            if cut:
                 keep = self._cut_short(keep, offsets)
             # One fused gather-and-sum over the kept draws; its gradient arrives with one row per
             # distinct movie (the 70k draws of a batch at 100K ratings come from at most 1,682
@@ -217,15 +216,13 @@ class HistoryPooling(tf.keras.layers.Layer):
         return (means, tf.cast(counts, tf.float32)) if with_counts else means
 
     def _cut_short(self, keep: tf.Tensor, offsets: tf.RaggedTensor) -> tf.Tensor:
-        """``keep`` with a ``short_share`` of the users' histories cut to 1 to ``short_movies`` movies
-        (each pooled movie of such a user kept with chance chosen / pooled: about that many)."""
+        """Each user's history cut to 1 to ``short_movies`` movies (each pooled movie kept with chance
+        chosen / pooled: about that many), as the 0/1 weight of each pooled movie."""
         users = offsets.nrows()
-        cut = tf.random.uniform([users]) < self.short_share
         chosen = tf.cast(tf.random.uniform([users], 1, self.short_movies + 1, tf.int64), tf.float32)
         chance = chosen / tf.maximum(tf.cast(offsets.row_lengths(), tf.float32), 1.0)
         rows = offsets.value_rowids()
-        drawn = tf.cast(tf.random.uniform(tf.shape(keep)) < tf.gather(chance, rows), keep.dtype)
-        return tf.where(tf.gather(cut, rows), drawn, keep)
+        return tf.cast(tf.random.uniform(tf.shape(keep)) < tf.gather(chance, rows), keep.dtype)
 
     def _sampled_offsets(self, lengths: tf.Tensor) -> tf.RaggedTensor:
         """Every offset of a history of at most ``sample`` movies; ``sample`` uniform draws (with

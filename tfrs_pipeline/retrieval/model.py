@@ -108,8 +108,7 @@ class RetrievalModel(ScaledLossModel):
                                       normalize=config.normalize, hidden_units=tuple(config.query_hidden_units),
                                       bias_column=config.movie_bias, l2=config.l2,
                                       history_dropout=config.history_dropout, history_sample=config.history_sample,
-                                      short_history=config.short_history, short_history_share=config.short_history_share,
-                                      user_embedding=config.user_embedding, name="query_tower")
+                                      short_history=config.short_history, user_embedding=config.user_embedding, name="query_tower")
         self.candidate_tower = CandidateTower(prepared.vocab, prepared.movies, config.embedding_dim,
                                               movie_features=config.movie_features, normalize=config.normalize,
                                               movie_bias=config.movie_bias, l2=config.l2, name="candidate_tower")
@@ -136,7 +135,11 @@ class RetrievalModel(ScaledLossModel):
             return self._in_batch_loss(features["user_id"], movie_id)
         query, candidate = self._towers(features["user_id"], movie_id, training)
         if training:
-            return self._full_softmax_loss(query, candidate, movie_id)
+            loss = self._full_softmax_loss(query, candidate, movie_id)
+            if self.query_tower.short_history:  # the short-history query's training, as in _in_batch_loss
+                cut = self.query_tower(features["user_id"], leave_out_movie_id=movie_id, training=True, cut=True)
+                loss += self.config.short_history_weight * self._full_softmax_loss(cut, candidate, movie_id)
+            return loss
         extra = {}
         if self.config.logq_correction:
             extra["candidate_sampling_probability"] = tf.gather(
@@ -155,7 +158,20 @@ class RetrievalModel(ScaledLossModel):
         distinct, positive = tf.unique(movie_id)
         probability = (tf.gather(self.sampling_probability, self.candidate_tower.rows(distinct))
                        if self.config.logq_correction else None)
-        return in_float32(lambda: self.task.in_batch_loss(query, self.candidate_tower(distinct), positive, probability))
+        # The same examples again from histories cut short: the short-history query's training,
+        # beside the whole-history query's (which keeps every example).
+        cut = (self.query_tower(user_id, leave_out_movie_id=movie_id, training=True, cut=True)
+               if self.query_tower.short_history else None)
+
+        def loss() -> tf.Tensor:
+            candidates = self.candidate_tower(distinct)
+            total = self.task.in_batch_loss(query, candidates, positive, probability)
+            if cut is not None:
+                total += self.config.short_history_weight * self.task.in_batch_loss(cut, candidates, positive,
+                                                                                    probability)
+            return total
+
+        return in_float32(loss)
 
     @tf.autograph.experimental.do_not_convert
     def _towers(self, user_id: tf.Tensor, movie_id: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:

@@ -36,17 +36,16 @@ class QueryTower(tf.keras.Model):
         history_dropout: share of the history dropped at random in each training step.
         short_history: a history of at most this many movies (a visitor's few) gets the
             short-history query: its own projection of the pooled history and its own weight on
-            the movies' popularity bias, trained on histories cut short (0: one query for all).
-        short_history_share: share of the users of each training step whose history is cut to
-            1 to ``short_history`` movies.
+            the movies' popularity bias, trained on histories cut to 1 to this many movies
+            (``call(..., cut=True)``; 0: one query for all).
         l2: L2 penalty on the id and history embeddings.
     """
 
     def __init__(self, vocab: Vocabularies, users: UserTable, dim: int, *, user_features: bool = True,
                  history_features: bool = True, normalize: bool = True, hidden_units: tuple[int, ...] = (),
                  bias_column: bool = False, l2: float = 0.0, history_dropout: float = 0.0,
-                 history_sample: int = 0, short_history: int = 0, short_history_share: float = 0.0,
-                 user_embedding: bool = True, **kwargs) -> None:
+                 history_sample: int = 0, short_history: int = 0, user_embedding: bool = True,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         l2 /= tf.distribute.get_strategy().num_replicas_in_sync  # replicas each add it; gradients are summed
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
@@ -60,9 +59,8 @@ class QueryTower(tf.keras.Model):
             self.demographics = UserFeatures(vocab, users, dims=(8, 4, 8), name="demographics")
         if history_features:
             self.history_pooling = HistoryPooling(users, len(vocab.movie_ids) + 1, dim, l2=l2, dropout=history_dropout,
-                                                  sample=history_sample, name="history",
-                                                  short_share=short_history_share if short_history else 0.0,
-                                                  short_movies=short_history)
+                                                  sample=history_sample, short_movies=short_history,
+                                                  name="history")
         self.short_history = short_history if history_features else 0
         # The short-history query's weight on the candidates' popularity bias, beside the others' 1.
         if self.short_history:
@@ -101,14 +99,17 @@ class QueryTower(tf.keras.Model):
         known = self.known(user_id)
         return tf.where(known[:, None], self(user_id), self.fallback[None, :])
 
-    def call(self, user_id: tf.Tensor, leave_out_movie_id: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
+    def call(self, user_id: tf.Tensor, leave_out_movie_id: tf.Tensor | None = None, training: bool = False,
+             cut: bool = False) -> tf.Tensor:
+        """Each user's query; ``cut``: while training, from their history cut to 1 to ``short_history``
+        movies (the short-history query's training input)."""
         rows = self.user.rows(user_id)
         parts = [self.user.embed_rows(rows)] if self.user_embedding else []
         if self.user_features:
             parts += self.demographics(rows)
         if self.history_features:
             leave_out = None if leave_out_movie_id is None else self.movie_lookup(leave_out_movie_id)
-            pooled, counts = self.history_pooling(rows, leave_out, training=training, with_counts=True)
+            pooled, counts = self.history_pooling(rows, leave_out, training=training, with_counts=True, cut=cut)
             parts.append(pooled)
             return self._output(parts, counts)
         return self._output(parts)
