@@ -136,8 +136,8 @@ class RetrievalModel(ScaledLossModel):
         query, candidate = self._towers(features["user_id"], movie_id, training)
         if training:
             loss = self._full_softmax_loss(query, candidate, movie_id)
-            if self.query_tower.short_history:  # the short-history query's training, as in _in_batch_loss
-                cut = self.query_tower(features["user_id"], leave_out_movie_id=movie_id, training=True, cut=True)
+            cut = self._cut_query(features["user_id"], movie_id)
+            if cut is not None:
                 loss += self.config.short_history_weight * self._full_softmax_loss(cut, candidate, movie_id)
             return loss
         extra = {}
@@ -158,10 +158,7 @@ class RetrievalModel(ScaledLossModel):
         distinct, positive = tf.unique(movie_id)
         probability = (tf.gather(self.sampling_probability, self.candidate_tower.rows(distinct))
                        if self.config.logq_correction else None)
-        # The same examples again from histories cut short: the short-history query's training,
-        # beside the whole-history query's (which keeps every example).
-        cut = (self.query_tower(user_id, leave_out_movie_id=movie_id, training=True, cut=True)
-               if self.query_tower.short_history else None)
+        cut = self._cut_query(user_id, movie_id)
 
         def loss() -> tf.Tensor:
             candidates = self.candidate_tower(distinct)
@@ -172,6 +169,14 @@ class RetrievalModel(ScaledLossModel):
             return total
 
         return in_float32(loss)
+
+    def _cut_query(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> tf.Tensor | None:
+        """The same examples' queries again, each from its user's history cut to 1..``short_history``
+        movies: the short-history query's training, beside the whole-history query's (which keeps every
+        example). None when ``retrieval.short_history`` is off."""
+        if not self.query_tower.short_history:
+            return None
+        return self.query_tower(user_id, leave_out_movie_id=movie_id, training=True, cut=True)
 
     @tf.autograph.experimental.do_not_convert
     def _towers(self, user_id: tf.Tensor, movie_id: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
