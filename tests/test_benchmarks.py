@@ -113,3 +113,21 @@ def test_the_gpu_check_fails_on_cpu_placement_or_figures_out_of_tolerance():
     assert _failures(drifted, has_gpu=True) == ["synthetic:100k, mixed precision: two-stage NDCG@10 0.3100 against "
                                                 "0.3000 with the default strategy (tolerance 0.005)"]
     assert _failures(drifted, has_gpu=False) == []  # on a CPU there is no GPU path to hold to it
+
+
+def test_the_visitor_bound_scores_each_test_users_5_movies_with_the_generators_own_model(tmp_path, capsys):
+    out = tmp_path / "bound.json"
+    assert main(["benchmark", "visitor-bound", "--data", "synthetic:400x150x12000", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "the generator's model from those 5 movies" in printed and "x most popular" in printed
+    popular, from_5, knowing = (results[name]["ndcg_at_10"] for name in
+                                ("most_popular_minus_5", "generator_from_5", "generator_knowing_the_user"))
+    # The truth recommends better than popularity, and better still knowing the whole user than 5 of their movies.
+    assert popular < from_5 < knowing
+    assert results["users"] > 300
+
+
+def test_the_visitor_bound_refuses_data_without_a_generator(capsys):
+    assert main(["benchmark", "visitor-bound", "--data", "csv:ratings.csv"]) != 0
+    assert "visitor-bound needs --data synthetic:SIZE" in capsys.readouterr().err

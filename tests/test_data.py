@@ -13,7 +13,7 @@ from conftest import zip_folder
 from tfrs_pipeline.cli import main
 from tfrs_pipeline.config import DataConfig
 from tfrs_pipeline.data import load_data
-from tfrs_pipeline.data.synthetic import generate, parse_size
+from tfrs_pipeline.data.synthetic import generate, parse_size, tastes
 from tfrs_pipeline.errors import DataError
 
 
@@ -52,6 +52,19 @@ def test_synthetic_is_deterministic_by_seed_and_custom_sizes_are_exact():
     pd.testing.assert_frame_equal(a.interactions, b.interactions)
     assert not a.interactions.equals(c.interactions)
     assert len(a.interactions) == 5000 and a.interactions["user_id"].nunique() == 300
+
+
+def test_the_synthetic_tastes_are_the_ones_its_ratings_were_drawn_from():
+    size, seed = parse_size("300x120x5000,seed=3")
+    data, truth = generate(size, seed), tastes(size, seed)
+    users = data.interactions["user_id"].astype(int).to_numpy() - 1
+    clusters = truth.movie_cluster[data.interactions["movie_id"].astype(int).to_numpy() - 1]
+    # Each rating's cluster is one its user prefers: well above the 1-in-24 a random cluster gets, and
+    # above what another seed's tastes make of the same ratings.
+    preference = truth.cluster_weights[users, clusters].mean()
+    assert preference > 2 / len(truth.centers)
+    other = tastes(size, seed + 1)
+    assert preference > 2 * other.cluster_weights[users, other.movie_cluster[data.interactions["movie_id"].astype(int) - 1]].mean()
 
 
 @pytest.mark.parametrize("size", ["abc", "10x10x90", "0x5x5", "100k,seed=x"])

@@ -11,6 +11,8 @@
   per epoch, peak memory per phase, export size, evaluation seconds (:mod:`.scale`).
 * ``item-item``: seconds and peak memory of the list ranker's item-item table per data set,
   one process each (:mod:`.item_item`).
+* ``visitor-bound``: on synthetic data, how well the generator's own model recommends from a
+  visitor's 5 movies: about the ceiling of ``cold_start.history_5`` there (:mod:`.visitor_bound`).
 * ``gpu``: the GPU path in one command: CPU float32, default, mixed precision and mirrored runs,
   each export reloaded in a fresh process, device placement checked (:mod:`.gpu`).
 """
@@ -27,6 +29,8 @@ from tfrs_pipeline.benchmarks.retrieval import (
 from tfrs_pipeline.benchmarks.scale import benchmark_scale, format_scale_benchmark
 from tfrs_pipeline.benchmarks.serving import benchmark_serving, format_serving_benchmark
 from tfrs_pipeline.benchmarks.two_stage import benchmark_two_stage, compare_rating_model
+from tfrs_pipeline.benchmarks.visitor_bound import benchmark_visitor_bound
 
 __all__ = ["benchmark_gpu", "benchmark_item_item", "format_gpu_benchmark", "benchmark_scale", "format_scale_benchmark", "benchmark_index", "format_index_benchmark", "benchmark_retrieval", "benchmark_serving", "benchmark_two_stage", "compare_rating_model",
-           "compare_retrieval_variants", "profile_retrieval_step", "format_retrieval_benchmark", "format_serving_benchmark"]
+           "compare_retrieval_variants", "profile_retrieval_step", "format_retrieval_benchmark", "format_serving_benchmark",
+           "benchmark_visitor_bound"]

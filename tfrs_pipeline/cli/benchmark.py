@@ -19,13 +19,16 @@ from tfrs_pipeline.errors import ConfigError
 def add_commands(commands) -> None:
     """``benchmark``."""
     benchmark = commands.add_parser("benchmark", help="print speed and quality figures (not a test)")
-    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale", "gpu", "item-item"),
+    benchmark.add_argument("benchmark", choices=("retrieval", "two-stage", "serving", "index", "scale", "gpu", "item-item",
+                                                    "visitor-bound"),
                            help="retrieval: the TFRS tutorial configuration vs ours; two-stage: the top-10 ablation of "
                                 "every stage beside EASE and most-popular; serving: milliseconds per request; index: "
                                 "brute force vs ScaNN latency and recall on synthetic catalogs; scale: the whole training run at "
                                 "growing data sizes; gpu: the GPU path proven (CPU float32, default, mixed precision, "
                                 "mirrored; reload; device placement); item-item: seconds and peak memory of the ranker's "
-                                "item-item table per data set (--sizes, or --data)")
+                                "item-item table per data set (--sizes, or --data); visitor-bound: on synthetic data, the generator's "
+                                "own model recommending from each test user's 5 most recent movies, the ceiling of "
+                                "the visitors-from-5 figure there")
     add_data_options(benchmark)
     benchmark.add_argument("--config", help="TOML configuration file of our model (default: the built-in one)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -89,6 +92,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     elif args.benchmark == "item-item":
         sources = [f"synthetic:{size}" for size in args.sizes] if args.sizes else [config.data.source]
         benchmarks.benchmark_item_item(tuple(sources), config=config, out=args.out)
+    elif args.benchmark == "visitor-bound":
+        benchmarks.benchmark_visitor_bound(config.data.source, config=config, out=args.out)
     elif args.benchmark == "gpu":
         benchmarks.benchmark_gpu(tuple(args.sizes or ("100k", "1m")), epochs=args.epochs or 2, out=args.out)
     elif args.benchmark == "index":

@@ -118,15 +118,80 @@ def _split_counts(total: int, weights: np.ndarray, low: int, high: int) -> np.nd
     return counts
 
 
-def generate(size: SyntheticSize, seed: int = 42, clusters: int = 24, dim: int = 8) -> RatingsData:
-    """Generates MovieLens-shaped ratings (1..5 stars), movies and users.
+#: A user's pick comes from the clusters they like with this chance, otherwise from the whole
+#: catalog by popularity; and with ``EXPLORE`` it is any movie, drawn uniformly, instead.
+TASTE_SHARE = 0.75
+EXPLORE = 0.05
+
+
+def _cluster_weights(rng: np.random.Generator, user_vectors: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Each user's preference over the clusters [users, clusters], rows summing to 1: their affinity
+    to each cluster's center, times a sparse random liking (most users like a few clusters)."""
+    taste = user_vectors @ centers.T / np.sqrt(user_vectors.shape[1])
+    weights = np.exp(1.8 * taste) * rng.gamma(0.5, 1.0, (len(user_vectors), len(centers)))
+    return weights / weights.sum(1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Tastes:
+    """What the generator draws each user's movies from: the ground truth a recommender estimates.
 
     Args:
-        size: numbers of users, movies and ratings (exact).
-        seed: the data depend on it alone.
-        clusters: number of taste clusters.
-        dim: dimension of the latent taste vectors behind the ratings.
+        movie_cluster: each movie's taste cluster [movies] (movie id ``i + 1`` at row ``i``).
+        popularity: each movie's popularity [movies].
+        centers: the clusters' centers in the latent space [clusters, dim].
+        cluster_weights: each user's preference over the clusters [users, clusters] (user id ``i + 1``).
     """
+
+    movie_cluster: np.ndarray
+    popularity: np.ndarray
+    centers: np.ndarray
+    cluster_weights: np.ndarray
+
+    def pick_probability(self, weights: np.ndarray, movies: np.ndarray | None = None) -> np.ndarray:
+        """The chance that one pick of a user with cluster preference ``weights`` [users, clusters] is
+        each movie [users, movies], or each of ``movies`` (rows) [users, len(movies)] (the generator's
+        first rounds; a repeat is drawn again)."""
+        movies = np.arange(len(self.popularity)) if movies is None else np.asarray(movies)
+        cluster = self.movie_cluster[movies]
+        within = self.popularity[movies] / np.bincount(self.movie_cluster, self.popularity, len(self.centers))[cluster]
+        chosen = TASTE_SHARE * weights[:, cluster] * within + (1 - TASTE_SHARE) * (
+            self.popularity[movies] / self.popularity.sum())
+        return (1 - EXPLORE) * chosen + EXPLORE / len(self.popularity)
+
+    def sample_users(self, count: int, seed: int = 0) -> np.ndarray:
+        """Cluster preferences of ``count`` new users drawn as the generator draws its users [count, clusters]."""
+        rng = np.random.default_rng(seed)
+        return _cluster_weights(rng, rng.normal(0, 1, (count, self.centers.shape[1])), self.centers)
+
+
+def tastes(size: SyntheticSize, seed: int = 42, clusters: int = 24, dim: int = 8) -> Tastes:
+    """The :class:`Tastes` behind ``generate(size, seed, clusters, dim)``'s ratings, without drawing them.
+
+    Examples:
+        >>> truth = tastes(*parse_size("100k"))
+        >>> truth.cluster_weights.shape, round(float(truth.pick_probability(truth.cluster_weights[:1]).sum()), 6)
+        ((943, 24), 1.0)
+    """
+    return _world(size, seed, clusters, dim).tastes
+
+
+@dataclass(frozen=True)
+class _World:
+    """The generator's draws before the ratings (and the random state they leave)."""
+
+    rng: np.random.Generator
+    tastes: Tastes
+    movie_vectors: np.ndarray
+    movie_bias: np.ndarray
+    year: np.ndarray
+    movies: pd.DataFrame
+    activity: np.ndarray
+    user_vectors: np.ndarray
+
+
+def _world(size: SyntheticSize, seed: int, clusters: int, dim: int) -> _World:
+    """Everything the generator draws before the ratings, in its order of draws from ``seed``."""
     rng = np.random.default_rng(seed)
     n_users, n_movies = size.users, size.movies
 
@@ -161,9 +226,25 @@ def generate(size: SyntheticSize, seed: int = 42, clusters: int = 24, dim: int =
     high = int(min(n_movies // 2, max(low + 1, size.ratings)))
     activity = _split_counts(size.ratings, rng.lognormal(0.0, 1.0, n_users), low, high)
     user_vectors = rng.normal(0, 1, (n_users, dim))
-    taste = user_vectors @ centers.T / np.sqrt(dim)  # affinity to each cluster
-    cluster_weights = np.exp(1.8 * taste) * rng.gamma(0.5, 1.0, (n_users, clusters))
-    cluster_cdf = np.cumsum(cluster_weights / cluster_weights.sum(1, keepdims=True), axis=1)
+    cluster_weights = _cluster_weights(rng, user_vectors, centers)
+    return _World(rng, Tastes(movie_cluster, popularity, centers, cluster_weights), movie_vectors, movie_bias, year,
+                  movies, activity, user_vectors)
+
+
+def generate(size: SyntheticSize, seed: int = 42, clusters: int = 24, dim: int = 8) -> RatingsData:
+    """Generates MovieLens-shaped ratings (1..5 stars), movies and users.
+
+    Args:
+        size: numbers of users, movies and ratings (exact).
+        seed: the data depend on it alone.
+        clusters: number of taste clusters.
+        dim: dimension of the latent taste vectors behind the ratings.
+    """
+    world = _world(size, seed, clusters, dim)
+    rng, truth, n_users, n_movies = world.rng, world.tastes, size.users, size.movies
+    movie_cluster, popularity, year, movies = truth.movie_cluster, truth.popularity, world.year, world.movies
+    user_vectors, movie_vectors, movie_bias, activity = world.user_vectors, world.movie_vectors, world.movie_bias, world.activity
+    cluster_cdf = np.cumsum(truth.cluster_weights, axis=1)
 
     # Within a cluster, movies are drawn by popularity: one cumulative table over movies sorted by cluster.
     by_cluster = np.argsort(movie_cluster, kind="stable")
@@ -222,7 +303,7 @@ def _sample_pairs(rng, activity, cluster_cdf, cluster_start, cluster_end, cum, b
     taken: np.ndarray | None = None  # sorted keys user * n_movies + movie already drawn
     for round_number in range(50):
         # A little uniform exploration; more in late rounds, for users whose tastes are exhausted.
-        explore = 0.05 if round_number < 3 else 0.5
+        explore = EXPLORE if round_number < 3 else 0.5
         if need.sum() == 0:
             break
         draws_per_user = np.ceil(need * 1.3).astype(np.int64) + (need > 0) * 2
@@ -230,7 +311,7 @@ def _sample_pairs(rng, activity, cluster_cdf, cluster_start, cluster_end, cum, b
         movies = np.empty(len(users), dtype=np.int64)
         for lo in range(0, len(users), 2_000_000):  # chunks bound memory at 20M ratings
             chunk = users[lo : lo + 2_000_000]
-            from_taste = rng.random(len(chunk)) < 0.75
+            from_taste = rng.random(len(chunk)) < TASTE_SHARE
             cluster = (rng.random((len(chunk), 1)) > cluster_cdf[chunk]).sum(axis=1)
             cluster = np.minimum(cluster, cluster_cdf.shape[1] - 1)
             target = cluster_start[cluster] + rng.random(len(chunk)) * (cluster_end[cluster] - cluster_start[cluster])

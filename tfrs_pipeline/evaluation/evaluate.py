@@ -198,15 +198,10 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
 COLD_START_HISTORY = 5
 
 
-def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.DataFrame) -> dict:
-    """Top-10 recall and NDCG of ``recommend_from_history`` for the test users as if the model had
-    never seen them: from their ``COLD_START_HISTORY`` most recent training movies, and from all of
-    them. The signature excludes only the movies it is given, so with 5 the list may hold movies
-    the user rated earlier (counted as misses); with all, it excludes what ``serving_default`` does.
-    """
-    users = users_of(test)
-    # Each test user's training movies, oldest first (ties in data order), as integer codes: strings
-    # are made per batch of users, not for every training rating.
+def history_reader(train: pd.DataFrame, users: np.ndarray) -> Callable[..., list[list[str]]]:
+    """``read(start, stop, last=None)``: users ``start .. stop - 1``'s (of ``users``) training movies,
+    oldest first (ties in data order), only the ``last`` most recent if given. Held as integer
+    codes: strings are made per call, for a batch of users, not for every training rating."""
     owner = id_positions(pd.Index(users), train["user_id"])
     rows = np.flatnonzero(owner >= 0)
     rows = rows[np.lexsort((train["timestamp"].to_numpy()[rows], owner[rows]))]
@@ -214,8 +209,7 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
     movie_names = np.asarray(movie_names).astype(str)
     splits = np.searchsorted(owner[rows], np.arange(len(users) + 1))
 
-    def histories(start: int, stop: int, last: int | None = None) -> list[list[str]]:
-        """Users ``start .. stop - 1``'s training movies, only the ``last`` most recent if given."""
+    def read(start: int, stop: int, last: int | None = None) -> list[list[str]]:
         chosen = []
         for user in range(start, stop):
             begin, end = splits[user], splits[user + 1]
@@ -224,6 +218,28 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
             chosen.append(movie_names[movie_codes[rows[begin:end]]].tolist())
         return chosen
 
+    return read
+
+
+def most_popular_lists(train: pd.DataFrame, histories: list[list[str]], k: int = 10) -> np.ndarray:
+    """The ``k`` most rated training movies minus each history's (ties in data order): most-popular
+    with a visitor's exclusions, for short histories (at most ``k`` movies are looked past)."""
+    movie_codes, movie_names = pd.factorize(train["movie_id"])
+    counts = pd.Series(np.bincount(movie_codes[movie_codes >= 0], minlength=len(movie_names)),
+                       index=np.asarray(movie_names).astype(str))
+    longest = max((len(history) for history in histories), default=0)
+    popular = counts.sort_values(ascending=False, kind="stable").index.to_numpy()[: k + longest]
+    return np.array([[m for m in popular if m not in set(history)][:k] for history in histories])
+
+
+def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """Top-10 recall and NDCG of ``recommend_from_history`` for the test users as if the model had
+    never seen them: from their ``COLD_START_HISTORY`` most recent training movies, and from all of
+    them. The signature excludes only the movies it is given, so with 5 the list may hold movies
+    the user rated earlier (counted as misses); with all, it excludes what ``serving_default`` does.
+    """
+    users = users_of(test)
+    histories = history_reader(train, users)
     report = {}
     for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
         with warnings.catch_warnings():  # a short list (a user who rated nearly everything) is measured as it is
@@ -232,12 +248,8 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
                                                                        k=10, arrays=True)["movie_ids"]
                                     for i in range(0, len(users), 256)])
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
-    recent = histories(0, len(users), COLD_START_HISTORY)
     # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
-    # Most rated first: value_counts of the ids as strings, from codes (same order, ties included).
-    counts = pd.Series(np.bincount(movie_codes[movie_codes >= 0], minlength=len(movie_names)), index=movie_names)
-    popular = counts.sort_values(ascending=False, kind="stable").index.to_numpy()[: 10 + COLD_START_HISTORY]
-    lists = np.array([[m for m in popular if m not in set(h)][:10] for h in recent])
+    lists = most_popular_lists(train, histories(0, len(users), COLD_START_HISTORY))
     report[f"most_popular_history_{COLD_START_HISTORY}"] = recall_and_ndcg(users, lists, test, ks=(10,))
     return report
 
