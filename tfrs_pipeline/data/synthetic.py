@@ -151,7 +151,7 @@ class Tastes:
     def pick_probability(self, weights: np.ndarray, movies: np.ndarray | None = None) -> np.ndarray:
         """The chance that one pick of a user with cluster preference ``weights`` [users, clusters] is
         each movie [users, movies], or each of ``movies`` (rows) [users, len(movies)] (the generator's
-        first rounds; a repeat is drawn again)."""
+        first rounds; a repeat is drawn again; a cluster without movies aside)."""
         movies = np.arange(len(self.popularity)) if movies is None else np.asarray(movies)
         cluster = self.movie_cluster[movies]
         within = self.popularity[movies] / np.bincount(self.movie_cluster, self.popularity, len(self.centers))[cluster]
