@@ -28,7 +28,7 @@ from tfrs_pipeline.data import load_data
 from tfrs_pipeline.data.split import split_ratings
 from tfrs_pipeline.data.synthetic import parse_size, tastes
 from tfrs_pipeline.errors import ConfigError
-from tfrs_pipeline.evaluation.evaluate import COLD_START_HISTORY, history_reader, most_popular_lists
+from tfrs_pipeline.evaluation.evaluate import COLD_START_HISTORY, TrainingHistories
 from tfrs_pipeline.ids import users_of
 from tfrs_pipeline.metrics import recall_and_ndcg
 
@@ -62,7 +62,8 @@ def benchmark_visitor_bound(source: str = "synthetic:100k", *, config: PipelineC
     if len(users) > most_users:
         users = users[np.sort(np.random.default_rng(config.runtime.seed).choice(len(users), most_users, replace=False))]
     test = split.test[split.test["user_id"].astype(str).isin(set(users))]
-    recent = history_reader(split.train, users)(0, len(users), COLD_START_HISTORY)
+    histories = TrainingHistories(split.train, users)
+    recent = histories.read(0, len(users), COLD_START_HISTORY)
     prior = truth.sample_users(prior_users, seed=config.runtime.seed)
     log(f"visitor bound on {source}: {len(users):,} test users, each from their {COLD_START_HISTORY} most recent "
         f"training movies; the posterior over their tastes from {prior_users:,} prior users")
@@ -83,7 +84,7 @@ def benchmark_visitor_bound(source: str = "synthetic:100k", *, config: PipelineC
             log(f"  {index + 1:,} of {len(users):,} users")
     results = {
         "data": source, "users": len(users), "prior_users": prior_users,
-        "most_popular_minus_5": recall_and_ndcg(users, most_popular_lists(split.train, recent), test, ks=(10,)),
+        "most_popular_minus_5": recall_and_ndcg(users, histories.most_popular_lists(recent), test, ks=(10,)),
         "generator_from_5": recall_and_ndcg(users, np.array(posterior), test, ks=(10,)),
         "generator_knowing_the_user": recall_and_ndcg(users, np.array(known), test, ks=(10,)),
         "seconds": round(time.perf_counter() - began, 1),

@@ -198,38 +198,38 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
 COLD_START_HISTORY = 5
 
 
-def history_reader(train: pd.DataFrame, users: np.ndarray) -> Callable[..., list[list[str]]]:
-    """``read(start, stop, last=None)``: users ``start .. stop - 1``'s (of ``users``) training movies,
-    oldest first (ties in data order), only the ``last`` most recent if given. Held as integer
-    codes: strings are made per call, for a batch of users, not for every training rating."""
-    owner = id_positions(pd.Index(users), train["user_id"])
-    rows = np.flatnonzero(owner >= 0)
-    rows = rows[np.lexsort((train["timestamp"].to_numpy()[rows], owner[rows]))]
-    movie_codes, movie_names = pd.factorize(train["movie_id"])
-    movie_names = np.asarray(movie_names).astype(str)
-    splits = np.searchsorted(owner[rows], np.arange(len(users) + 1))
+class TrainingHistories:
+    """Users' training movies and the training set's most rated movies, from one pass over the
+    training movie ids (held as integer codes: strings are made per call, for a batch of users,
+    not for every training rating)."""
 
-    def read(start: int, stop: int, last: int | None = None) -> list[list[str]]:
+    def __init__(self, train: pd.DataFrame, users: np.ndarray):
+        owner = id_positions(pd.Index(users), train["user_id"])
+        rows = np.flatnonzero(owner >= 0)
+        self._rows = rows[np.lexsort((train["timestamp"].to_numpy()[rows], owner[rows]))]
+        self._splits = np.searchsorted(owner[self._rows], np.arange(len(users) + 1))
+        self._codes, names = pd.factorize(train["movie_id"])
+        self._names = np.asarray(names).astype(str)
+
+    def read(self, start: int, stop: int, last: int | None = None) -> list[list[str]]:
+        """Users ``start .. stop - 1``'s (of ``users``) training movies, oldest first (ties in data
+        order), only the ``last`` most recent if given."""
         chosen = []
         for user in range(start, stop):
-            begin, end = splits[user], splits[user + 1]
+            begin, end = self._splits[user], self._splits[user + 1]
             if last:
                 begin = max(begin, end - last)
-            chosen.append(movie_names[movie_codes[rows[begin:end]]].tolist())
+            chosen.append(self._names[self._codes[self._rows[begin:end]]].tolist())
         return chosen
 
-    return read
-
-
-def most_popular_lists(train: pd.DataFrame, histories: list[list[str]], k: int = 10) -> np.ndarray:
-    """The ``k`` most rated training movies minus each history's (ties in data order): most-popular
-    with a visitor's exclusions, for short histories (at most ``k`` movies are looked past)."""
-    movie_codes, movie_names = pd.factorize(train["movie_id"])
-    counts = pd.Series(np.bincount(movie_codes[movie_codes >= 0], minlength=len(movie_names)),
-                       index=np.asarray(movie_names).astype(str))
-    longest = max((len(history) for history in histories), default=0)
-    popular = counts.sort_values(ascending=False, kind="stable").index.to_numpy()[: k + longest]
-    return np.array([[m for m in popular if m not in set(history)][:k] for history in histories])
+    def most_popular_lists(self, histories: list[list[str]], k: int = 10) -> np.ndarray:
+        """The ``k`` most rated training movies minus each history's (ties in data order):
+        most-popular with a visitor's exclusions, for short histories (at most ``k`` movies are
+        looked past)."""
+        counts = np.bincount(self._codes[self._codes >= 0], minlength=len(self._names))
+        longest = max((len(history) for history in histories), default=0)
+        popular = self._names[np.argsort(-counts, kind="stable")[: k + longest]]
+        return np.array([[m for m in popular if m not in set(history)][:k] for history in histories])
 
 
 def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.DataFrame) -> dict:
@@ -239,17 +239,17 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
     the user rated earlier (counted as misses); with all, it excludes what ``serving_default`` does.
     """
     users = users_of(test)
-    histories = history_reader(train, users)
+    histories = TrainingHistories(train, users)
     report = {}
     for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
         with warnings.catch_warnings():  # a short list (a user who rated nearly everything) is measured as it is
             warnings.simplefilter("ignore", CappedWarning)
-            lists = np.concatenate([recommender.recommend_from_history(histories(i, min(i + 256, len(users)), last),
+            lists = np.concatenate([recommender.recommend_from_history(histories.read(i, min(i + 256, len(users)), last),
                                                                        k=10, arrays=True)["movie_ids"]
                                     for i in range(0, len(users), 256)])
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
     # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
-    lists = most_popular_lists(train, histories(0, len(users), COLD_START_HISTORY))
+    lists = histories.most_popular_lists(histories.read(0, len(users), COLD_START_HISTORY))
     report[f"most_popular_history_{COLD_START_HISTORY}"] = recall_and_ndcg(users, lists, test, ks=(10,))
     return report
 
