@@ -35,16 +35,18 @@ class BiasedMatrixFactorization:
         # Distinct ids in order of first appearance, looked up without one string per rating.
         self.users_ = pd.Index(np.asarray(pd.unique(train["user_id"])).astype(str))
         self.movies_ = pd.Index(np.asarray(pd.unique(train["movie_id"])).astype(str))
-        users = id_positions(self.users_, train["user_id"])
-        movies = id_positions(self.movies_, train["movie_id"])
-        ratings = train["rating"].to_numpy(np.float64)
-        self.mean_ = float(ratings.mean())
+        # Positions as int32 and one float64 copy of the ratings, made the residual in place: at 20M
+        # ratings each array is 64 or 128 MB, and this fit ran at the evaluation's memory peak.
+        users = id_positions(self.users_, train["user_id"]).astype(np.int32)
+        movies = id_positions(self.movies_, train["movie_id"]).astype(np.int32)
+        residual = np.array(train["rating"], dtype=np.float64)  # a copy, never a view of ``train``
+        self.mean_ = float(residual.mean())
+        residual -= self.mean_
         rng = np.random.default_rng(self.seed)
         # Augmented factors: user [p_u, b_u, 1], movie [q_i, 1, b_i], so biases are solved with the factors.
         k = self.factors
         p = np.hstack([rng.normal(0, 0.1, (len(self.users_), k)), np.zeros((len(self.users_), 1)), np.ones((len(self.users_), 1))])
         q = np.hstack([rng.normal(0, 0.1, (len(self.movies_), k)), np.ones((len(self.movies_), 1)), np.zeros((len(self.movies_), 1))])
-        residual = ratings - self.mean_
         by_user = _groups(users, len(self.users_))
         by_movie = _groups(movies, len(self.movies_))
         for _ in range(self.iterations):
@@ -70,7 +72,7 @@ class BiasedMatrixFactorization:
 
 
 def _groups(index: np.ndarray, count: int) -> list[np.ndarray]:
-    order = np.argsort(index, kind="stable")
+    order = np.argsort(index, kind="stable").astype(np.int32 if len(index) < 2**31 else np.int64)
     bounds = np.searchsorted(index[order], np.arange(count + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(count)]
 
