@@ -132,3 +132,17 @@ def test_ease_with_the_session_kernel_is_closed_form_ease_of_the_mixed_co_rating
         assert [expected[np.flatnonzero(catalog == m)[0]] for m in row] == pytest.approx(np.sort(expected)[::-1][:10], rel=1e-3)
     plain = ease_recommender(train, catalog, seen)(users[:5], 10, True)
     assert (lists != plain).any()  # the kernel changes what EASE lists
+
+
+def test_the_figures_do_not_depend_on_how_many_users_each_ranking_call_holds(trained, monkeypatch):
+    from tfrs_pipeline.evaluation import evaluate
+
+    # The run measured 256 users per call (all of them at once here); 16 at a time must agree.
+    monkeypatch.setattr(evaluate, "USERS_PER_RANKING_CALL", 16)
+    metrics = evaluate.evaluate_export(trained.path, trained.split.train, trained.split.test, (0.5, 5.0),
+                                       with_ease=False, log=lambda *_: None)
+    for row in ("two-stage, as served", "two-stage, rating blend"):
+        assert metrics["ablation"][row] == pytest.approx(trained.metrics["ablation"][row], abs=1e-9)
+    for row in ("history_5", "history_all"):
+        assert metrics["cold_start"][row] == pytest.approx(trained.metrics["cold_start"][row], abs=1e-9)
+    assert metrics["cold_start"]["history_all"]["ndcg_at_10"] > 0

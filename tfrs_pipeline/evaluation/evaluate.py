@@ -43,6 +43,11 @@ from tfrs_pipeline.retrieval.index import SeenMovies
 #: The ablation's row of EASE with the session kernel (the list ranker's item-item source alone).
 SESSION_EASE = "EASE with sessions (item-item source)"
 
+#: Users per call of the signatures that rank from histories (the two stages, predicted ratings,
+#: visitors): the tensors a call holds stay with the process (see docs/training.md, Memory), and
+#: calls of 1,024 users of a 20M-rating model left it 3.0 GiB larger, calls of 256 0.8 GiB (and faster).
+USERS_PER_RANKING_CALL = 256
+
 
 def factorized_top_k_of_export(model_dir: ModelDir, test: pd.DataFrame, catalog_ids: np.ndarray,
                                ks=TOP_KS, batch: int = 4096) -> dict[str, float]:
@@ -137,7 +142,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
                                  positions_in=catalog)["movie_ids"]
     metrics["excluding_seen"] = recall_and_ndcg(users, retrieved, test, catalog=catalog)
     del retrieved
-    served = recommender.call(named.SERVING_DEFAULT, block, user_id=users, k=10, keep=("movie_ids",),
+    served = recommender.call(named.SERVING_DEFAULT, USERS_PER_RANKING_CALL, user_id=users, k=10, keep=("movie_ids",),
                               positions_in=catalog)["movie_ids"]
     metrics["pipeline"] = {**recall_and_ndcg(users, served, test, ks=(10,), catalog=catalog),
                            "rating_weight": float(recommender.model.rating_weight.numpy())}
@@ -244,9 +249,10 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
     for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
         with warnings.catch_warnings():  # a short list (a user who rated nearly everything) is measured as it is
             warnings.simplefilter("ignore", CappedWarning)
-            lists = np.concatenate([recommender.recommend_from_history(histories.read(i, min(i + 256, len(users)), last),
+            step = USERS_PER_RANKING_CALL
+            lists = np.concatenate([recommender.recommend_from_history(histories.read(i, min(i + step, len(users)), last),
                                                                        k=10, arrays=True)["movie_ids"]
-                                    for i in range(0, len(users), 256)])
+                                    for i in range(0, len(users), step)])
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
     # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
     lists = histories.most_popular_lists(histories.read(0, len(users), COLD_START_HISTORY))
@@ -269,7 +275,8 @@ def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10
         batch = users[start : start + block]
         candidates = recommender.call(named.RETRIEVE, block, user_id=batch, k=num_candidates,
                                       keep=("movie_ids", "retrieval_scores"))
-        predicted = recommender.call(recommender.ratings_signature, block, user_id=batch, movie_ids=candidates["movie_ids"],
+        predicted = recommender.call(recommender.ratings_signature, USERS_PER_RANKING_CALL, user_id=batch,
+                                     movie_ids=candidates["movie_ids"],
                                      keep=("predicted_ratings",))
         order = blend_top_k(tf.constant(candidates["retrieval_scores"]), tf.constant(predicted["predicted_ratings"]),
                             scale, weight, k)
