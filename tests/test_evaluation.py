@@ -137,7 +137,7 @@ def test_ease_with_the_session_kernel_is_closed_form_ease_of_the_mixed_co_rating
 def test_the_figures_do_not_depend_on_how_many_users_each_ranking_call_holds(trained, monkeypatch):
     from tfrs_pipeline.evaluation import evaluate
 
-    # The run measured 256 users per call (all of them at once here); 16 at a time must agree.
+    # The run's own figures were measured 256 users a call; 16 a call must give the same.
     monkeypatch.setattr(evaluate, "USERS_PER_RANKING_CALL", 16)
     metrics = evaluate.evaluate_export(trained.path, trained.split.train, trained.split.test, (0.5, 5.0),
                                        with_ease=False, log=lambda *_: None)
