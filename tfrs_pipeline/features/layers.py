@@ -183,11 +183,11 @@ class HistoryPooling(tf.keras.layers.Layer):
         keep = tf.ones(tf.shape(movies), dtype)
         self.embedding(movies[:0])  # builds the table on a first call: both branches read it directly
         if training:
-            if self.dropout > 0:
+            if cut:  # the cut replaces dropout: no mask is drawn only to be thrown away
+                keep = self._cut_short(keep, offsets)
+            elif self.dropout > 0:
                 # Denoising: each user's history loses a random share of its movies this step.
                 keep = tf.cast(tf.random.uniform(tf.shape(keep)) >= self.dropout, dtype)
-            if cut:
-                keep = self._cut_short(keep, offsets)
             # One fused gather-and-sum over the kept draws; its gradient arrives with one row per
             # distinct movie (the 70k draws of a batch at 100K ratings come from at most 1,682
             # movies), where a gather per draw would hand the optimizer 70k rows to de-duplicate.
