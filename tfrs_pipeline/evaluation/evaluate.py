@@ -149,7 +149,7 @@ def evaluate_export(model: Recommender | ModelDir | str, train: pd.DataFrame, te
     implicit = recommender.implicit
     blend = "two-stage, relevance blend" if implicit else "two-stage, rating blend"
     metrics["ablation"] = {"retrieval alone": _at_10(metrics["excluding_seen"]),
-                           blend: recall_and_ndcg(users, _rating_blend_lists(recommender, users), test, ks=(10,)),
+                           blend: recall_and_ndcg(users, _rating_blend_lists(recommender, users, block), test, ks=(10,)),
                            "two-stage, as served": _at_10(metrics["pipeline"])}
 
     popular = top_k_report(most_popular_from_training(train, catalog_ids), test, batch_users=block, catalog=catalog)
@@ -246,13 +246,14 @@ def cold_start_report(recommender: Recommender, train: pd.DataFrame, test: pd.Da
     users = users_of(test)
     histories = TrainingHistories(train, users)
     report = {}
+    calls = [(start, min(start + USERS_PER_RANKING_CALL, len(users)))
+             for start in range(0, len(users), USERS_PER_RANKING_CALL)]
     for name, last in ((f"history_{COLD_START_HISTORY}", COLD_START_HISTORY), ("history_all", None)):
         with warnings.catch_warnings():  # a short list (a user who rated nearly everything) is measured as it is
             warnings.simplefilter("ignore", CappedWarning)
-            step = USERS_PER_RANKING_CALL
-            lists = np.concatenate([recommender.recommend_from_history(histories.read(i, min(i + step, len(users)), last),
-                                                                       k=10, arrays=True)["movie_ids"]
-                                    for i in range(0, len(users), step)])
+            lists = np.concatenate([recommender.recommend_from_history(histories.read(start, stop, last), k=10,
+                                                                       arrays=True)["movie_ids"]
+                                    for start, stop in calls])
         report[name] = recall_and_ndcg(users, lists, test, ks=(10,))
     # The baseline with the same exclusions: the most rated training movies, minus the 5 given.
     lists = histories.most_popular_lists(histories.read(0, len(users), COLD_START_HISTORY))
@@ -264,13 +265,13 @@ def _at_10(numbers: dict[str, float]) -> dict[str, float]:
     return {key: value for key, value in numbers.items() if key.endswith("_at_10")}
 
 
-def _rating_blend_lists(recommender: Recommender, users: np.ndarray, k: int = 10) -> np.ndarray:
-    """The rating blend's two-stage top ``k``: candidates kept by retrieval logit + w * predicted rating."""
+def _rating_blend_lists(recommender: Recommender, users: np.ndarray, block: int, k: int = 10) -> np.ndarray:
+    """The rating blend's two-stage top ``k``: candidates kept by retrieval logit + w * predicted rating
+    (retrieval called ``block`` users at a time, the evaluation's block for whole-catalog scores)."""
     num_candidates = recommender.model_dir.read_config().serving.num_candidates
     # The blend's factors as exported.
     scale, weight = recommender.model.logit_scale, recommender.model.rating_weight
     lists = []
-    block = rows_per_block(len(recommender.catalog), 1024)
     for start in range(0, len(users), block):
         batch = users[start : start + block]
         candidates = recommender.call(named.RETRIEVE, block, user_id=batch, k=num_candidates,
